@@ -1,0 +1,38 @@
+# One command per task, the same locally and in CI.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check bench schema clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Start the gateway with GraphiQL on the embedded local UCD (data in ./.local-ucd).
+run: $(STAMP)
+	$(BIN)/ucd-gateway serve
+
+## Run the whole test suite.
+test: $(STAMP)
+	$(BIN)/pytest -q -n 2 --dist loadfile
+
+## Lint and type-check.
+check: $(STAMP)
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/mypy
+
+## Benchmarks; results are written to bench/README.md by hand from the printed tables.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## Regenerate schema/schema.graphql from the code.
+schema: $(STAMP)
+	$(BIN)/ucd-gateway schema > schema/schema.graphql
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
