@@ -1,0 +1,105 @@
+"""Errors the gateway reports to its callers.
+
+Every class carries ``extensions = {"code": ...}``; graphql-core copies the
+``extensions`` of the original exception into the GraphQL response, so a
+resolver only has to raise one of these.
+
+    GatewayError
+    ├── BadUserInput          the UCD (or the gateway) rejected the caller's input
+    ├── NotFound              the UCD has no such user
+    ├── Conflict              the new identifier already belongs to another user
+    ├── RateLimited           the UCD answered 429 after our retries (retryAfter, seconds)
+    ├── UpstreamAuth          the UCD refused the gateway's credentials (401/403)
+    ├── UpstreamUnavailable   timeout, refused or dropped connection
+    └── UpstreamError         the UCD sent an unexpected status or body
+
+Messages never contain the UCD token. A message may repeat the caller's own
+input (the UCD's texts do, e.g. "not a valid email address: sample: bad
+request"), which is fine to send back to that caller but must never be logged.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GatewayError(Exception):
+    """Base class: an error whose message and extensions are safe to show the caller."""
+
+    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions: dict[str, object] = {"code": self.code}
+
+
+class BadUserInput(GatewayError):
+    """Raised when the input is invalid (the UCD answered 400, or the gateway checked first)."""
+
+    code: ClassVar[str] = "BAD_USER_INPUT"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        if path is not None:
+            self.extensions["path"] = path
+
+
+class NotFound(GatewayError):
+    """Raised when the UCD answers 404: no user for these identifiers."""
+
+    code: ClassVar[str] = "NOT_FOUND"
+
+
+class Conflict(GatewayError):
+    """Raised when an identifier change collides with another user's identifier."""
+
+    code: ClassVar[str] = "CONFLICT"
+
+
+class RateLimited(GatewayError):
+    """Raised when the UCD still answers 429 after the client's retries."""
+
+    code: ClassVar[str] = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.extensions["retryAfter"] = retry_after
+
+
+class UpstreamAuth(GatewayError):
+    """Raised when the UCD answers 401 or 403 to the gateway's partner and token."""
+
+    code: ClassVar[str] = "UPSTREAM_AUTH"
+
+
+class UpstreamUnavailable(GatewayError):
+    """Raised when the UCD cannot be reached: timeout, refused or dropped connection."""
+
+    code: ClassVar[str] = "UPSTREAM_UNAVAILABLE"
+
+
+class UpstreamError(GatewayError):
+    """Raised when the UCD answers with an unexpected status or an unparseable body."""
+
+    code: ClassVar[str] = "UPSTREAM_ERROR"
+
+    def __init__(self, message: str, *, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+        if status is not None:
+            self.extensions["status"] = status
+
+
+__all__ = [
+    "BadUserInput",
+    "Conflict",
+    "GatewayError",
+    "NotFound",
+    "RateLimited",
+    "UpstreamAuth",
+    "UpstreamError",
+    "UpstreamUnavailable",
+]

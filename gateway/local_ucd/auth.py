@@ -1,0 +1,38 @@
+"""Partner authentication (§2.2): the checks in order, the first failure answers."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Mapping
+
+from starlette.datastructures import Headers
+
+from gateway.local_ucd.http import ACCESS_DENIED, ApiError, message_error
+
+__all__ = ["authenticate"]
+
+_PARTNER_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+def authenticate(headers: Headers, partners: Mapping[str, tuple[str, ...]]) -> str:
+    """Return the partner named by the request headers, or raise the §2.2 answer."""
+    # Starlette's Headers are case-insensitive; h11/httptools already strip surrounding
+    # whitespace, and we strip again for in-process transports.
+    partner = headers.get("x-partner-name", "").strip()
+    token = headers.get("x-request-token", "").strip()
+    if not partner:
+        raise ApiError(400, message_error("Empty Partner"))
+    if not token:
+        raise ApiError(400, message_error("Empty Token"))
+    if not _PARTNER_RE.match(partner):
+        raise ApiError(400, message_error("Partner is invalid."))
+    accepted = partners.get(partner, ())
+    # Compare against every accepted token in constant time, so the answer's timing says
+    # nothing about which token or how much of it matched.
+    matched = False
+    for candidate in accepted:
+        matched |= hmac.compare_digest(candidate.encode(), token.encode())
+    if not matched:
+        raise ApiError(403, ACCESS_DENIED)
+    return partner

@@ -1,0 +1,73 @@
+"""The gateway's configuration, read once from the environment and ``.env``.
+
+Every variable is ``UCD_GATEWAY_<FIELD>`` (case-insensitive), e.g.
+``UCD_GATEWAY_UCD_BASE_URL=https://unification.useinsider.com``. Nothing else in
+the package reads ``os.environ``: the CLI builds one ``Settings()`` at start-up and
+tests pass values in (``Settings(partner="acme", _env_file=None)``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Typed settings; ``token`` is a ``SecretStr`` so it never shows in ``repr`` or logs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="UCD_GATEWAY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- the UCD --------------------------------------------------------------------
+    # None: the embedded local UCD (data under local_ucd_data_dir) is the backend.
+    ucd_base_url: str | None = None
+    partner: str = "local"
+    token: SecretStr = SecretStr("local-dev-token")
+    local_ucd_data_dir: Path = Path(".local-ucd")
+    # Port of the sibling local UCD server in `serve` mode; 0 picks a free port.
+    local_ucd_port: int = Field(default=8765, ge=0, le=65535)
+
+    # --- the UCD client -------------------------------------------------------------
+    connect_timeout: float = Field(default=3.0, gt=0)
+    request_timeout: float = Field(default=15.0, gt=0)
+    max_concurrency: int = Field(default=16, ge=1)
+    max_connections: int = Field(default=64, ge=1)
+    max_retries: int = Field(default=2, ge=0)
+    # Longest Retry-After we are willing to sleep inside one GraphQL request.
+    max_retry_after: float = Field(default=5.0, ge=0)
+    upsert_window_ms: float = Field(default=5.0, ge=0)
+    # "aiohttp": httpx's API over aiohttp's connection pool, ~2.4x the throughput of
+    # httpx's own transport here (shared/perf-notes.md); "httpx" keeps httpx's default.
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+
+    # --- the HTTP server ------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Base URL the UCD calls back (export webhooks); default http://host:port.
+    public_url: str | None = None
+
+    # --- request limits (on by default) --------------------------------------------
+    # The UCD itself accepts 5,000,000-byte bodies; a GraphQL upsert of 1,000 users is
+    # about the same size, so the gateway allows the same.
+    max_body_bytes: int = Field(default=5_000_000, ge=1)
+    # The contract's deepest useful selection is 4 levels (mutation payload -> user ->
+    # events -> field); 10 leaves room for fragments without allowing abuse.
+    max_query_depth: int = Field(default=10, ge=1)
+    max_aliases: int = Field(default=50, ge=1)
+    max_tokens: int = Field(default=10_000, ge=1)
+
+    def webhook_base_url(self) -> str:
+        """The base URL the UCD should POST export webhooks to (no trailing slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        # 0.0.0.0 is a bind address, not one a client can call.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"

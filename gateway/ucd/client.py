@@ -1,0 +1,325 @@
+"""Typed calls to the UCD REST API, with its statuses mapped to gateway errors.
+
+The client receives an ``httpx.AsyncClient`` whose ``base_url`` is the UCD (the real
+host, a local UCD server, or an in-process ``ASGITransport``); it never creates one.
+
+Status mapping (shared/ucd-rest-api.md §2.2, §2.5, §3):
+
+    200                      parsed body (or nothing, for calls that return None)
+    400 "new identifier already has a user assigned to it"  -> Conflict
+    400 Empty Partner / Empty Token / Partner is invalid.    -> UpstreamAuth (our config)
+    400 anything else        -> BadUserInput(the UCD's text)
+    401, 403                 -> UpstreamAuth, never retried
+    404 "...: no data"       -> NotFound (profile() returns None instead)
+    404 other (unknown path) -> UpstreamError: the base URL does not point at a UCD
+    429                      -> retried after Retry-After, then RateLimited(retryAfter)
+    5xx, unexpected status, unparseable body -> UpstreamError
+    timeouts, refused or dropped connections -> UpstreamUnavailable
+
+Retries: a 429 means the UCD did not run the request (§2.6: "A 429 is never
+counted"), so every call retries it. 5xx answers and transport errors are retried
+only for calls that are safe to repeat (profile, metadata, upsert, attribute
+delete); repeating an identity change or an export could do the work twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+import orjson
+from pydantic import SecretStr
+
+from gateway.errors import (
+    BadUserInput,
+    Conflict,
+    NotFound,
+    RateLimited,
+    UpstreamAuth,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+
+logger = logging.getLogger("gateway.ucd")
+
+UPSERT_PATH: Final = "/api/user/v1/upsert"
+PROFILE_PATH: Final = "/api/user/v1/profile"
+EXPORT_PATH: Final = "/api/raw/v1/export"
+ATTRIBUTE_DELETE_PATH: Final = "/api/user/v1/attribute/delete"
+IDENTITY_PATH: Final = "/api/user/v1/identity"
+CONTACT_ANONYMIZE_PATH: Final = "/api/contact/v1/anonymize"
+USER_ANONYMIZE_PATH: Final = "/api/user/v1/anonymize"
+USER_DELETE_PATH: Final = "/api/user/v1/delete"
+METADATA_COLUMNS_PATH: Final = "/api/user/v3/metadata/columns"
+
+# §3.5.2 check 7: the only 400 that means "someone else holds this value".
+_CONFLICT_TEXT: Final = "new identifier already has a user assigned to it"
+# §2.2 checks 1-3: a 400 about the gateway's own headers, not the caller's input.
+_AUTH_400_TEXTS: Final = frozenset({"Empty Partner", "Empty Token", "Partner is invalid."})
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DataEnvelope:
+    """The per-user outcome of E1/E4: ``{"data": {"successful": {...}, "fail": {...}}}``.
+
+    ``errors`` maps the UCD's rule keys (``users.1.identifiers.*.regexp(...)``) to its
+    messages. E4 may answer ``{}`` (§3.4.4), which parses as all zero.
+    """
+
+    successful_count: int
+    fail_count: int
+    errors: dict[str, list[str]]
+
+
+class UcdClient:
+    """One object per gateway process; safe to share between requests."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        partner: str,
+        token: str | SecretStr,
+        max_concurrency: int = 16,
+        max_retries: int = 2,
+        max_retry_after: float = 5.0,
+        backoff_base: float = 0.05,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        self._http = http
+        self._partner = partner
+        self._headers: Final = {
+            "X-PARTNER-NAME": partner,
+            "X-REQUEST-TOKEN": secret,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._max_retries = max_retries
+        self._max_retry_after = max_retry_after
+        self._backoff_base = backoff_base
+        self._sleep = sleep
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        # Deliberately leaves out the headers: they hold the token.
+        return f"UcdClient(base_url={str(self._http.base_url)!r}, partner={self._partner!r})"
+
+    # --- endpoints ------------------------------------------------------------------
+
+    async def upsert(self, body: Mapping[str, Any]) -> DataEnvelope:
+        """E1: create or update users; per-user outcomes in the data envelope."""
+        return _parse_envelope(await self._call("POST", UPSERT_PATH, body, retry_safe=True))
+
+    async def profile(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """E2: one user's attributes and events; None when the UCD has no such user."""
+        try:
+            answer = await self._call("POST", PROFILE_PATH, body, retry_safe=True)
+        except NotFound:
+            return None
+        if not isinstance(answer, dict):
+            raise UpstreamError("the UCD sent a profile that is not a JSON object", status=200)
+        return answer
+
+    async def export(self, body: Mapping[str, Any]) -> None:
+        """E3: start an export; the link arrives later on the body's ``hook``."""
+        # Any 200 body is acceptable (§3.3.3 gateway note), so it is not parsed.
+        await self._call("POST", EXPORT_PATH, body, retry_safe=False, parse=False)
+
+    async def delete_attributes(self, body: Mapping[str, Any]) -> DataEnvelope:
+        """E4: delete whole attributes or array values; answers ``{}`` or the envelope."""
+        answer = await self._call("POST", ATTRIBUTE_DELETE_PATH, body, retry_safe=True)
+        return _parse_envelope(answer)
+
+    async def update_identity(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """E5: replace the value of one identifier."""
+        body = {"old_identifier": old, "new_identifier": new}
+        await self._call("PATCH", IDENTITY_PATH, body, retry_safe=False, parse=False)
+
+    async def delete_identity(self, identifiers: Mapping[str, Any]) -> None:
+        """E6: remove one identifier from its profile (a DELETE with a JSON body)."""
+        body = {"identifiers": identifiers}
+        await self._call("DELETE", IDENTITY_PATH, body, retry_safe=False, parse=False)
+
+    async def anonymize_contact(self, insider_id: str) -> None:
+        """E7: delete the PII of the user with this insider_id."""
+        body = {"insider_id": insider_id}
+        await self._call("POST", CONTACT_ANONYMIZE_PATH, body, retry_safe=False, parse=False)
+
+    async def anonymize_user(self, body: Mapping[str, Any]) -> None:
+        """E8: delete the PII of the user given by identifiers (or insider_id)."""
+        await self._call("POST", USER_ANONYMIZE_PATH, body, retry_safe=False, parse=False)
+
+    async def delete_user(self, body: Mapping[str, Any]) -> None:
+        """E9: delete a user profile and all its data."""
+        await self._call("POST", USER_DELETE_PATH, body, retry_safe=False, parse=False)
+
+    async def metadata_columns(self, table: str) -> list[dict[str, Any]]:
+        """E10: the partner's attribute columns (``contacts``) or events (``events``)."""
+        answer = await self._call("POST", METADATA_COLUMNS_PATH, {"table": table}, retry_safe=True)
+        if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+            raise UpstreamError("the UCD sent metadata that is not a list of objects", status=200)
+        return answer
+
+    # --- the one request path ---------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        retry_safe: bool,
+        parse: bool = True,
+    ) -> Any:
+        content = orjson.dumps(body)
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(method, path, content)
+            except httpx.TransportError as exc:
+                if retry_safe and attempt < self._max_retries:
+                    await self._backoff(attempt, path, type(exc).__name__)
+                    attempt += 1
+                    continue
+                raise _unavailable(method, path, exc) from exc
+
+            status = response.status_code
+            if status == 429:
+                retry_after = _retry_after_seconds(response)
+                # Honour Retry-After, but never sleep longer than the cap inside one
+                # GraphQL request: past the cap the caller is better served by the error.
+                if attempt < self._max_retries and retry_after <= self._max_retry_after:
+                    logger.warning(
+                        "UCD rate limited %s %s; retrying in %d s", method, path, retry_after
+                    )
+                    await self._sleep(retry_after)
+                    attempt += 1
+                    continue
+                raise RateLimited(
+                    f"the UCD is rate limiting {method} {path}; retry after {retry_after} s",
+                    retry_after=retry_after,
+                )
+            if status >= 500 and retry_safe and attempt < self._max_retries:
+                await self._backoff(attempt, path, f"HTTP {status}")
+                attempt += 1
+                continue
+            return _answer(method, path, response, parse=parse)
+
+    async def _send(self, method: str, path: str, content: bytes) -> httpx.Response:
+        async with self._semaphore:
+            self.calls += 1
+            return await self._http.request(method, path, content=content, headers=self._headers)
+
+    async def _backoff(self, attempt: int, path: str, reason: str) -> None:
+        # Exponential backoff with full jitter: 0..base, 0..2*base, 0..4*base ...
+        delay = random.uniform(0, self._backoff_base * 2**attempt)
+        logger.warning("UCD call to %s failed (%s); retry %d", path, reason, attempt + 1)
+        await self._sleep(delay)
+
+
+def _answer(method: str, path: str, response: httpx.Response, *, parse: bool) -> Any:
+    """Map one final (not retried) response to a parsed body or a gateway error."""
+    status = response.status_code
+    if status == 200:
+        return _json(response) if parse else None
+    if status in (401, 403):
+        logger.error("the UCD refused the gateway's credentials (HTTP %d) on %s", status, path)
+        raise UpstreamAuth(f"the UCD refused the gateway's credentials (HTTP {status})")
+    text = _error_text(response)
+    if status == 400:
+        if text is not None and _CONFLICT_TEXT in text:
+            raise Conflict(text)
+        if text in _AUTH_400_TEXTS:
+            logger.error("the UCD rejected the gateway's partner headers on %s", path)
+            raise UpstreamAuth(f"the UCD rejected the gateway's partner headers: {text}")
+        raise BadUserInput(text or "the UCD rejected the request")
+    if status == 404 and text is not None and text.endswith(": no data"):
+        raise NotFound(text)
+    # Only the status is logged: a UCD body may echo personal data from the request.
+    logger.error("unexpected UCD answer: HTTP %d on %s %s", status, method, path)
+    raise UpstreamError(f"the UCD answered HTTP {status} to {method} {path}", status=status)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        logger.error("the UCD sent a body that is not JSON (HTTP %d)", response.status_code)
+        raise UpstreamError(
+            "the UCD sent a body that is not JSON", status=response.status_code
+        ) from None
+
+
+def _error_text(response: httpx.Response) -> str | None:
+    """The text of a Go-style ``{"error"}`` or a ``{"success": false, "message"}`` body."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(body, dict):
+        for key in ("error", "message"):
+            value = body.get(key)
+            if isinstance(value, str):
+                return value
+    return None
+
+
+def _retry_after_seconds(response: httpx.Response) -> int:
+    """Whole seconds from ``Retry-After`` (§2.6: whole seconds, minimum 1); 1 if absent."""
+    raw = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        # The HTTP-date form is legal but neither UCD sends it; wait the minimum.
+        return 1
+    if not math.isfinite(seconds):
+        return 1
+    return max(1, math.ceil(seconds))
+
+
+def _unavailable(method: str, path: str, exc: httpx.TransportError) -> UpstreamUnavailable:
+    if isinstance(exc, httpx.TimeoutException):
+        what = "did not answer in time"
+    elif isinstance(exc, httpx.ConnectError):
+        what = "refused the connection"
+    else:
+        what = "dropped the connection"
+    logger.error("UCD %s on %s %s (%s)", what, method, path, type(exc).__name__)
+    return UpstreamUnavailable(f"the UCD {what} ({method} {path})")
+
+
+def _parse_envelope(answer: Any) -> DataEnvelope:
+    """Parse E1/E4's data envelope; ``{}`` (E4, §3.4.4) means nothing to report."""
+    if answer == {}:
+        return DataEnvelope(successful_count=0, fail_count=0, errors={})
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, dict):
+        raise UpstreamError("the UCD sent a body without a data envelope", status=200)
+    successful = data.get("successful") or {}
+    fail = data.get("fail") or {}
+    if not isinstance(successful, dict) or not isinstance(fail, dict):
+        raise UpstreamError("the UCD sent a malformed data envelope", status=200)
+    errors = fail.get("errors") or {}
+    ok_count = successful.get("count", 0)
+    fail_count = fail.get("count", 0)
+    if (
+        not isinstance(ok_count, int)
+        or not isinstance(fail_count, int)
+        or not isinstance(errors, dict)
+        or not all(
+            isinstance(messages, list) and all(isinstance(m, str) for m in messages)
+            for messages in errors.values()
+        )
+    ):
+        raise UpstreamError("the UCD sent a malformed data envelope", status=200)
+    return DataEnvelope(successful_count=ok_count, fail_count=fail_count, errors=errors)

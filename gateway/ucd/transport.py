@@ -1,0 +1,41 @@
+"""The one place that builds the pooled ``httpx.AsyncClient`` the gateway talks to the UCD with.
+
+The code speaks httpx everywhere (``AsyncClient``, ``MockTransport`` and ``ASGITransport``
+in tests); only the production transport underneath is chosen here. httpx-aiohttp's
+transport keeps httpx's API and runs requests on aiohttp's connection pool, which
+measured ~2.4x the requests/s of httpx's default transport on these machines
+(shared/perf-notes.md); ``UCD_GATEWAY_HTTP_TRANSPORT=httpx`` switches back.
+"""
+
+from __future__ import annotations
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from gateway.settings import Settings
+
+
+def build_http_client(settings: Settings, *, base_url: str | None = None) -> httpx.AsyncClient:
+    """A pooled client for the UCD at ``base_url`` (default: ``settings.ucd_base_url``).
+
+    The caller owns the client and must ``aclose()`` it.
+    """
+    url = base_url if base_url is not None else settings.ucd_base_url
+    if url is None:
+        raise ValueError("no UCD base URL: pass base_url for the embedded local UCD")
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=30.0,
+    )
+    timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
+    transport: httpx.AsyncBaseTransport
+    if settings.http_transport == "aiohttp":
+        transport = AiohttpTransport(limits=limits)
+    else:
+        transport = httpx.AsyncHTTPTransport(limits=limits)
+    # Redirects are never followed: a UCD answer is final, and a redirect would carry
+    # the partner token to wherever it points.
+    return httpx.AsyncClient(
+        base_url=url, transport=transport, timeout=timeout, follow_redirects=False
+    )
