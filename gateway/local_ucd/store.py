@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import queue
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -232,7 +231,6 @@ class Store:
         self._all_read_conns: list[sqlite3.Connection] = []
         self._write_lock = asyncio.Lock()
         self._rw = _ReadersWriterLock()
-        self._thread_lock = threading.Lock()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -262,19 +260,24 @@ class Store:
         return conn
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._writer is not None and self._write_executor is not None:
-            writer = self._writer
+        """Wait for work still running in the threads, then close every connection.
+
+        A cancelled request does not stop its worker thread, so the executors are shut
+        down (waiting) *before* any connection is closed: closing a connection another
+        thread is still using can crash the interpreter.
+        """
+        write_executor, read_executor = self._write_executor, self._read_executor
+        self._write_executor = self._read_executor = None
+        for executor in (write_executor, read_executor):
+            if executor is not None:
+                await asyncio.to_thread(executor.shutdown, wait=True)
+        if self._writer is not None:
+            self._writer.close()
             self._writer = None
-            await loop.run_in_executor(self._write_executor, writer.close)
         for conn in self._all_read_conns:
             conn.close()
         self._all_read_conns.clear()
         self._read_conns = queue.SimpleQueue()
-        for executor in (self._write_executor, self._read_executor):
-            if executor is not None:
-                executor.shutdown(wait=True)
-        self._write_executor = self._read_executor = None
 
     # -- transactions -----------------------------------------------------------------
 
