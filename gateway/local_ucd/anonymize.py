@@ -1,16 +1,62 @@
-"""TEMPORARY placeholder written by the lead so the app imports; its owner replaces it."""
+"""E7/E8 — delete a user's PII (§3.7).
+
+``POST /api/contact/v1/anonymize`` names the user by ``insider_id``; ``POST
+/api/user/v1/anonymize`` by identifiers (or a top-level ``insider_id``, which wins).
+
+The PII set is fixed [LOCAL]: the default attributes of :data:`PII_ATTRIBUTES` and the
+``email`` / ``phone_number`` identifiers. The profile, its ``insider_id``, ``uuid``, custom
+identifiers, other attributes and events stay. Anonymizing twice is a successful no-op.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
-from gateway.local_ucd.http import UNKNOWN_ERROR, ApiError
+from gateway.local_ucd.erasure import (
+    PII_ATTRIBUTES,
+    PII_IDENTIFIER_KINDS,
+    erase_profile,
+    parse_user_identity,
+    profile_finder,
+)
+from gateway.local_ucd.http import ApiError
+from gateway.local_ucd.identifiers import resolve_insider_id
 from gateway.local_ucd.services import UcdRequest
+
+__all__ = ["handle_anonymize_contact", "handle_anonymize_user"]
+
+_DELETE_ATTRIBUTES = (
+    "DELETE FROM attributes WHERE profile_pk = ? AND custom = 0 AND name IN (?, ?, ?, ?, ?, ?, ?)"
+)
+_DELETE_IDENTIFIERS = "DELETE FROM identifiers WHERE profile_pk = ? AND kind IN (?, ?)"
+assert _DELETE_ATTRIBUTES.count("?") == 1 + len(PII_ATTRIBUTES)
+assert _DELETE_IDENTIFIERS.count("?") == 1 + len(PII_IDENTIFIER_KINDS)
 
 
 async def handle_anonymize_contact(req: UcdRequest) -> Any:
-    raise ApiError(500, UNKNOWN_ERROR)
+    """E7: the user is given by ``insider_id`` (an alias resolves to its survivor)."""
+    insider_id = req.body.get("insider_id")
+    if not isinstance(insider_id, str) or not insider_id:
+        raise ApiError.bad_request("insider_id must be defined")
+    req.admit("anonymize")
+    partner = req.partner
+
+    def find(conn: sqlite3.Connection) -> int | None:
+        return resolve_insider_id(conn, partner, insider_id)
+
+    await erase_profile(req, find, _erase_pii)
+    return {}
 
 
 async def handle_anonymize_user(req: UcdRequest) -> Any:
-    raise ApiError(500, UNKNOWN_ERROR)
+    """E8: the user is given by identifiers, or by a top-level ``insider_id``, which wins."""
+    parsed = await parse_user_identity(req)
+    req.admit("anonymize")
+    await erase_profile(req, profile_finder(req.partner, parsed), _erase_pii)
+    return {}
+
+
+def _erase_pii(conn: sqlite3.Connection, profile_pk: int) -> None:
+    conn.execute(_DELETE_ATTRIBUTES, (profile_pk, *PII_ATTRIBUTES))
+    conn.execute(_DELETE_IDENTIFIERS, (profile_pk, *PII_IDENTIFIER_KINDS))

@@ -1,0 +1,145 @@
+"""Erasure (§4.9): the steps shared by anonymize (E7/E8) and delete user (E9).
+
+    store.erase(fn)                      one transaction, secure_delete=ON, then
+      fn: find the profile (404 if none)     wal_checkpoint(TRUNCATE) under an exclusive
+          collect its insider_id + aliases    lock, so no reader can keep the WAL alive
+          run the endpoint's deletions
+          exports.withdraw_for(...)       export files holding the user leave the database
+    after the commit:
+      unlink the withdrawn files         their URLs already answer 404 (rows are gone)
+      exports.note_erasure(...)          a running export job rebuilds its file (§3.3.3)
+      callbacks.discard(...)             no pending error callback about the profile
+
+Not-found is raised *inside* the transaction: it rolls back and ``erase`` skips the
+checkpoint, so a 404 costs no WAL truncation. Erased values are never logged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.local_ucd.http import ApiError
+from gateway.local_ucd.identifiers import (
+    ParsedIdentity,
+    is_custom_attribute,
+    lookup_profile,
+    parse_identity,
+)
+from gateway.local_ucd.services import UcdRequest
+
+__all__ = [
+    "PII_ATTRIBUTES",
+    "PII_IDENTIFIER_KINDS",
+    "Erased",
+    "erase_profile",
+    "insider_ids_of",
+    "parse_user_identity",
+    "profile_finder",
+]
+
+#: Default attributes deleted by anonymize (§3.7.2), by their stored (write) names.
+PII_ATTRIBUTES: tuple[str, ...] = (
+    "name",
+    "surname",
+    "gender",
+    "birthday",
+    "age",
+    "city",
+    "country",
+)
+#: Identifier kinds deleted by anonymize (§3.7.2); uuid and custom identifiers stay.
+PII_IDENTIFIER_KINDS: tuple[str, ...] = ("email", "phone_number")
+
+#: Finds the profile inside the erasure transaction: its key, or ``None`` (→ 404).
+Finder = Callable[[sqlite3.Connection], int | None]
+#: Runs the endpoint's deletions on the profile key, inside the erasure transaction.
+Eraser = Callable[[sqlite3.Connection, int], None]
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What one erasure did: the ids that named the profile and the files it withdrew."""
+
+    insider_ids: tuple[str, ...]
+    files: tuple[Path, ...]
+
+
+def insider_ids_of(conn: sqlite3.Connection, partner: str, profile_pk: int) -> tuple[str, ...]:
+    """The profile's own ``insider_id`` followed by every alias that points to it."""
+    row = conn.execute(
+        "SELECT insider_id FROM profiles WHERE pk = ? AND partner = ?", (profile_pk, partner)
+    ).fetchone()
+    own = [] if row is None else [str(row[0])]
+    aliases = [
+        str(alias)
+        for (alias,) in conn.execute(
+            "SELECT insider_id FROM aliases WHERE partner = ? AND profile_pk = ?"
+            " ORDER BY insider_id",
+            (partner, profile_pk),
+        )
+    ]
+    return (*own, *aliases)
+
+
+async def parse_user_identity(req: UcdRequest) -> ParsedIdentity:
+    """E8/E9 request-level identity checks (§3.7.1): 400 with the first §3.1.3 message.
+
+    The custom-attribute check needs the partner's catalogue; it is read (one snapshot)
+    only when the body names custom identifiers.
+    """
+    body = req.body
+    raw = body.get("identifiers")
+    custom = raw.get("custom") if isinstance(raw, Mapping) else None
+    if isinstance(custom, Mapping) and custom:
+        names = [name for name in custom if isinstance(name, str)]
+        partner = req.partner
+
+        def custom_attributes(conn: sqlite3.Connection) -> frozenset[str]:
+            return frozenset(name for name in names if is_custom_attribute(conn, partner, name))
+
+        taken = await req.services.store.read(custom_attributes)
+        parsed = parse_identity(body, taken.__contains__)
+    else:
+        parsed = parse_identity(body, _no_custom_attribute)
+    if parsed.issues:
+        raise ApiError.bad_request(parsed.issues[0].message)
+    return parsed
+
+
+def _no_custom_attribute(name: str) -> bool:
+    return False
+
+
+def profile_finder(partner: str, parsed: ParsedIdentity) -> Finder:
+    """§4.3 lookup of the user named by ``parsed`` (``insider_id`` first)."""
+
+    def find(conn: sqlite3.Connection) -> int | None:
+        return lookup_profile(conn, partner, parsed.insider_id, parsed.identifiers)
+
+    return find
+
+
+async def erase_profile(req: UcdRequest, find: Finder, erase: Eraser) -> Erased:
+    """Run one erasure with every guarantee of §4.9; raise the 404 when no profile matches."""
+    services = req.services
+    partner = req.partner
+
+    def run(conn: sqlite3.Connection) -> Erased:
+        profile_pk = find(conn)
+        if profile_pk is None:
+            raise ApiError.not_found()  # rolls the transaction back; no checkpoint runs
+        insider_ids = insider_ids_of(conn, partner, profile_pk)
+        erase(conn, profile_pk)
+        files = services.exports.withdraw_for(conn, partner, insider_ids)
+        return Erased(insider_ids, tuple(files))
+
+    erased = await services.store.erase(run)
+    for path in erased.files:
+        # The rows are gone with the commit, so the URL already answers 404; the bytes go now.
+        path.unlink(missing_ok=True)
+    services.exports.note_erasure(partner, erased.insider_ids)
+    services.callbacks.discard(partner, erased.insider_ids)
+    return erased
