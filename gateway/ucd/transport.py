@@ -9,10 +9,32 @@ measured ~2.4x the requests/s of httpx's default transport on these machines
 
 from __future__ import annotations
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.settings import Settings
+
+
+class UcdAiohttpTransport(AiohttpTransport):
+    """httpx-aiohttp's transport, with connection failures reported as httpx reports them.
+
+    httpx-aiohttp maps both a refused connection (``ClientConnectorError``) and a
+    connection dropped mid-answer (``ServerDisconnectedError``) to
+    ``httpx.ConnectTimeout``, so the UCD client would call both a timeout. httpx's
+    own transport raises ``ConnectError`` and ``RemoteProtocolError``; so does this one.
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.ConnectTimeout as exc:
+            cause = exc.__cause__
+            if isinstance(cause, aiohttp.ServerDisconnectedError):
+                raise httpx.RemoteProtocolError(str(exc), request=request) from cause
+            if isinstance(cause, aiohttp.ClientConnectorError):
+                raise httpx.ConnectError(str(exc), request=request) from cause
+            raise
 
 
 def build_http_client(settings: Settings, *, base_url: str | None = None) -> httpx.AsyncClient:
@@ -31,7 +53,7 @@ def build_http_client(settings: Settings, *, base_url: str | None = None) -> htt
     timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
     transport: httpx.AsyncBaseTransport
     if settings.http_transport == "aiohttp":
-        transport = AiohttpTransport(limits=limits)
+        transport = UcdAiohttpTransport(limits=limits)
     else:
         transport = httpx.AsyncHTTPTransport(limits=limits)
     # Redirects are never followed: a UCD answer is final, and a redirect would carry

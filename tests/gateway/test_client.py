@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -23,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.settings import Settings
 from gateway.ucd.client import DataEnvelope, UcdClient
+from gateway.ucd.transport import build_http_client
 
 TOKEN = "s3cret-token-value"
 BASE_URL = "http://ucd.test"
@@ -184,8 +187,10 @@ async def test_metadata_columns_returns_the_array() -> None:
 
 async def test_export_accepts_any_200_body() -> None:
     """§3.3.3: Insider answers either {} or {"url": ...} or nothing; none is parsed."""
-    client, _ = make_client(Script(httpx.Response(200, content=b"")))
-    assert await client.export({"format": "csv"}) is None
+    script = Script(httpx.Response(200, content=b""))
+    client, _ = make_client(script)
+    await client.export({"format": "csv"})  # no UpstreamError for the empty body
+    assert len(script.requests) == 1
 
 
 # --- the data envelope -----------------------------------------------------------------
@@ -544,3 +549,69 @@ async def test_logs_carry_neither_the_token_nor_the_callers_input(
     assert caplog.records, "the retry and the failure are logged"
     assert "ada@example.com" not in caplog.text
     assert TOKEN not in caplog.text
+
+
+# --- the production transports, over real sockets --------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def tcp_server(behaviour: str) -> AsyncIterator[str]:
+    """A loopback server that misbehaves: ``drop`` closes after the request, ``silent``
+    never answers (until the test ends). Yields its base URL."""
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if behaviour == "silent":
+            await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        done.set()
+        await asyncio.sleep(0.01)  # let the handlers close their connections
+        server.close()
+        await server.wait_closed()
+
+
+def free_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize(
+    ("behaviour", "words"),
+    [
+        pytest.param("drop", "dropped the connection", id="dropped"),
+        pytest.param("silent", "did not answer in time", id="timeout"),
+        pytest.param("refuse", "refused the connection", id="refused"),
+    ],
+)
+async def test_both_transports_report_network_failures_alike(
+    transport: Literal["aiohttp", "httpx"], behaviour: str, words: str
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, http_transport=transport, request_timeout=0.3, connect_timeout=0.3
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if behaviour == "refuse":
+            url = free_port_url()
+        else:
+            url = await stack.enter_async_context(tcp_server(behaviour))
+        http = build_http_client(settings, base_url=url)
+        stack.push_async_callback(http.aclose)
+        client = UcdClient(http, partner="acme", token=TOKEN, max_retries=0)
+        with pytest.raises(UpstreamUnavailable) as info:
+            await client.profile(PROFILE)
+    assert words in info.value.message
+
+
+async def test_build_http_client_needs_a_url_in_embedded_mode() -> None:
+    with pytest.raises(ValueError, match="base URL"):
+        build_http_client(Settings(_env_file=None))  # type: ignore[call-arg]
