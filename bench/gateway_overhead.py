@@ -1,0 +1,237 @@
+"""Gateway overhead: a selective profile query through the gateway vs the same call sent
+straight to the local UCD, in the same run.
+
+Each server runs under uvicorn in its own process (one worker each) on loopback, so the
+load generator and the servers do not share a GIL. The load generator (aiohttp, in this
+process) keeps a few connections busy for a fixed number of requests per target:
+
+* ``local UCD direct``: POST /api/user/v1/profile asking for two attributes;
+* ``gateway (aiohttp transport)``: ``{ user(key: {uuid}) { name email } }``, which the
+  gateway turns into that same profile call;
+* ``gateway (httpx transport)``: the same, with httpx's default transport underneath,
+  to keep the transport choice of gateway/ucd/transport.py measured.
+
+``run()`` returns the figures and prints a markdown table. ``python -m bench.gateway_overhead``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import socket
+import statistics
+import tempfile
+import time
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import aiohttp
+import orjson
+from pydantic import SecretStr
+
+PARTNER = "bench"
+TOKEN = "bench-token"
+HEADERS = {"X-PARTNER-NAME": PARTNER, "X-REQUEST-TOKEN": TOKEN, "Content-Type": "application/json"}
+USER_UUID = "bench-user-1"
+PROFILE_BODY = {"identifiers": {"uuid": USER_UUID}, "attributes": ["name", "email"]}
+QUERY = "query($u: String!) { user(key: {uuid: $u}) { name email } }"
+
+CONNECTIONS = 8
+REQUESTS = 3000
+WARMUP = 300
+
+
+# --- servers (each in its own process) ----------------------------------------------------
+
+
+def _listen() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    return sock
+
+
+def _serve_local_ucd(data_dir: str, ready: Queue[int]) -> None:
+    import uvicorn
+
+    from gateway.local_ucd.app import create_local_ucd_app
+    from gateway.local_ucd.config import LocalUcdConfig
+
+    sock = _listen()
+    port = sock.getsockname()[1]
+    config = LocalUcdConfig(port=port, data_dir=Path(data_dir), partners={PARTNER: (TOKEN,)})
+    app = create_local_ucd_app(config)
+    ready.put(port)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")).run(
+        sockets=[sock]
+    )
+
+
+def _serve_gateway(ucd_url: str, transport: str, ready: Queue[int]) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    sock = _listen()
+    port = sock.getsockname()[1]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        ucd_base_url=ucd_url,
+        partner=PARTNER,
+        token=SecretStr(TOKEN),
+        port=port,
+        http_transport=cast(Literal["aiohttp", "httpx"], transport),
+    )
+    ready.put(port)
+    uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
+    ).run(sockets=[sock])
+
+
+# --- load ---------------------------------------------------------------------------------
+
+
+async def _wait_ready(session: aiohttp.ClientSession, url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(url) as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+async def _load(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], total: int
+) -> tuple[list[float], float]:
+    """``total`` POSTs over ``CONNECTIONS`` workers; latencies (s) and wall time (s)."""
+    latencies: list[float] = []
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                payload = await response.read()
+                if response.status != 200 or b'"errors"' in payload:
+                    raise RuntimeError(f"{url} answered {response.status}: {payload[:200]!r}")
+            latencies.append(time.perf_counter() - start)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    return latencies, time.perf_counter() - began
+
+
+def _figures(latencies: list[float], wall: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "rps": len(ordered) / wall,
+    }
+
+
+async def _measure(ucd_port: int, gateway_ports: dict[str, int]) -> dict[str, dict[str, float]]:
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        ucd = f"http://127.0.0.1:{ucd_port}"
+        await _wait_ready(session, f"{ucd}/healthz")
+        for port in gateway_ports.values():
+            await _wait_ready(session, f"http://127.0.0.1:{port}/healthz")
+        seed = {
+            "users": [
+                {
+                    "identifiers": {"uuid": USER_UUID, "email": "bench@example.com"},
+                    "attributes": {"name": "Bench"},
+                }
+            ]
+        }
+        async with session.post(
+            f"{ucd}/api/user/v1/upsert", data=orjson.dumps(seed), headers=HEADERS
+        ) as response:
+            if response.status != 200:
+                raise RuntimeError(f"seeding failed: {response.status} {await response.text()}")
+
+        targets: dict[str, tuple[str, bytes, dict[str, str]]] = {
+            "local UCD direct (profile call)": (
+                f"{ucd}/api/user/v1/profile",
+                orjson.dumps(PROFILE_BODY),
+                HEADERS,
+            ),
+        }
+        graphql = orjson.dumps({"query": QUERY, "variables": {"u": USER_UUID}})
+        for name, port in gateway_ports.items():
+            targets[f"gateway, {name} transport (GraphQL)"] = (
+                f"http://127.0.0.1:{port}/graphql",
+                graphql,
+                {"Content-Type": "application/json"},
+            )
+        results: dict[str, dict[str, float]] = {}
+        for name, (url, body, headers) in targets.items():
+            await _load(session, url, body, headers, WARMUP)
+            latencies, wall = await _load(session, url, body, headers, REQUESTS)
+            results[name] = _figures(latencies, wall)
+        return results
+
+
+def run() -> dict[str, Any]:
+    """Start the servers, measure every target, stop them; print and return the figures."""
+    context = multiprocessing.get_context("spawn")
+    processes: list[multiprocessing.process.BaseProcess] = []
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as data_dir:
+        try:
+            ready: Queue[int] = context.Queue()
+            ucd_proc: multiprocessing.process.BaseProcess = context.Process(
+                target=_serve_local_ucd, args=(data_dir, ready), daemon=True
+            )
+            ucd_proc.start()
+            processes.append(ucd_proc)
+            ucd_port = ready.get(timeout=30)
+            gateway_ports: dict[str, int] = {}
+            for transport in ("aiohttp", "httpx"):
+                proc: multiprocessing.process.BaseProcess = context.Process(
+                    target=_serve_gateway,
+                    args=(f"http://127.0.0.1:{ucd_port}", transport, ready),
+                    daemon=True,
+                )
+                proc.start()
+                processes.append(proc)
+                gateway_ports[transport] = ready.get(timeout=30)
+            results = asyncio.run(_measure(ucd_port, gateway_ports))
+        finally:
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.join(timeout=10)
+    report = {
+        "connections": CONNECTIONS,
+        "requests": REQUESTS,
+        "results": results,
+    }
+    print(_table(report))
+    return report
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [
+        f"Gateway overhead: {report['requests']} requests per row after a warm-up, "
+        f"{report['connections']} connections, one uvicorn worker per server, loopback.",
+        "",
+        "| target | p50 ms | p99 ms | requests/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, fig in report["results"].items():
+        lines.append(f"| {name} | {fig['p50_ms']:.2f} | {fig['p99_ms']:.2f} | {fig['rps']:,.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,254 @@
+"""The gateway's ASGI application: GraphQL at /graphql, health probes and the export webhook.
+
+``create_app(settings, *, http_client=None)`` is the one place that builds things.
+Its lifespan owns, in opening order (closed in reverse):
+
+1. the embedded local UCD (``gateway.embedded``), when no UCD URL is configured and no
+   client is given: a sibling uvicorn server on 127.0.0.1 in this process and event
+   loop, so the gateway reaches it over real HTTP exactly as it reaches Insider's host;
+2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
+3. the ``UcdClient``, the export job registry and the upsert coalescer (flushed on
+   shutdown, so no accepted write is lost).
+
+Limits are on by default, each with its own clear answer (``gateway.limits``): a body
+over ``max_body_bytes`` gets HTTP 413 before anything parses it; query depth, aliases
+and tokens are GraphQL errors from strawberry's limiter extensions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import strawberry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from gateway.api.context import build_context
+from gateway.api.schema import build_schema
+from gateway.coalesce import UpsertCoalescer
+from gateway.embedded import run_local_ucd
+from gateway.errors import GatewayError
+from gateway.exports import ExportJobs
+from gateway.limits import BodySizeLimit, code_request_errors, schema_extensions
+from gateway.settings import Settings
+from gateway.ucd.client import UcdClient
+from gateway.ucd.transport import build_http_client
+
+logger = logging.getLogger("gateway.app")
+
+
+class JSONResponse(Response):
+    """Starlette's JSONResponse with orjson: faster, and the same bytes for the same data."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+# --- the runtime the lifespan builds -------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """What the lifespan opened; the routes and the GraphQL context read it."""
+
+    settings: Settings
+    ucd: UcdClient
+    exports: ExportJobs
+    upserts: UpsertCoalescer
+    ucd_base_url: str
+
+
+class _RuntimeSlot:
+    """Holds the Runtime between lifespan start and stop; a clear error outside of it."""
+
+    def __init__(self) -> None:
+        self.value: Runtime | None = None
+
+    def get(self) -> Runtime:
+        if self.value is None:
+            raise RuntimeError("the gateway app is used outside of its lifespan")
+        return self.value
+
+
+# --- log filters -------------------------------------------------------------------
+
+
+class _DropStrawberryErrorLogs(logging.Filter):
+    """Strawberry logs every GraphQL error with its message, and messages may echo the
+    caller's input (emails, phone numbers). The gateway logs what it needs itself:
+    unexpected errors with an error id, UCD failures by status and path."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+class _RedactHookTokens(logging.Filter):
+    """The export webhook's path carries its capability token; access logs get a stand-in.
+
+    uvicorn's access record args are (client, method, path, http_version, status).
+    """
+
+    _token = re.compile(r"(/hooks/exports/[^/?]+/)[^/?]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            path = record.args[2]
+            if isinstance(path, str) and "/hooks/exports/" in path:
+                redacted = self._token.sub(r"\1<token>", path)
+                record.args = (*record.args[:2], redacted, *record.args[3:])
+        return True
+
+
+def _install_log_filters() -> None:
+    """Process-wide, installed once: see the two filter classes for why."""
+    for name, kind in (
+        ("strawberry.execution", _DropStrawberryErrorLogs),
+        ("uvicorn.access", _RedactHookTokens),
+    ):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in target.filters):
+            target.addFilter(kind())
+
+
+# --- GraphQL -------------------------------------------------------------------------
+
+
+class GatewayGraphQL(GraphQL[Any, None]):
+    """Strawberry's ASGI view with a per-request context and orjson bodies."""
+
+    def __init__(self, schema: strawberry.Schema, slot: _RuntimeSlot) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self._slot = slot
+
+    async def get_context(self, request: Any, response: Any) -> Any:
+        # Per request: dataloaders bind the running loop and must not leak data
+        # between callers (style.md #6).
+        runtime = self._slot.get()
+        return await build_context(
+            ucd=runtime.ucd,
+            exports=runtime.exports,
+            upserts=runtime.upserts,
+            settings=runtime.settings,
+        )
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        if result.errors:
+            code_request_errors(result.errors)
+        return await super().process_result(request, result)
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _readyz(slot: _RuntimeSlot) -> Callable[[Request], Any]:
+    async def readyz(request: Request) -> Response:
+        try:
+            await slot.get().ucd.metadata_columns("contacts")
+        except GatewayError as exc:
+            return JSONResponse({"status": "unavailable", "code": exc.code}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return readyz
+
+
+def _export_hook(slot: _RuntimeSlot) -> Callable[[Request], Any]:
+    async def export_hook(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return JSONResponse({"error": 'body must be {"url": <http(s) URL>}'}, status_code=400)
+        job_id = request.path_params["job_id"]
+        if not slot.get().exports.mark_ready(job_id, request.path_params["token"], url):
+            # Unknown job and wrong token look the same, so the route reveals nothing.
+            return JSONResponse({"error": "not found"}, status_code=404)
+        logger.info("export job %s is ready", job_id)
+        return JSONResponse({})
+
+    return export_hook
+
+
+# --- the app ---------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> Starlette:
+    """The gateway as an ASGI app; ``http_client`` (with the UCD as base_url) is used as is."""
+    _install_log_filters()
+    slot = _RuntimeSlot()
+    schema = build_schema()
+    # The limits depend on settings, so they are added to the schema built by the API
+    # layer rather than fixed inside it.
+    schema.extensions = (*schema.extensions, *schema_extensions(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if http_client is not None:
+                http = http_client
+            else:
+                base_url = settings.ucd_base_url
+                if base_url is None:
+                    base_url = await stack.enter_async_context(run_local_ucd(settings))
+                http = build_http_client(settings, base_url=base_url)
+                stack.push_async_callback(http.aclose)
+            ucd = UcdClient(
+                http,
+                partner=settings.partner,
+                token=settings.token,
+                max_concurrency=settings.max_concurrency,
+                max_retries=settings.max_retries,
+                max_retry_after=settings.max_retry_after,
+            )
+            upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
+            stack.push_async_callback(upserts.aclose)
+            slot.value = Runtime(
+                settings=settings,
+                ucd=ucd,
+                exports=ExportJobs(settings.webhook_base_url()),
+                upserts=upserts,
+                ucd_base_url=str(http.base_url),
+            )
+            logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)
+            try:
+                yield
+            finally:
+                slot.value = None
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", GatewayGraphQL(schema, slot), methods=["GET", "POST"]),
+            Route("/healthz", _healthz, methods=["GET"]),
+            Route("/readyz", _readyz(slot), methods=["GET"]),
+            Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.runtime = slot
+    return app

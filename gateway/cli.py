@@ -1,0 +1,307 @@
+"""The ``ucd-gateway`` command (also ``python -m gateway``).
+
+    ucd-gateway [serve]            the gateway (default), on the embedded local UCD unless
+                                   UCD_GATEWAY_UCD_BASE_URL is set
+    ucd-gateway local-ucd          only the local UCD, for other clients
+    ucd-gateway schema             print the GraphQL SDL
+    ucd-gateway seed --users N     demo users, events and segments into the local UCD
+
+Configuration errors end with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import httpx
+import uvicorn
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from gateway.demo_data import SEGMENTS, demo_users
+from gateway.embedded import EmbeddedUcdError
+from gateway.errors import GatewayError
+from gateway.local_ucd.app import create_local_ucd_app
+from gateway.local_ucd.config import ConfigError, LocalUcdConfig
+from gateway.local_ucd.testing import LocalUcdTransport
+from gateway.settings import Settings
+from gateway.ucd.client import UcdClient
+
+EXIT_CONFIG = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class ConfigurationError(Exception):
+    """A setting or argument the command cannot run with; the message is one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command = args.command or "serve"
+    try:
+        if command == "serve":
+            return _serve(args)
+        if command == "local-ucd":
+            return _local_ucd(args)
+        if command == "schema":
+            return _schema()
+        return _seed(args)
+    except ConfigurationError as exc:
+        print(f"ucd-gateway {command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ucd-gateway",
+        description="GraphQL gateway in front of Insider's UCD REST API, with a local UCD.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway (the default)")
+    serve.add_argument("--host", help="bind address (default: UCD_GATEWAY_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: UCD_GATEWAY_PORT or 8000)")
+
+    local = commands.add_parser("local-ucd", help="run only the local UCD")
+    local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    local.add_argument("--data", type=Path, help="data folder (default: the gateway's)")
+    local.add_argument("--strict-limits", action="store_true", help="enforce the UCD's rate limits")
+
+    commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+
+    seed = commands.add_parser("seed", help="load demo users into the local UCD")
+    seed.add_argument("--users", type=int, default=1000, help="number of users (default 1000)")
+    seed.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    seed.add_argument("--data", type=Path, help="local UCD data folder (default: the gateway's)")
+    seed.add_argument("--ucd-url", help="seed a running local UCD at this URL instead")
+    seed.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = Settings()
+        return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "UCD_GATEWAY_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+
+    settings = _settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+    _configure_logging()
+    sock = _bind(settings.host, settings.port)
+    # With port 0 the webhook base URL needs the port actually bound.
+    settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
+        )
+    )
+
+    async def run() -> None:
+        # The app's lifespan runs here rather than in uvicorn, so a start-up failure
+        # (e.g. the embedded local UCD's port is taken) is one line, not a traceback.
+        lifespan = app.router.lifespan_context(app)
+        try:
+            await lifespan.__aenter__()
+        except (EmbeddedUcdError, OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(f"cannot start: {exc}") from None
+        try:
+            print(
+                f"ucd-gateway: GraphiQL on http://{settings.host}:{settings.port}/graphql",
+                flush=True,
+            )
+            await server.serve(sockets=[sock])
+        finally:
+            await lifespan.__aexit__(None, None, None)
+
+    try:
+        asyncio.run(run())
+    finally:
+        sock.close()
+    return 0
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # httpx logs every request at INFO; uvicorn's access log already covers ours.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind here so a taken port is one clear line, not uvicorn's traceback and exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+# --- local-ucd -----------------------------------------------------------------------------
+
+
+def _local_ucd_config(
+    settings: Settings, *, host: str, port: int, data: Path | None, strict: bool = False
+) -> LocalUcdConfig:
+    try:
+        return LocalUcdConfig(
+            host=host,
+            port=port,
+            data_dir=data if data is not None else settings.local_ucd_data_dir,
+            partners={settings.partner: (settings.token.get_secret_value(),)},
+            strict_rate_limits=strict,
+        ).validated()
+    except ConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _local_ucd(args: argparse.Namespace) -> int:
+    settings = _settings()
+    # Validate before binding, so a bad --port or --data is reported as such.
+    _local_ucd_config(
+        settings, host=args.host, port=args.port, data=args.data, strict=args.strict_limits
+    )
+    sock = _bind(args.host, args.port)
+    port = sock.getsockname()[1]
+    # The real port is needed for the export links the local UCD hands out.
+    config = _local_ucd_config(
+        settings, host=args.host, port=port, data=args.data, strict=args.strict_limits
+    )
+    app = create_local_ucd_app(config)
+    _configure_logging()
+
+    async def run() -> None:
+        server = uvicorn.Server(
+            uvicorn.Config(app, lifespan="off", log_level="info", server_header=False)
+        )
+        # The lifespan (store, workers) runs here rather than in uvicorn, so a data
+        # folder that cannot be opened is reported as one line.
+        try:
+            lifespan = app.router.lifespan_context(app)
+            await lifespan.__aenter__()
+        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            raise ConfigurationError(
+                f"cannot open the data folder {config.data_dir}: {exc}"
+            ) from None
+        try:
+            print(
+                f"local UCD on {config.base_url}\n"
+                f"  partner: {settings.partner}\n"
+                f"  token:   {settings.token.get_secret_value()}\n"
+                f"  data:    {config.data_dir}",
+                flush=True,
+            )
+            await server.serve(sockets=[sock])
+        finally:
+            await lifespan.__aexit__(None, None, None)
+
+    try:
+        asyncio.run(run())
+    finally:
+        sock.close()
+    return 0
+
+
+# --- schema --------------------------------------------------------------------------------
+
+
+def _schema() -> int:
+    from gateway.api.schema import build_schema
+
+    sys.stdout.write(build_schema().as_str().rstrip("\n") + "\n")
+    return 0
+
+
+# --- seed ----------------------------------------------------------------------------------
+
+
+def _seed(args: argparse.Namespace) -> int:
+    if args.users < 1:
+        raise ConfigurationError("--users must be at least 1")
+    settings = _settings()
+
+    async def run() -> tuple[int, int, list[int]]:
+        async with _seed_target(settings, args) as http:
+            ucd = UcdClient(http, partner=settings.partner, token=settings.token)
+            ok = failed = 0
+            with tqdm(total=args.users, unit="user", disable=args.no_progress) as bar:
+                batch: list[dict[str, object]] = []
+                for user in demo_users(args.users, seed=args.seed):
+                    batch.append(user)
+                    if len(batch) == 1000:
+                        envelope = await ucd.upsert({"users": batch})
+                        ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
+                        bar.update(len(batch))
+                        batch = []
+                if batch:
+                    envelope = await ucd.upsert({"users": batch})
+                    ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
+                    bar.update(len(batch))
+            headers = {
+                "X-PARTNER-NAME": settings.partner,
+                "X-REQUEST-TOKEN": settings.token.get_secret_value(),
+            }
+            listed = await http.get("/api/local/v1/segments", headers=headers)
+            listed.raise_for_status()
+            # Seeding again must not pile up copies of the demo segments.
+            existing = {s["name"]: s["segment_id"] for s in listed.json()["segments"]}
+            segment_ids = []
+            for segment in SEGMENTS:
+                if segment["name"] in existing:
+                    segment_ids.append(int(existing[segment["name"]]))
+                    continue
+                answer = await http.post("/api/local/v1/segments", json=segment, headers=headers)
+                answer.raise_for_status()
+                segment_ids.append(int(answer.json()["segment_id"]))
+            return ok, failed, segment_ids
+
+    try:
+        ok, failed, segment_ids = asyncio.run(run())
+    except (GatewayError, httpx.HTTPError) as exc:
+        print(f"ucd-gateway seed: the UCD refused the demo data: {exc}", file=sys.stderr)
+        return 1
+    print(f"seeded {ok} users ({failed} failed); segments {', '.join(map(str, segment_ids))}")
+    return 0 if failed == 0 else 1
+
+
+@contextlib.asynccontextmanager
+async def _seed_target(
+    settings: Settings, args: argparse.Namespace
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the UCD to seed: a running one, or the data folder in-process."""
+    if args.ucd_url:
+        async with httpx.AsyncClient(base_url=args.ucd_url, timeout=60.0) as http:
+            yield http
+        return
+    config = _local_ucd_config(settings, host="127.0.0.1", port=0, data=args.data)
+    app = create_local_ucd_app(config)
+    async with app.router.lifespan_context(app):
+        transport = LocalUcdTransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://local-ucd") as http:
+            yield http

@@ -1,0 +1,224 @@
+"""The gateway app over HTTP: probes, webhook, what is logged, GraphiQL, lifespan.
+
+Limits and masking are in test_limits.py, the embedded local UCD in test_embedded.py;
+both use the small harness here (``gateway``, ``graphql``, ``settings``, ``runtime``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
+
+from gateway.app import Runtime, create_app
+from gateway.exports import ExportStatus
+from gateway.settings import Settings
+
+Handler = Callable[[httpx.Request], httpx.Response]
+PROFILE = {"attributes": {"iid": "iid-1", "name": "Ada", "email": "ada@example.com"}}
+
+
+def ucd_answer(request: httpx.Request) -> httpx.Response:
+    """A well-behaved UCD: metadata for /readyz, one profile for everything else."""
+    if request.url.path == "/api/user/v3/metadata/columns":
+        return httpx.Response(200, json=[{"key": "iid", "display_name": "Profile ID"}])
+    return httpx.Response(200, json=PROFILE)
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"ucd_base_url": "http://ucd.test", "max_retries": 0}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    handler: Handler = ucd_answer, **overrides: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Starlette]]:
+    upstream = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://ucd")
+    app = create_app(settings(**overrides), http_client=upstream)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            yield client, app
+    await upstream.aclose()
+
+
+def runtime(app: Starlette) -> Runtime:
+    return app.state.runtime.get()  # type: ignore[no-any-return]
+
+
+async def graphql(client: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
+    response = await client.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    return orjson.loads(response.content)  # type: ignore[no-any-return]
+
+
+USER_QUERY = '{ user(key: {uuid: "u-1"}) { insiderId name } }'
+
+
+# --- probes ----------------------------------------------------------------------------
+
+
+async def test_healthz_answers_without_asking_the_ucd() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500)
+
+    async with gateway(handler) as (client, _):
+        response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert calls == []
+
+
+async def test_readyz_is_200_when_the_ucd_answers() -> None:
+    async with gateway() as (client, _):
+        response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        pytest.param(httpx.Response(403, json={"success": False}), "UPSTREAM_AUTH", id="auth"),
+        pytest.param(httpx.Response(500), "UPSTREAM_ERROR", id="error"),
+        pytest.param(httpx.ConnectError("refused"), "UPSTREAM_UNAVAILABLE", id="down"),
+    ],
+)
+async def test_readyz_is_503_with_the_error_code_when_the_ucd_fails(
+    answer: httpx.Response | Exception, code: str
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async with gateway(handler) as (client, _):
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "code": code}
+
+
+# --- export webhook --------------------------------------------------------------------
+
+
+async def test_webhook_with_the_right_token_marks_the_job_ready() -> None:
+    async with gateway() as (client, app):
+        exports = runtime(app).exports
+        job = exports.create(format="csv", segment_id="1")
+        hook = exports.hook_url(job)
+        assert hook.startswith("http://127.0.0.1:8000/hooks/exports/")
+        link = "http://ucd/exports/local/p/0123.csv"
+        response = await client.post(httpx.URL(hook).path, json={"url": link})
+        assert response.status_code == 200
+        got = exports.get(job.id)
+    assert got is not None
+    assert got.status is ExportStatus.READY
+    assert got.url == link
+
+
+@pytest.mark.parametrize("which", ["wrong-token", "unknown-job"])
+async def test_webhook_with_a_wrong_token_or_job_is_404(which: str) -> None:
+    async with gateway() as (client, app):
+        job = runtime(app).exports.create(format="csv", segment_id="1")
+        job_id, token = (job.id, "x" * 43) if which == "wrong-token" else ("nope", job.token)
+        response = await client.post(f"/hooks/exports/{job_id}/{token}", json={"url": "http://x/y"})
+        assert response.status_code == 404
+        assert job.status is ExportStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"not json", id="not-json"),
+        pytest.param(b"{}", id="no-url"),
+        pytest.param(b'{"url": 5}', id="url-not-string"),
+        pytest.param(b'{"url": "file:///etc/passwd"}', id="not-http"),
+        pytest.param(b'["http://x"]', id="array"),
+    ],
+)
+async def test_webhook_with_a_bad_body_is_400(body: bytes) -> None:
+    async with gateway() as (client, app):
+        job = runtime(app).exports.create(format="csv", segment_id="1")
+        response = await client.post(f"/hooks/exports/{job.id}/{job.token}", content=body)
+        assert response.status_code == 400
+        assert job.status is ExportStatus.PENDING
+
+
+# --- logs --------------------------------------------------------------------------------
+
+
+async def test_the_ucds_message_reaches_the_caller_but_not_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = "not a valid email address: ada@@example.com: bad request"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": text})
+
+    caplog.set_level(logging.DEBUG)
+    async with gateway(handler) as (client, _):
+        body = await graphql(client, '{ user(key: {uuid: "ada@@example.com"}) { name } }')
+    (error,) = body["errors"]
+    assert error["message"] == text
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "ada@@example.com" not in caplog.text
+
+
+def test_access_log_lines_hide_the_webhook_token() -> None:
+    create_app(settings())
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", "/hooks/exports/job-1/s3cr3t-token", "1.1", 200),
+        None,
+    )
+    assert logging.getLogger("uvicorn.access").filter(record)
+    message = record.getMessage()
+    assert "s3cr3t-token" not in message
+    assert "/hooks/exports/job-1/<token>" in message
+
+
+# --- GraphiQL and lifespan ----------------------------------------------------------------
+
+
+async def test_browsers_get_graphiql() -> None:
+    async with gateway() as (client, _):
+        response = await client.get("/graphql", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "graphiql" in response.text.lower()
+
+
+async def test_a_given_http_client_is_used_and_left_open() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return ucd_answer(request)
+
+    upstream = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://ucd")
+    app = create_app(settings(partner="acme"), http_client=upstream)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            await graphql(client, USER_QUERY)
+    assert not upstream.is_closed
+    assert [r.url.path for r in seen] == ["/api/user/v1/profile"]
+    assert seen[0].headers["X-PARTNER-NAME"] == "acme"
+    await upstream.aclose()

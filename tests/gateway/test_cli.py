@@ -1,0 +1,176 @@
+"""The ucd-gateway command: schema, local-ucd, seed, and clear configuration errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from asgi_lifespan import LifespanManager
+
+from gateway.app import create_app
+from gateway.cli import main
+from gateway.demo_data import SEGMENTS, demo_users
+from gateway.local_ucd.app import create_local_ucd_app
+from gateway.local_ucd.config import LocalUcdConfig
+from gateway.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No developer .env or UCD_GATEWAY_* variable may reach the command."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.upper().startswith("UCD_GATEWAY_"):
+            monkeypatch.delenv(name)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m gateway ...`` in a child process, as a user would run it."""
+    return subprocess.run(  # noqa: S603  # our own interpreter and module
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+def test_schema_prints_the_sdl(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    sdl = capsys.readouterr().out
+    assert "type Query {" in sdl
+    assert "upsertUsers(input: UpsertUsersInput!): UpsertUsersPayload!" in sdl
+    assert sdl.endswith("}\n")
+
+
+# --- configuration errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        pytest.param(("local-ucd", "--port", "70000"), {}, "port must be", id="port"),
+        pytest.param(
+            ("local-ucd", "--data", "a-file"), {}, "exists and is not a folder", id="data-file"
+        ),
+        pytest.param(
+            ("local-ucd",), {"UCD_GATEWAY_PARTNER": "Not Valid"}, "partner name", id="partner"
+        ),
+        pytest.param(("serve",), {"UCD_GATEWAY_PORT": "many"}, "UCD_GATEWAY_PORT", id="env"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], words: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert words in lines[0]
+    assert lines[0].startswith(f"ucd-gateway {args[0]}: ")
+
+
+def test_local_ucd_serves_and_prints_how_to_reach_it(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "gateway", "local-ucd", "--port", "0", "--data", "ucd"]
+    with subprocess.Popen(  # noqa: S603  # our own interpreter and module
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            banner = [process.stdout.readline() for _ in range(3)]
+            base_url = banner[0].split(" on ", 1)[1].strip()
+            assert base_url.startswith("http://127.0.0.1:")
+            assert banner[1].split() == ["partner:", "local"]
+            assert banner[2].split() == ["token:", "local-dev-token"]
+            health = httpx.get(f"{base_url}/healthz", timeout=5)
+            assert health.json() == {"status": "ok"}
+            columns = httpx.post(
+                f"{base_url}/api/user/v3/metadata/columns",
+                json={"table": "contacts"},
+                headers={"X-PARTNER-NAME": "local", "X-REQUEST-TOKEN": "local-dev-token"},
+                timeout=5,
+            )
+            assert columns.status_code == 200
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert (tmp_path / "ucd" / "ucd.sqlite3").exists()
+
+
+# --- seed ----------------------------------------------------------------------------------
+
+
+async def test_seed_writes_users_that_can_be_read_back_through_the_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "ucd"
+    # main() runs its own event loop: run it in a worker thread from this async test.
+    code = await asyncio.to_thread(
+        main, ["seed", "--users", "25", "--seed", "7", "--data", str(data), "--no-progress"]
+    )
+    assert code == 0
+    assert "seeded 25 users (0 failed); segments 2, 3" in capsys.readouterr().out
+
+    expected = list(demo_users(25, seed=7))[11]
+    uuid = expected["identifiers"]["uuid"]  # type: ignore[index]
+    local = create_local_ucd_app(LocalUcdConfig(data_dir=data))
+    async with LifespanManager(local) as ucd:
+        upstream = httpx.AsyncClient(
+            transport=httpx.ASGITransport(ucd.app), base_url="http://local-ucd"
+        )
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        gateway = create_app(settings, http_client=upstream)
+        async with LifespanManager(gateway) as gw:
+            transport = httpx.ASGITransport(gw.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                response = await client.post(
+                    "/graphql",
+                    json={
+                        "query": "query($u: String!) { user(key: {uuid: $u}) "
+                        '{ email name city attribute(name: "tier", custom: true) { value } } }',
+                        "variables": {"u": uuid},
+                    },
+                )
+                segments = await upstream.get(
+                    "/api/local/v1/segments",
+                    headers={"X-PARTNER-NAME": "local", "X-REQUEST-TOKEN": "local-dev-token"},
+                )
+        await upstream.aclose()
+    user = orjson.loads(response.content)["data"]["user"]
+    attributes = expected["attributes"]
+    assert isinstance(attributes, dict)
+    assert user == {
+        "email": expected["identifiers"]["email"],  # type: ignore[index]
+        "name": attributes["name"],
+        "city": attributes["city"],
+        "attribute": {"value": attributes["custom"]["tier"]},
+    }
+    names = [s["name"] for s in segments.json()["segments"]]
+    assert names == ["All users", *(s["name"] for s in SEGMENTS)]
+
+
+def test_seed_again_reuses_the_demo_segments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["seed", "--users", "3", "--data", str(tmp_path / "ucd"), "--no-progress"]
+    assert main(args) == 0
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["seeded 3 users (0 failed); segments 2, 3"] * 2
+
+
+def test_seed_refuses_zero_users(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["seed", "--users", "0"]) == 2
+    assert "--users must be at least 1" in capsys.readouterr().err

@@ -1,0 +1,176 @@
+"""Request limits and their answers over HTTP: body size, query depth, aliases, tokens,
+the parser and validation caches, error codes and masking (gateway/limits.py)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway.test_app import USER_QUERY, gateway, graphql
+
+# --- size and query limits ---------------------------------------------------------------
+
+
+async def test_body_over_the_limit_is_413_before_parsing() -> None:
+    async with gateway(max_body_bytes=200) as (client, _):
+        query = "{ " + "__typename " * 30 + "}"
+        response = await client.post("/graphql", json={"query": query})
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    (error,) = response.json()["errors"]
+    assert error["extensions"] == {"code": "PAYLOAD_TOO_LARGE"}
+    assert "200 bytes" in error["message"]
+
+
+async def test_chunked_body_over_the_limit_is_413() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ '
+        for _ in range(50):
+            yield b"__typename "
+        yield b'}"}'
+
+    async with gateway(max_body_bytes=200) as (client, _):
+        response = await client.post(
+            "/graphql", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 413
+
+
+async def test_chunked_body_under_the_limit_reaches_graphql() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ __typename }"}'
+
+    async with gateway(max_body_bytes=200) as (client, _):
+        response = await client.post(
+            "/graphql", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 200
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_query_deeper_than_the_limit_is_refused() -> None:
+    query = '{ user(key: {uuid: "u"}) { events(names: ["x"]) { name } } }'
+    async with gateway(max_query_depth=1) as (client, _):
+        assert "errors" not in await graphql(client, USER_QUERY)  # depth 1 is allowed
+        body = await graphql(client, query)
+    (error,) = body["errors"]
+    assert "exceeds maximum operation depth of 1" in error["message"]
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    assert body["data"] is None
+
+
+async def test_too_many_aliases_are_refused() -> None:
+    aliases = " ".join(f'u{i}: user(key: {{uuid: "u{i}"}}) {{ name }}' for i in range(4))
+    async with gateway(max_aliases=3) as (client, _):
+        body = await graphql(client, "{ " + aliases + " }")
+    (error,) = body["errors"]
+    assert error["message"] == "4 aliases found. Allowed: 3"
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+
+
+async def test_too_many_tokens_are_refused() -> None:
+    async with gateway(max_tokens=10) as (client, _):
+        body = await graphql(client, USER_QUERY)
+    (error,) = body["errors"]
+    assert "Document contains more than 10 tokens" in error["message"]
+    assert error["extensions"] == {"code": "GRAPHQL_PARSE_FAILED"}
+
+
+async def test_queries_within_the_default_limits_run() -> None:
+    async with gateway() as (client, _):
+        body = await graphql(client, USER_QUERY)
+    assert body == {"data": {"user": {"insiderId": "iid-1", "name": "Ada"}}}
+
+
+async def test_parser_and_validation_caches_are_on() -> None:
+    async with gateway() as (_, app):
+        schema = app.routes[0].endpoint.schema  # type: ignore[attr-defined]
+        names = {getattr(ext, "__name__", "") for ext in schema.extensions}
+    assert {"ParserCache", "ValidationCache"} <= names
+
+
+async def test_repeated_queries_hit_the_validation_cache() -> None:
+    """The limit rules are built once per app; per-request rule classes would miss every time."""
+    from strawberry.extensions.validation_cache import DEFAULT_MAXSIZE, _get_validate_cache
+
+    cache: Any = _get_validate_cache(DEFAULT_MAXSIZE)  # a functools.lru_cache wrapper
+    async with gateway() as (client, _):
+        await graphql(client, USER_QUERY)
+        before = cache.cache_info()
+        for _ in range(3):
+            await graphql(client, USER_QUERY)
+        after = cache.cache_info()
+    assert after.hits - before.hits == 3
+    assert after.misses == before.misses
+
+
+# --- masking and error codes -------------------------------------------------------------
+
+
+async def test_unexpected_exception_is_masked_with_an_error_id_that_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    email = "ada" + "@example.com"  # built, so the traceback's source lines lack it
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError(f"boom for {email}")
+
+    caplog.set_level(logging.DEBUG)
+    async with gateway(handler) as (client, _):
+        body = await graphql(client, USER_QUERY)
+    (error,) = body["errors"]
+    assert error["message"] == "Internal server error"
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    error_id = error["extensions"]["errorId"]
+    assert uuid.UUID(error_id)
+    assert error_id in caplog.text
+    assert "RuntimeError" in caplog.text
+    assert "ada@example.com" not in caplog.text
+    assert "boom" not in str(body)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "code"),
+    [
+        pytest.param(
+            '{ user(key: {uuid: "u"}) { events(names: ["x"], from: "yesterday") { name } } }',
+            {},
+            "GRAPHQL_VALIDATION_FAILED",
+            id="bad-literal",
+        ),
+        pytest.param(
+            'query($f: DateTime) { user(key: {uuid: "u"}) { events(names: ["x"], from: $f) '
+            "{ name } } }",
+            {"f": "yesterday"},
+            "BAD_USER_INPUT",
+            id="bad-variable",
+        ),
+    ],
+)
+async def test_a_scalar_refusing_the_callers_value_is_not_masked(
+    query: str, variables: dict[str, Any], code: str
+) -> None:
+    """The DateTime scalar's ValueError is about the caller's input, not a server fault."""
+    async with gateway() as (client, _):
+        body = await graphql(client, query, **variables)
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": code}
+    assert "yesterday" in error["message"]
+
+
+async def test_gateway_errors_pass_through_with_their_code() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            429, json={"error": "rejected: too many requests"}, headers={"Retry-After": "7"}
+        )
+
+    async with gateway(handler) as (client, _):
+        body = await graphql(client, USER_QUERY)
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfter": 7}
+    assert "rate limiting" in error["message"]
