@@ -20,7 +20,7 @@ import re
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import orjson
 
@@ -203,7 +203,8 @@ class UpsertCoalescer:
         future: asyncio.Future[UserOutcome] = loop.create_future()
         batch = self._batches.get(skip_hook)
         if batch is not None and (
-            len(batch.pending) >= MAX_USERS_PER_CALL or frame + batch.used + size + 1 > MAX_BODY_BYTES
+            len(batch.pending) >= MAX_USERS_PER_CALL
+            or frame + batch.used + size + 1 > MAX_BODY_BYTES
         ):
             self._flush(skip_hook)
             batch = None
@@ -216,6 +217,9 @@ class UpsertCoalescer:
                 batch.timer = loop.call_later(self._window, self._flush, skip_hook)
         batch.pending.append(_Pending(user, size, future))
         batch.used += size + (1 if len(batch.pending) > 1 else 0)
+        if len(batch.pending) >= MAX_USERS_PER_CALL:
+            # Full: waiting longer cannot add anyone to this call.
+            self._flush(skip_hook)
         return await future
 
     def _flush(self, skip_hook: bool) -> None:
@@ -271,7 +275,9 @@ class ProfileReads:
     One instance per ``UcdClient`` (``for_client``) unless the app passes its own.
     """
 
-    _per_client: weakref.WeakKeyDictionary[UcdClient, ProfileReads] = weakref.WeakKeyDictionary()
+    _per_client: ClassVar[weakref.WeakKeyDictionary[UcdClient, ProfileReads]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self, ucd: UcdClient) -> None:
         self._ucd = ucd

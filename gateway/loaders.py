@@ -252,7 +252,9 @@ class ProfileLoader:
         """Forget cached answers: called after a mutation changed the UCD's data."""
         self._loader.clear_all()
 
-    async def _batch(self, keys: list[ProfileKey]) -> list[Profile | None | BaseException]:
+    async def _batch(self, keys: list[ProfileKey]) -> list[Any]:
+        # list[Profile | None | Exception]: aiodataloader rejects a key's future when its
+        # item is an exception, so one failed user does not fail the others' loads.
         needs: dict[UserRef, ProfileNeed] = {}
         for ref, need in keys:
             needs[ref] = needs[ref].merge(need) if ref in needs else need

@@ -1,0 +1,52 @@
+"""The per-request GraphQL context: shared services plus this request's loader and clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from gateway.coalesce import ProfileReads, UpsertCoalescer
+from gateway.exports import ExportJobs
+from gateway.loaders import ProfileLoader
+from gateway.settings import Settings
+from gateway.ucd.client import UcdClient
+
+__all__ = ["Context", "build_context"]
+
+
+@dataclass
+class Context:
+    """What resolvers receive as ``info.context``.
+
+    ``now`` is read once per request, so every ``events(...)`` default window of one
+    operation (the push-down and the resolvers' filtering) uses the same instant.
+    """
+
+    ucd: UcdClient
+    exports: ExportJobs
+    upserts: UpsertCoalescer
+    settings: Settings
+    profiles: ProfileLoader
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+async def build_context(
+    *,
+    ucd: UcdClient,
+    exports: ExportJobs,
+    upserts: UpsertCoalescer,
+    settings: Settings,
+    reads: ProfileReads | None = None,
+) -> Context:
+    """Build one request's context (async: the loader binds the running loop).
+
+    ``reads`` is the process-wide in-flight dedupe of profile calls; by default the one
+    belonging to ``ucd`` (``ProfileReads.for_client``), so the app need not wire it.
+    """
+    return Context(
+        ucd=ucd,
+        exports=exports,
+        upserts=upserts,
+        settings=settings,
+        profiles=ProfileLoader(reads if reads is not None else ProfileReads.for_client(ucd)),
+    )

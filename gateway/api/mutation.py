@@ -1,0 +1,269 @@
+"""Mutation root: batched writes, identity changes, erasure and exports.
+
+Every mutation drops the request's cached profile answers afterwards, so a later field
+of the same operation (a payload's ``user``, a second mutation) reads fresh data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import strawberry
+
+from gateway.api.context import Context
+from gateway.api.described import described_mutation
+from gateway.api.errors_map import delete_errors, exception_errors, upsert_errors
+from gateway.api.inputs import (
+    DeleteAttributesInput,
+    ExportInput,
+    IdentifierInput,
+    UpsertUsersInput,
+    UserKey,
+)
+from gateway.api.payloads import (
+    DeleteIdentifierPayload,
+    DeletePiiPayload,
+    DeleteUserPayload,
+    UpdateIdentifierPayload,
+)
+from gateway.api.query import export_job
+from gateway.api.selection import field_selected
+from gateway.api.types import (
+    DeleteAttributesPayload,
+    ExportJob,
+    FieldError,
+    ItemResult,
+    UpsertUsersPayload,
+)
+from gateway.api.ucd_bodies import (
+    delete_attributes_user,
+    export_body,
+    identifier_body,
+    identifier_ref,
+    key_ref,
+    upsert_user,
+)
+from gateway.api.validation import (
+    Problem,
+    check_delete_item,
+    check_identifier,
+    check_key,
+    check_upsert_item,
+    raise_first,
+)
+from gateway.coalesce import UserOutcome, send_batches
+from gateway.errors import BadUserInput, GatewayError
+from gateway.loaders import ProfileNeed, UserRef
+
+__all__ = ["Mutation"]
+
+Info = strawberry.Info[Context, Any]
+
+
+def _refused(index: int, problems: Sequence[Problem]) -> ItemResult:
+    return ItemResult(
+        index=index,
+        ok=False,
+        errors=[FieldError(path=p.path, message=p.message) for p in problems],
+    )
+
+
+def _results(
+    total: int,
+    refused: dict[int, ItemResult],
+    sent: Sequence[int],
+    outcomes: Sequence[UserOutcome | BaseException],
+    errors_of: Callable[[int, UserOutcome], list[FieldError]],
+) -> list[ItemResult]:
+    """One ItemResult per input item, in input order.
+
+    When every request of the operation failed as a whole (nothing was written), the
+    error is raised so the caller sees its code (UPSTREAM_UNAVAILABLE, RATE_LIMITED...);
+    when only some chunks failed, their items carry the message and the rest report
+    what the UCD did.
+    """
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures and len(failures) == len(outcomes):
+        raise failures[0]
+    results = dict(refused)
+    for index, outcome in zip(sent, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            results[index] = ItemResult(
+                index=index, ok=False, errors=exception_errors(outcome, f"users.{index}")
+            )
+        else:
+            errors = errors_of(index, outcome)
+            results[index] = ItemResult(index=index, ok=not errors, errors=errors)
+    return [results[i] for i in range(total)]
+
+
+def _selects_user(info: Info) -> bool:
+    raw = info._raw_info
+    payload_type = raw.return_type
+    while hasattr(payload_type, "of_type"):
+        payload_type = payload_type.of_type
+    return field_selected(
+        schema=raw.schema,
+        fragments=raw.fragments,
+        variables=info.variable_values,
+        field_nodes=raw.field_nodes,
+        type_name=getattr(payload_type, "name", ""),
+        field_name="user",
+    )
+
+
+async def _insider_id(info: Info, ref: UserRef) -> str | None:
+    """The user's insider_id, read before a change that makes ``ref`` find nobody."""
+    profile = await info.context.profiles.load(ref, ProfileNeed())
+    iid = (profile or {}).get("attributes", {}).get("iid")
+    return iid if isinstance(iid, str) else None
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def upsert_users(self, info: Info, input: UpsertUsersInput) -> UpsertUsersPayload:
+        """Writes users in E1 calls of <= 1,000 users and < 5,000,000 bytes, concurrently.
+
+        Items the UCD would refuse are refused here (ok: false, with paths) and not sent.
+        A mutation with exactly one user goes through the process-wide coalescer, which
+        merges concurrent single-user upserts into one E1 call.
+        """
+        ctx = info.context
+        refused: dict[int, ItemResult] = {}
+        sent: list[int] = []
+        bodies: list[dict[str, Any]] = []
+        for index, item in enumerate(input.users):
+            problems = check_upsert_item(item, f"users.{index}")
+            if problems:
+                refused[index] = _refused(index, problems)
+            else:
+                sent.append(index)
+                bodies.append(upsert_user(item))
+        outcomes: list[UserOutcome | BaseException]
+        if len(input.users) == 1 and bodies:
+            outcomes = [await ctx.upserts.submit(bodies[0], skip_hook=input.skip_hook)]
+        elif bodies:
+            outcomes = await send_batches(ctx.ucd.upsert, bodies, {"skip_hook": input.skip_hook})
+        else:
+            outcomes = []
+        ctx.profiles.clear()
+
+        def errors_of(index: int, outcome: UserOutcome) -> list[FieldError]:
+            attributes = input.users[index].attributes
+            names = [c.name for c in (attributes.custom or ())] if attributes else []
+            return upsert_errors(outcome, f"users.{index}", custom_names=names)
+
+        results = _results(len(input.users), refused, sent, outcomes, errors_of)
+        ok = sum(r.ok for r in results)
+        return UpsertUsersPayload(
+            success_count=ok, failure_count=len(results) - ok, results=results
+        )
+
+    @strawberry.mutation
+    async def delete_attributes(
+        self, info: Info, users: list[DeleteAttributesInput]
+    ) -> DeleteAttributesPayload:
+        ctx = info.context
+        refused: dict[int, ItemResult] = {}
+        sent: list[int] = []
+        bodies: list[dict[str, Any]] = []
+        for index, item in enumerate(users):
+            problems = check_delete_item(item, f"users.{index}")
+            if problems:
+                refused[index] = _refused(index, problems)
+            else:
+                sent.append(index)
+                bodies.append(delete_attributes_user(item))
+        outcomes = await send_batches(ctx.ucd.delete_attributes, bodies) if bodies else []
+        ctx.profiles.clear()
+        results = _results(
+            len(users),
+            refused,
+            sent,
+            outcomes,
+            lambda index, outcome: delete_errors(outcome, f"users.{index}"),
+        )
+        ok = sum(r.ok for r in results)
+        return DeleteAttributesPayload(
+            success_count=ok, failure_count=len(results) - ok, results=results
+        )
+
+    @described_mutation(
+        "Deletes the user's PII; a user whose only identifiers were PII becomes anonymous."
+    )
+    async def delete_pii(self, info: Info, key: UserKey) -> DeletePiiPayload:
+        raise_first(check_key(key, "key"))
+        ctx = info.context
+        ref = key_ref(key)
+        after: UserRef | None
+        if ref.insider_id is not None:
+            await ctx.ucd.anonymize_contact(ref.insider_id)
+            after = UserRef(insider_id=ref.insider_id)
+        else:
+            if ref.has_non_pii_identifier():
+                # uuid and custom identifiers survive (§3.7.2) and still find the user.
+                after = UserRef(uuid=ref.uuid, custom=ref.custom)
+            elif _selects_user(info):
+                # Only email/phone: they are gone afterwards, so remember the insider_id.
+                iid = await _insider_id(info, ref)
+                after = UserRef(insider_id=iid) if iid is not None else None
+            else:
+                after = None
+            await ctx.ucd.anonymize_user({"identifiers": ref.identifiers()})
+        ctx.profiles.clear()
+        return DeletePiiPayload(ok=True, _ref=after)
+
+    @strawberry.mutation
+    async def update_identifier(
+        self, info: Info, old: IdentifierInput, new: IdentifierInput
+    ) -> UpdateIdentifierPayload:
+        raise_first([*check_identifier(old, "old"), *check_identifier(new, "new")])
+        old_body, new_body = identifier_body(old), identifier_body(new)
+        same_type = old_body.keys() == new_body.keys() and (
+            "custom" not in old_body or old_body["custom"].keys() == new_body["custom"].keys()
+        )
+        if not same_type:
+            raise BadUserInput("old and new identifiers must be of the same type", path="new")
+        await info.context.ucd.update_identity(old_body, new_body)
+        info.context.profiles.clear()
+        return UpdateIdentifierPayload(ok=True, _ref=identifier_ref(new))
+
+    @strawberry.mutation
+    async def delete_identifier(
+        self, info: Info, identifier: IdentifierInput
+    ) -> DeleteIdentifierPayload:
+        raise_first(check_identifier(identifier, "identifier"))
+        ctx = info.context
+        iid = await _insider_id(info, identifier_ref(identifier)) if _selects_user(info) else None
+        await ctx.ucd.delete_identity(identifier_body(identifier))
+        ctx.profiles.clear()
+        return DeleteIdentifierPayload(
+            ok=True, _ref=UserRef(insider_id=iid) if iid is not None else None
+        )
+
+    @strawberry.mutation
+    async def delete_user(self, info: Info, key: UserKey) -> DeleteUserPayload:
+        raise_first(check_key(key, "key"))
+        await info.context.ucd.delete_user(key_ref(key).body())
+        info.context.profiles.clear()
+        return DeleteUserPayload(ok=True)
+
+    @strawberry.mutation
+    async def start_export(self, info: Info, input: ExportInput) -> ExportJob:
+        """Registers a job, then asks the UCD for the export with the job's webhook.
+
+        A call the UCD refuses (unknown segment, the 1-per-day limit...) leaves the job
+        FAILED with the UCD's message, so ``exportJob(id)`` tells the same story.
+        """
+        ctx = info.context
+        body = export_body(input, hook="", now=ctx.now)  # validates before any job exists
+        record = ctx.exports.create(format=input.format.value, segment_id=str(input.segment_id))
+        body["hook"] = ctx.exports.hook_url(record)
+        try:
+            await ctx.ucd.export(body)
+        except GatewayError as exc:
+            ctx.exports.mark_failed(record.id, exc.message)
+        current = ctx.exports.get(record.id) or record
+        return export_job(current)

@@ -1,0 +1,53 @@
+"""Query root: users by key (selection pushed down) and export jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from gateway.api.context import Context
+from gateway.api.described import described_field
+from gateway.api.inputs import UserKey
+from gateway.api.reading import read_user, read_users
+from gateway.api.types import ExportFormat, ExportJob, ExportStatus, User
+from gateway.api.ucd_bodies import key_ref
+from gateway.api.validation import check_key, raise_first
+from gateway.exports import ExportJobRecord
+
+__all__ = ["Query", "export_job"]
+
+Info = strawberry.Info[Context, Any]
+
+
+def export_job(record: ExportJobRecord) -> ExportJob:
+    return ExportJob(
+        id=strawberry.ID(record.id),
+        status=ExportStatus(record.status.value),
+        format=ExportFormat(record.format),
+        segment_id=strawberry.ID(record.segment_id),
+        requested_at=record.requested_at,
+        ready_at=record.ready_at,
+        url=record.url,
+        expires_at=record.expires_at,
+        error=record.error,
+    )
+
+
+@strawberry.type
+class Query:
+    @described_field("Null when the UCD has no such user.")
+    async def user(self, info: Info, key: UserKey) -> User | None:
+        raise_first(check_key(key, "key"))
+        return await read_user(info, key_ref(key))
+
+    @described_field("In the order of keys; null for each key the UCD does not know.")
+    async def users(self, info: Info, keys: list[UserKey]) -> list[User | None]:
+        for index, key in enumerate(keys):
+            raise_first(check_key(key, f"keys.{index}"))
+        return await read_users(info, [key_ref(key) for key in keys])
+
+    @strawberry.field
+    def export_job(self, info: Info, id: strawberry.ID) -> ExportJob | None:
+        record = info.context.exports.get(str(id))
+        return None if record is None else export_job(record)

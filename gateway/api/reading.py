@@ -1,0 +1,56 @@
+"""Reading users for a field: its selection pushed down, through the request's loader."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import strawberry
+
+from gateway.api.context import Context
+from gateway.api.selection import UserSelection, user_selection
+from gateway.api.types import User
+from gateway.loaders import UserRef
+
+__all__ = ["read_user", "read_users", "selection_of"]
+
+Info = strawberry.Info[Context, Any]
+
+
+def selection_of(info: Info) -> UserSelection:
+    """The need of the ``User`` this field returns.
+
+    strawberry's ``Info`` does not expose the field nodes and fragments publicly; the
+    graphql-core info under it (``_raw_info``) is the documented escape hatch its own
+    ``selected_fields`` uses.
+    """
+    raw = info._raw_info
+    return user_selection(
+        schema=raw.schema,
+        fragments=raw.fragments,
+        variables=info.variable_values,
+        field_nodes=raw.field_nodes,
+        now=info.context.now,
+    )
+
+
+def _user(profile: dict[str, Any] | None, ref: UserRef, info: Info) -> User | None:
+    if profile is None:
+        return None
+    return User.from_ucd(
+        profile, custom_identifiers=[name for name, _ in ref.custom], now=info.context.now
+    )
+
+
+async def read_user(info: Info, ref: UserRef) -> User | None:
+    need = selection_of(info).need_for(ref)
+    return _user(await info.context.profiles.load(ref, need), ref, info)
+
+
+async def read_users(info: Info, refs: Sequence[UserRef]) -> list[User | None]:
+    """In key order; the loader makes one call per distinct user (repeats share it)."""
+    selection = selection_of(info)
+    profiles = await info.context.profiles.load_many(
+        [(ref, selection.need_for(ref)) for ref in refs]
+    )
+    return [_user(profile, ref, info) for profile, ref in zip(profiles, refs, strict=True)]

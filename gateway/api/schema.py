@@ -1,0 +1,57 @@
+"""The GraphQL schema; ``schema/schema.graphql`` is ``build_schema().as_str()``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from gateway.api.mutation import Mutation
+from gateway.api.one_of import tag_one_of_errors
+from gateway.api.query import Query
+from gateway.api.scalars import DATETIME_SCALAR, JSON_SCALAR
+
+__all__ = ["GatewaySchema", "build_schema"]
+
+
+class GatewaySchema(strawberry.Schema):
+    """strawberry's schema, with @oneOf refusals turned into BAD_USER_INPUT (one_of.py).
+
+    ``process_errors`` sees every error of a request (validation and execution) before
+    the response is built, which is the one place both kinds pass through.
+    """
+
+    @cached_property
+    def one_of_types(self) -> frozenset[str]:
+        return frozenset(
+            name
+            for name, entry in self.schema_converter.type_map.items()
+            if getattr(entry.definition, "is_one_of", False)
+        )
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        if execution_context is not None:
+            tag_one_of_errors(
+                errors,
+                schema=self._schema,
+                one_of_types=self.one_of_types,
+                document=execution_context.graphql_document,
+                variables=execution_context.variables,
+            )
+        super().process_errors(errors, execution_context)
+
+
+def build_schema() -> GatewaySchema:
+    """A fresh schema. The app adds its per-settings extensions (limits, caches)."""
+    return GatewaySchema(
+        query=Query,
+        mutation=Mutation,
+        config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR, JSON: JSON_SCALAR}),
+    )

@@ -1,0 +1,231 @@
+"""Selection push-down: what a ``User`` selection needs from the UCD, as a ``ProfileNeed``.
+
+A pure function of the operation (field nodes, fragments, variables) and the clock.
+It walks the selection the way graphql-core's executor does: fragments and inline
+fragments are expanded when their type condition matches, ``@skip``/``@include`` are
+evaluated with the operation's variables, aliases are ignored (two aliases of
+``attribute`` are two attributes), and arguments are coerced with graphql-core's own
+``get_argument_values`` so defaults, variables and the DateTime scalar behave exactly as
+they will in the resolvers.
+
+Why not strawberry's ``info.selected_fields``: it neither evaluates ``@skip``/``@include``
+nor coerces arguments (a DateTime variable stays a string, defaults are missing).
+
+Example: ``{ user(key: $k) { email gdprOptin ...F  attribute(name: "tier", custom: true)
+{ value } events(names: ["purchase"]) { productId param(name: "gift", custom: true) } } }``
+with ``fragment F on User { locale }`` needs attributes ``{email, gdpr, lo, c_tier}`` and
+events ``{purchase: {product_id, c_gift}}`` over the last 30 days.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLIncludeDirective,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSkipDirective,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
+from graphql.execution.values import VariableValues, get_argument_values
+
+from gateway.api.names import EVENT_FIELD_PARAMS, USER_FIELD_READ_NAMES
+from gateway.api.types import event_window
+from gateway.errors import BadUserInput
+from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, canonical_read_name
+
+__all__ = ["UserSelection", "field_selected", "user_selection"]
+
+#: The identifier views every ``identifiers`` selection reads (§3.2.3).
+_IDENTIFIER_KEYS = frozenset({"email", "phone_number", "uuid"})
+
+
+@dataclass(frozen=True)
+class UserSelection:
+    """The need of one ``User`` selection; ``identifiers`` adds key-dependent names."""
+
+    need: ProfileNeed
+    identifiers: bool = False
+
+    def need_for(self, ref: UserRef) -> ProfileNeed:
+        """The need for one key: ``identifiers`` reads the custom names the key used."""
+        if not self.identifiers:
+            return self.need
+        names = _IDENTIFIER_KEYS | {f"c_{name}" for name, _ in ref.custom}
+        return self.need.merge(ProfileNeed(attributes=frozenset(names)))
+
+
+class _Walk:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+    ) -> None:
+        self.fragments = fragments
+        # graphql-core 3.3 wants its VariableValues container; strawberry hands resolvers
+        # the plain coerced dict. Sources only matter for fragment arguments (unused).
+        self.variables = VariableValues(sources={}, coerced=dict(variables))
+        user = schema.type_map["User"]
+        event = schema.type_map["Event"]
+        assert isinstance(user, GraphQLObjectType)
+        assert isinstance(event, GraphQLObjectType)
+        self.user = user
+        self.event = event
+
+    def included(self, node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> bool:
+        for directive in node.directives or ():
+            name = directive.name.value
+            if name == GraphQLSkipDirective.name:
+                if get_argument_values(GraphQLSkipDirective, directive, self.variables)["if"]:
+                    return False
+            elif (
+                name == GraphQLIncludeDirective.name
+                and not get_argument_values(GraphQLIncludeDirective, directive, self.variables)[
+                    "if"
+                ]
+            ):
+                return False
+        return True
+
+    def fields(
+        self,
+        selection_set: SelectionSetNode | None,
+        type_name: str,
+        seen: frozenset[str] = frozenset(),
+    ) -> Iterator[FieldNode]:
+        """The fields of a selection set on ``type_name``, fragments expanded."""
+        if selection_set is None:
+            return
+        for node in selection_set.selections:
+            if isinstance(node, FieldNode):
+                if self.included(node):
+                    yield node
+            elif isinstance(node, InlineFragmentNode):
+                condition = node.type_condition
+                if self.included(node) and (condition is None or condition.name.value == type_name):
+                    yield from self.fields(node.selection_set, type_name, seen)
+            elif isinstance(node, FragmentSpreadNode):
+                name = node.name.value
+                fragment = self.fragments.get(name)
+                if (
+                    fragment is not None
+                    and name not in seen  # validation forbids cycles; this keeps us safe
+                    and fragment.type_condition.name.value == type_name
+                    and self.included(node)
+                ):
+                    yield from self.fields(fragment.selection_set, type_name, seen | {name})
+
+    def args(self, field: GraphQLField, node: FieldNode) -> dict[str, Any]:
+        return get_argument_values(field, node, self.variables)
+
+
+def _epoch(value: datetime) -> int:
+    # The UCD compares floor(event seconds) with inclusive integer bounds (§3.2.3), so
+    # flooring both ends fetches a superset of [from, to]; resolvers trim the rest.
+    return math.floor(value.timestamp())
+
+
+def user_selection(
+    *,
+    schema: GraphQLSchema,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+    field_nodes: Sequence[FieldNode],
+    now: datetime,
+) -> UserSelection:
+    """The need of the ``User`` selected by ``field_nodes`` (nodes of one response key)."""
+    walk = _Walk(schema, fragments, variables)
+    attributes: set[str] = set()
+    everything = False
+    identifiers = False
+    need = ProfileNeed()
+    user_fields = walk.user.fields
+    for user_node in field_nodes:
+        for node in walk.fields(user_node.selection_set, "User"):
+            name = node.name.value
+            read_name = USER_FIELD_READ_NAMES.get(name)
+            if read_name is not None:
+                attributes.add(read_name)
+            elif name == "identifiers":
+                identifiers = True
+            elif name == "attribute":
+                args = walk.args(user_fields[name], node)
+                attributes.add(canonical_read_name(args["name"], custom=args["custom"]))
+            elif name == "attributes":
+                args = walk.args(user_fields[name], node)
+                names, custom_names = args.get("names"), args.get("customNames")
+                if names is None and custom_names is None:
+                    everything = True
+                else:
+                    attributes.update(canonical_read_name(n) for n in names or ())
+                    attributes.update(
+                        canonical_read_name(n, custom=True) for n in custom_names or ()
+                    )
+            elif name == "events":
+                need = need.merge(_events_need(walk, node, now))
+            # insiderId (iid comes with every answer) and __typename need nothing.
+    attributes.discard("iid")
+    return UserSelection(
+        need.merge(ProfileNeed(attributes=ALL_ATTRIBUTES if everything else frozenset(attributes))),
+        identifiers,
+    )
+
+
+def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
+    args = walk.args(walk.user.fields["events"], node)
+    names: list[str] = args["names"]
+    if not names or args.get("last") == 0:
+        return ProfileNeed()
+    try:
+        since, until = event_window(now, args.get("from"), args.get("to"))
+    except BadUserInput:
+        # The resolver reports it for this field; asking the UCD would only fail the call.
+        return ProfileNeed()
+    params: set[str] = set()
+    event_fields = walk.event.fields
+    for sub in walk.fields(node.selection_set, "Event"):
+        name = sub.name.value
+        param = EVENT_FIELD_PARAMS.get(name)
+        if param is not None:
+            params.add(param)
+        elif name == "param":
+            sub_args = walk.args(event_fields[name], sub)
+            params.add(f"c_{sub_args['name']}" if sub_args["custom"] else sub_args["name"])
+    wanted = frozenset(params)
+    return ProfileNeed(
+        events=tuple((n, wanted) for n in sorted(set(names))),
+        window=(_epoch(since), _epoch(until)),
+    )
+
+
+def field_selected(
+    *,
+    schema: GraphQLSchema,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+    field_nodes: Sequence[FieldNode],
+    type_name: str,
+    field_name: str,
+) -> bool:
+    """True when ``field_name`` of ``type_name`` is selected under ``field_nodes``.
+
+    Mutations use it to skip work only their payload's ``user`` needs (e.g. looking up
+    an insider_id before the identifier that finds the user is deleted).
+    """
+    walk = _Walk(schema, fragments, variables)
+    return any(
+        node.name.value == field_name
+        for field_node in field_nodes
+        for node in walk.fields(field_node.selection_set, type_name)
+    )

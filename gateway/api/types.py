@@ -1,0 +1,385 @@
+"""Output types of the contract, built from the UCD's profile answers.
+
+A ``User`` is made from one (possibly merged, possibly shared) E2 answer: typed fields
+are plain attributes filled at construction, so completing them costs graphql-core no
+resolver call (perf-notes: ~10 µs per output object already). ``attribute``,
+``attributes``, ``events`` and ``identifiers`` are resolvers that *filter* the answer:
+the answer may hold more than this selection asked for (other selections of the same
+user, a covering in-flight call), never less.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from gateway.api.described import described_field
+from gateway.api.scalars import parse_datetime
+from gateway.errors import BadUserInput
+from gateway.loaders import canonical_read_name
+
+__all__ = [
+    "DEFAULT_EVENT_DAYS",
+    "Attribute",
+    "DeleteAttributesPayload",
+    "Event",
+    "ExportFormat",
+    "ExportJob",
+    "ExportStatus",
+    "FieldError",
+    "Identifier",
+    "IdentifierType",
+    "ItemResult",
+    "UpsertUsersPayload",
+    "User",
+    "event_window",
+]
+
+#: ``events(from:)`` defaults to 30 days before ``to`` (contract).
+DEFAULT_EVENT_DAYS = 30
+
+
+@strawberry.enum
+class IdentifierType(Enum):
+    EMAIL = "EMAIL"
+    PHONE_NUMBER = "PHONE_NUMBER"
+    UUID = "UUID"
+    CUSTOM = "CUSTOM"
+
+
+@strawberry.type(description="One identifier of a user.")
+class Identifier:
+    type: IdentifierType
+    name: str = strawberry.field(
+        description="email, phone_number, uuid, or the custom identifier's name."
+    )
+    value: str
+
+
+@strawberry.type(description="One attribute value of a user.")
+class Attribute:
+    name: str = strawberry.field(
+        description="The UCD name, e.g. email_optin; a custom attribute's name has no c_ prefix."
+    )
+    custom: bool
+    value: JSON | None = strawberry.field(
+        description="String, number, boolean, date-time string, or a list of these."
+    )
+
+
+def _attribute(key: str, value: Any) -> Attribute:
+    if key.startswith("c_"):
+        return Attribute(name=key[2:], custom=True, value=value)
+    return Attribute(name=key, custom=False, value=value)
+
+
+def _given(value: object) -> bool:
+    return value is not None and value is not strawberry.UNSET
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    # The UCD keeps numbers as sent (§2.4): 36 and 36.0 are both an age of 36.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value)
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
+def _int_list(value: Any) -> list[int] | None:
+    if not isinstance(value, list):
+        return None
+    ints = [_int(v) for v in value]
+    return None if any(i is None for i in ints) else [i for i in ints if i is not None]
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None
+
+
+@strawberry.type(description="One event of a user.")
+class Event:
+    name: str
+    timestamp: datetime
+    source: str | None = strawberry.field(
+        description="Where the UCD recorded it (web, app, api...), when known."
+    )
+    product_id: str | None
+    product_name: str | None = strawberry.field(description='The UCD\'s default parameter "name".')
+    taxonomy: list[str] | None
+    currency: str | None
+    unit_price: float | None
+    unit_sale_price: float | None
+    quantity: int | None
+    event_group_id: str | None
+    url: str | None
+    _params: strawberry.Private[Mapping[str, Any]]
+
+    @described_field("Any parameter by its UCD name; custom parameters with custom: true.")
+    def param(self, name: str, custom: bool = False) -> JSON | None:
+        return self._params.get(f"c_{name}" if custom else name)
+
+    @classmethod
+    def from_ucd(cls, name: str, timestamp: datetime, raw: Mapping[str, Any]) -> Event:
+        get = raw.get
+        return cls(
+            name=name,
+            timestamp=timestamp,
+            source=_str(get("source")),
+            product_id=_str(get("product_id")),
+            product_name=_str(get("name")),
+            taxonomy=_str_list(get("taxonomy")),
+            currency=_str(get("currency")),
+            unit_price=_float(get("unit_price")),
+            unit_sale_price=_float(get("unit_sale_price")),
+            quantity=_int(get("quantity")),
+            event_group_id=_str(get("event_group_id")),
+            url=_str(get("url")),
+            _params=raw,
+        )
+
+
+def event_window(
+    now: datetime, start: datetime | None, end: datetime | None
+) -> tuple[datetime, datetime]:
+    """The contract's defaults: to = now, from = 30 days before to. Refuses from > to."""
+    to = end if end is not None else now
+    since = start if start is not None else to - timedelta(days=DEFAULT_EVENT_DAYS)
+    if since > to:
+        raise BadUserInput("events: from must not be after to", path="events.from")
+    return since, to
+
+
+@strawberry.type(description="A user profile in the Unified Customer Database.")
+class User:
+    insider_id: strawberry.ID | None
+    email: str | None
+    phone_number: str | None
+    uuid: str | None
+    name: str | None
+    surname: str | None
+    birthday: datetime | None
+    gender: str | None
+    age: int | None
+    language: str | None
+    country: str | None
+    city: str | None
+    locale: str | None
+    email_optin: bool | None
+    sms_optin: bool | None
+    whatsapp_optin: bool | None
+    gdpr_optin: bool | None
+    static_segment_ids: list[int] | None
+    _attributes: strawberry.Private[Mapping[str, Any]]
+    _events: strawberry.Private[Mapping[str, Any]]
+    _custom_identifiers: strawberry.Private[tuple[str, ...]]
+    _now: strawberry.Private[datetime]
+
+    @classmethod
+    def from_ucd(
+        cls, profile: Mapping[str, Any], *, custom_identifiers: Iterable[str], now: datetime
+    ) -> User:
+        """``custom_identifiers``: the custom identifier names the request's key used."""
+        attrs = profile.get("attributes") or {}
+        events = profile.get("events") or {}
+        get = attrs.get
+        iid = get("iid")
+        return cls(
+            insider_id=strawberry.ID(iid) if isinstance(iid, str) else None,
+            email=_str(get("email")),
+            phone_number=_str(get("phone_number")),
+            uuid=_str(get("uuid")),
+            name=_str(get("name")),
+            surname=_str(get("surname")),
+            birthday=_datetime(get("birthday")),
+            gender=_str(get("gender")),
+            age=_int(get("age")),
+            language=_str(get("language")),
+            country=_str(get("country")),
+            city=_str(get("city")),
+            locale=_str(get("lo")),
+            email_optin=_bool(get("email_optin")),
+            sms_optin=_bool(get("sms_optin")),
+            whatsapp_optin=_bool(get("whatsapp_optin")),
+            gdpr_optin=_bool(get("gdpr")),
+            static_segment_ids=_int_list(get("static_segment_id")),
+            _attributes=attrs,
+            _events=events,
+            _custom_identifiers=tuple(custom_identifiers),
+            _now=now,
+        )
+
+    @strawberry.field
+    def identifiers(self) -> list[Identifier]:
+        """Email, phone number and UUID from the profile; custom identifiers only those
+        the request's key named.
+
+        Why not all custom identifiers: the profile answer shows custom identifiers and
+        custom attributes alike as ``c_<name>`` (§3.2.3), and the metadata endpoint
+        types custom identifiers as plain ``string`` (§3.9), so the gateway cannot tell
+        them apart. The names the caller used in its key are known to be identifiers.
+        """
+        found: list[Identifier] = []
+        for kind, key in (
+            (IdentifierType.EMAIL, "email"),
+            (IdentifierType.PHONE_NUMBER, "phone_number"),
+            (IdentifierType.UUID, "uuid"),
+        ):
+            value = self._attributes.get(key)
+            if isinstance(value, str):
+                found.append(Identifier(type=kind, name=key, value=value))
+        for name in self._custom_identifiers:
+            value = self._attributes.get(f"c_{name}")
+            if isinstance(value, str):
+                found.append(Identifier(type=IdentifierType.CUSTOM, name=name, value=value))
+        return found
+
+    @described_field(
+        "One attribute; custom attributes with custom: true. Null when the user has no value."
+    )
+    def attribute(self, name: str, custom: bool = False) -> Attribute | None:
+        key = canonical_read_name(name, custom=custom)
+        if key == "iid" or key not in self._attributes:
+            return None
+        return _attribute(key, self._attributes[key])
+
+    @described_field("Attributes by name. Both lists omitted: every attribute the user has.")
+    def attributes(
+        self,
+        names: list[str] | None = strawberry.UNSET,
+        custom_names: list[str] | None = strawberry.UNSET,
+    ) -> list[Attribute]:
+        # UNSET defaults keep "= null" out of the SDL; omitted and null mean the same.
+        if not _given(names) and not _given(custom_names):
+            # iid is the profile's id, not an attribute (insiderId carries it).
+            return [_attribute(k, v) for k, v in self._attributes.items() if k != "iid"]
+        keys = [canonical_read_name(n) for n in names or ()]
+        keys += [canonical_read_name(n, custom=True) for n in custom_names or ()]
+        seen: set[str] = set()
+        found: list[Attribute] = []
+        for key in keys:
+            if key in seen or key == "iid" or key not in self._attributes:
+                continue
+            seen.add(key)
+            found.append(_attribute(key, self._attributes[key]))
+        return found
+
+    @described_field(
+        "Events with these names between from and to (defaults: to = now, "
+        "from = 30 days before to), newest first; last keeps only the newest N."
+    )
+    def events(
+        self,
+        names: list[str],
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = strawberry.UNSET,
+        to: datetime | None = strawberry.UNSET,
+        last: int | None = strawberry.UNSET,
+    ) -> list[Event]:
+        since, until = event_window(
+            self._now, from_ if _given(from_) else None, to if _given(to) else None
+        )
+        if not _given(last):
+            last = None
+        if last is not None and last < 0:
+            raise BadUserInput("events: last must not be negative", path="events.last")
+        found: list[Event] = []
+        for name in dict.fromkeys(names):
+            for raw in self._events.get(name) or ():
+                stamp = _datetime(raw.get("created_date"))
+                if stamp is not None and since <= stamp <= until:
+                    found.append(Event.from_ucd(name, stamp, raw))
+        if len(names) > 1:
+            # Each name's list is newest first already (§3.2.3); several names interleave.
+            found.sort(key=lambda e: e.timestamp, reverse=True)
+        return found if last is None else found[:last]
+
+
+@strawberry.type(
+    description="Why one input item was refused, with the path of the offending input."
+)
+class FieldError:
+    path: str = strawberry.field(
+        description="Path inside the mutation's input, e.g. users.3.key.email"
+    )
+    message: str
+
+
+@strawberry.type(description="The outcome for one input item, by its position in the input list.")
+class ItemResult:
+    index: int
+    ok: bool
+    errors: list[FieldError]
+
+
+@strawberry.type
+class UpsertUsersPayload:
+    success_count: int
+    failure_count: int
+    results: list[ItemResult]
+
+
+@strawberry.type
+class DeleteAttributesPayload:
+    success_count: int
+    failure_count: int
+    results: list[ItemResult]
+
+
+@strawberry.enum
+class ExportFormat(Enum):
+    CSV = "csv"
+    JSON = "json"
+    PARQUET = "parquet"
+
+
+@strawberry.enum
+class ExportStatus(Enum):
+    PENDING = "PENDING"
+    READY = "READY"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+@strawberry.type
+class ExportJob:
+    id: strawberry.ID
+    status: ExportStatus
+    format: ExportFormat
+    segment_id: strawberry.ID
+    requested_at: datetime
+    ready_at: datetime | None
+    url: str | None = strawberry.field(
+        description="The download link, once READY; it expires at expiresAt."
+    )
+    expires_at: datetime | None
+    error: str | None

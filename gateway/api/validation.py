@@ -1,0 +1,289 @@
+"""Checks of input the UCD would refuse, run before any UCD call.
+
+The rules are the UCD's own (shared/ucd-rest-api.md §3.1.3, §4.2, §4.8): formats of
+email and phone number, event names, the required parameters of ``purchase`` and
+``cart_page_view``, custom names of 1 to 128 characters, keys that name nobody. Each
+problem is a ``Problem(path, message)`` whose path is the GraphQL input path
+(``users.3.key.email``); messages reuse the UCD's texts where it has one.
+
+Where problems go (decided here, used by query.py and mutation.py):
+* single arguments (``user(key)``, ``users(keys)``, ``deletePii(key)``, identifier
+  mutations): the whole field fails with ``BAD_USER_INPUT`` and the first path
+  (``raise_first``), as the UCD would refuse the call as a whole;
+* lists of write items (``upsertUsers``, ``deleteAttributes``): each refused item gets
+  ``ok: false`` with its paths in ``ItemResult.errors`` and is not sent; the valid items
+  still go through. The UCD itself treats users of one request independently
+  (§3.1.3 "the other users are unaffected"), and one typo should not block 999 users.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from strawberry import UNSET
+
+from gateway.api.inputs import (
+    DeleteAttributesInput,
+    EventInput,
+    IdentifierInput,
+    UserKey,
+    UserUpsertInput,
+)
+from gateway.errors import BadUserInput
+from gateway.loaders import BLOCKED_VALUES, normalise_email
+
+__all__ = [
+    "EMAIL_RE",
+    "EVENT_NAME_RE",
+    "PHONE_RE",
+    "Problem",
+    "check_delete_item",
+    "check_identifier",
+    "check_key",
+    "check_upsert_item",
+    "raise_first",
+]
+
+# fullmatch and [0-9]: Python's "$" also matches before a final newline and "\d" matches
+# every Unicode digit; the UCD (Go) does neither.
+EMAIL_RE: Final = re.compile(r".+@.+\..+")
+PHONE_RE: Final = re.compile(r"\+[1-9][0-9]{6,14}")
+EVENT_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+#: §3.1.3: these events need these parameters, reported in this order.
+_REQUIRED_PARAMS: Final = ("event_group_id", "currency", "unit_sale_price")
+_EVENTS_WITH_REQUIRED_PARAMS: Final = frozenset({"purchase", "cart_page_view"})
+#: Default parameters -> EventInput field (GraphQL name) that sets them.
+_PARAM_FIELDS: Final = {
+    "event_group_id": "eventGroupId",
+    "currency": "currency",
+    "unit_sale_price": "unitSalePrice",
+}
+#: §4.8.2: type-checked default parameters when sent through ``params``.
+_STRING_PARAMS: Final = frozenset(
+    {
+        "product_id",
+        "name",
+        "currency",
+        "event_group_id",
+        "url",
+        "locale",
+        "color",
+        "size",
+        "product_image_url",
+        "session_id",
+        "promotion_name",
+        "source",
+    }
+)
+_NUMBER_PARAMS: Final = frozenset({"unit_price", "unit_sale_price", "stock", "promotion_discount"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+
+def raise_first(problems: Iterable[Problem]) -> None:
+    """Raise BAD_USER_INPUT for the first problem, if any."""
+    for problem in problems:
+        raise BadUserInput(problem.message, path=problem.path)
+
+
+def usable(value: str | None) -> bool:
+    """False for absent and blocked identifier values, which the UCD ignores (§4.2)."""
+    return value is not None and value.strip().lower() not in BLOCKED_VALUES
+
+
+def _email(value: str, path: str) -> list[Problem]:
+    if EMAIL_RE.fullmatch(normalise_email(value)):
+        return []
+    return [Problem(path, f"not a valid email address: {value}")]
+
+
+def _phone(value: str, path: str) -> list[Problem]:
+    if PHONE_RE.fullmatch(value):
+        return []
+    return [Problem(path, f"user has an invalid phone number: {value}")]
+
+
+def _custom_name(name: str, path: str) -> list[Problem]:
+    if 1 <= len(name) <= 128:
+        return []
+    return [Problem(path, f"invalid custom name: {name}")]
+
+
+def check_key(key: UserKey, path: str) -> list[Problem]:
+    """A key must name somebody, with well-formed identifiers (§3.1.3 identity rules)."""
+    problems: list[Problem] = []
+    named = False
+    if key.insider_id is not None:
+        if key.insider_id == "":
+            problems.append(Problem(f"{path}.insiderId", "insiderId must not be empty"))
+        else:
+            named = True
+    if usable(key.email):
+        assert key.email is not None
+        problems += _email(key.email, f"{path}.email")
+        named = True
+    if usable(key.phone_number):
+        assert key.phone_number is not None
+        problems += _phone(key.phone_number, f"{path}.phoneNumber")
+        named = True
+    if usable(key.uuid):
+        named = True
+    for k, custom in enumerate(key.custom or ()):
+        problems += _custom_name(custom.name, f"{path}.custom.{k}.name")
+        named = named or usable(custom.value)
+    if not named and not problems:
+        problems.append(
+            Problem(path, "the key must give an insiderId or at least one identifier value")
+        )
+    return problems
+
+
+def check_identifier(identifier: IdentifierInput, path: str) -> list[Problem]:
+    """Exactly one usable identifier value, well formed (E5/E6 checks 1-4, §3.5.2)."""
+    # @oneOf is enforced by GraphQL validation (graphql-core); this is the defence in depth
+    # for the values themselves.
+    given = [
+        (name, value)
+        for name, value in (
+            ("email", identifier.email),
+            ("phoneNumber", identifier.phone_number),
+            ("uuid", identifier.uuid),
+        )
+        if isinstance(value, str)
+    ]
+    custom = identifier.custom if not _unset(identifier.custom) else None
+    if len(given) + (custom is not None) != 1:
+        return [Problem(path, "exactly one identifier must be given")]
+    if custom is not None:
+        problems = _custom_name(custom.name, f"{path}.custom.name")
+        if not usable(custom.value):
+            problems.append(
+                Problem(f"{path}.custom.value", f"not a usable identifier value: {custom.value}")
+            )
+        return problems
+    name, value = given[0]
+    if not usable(value):
+        return [Problem(f"{path}.{name}", f"not a usable identifier value: {value}")]
+    if name == "email":
+        return _email(value, f"{path}.email")
+    if name == "phoneNumber":
+        return _phone(value, f"{path}.phoneNumber")
+    return []
+
+
+def _unset(value: object) -> bool:
+    return value is None or value is UNSET
+
+
+def _check_json_object(value: Any, path: str, what: str) -> list[Problem]:
+    if value is None or isinstance(value, Mapping):
+        return []
+    return [Problem(path, f"{what} must be an object")]
+
+
+def _check_param_types(params: Mapping[str, Any], path: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, value in params.items():
+        where = f"{path}.{name}"
+        if name == "custom":
+            problems.append(Problem(where, "custom parameters go in the event's custom field"))
+        elif name in _STRING_PARAMS and not isinstance(value, str):
+            problems.append(Problem(where, f"{name} must be string"))
+        elif name in _NUMBER_PARAMS and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            problems.append(Problem(where, f"{name} must be number"))
+        elif name == "quantity" and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not float(value).is_integer()
+        ):
+            problems.append(Problem(where, "quantity must be integer"))
+        elif name == "taxonomy" and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            problems.append(Problem(where, "taxonomy must be string_array"))
+    return problems
+
+
+def _check_event(event: EventInput, path: str) -> list[Problem]:
+    problems: list[Problem] = []
+    if not EVENT_NAME_RE.fullmatch(event.name):
+        problems.append(Problem(f"{path}.name", f"invalid event name: {event.name}"))
+    problems += _check_json_object(event.params, f"{path}.params", "params")
+    problems += _check_json_object(event.custom, f"{path}.custom", "custom")
+    params: Mapping[str, Any] = event.params if isinstance(event.params, Mapping) else {}
+    problems += _check_param_types(params, f"{path}.params")
+    custom: Mapping[str, Any] = event.custom if isinstance(event.custom, Mapping) else {}
+    for name in custom:
+        problems += _custom_name(name, f"{path}.custom.{name}")
+    if event.name in _EVENTS_WITH_REQUIRED_PARAMS:
+        for param in _REQUIRED_PARAMS:
+            typed = getattr(event, param)
+            if typed is None and params.get(param) is None:
+                problems.append(
+                    Problem(
+                        f"{path}.{_PARAM_FIELDS[param]}",
+                        f"{param} parameter is required on {event.name} event",
+                    )
+                )
+    return problems
+
+
+def _supported_custom_value(value: Any) -> bool:
+    """§3.1.3: string, number, boolean, string array or number array."""
+    if isinstance(value, str | bool | int | float):
+        return True
+    if isinstance(value, list):
+        strings = all(isinstance(v, str) for v in value)
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        return strings or numbers
+    return False
+
+
+def check_upsert_item(item: UserUpsertInput, path: str) -> list[Problem]:
+    problems = check_key(item.key, f"{path}.key")
+    attributes = item.attributes
+    has_attributes = False
+    if attributes is not None:
+        if attributes.email is not None:
+            problems += _email(attributes.email, f"{path}.attributes.email")
+        if attributes.phone_number is not None:
+            problems += _phone(attributes.phone_number, f"{path}.attributes.phoneNumber")
+        for k, custom in enumerate(attributes.custom or ()):
+            problems += _custom_name(custom.name, f"{path}.attributes.custom.{k}.name")
+            if custom.value is not None and not _supported_custom_value(custom.value):
+                problems.append(
+                    Problem(
+                        f"{path}.attributes.custom.{k}.value",
+                        f"{custom.name} must be string, number, boolean, string array or number "
+                        f"array",
+                    )
+                )
+        has_attributes = any(
+            getattr(attributes, name) is not None for name in vars(attributes) if name != "custom"
+        ) or any(c.value is not None for c in attributes.custom or ())
+    for m, event in enumerate(item.events or ()):
+        problems += _check_event(event, f"{path}.events.{m}")
+    if not has_attributes and not item.events:
+        problems.append(Problem(path, "either attributes or events must be specified"))
+    return problems
+
+
+def check_delete_item(item: DeleteAttributesInput, path: str) -> list[Problem]:
+    problems = check_key(item.key, f"{path}.key")
+    for k, name in enumerate(item.custom_names or ()):
+        problems += _custom_name(name, f"{path}.customNames.{k}")
+    if not (item.names or item.custom_names or item.values):
+        problems.append(
+            Problem(path, "at least one of names, customNames or values must be specified")
+        )
+    return problems

@@ -1,0 +1,216 @@
+"""Batched writes, the upsert coalescer and in-flight read sharing: gateway.coalesce."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.coalesce import (
+    MAX_BODY_BYTES,
+    ProfileReads,
+    UpsertCoalescer,
+    plan_chunks,
+    send_batches,
+    split_envelope,
+)
+from gateway.errors import UpstreamError
+from gateway.loaders import ProfileNeed, UserRef
+from gateway.ucd.client import DataEnvelope, UcdClient
+from tests.gateway.conftest import CallLog, FakeUcd
+
+
+def user(i: int, **extra: Any) -> dict[str, Any]:
+    return {"identifiers": {"uuid": f"u-{i}"}, "attributes": {"age": i}, **extra}
+
+
+def test_split_envelope_gives_each_user_its_own_errors() -> None:
+    envelope = DataEnvelope(
+        1,
+        2,
+        {
+            "users.1.identifiers.*.regexp(^.+@.+\\..+$)": ["not a valid email address: x"],
+            "users.2.identifiers.required": ["either"],
+            "users.2.insider_id.required": ["either"],
+        },
+    )
+    outcomes = split_envelope(envelope, 3)
+    assert [o.ok for o in outcomes] == [True, False, False]
+    assert outcomes[1].errors == {
+        "identifiers.*.regexp(^.+@.+\\..+$)": ["not a valid email address: x"]
+    }
+    assert set(outcomes[2].errors) == {"identifiers.required", "insider_id.required"}
+
+
+def test_plan_chunks_cuts_at_1000_users() -> None:
+    chunks, too_big = plan_chunks([10] * 2500, {"skip_hook": False})
+    assert [len(c) for c in chunks] == [1000, 1000, 500]
+    assert too_big == []
+    assert [i for c in chunks for i in c] == list(range(2500))
+
+
+def test_plan_chunks_keeps_every_body_under_5_000_000_bytes() -> None:
+    frame = len(orjson.dumps({"users": [], "skip_hook": False}))
+    size = 1_000_000
+    chunks, _ = plan_chunks([size] * 12, {"skip_hook": False})
+    for chunk in chunks:
+        assert frame + size * len(chunk) + len(chunk) - 1 <= MAX_BODY_BYTES
+    assert [len(c) for c in chunks] == [4, 4, 4]
+
+
+def test_plan_chunks_reports_a_user_too_big_for_any_request() -> None:
+    chunks, too_big = plan_chunks([10, MAX_BODY_BYTES, 10], {})
+    assert chunks == [[0, 2]]
+    assert too_big == [1]
+
+
+async def test_2500_users_cost_3_upsert_calls_sent_concurrently(
+    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
+) -> None:
+    fake_ucd.delay = 0.02
+    outcomes = await send_batches(ucd.upsert, [user(i) for i in range(2500)], {"skip_hook": True})
+    assert len(ucd_calls.upserts) == 3
+    assert [len(c.body["users"]) for c in ucd_calls.upserts] == [1000, 1000, 500]
+    assert all(c.body["skip_hook"] is True for c in ucd_calls.upserts)
+    assert all(not isinstance(o, BaseException) and o.ok for o in outcomes)
+    assert len(fake_ucd.profiles) == 2500
+    assert fake_ucd.max_in_flight == 3  # concurrent, not one after the other
+
+
+async def test_send_batches_maps_errors_back_to_the_input_index(
+    ucd: UcdClient, ucd_calls: CallLog
+) -> None:
+    users = [user(i) for i in range(1500)]
+    users[1200] = {"identifiers": {"email": "nope"}, "attributes": {"age": 1}}
+    outcomes = await send_batches(ucd.upsert, users)
+    failed = [i for i, o in enumerate(outcomes) if isinstance(o, BaseException) or not o.ok]
+    assert failed == [1200]
+    bad = outcomes[1200]
+    assert not isinstance(bad, BaseException)
+    assert list(bad.errors) == ["identifiers.*.regexp(^.+@.+\\..+$)"]
+
+
+async def test_send_batches_reports_a_failed_request_per_user(
+    fake_ucd: FakeUcd, ucd: UcdClient
+) -> None:
+    fake_ucd.status["/api/user/v1/upsert"] = 500
+    outcomes = await send_batches(ucd.upsert, [user(1), user(2)])
+    assert all(isinstance(o, UpstreamError) for o in outcomes)
+
+
+async def test_200_concurrent_single_user_upserts_in_one_window_cost_one_call(
+    ucd: UcdClient, ucd_calls: CallLog
+) -> None:
+    coalescer = UpsertCoalescer(ucd, window_ms=20)
+    users = [user(i) for i in range(200)]
+    users[7] = {"identifiers": {"phone_number": "12345"}, "attributes": {"age": 1}}
+    outcomes = await asyncio.gather(*(coalescer.submit(u) for u in users))
+    assert len(ucd_calls.upserts) == 1
+    assert len(ucd_calls.upserts[0].body["users"]) == 200
+    assert [i for i, o in enumerate(outcomes) if not o.ok] == [7]
+    assert list(outcomes[7].errors) == ["identifiers.*.regexp(^\\+[1-9]\\d{6,14}$)"]
+    await coalescer.aclose()
+
+
+async def test_each_caller_waits_for_the_ucd_answer(fake_ucd: FakeUcd, ucd: UcdClient) -> None:
+    fake_ucd.delay = 0.05
+    coalescer = UpsertCoalescer(ucd, window_ms=1)
+    task = asyncio.ensure_future(coalescer.submit(user(1)))
+    await asyncio.sleep(0.02)
+    assert not task.done()  # the window passed; the UCD has not answered yet
+    assert (await task).ok
+    assert "iid-0" in fake_ucd.profiles
+
+
+async def test_skip_hook_values_never_share_a_call(ucd: UcdClient, ucd_calls: CallLog) -> None:
+    coalescer = UpsertCoalescer(ucd, window_ms=5)
+    await asyncio.gather(
+        coalescer.submit(user(1)),
+        coalescer.submit(user(2), skip_hook=True),
+        coalescer.submit(user(3)),
+    )
+    bodies = sorted((c.body["skip_hook"], len(c.body["users"])) for c in ucd_calls.upserts)
+    assert bodies == [(False, 2), (True, 1)]
+
+
+async def test_a_full_batch_is_sent_without_waiting_for_the_window(
+    ucd: UcdClient, ucd_calls: CallLog
+) -> None:
+    coalescer = UpsertCoalescer(ucd, window_ms=60_000)
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(*(coalescer.submit(user(i)) for i in range(1000))), timeout=5
+    )
+    assert len(outcomes) == 1000
+    assert len(ucd_calls.upserts) == 1
+
+
+async def test_aclose_flushes_waiting_users(ucd: UcdClient, ucd_calls: CallLog) -> None:
+    coalescer = UpsertCoalescer(ucd, window_ms=60_000)
+    task = asyncio.ensure_future(coalescer.submit(user(1)))
+    await asyncio.sleep(0)
+    assert ucd_calls.upserts == []
+    await asyncio.wait_for(coalescer.aclose(), timeout=5)
+    assert len(ucd_calls.upserts) == 1
+    assert (await task).ok
+
+
+async def test_a_failed_call_fails_every_caller_with_its_error(
+    fake_ucd: FakeUcd, ucd: UcdClient
+) -> None:
+    fake_ucd.status["/api/user/v1/upsert"] = 503
+    coalescer = UpsertCoalescer(ucd, window_ms=1)
+    results = await asyncio.gather(
+        coalescer.submit(user(1)), coalescer.submit(user(2)), return_exceptions=True
+    )
+    assert all(isinstance(r, UpstreamError) for r in results)
+
+
+async def test_concurrent_reads_of_one_user_share_one_call(
+    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
+) -> None:
+    fake_ucd._apply(
+        {"identifiers": {"uuid": "u"}, "attributes": {"name": "A", "city": "X"}}, append=True
+    )
+    fake_ucd.delay = 0.02
+    reads = ProfileReads(ucd)
+    ref = UserRef.of(uuid="u")
+    wide = ProfileNeed(frozenset({"name", "city"}))
+    answers = await asyncio.gather(
+        reads.fetch(ref, wide),
+        reads.fetch(ref, ProfileNeed(frozenset({"name"}))),
+        reads.fetch(ref, wide),
+    )
+    assert len(ucd_calls.profiles) == 1
+    assert reads.shared == 2
+    assert answers[0] is answers[1] is answers[2]
+
+
+async def test_a_read_the_flying_call_does_not_cover_sends_its_own(
+    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
+) -> None:
+    fake_ucd._apply({"identifiers": {"uuid": "u"}, "attributes": {"name": "A"}}, append=True)
+    fake_ucd.delay = 0.02
+    reads = ProfileReads(ucd)
+    ref = UserRef.of(uuid="u")
+    await asyncio.gather(
+        reads.fetch(ref, ProfileNeed(frozenset({"name"}))),
+        reads.fetch(ref, ProfileNeed(frozenset({"city"}))),
+        reads.fetch(UserRef.of(uuid="other"), ProfileNeed(frozenset({"name"}))),
+    )
+    assert len(ucd_calls.profiles) == 3
+    # Landed calls are forgotten: a later read asks again.
+    await reads.fetch(ref, ProfileNeed(frozenset({"name"})))
+    assert len(ucd_calls.profiles) == 4
+
+
+@pytest.mark.parametrize(
+    "window_ms", [pytest.param(0, id="zero-window"), pytest.param(2, id="2ms")]
+)
+async def test_same_tick_submissions_batch_even_with_a_tiny_window(
+    ucd: UcdClient, ucd_calls: CallLog, window_ms: float
+) -> None:
+    coalescer = UpsertCoalescer(ucd, window_ms=window_ms)
+    await asyncio.gather(*(coalescer.submit(user(i)) for i in range(10)))
+    assert len(ucd_calls.upserts) == 1

@@ -1,0 +1,426 @@
+"""Queries through the schema: push-down, call counts, coalescing and results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.gateway.conftest import CallLog, FakeUcd, Gateway, seed
+
+TWENTY_FIELDS = """
+query($key: UserKey!) { user(key: $key) {
+  insiderId email phoneNumber uuid name surname birthday gender age language country city
+  locale emailOptin smsOptin whatsappOptin gdprOptin staticSegmentIds
+  tier: attribute(name: "tier", custom: true) { name custom value }
+  purchases: events(names: ["purchase"]) { name timestamp productId unitSalePrice }
+} }
+"""
+
+
+def ago(**delta: float) -> str:
+    return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def seed_ada(gateway: Gateway) -> None:
+    await seed(
+        gateway,
+        [
+            {
+                "key": {"email": "ada@example.com", "custom": [{"name": "crm_id", "value": "c-9"}]},
+                "attributes": {
+                    "name": "Ada",
+                    "surname": "Lovelace",
+                    "birthday": "1989-12-10T00:00:00Z",
+                    "age": 36,
+                    "locale": "en_GB",
+                    "gdprOptin": True,
+                    "emailOptin": False,
+                    "staticSegmentIds": [1, 2],
+                    "custom": [{"name": "tier", "value": "gold"}],
+                },
+                "events": [
+                    {
+                        "name": "purchase",
+                        "timestamp": ago(days=1),
+                        "productId": "p-new",
+                        "currency": "USD",
+                        "unitSalePrice": 10,
+                        "eventGroupId": "o-1",
+                        "custom": {"gift_wrap": True},
+                    },
+                    {
+                        "name": "purchase",
+                        "timestamp": ago(days=10),
+                        "productId": "p-mid",
+                        "currency": "USD",
+                        "unitSalePrice": 20,
+                        "eventGroupId": "o-2",
+                    },
+                    {
+                        "name": "purchase",
+                        "timestamp": ago(days=100),
+                        "productId": "p-old",
+                        "currency": "USD",
+                        "unitSalePrice": 30,
+                        "eventGroupId": "o-3",
+                    },
+                    {"name": "view", "timestamp": ago(days=5), "url": "https://x.test/a"},
+                ],
+            }
+        ],
+    )
+
+
+async def test_one_user_with_twenty_selected_fields_costs_one_profile_call(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(TWENTY_FIELDS, {"key": {"email": " ADA@example.com "}})
+    assert len(ucd_calls.calls) == 1
+    body = ucd_calls.profiles[0].body
+    assert body["identifiers"] == {"email": "ada@example.com"}
+    assert body["attributes"] == sorted(
+        [
+            "email",
+            "phone_number",
+            "uuid",
+            "name",
+            "surname",
+            "birthday",
+            "gender",
+            "age",
+            "language",
+            "country",
+            "city",
+            "lo",
+            "email_optin",
+            "sms_optin",
+            "whatsapp_optin",
+            "gdpr",
+            "static_segment_id",
+            "c_tier",
+        ]
+    )
+    assert body["events"]["wanted"] == [
+        {"event_name": "purchase", "params": ["product_id", "unit_sale_price"]}
+    ]
+    user = data["user"]
+    assert user["name"] == "Ada"
+    assert user["locale"] == "en_GB"
+    assert user["gdprOptin"] is True
+    assert user["emailOptin"] is False
+    assert user["staticSegmentIds"] == [1, 2]
+    assert user["birthday"] == "1989-12-10T00:00:00Z"
+    assert user["age"] == 36
+    assert user["tier"] == {"name": "tier", "custom": True, "value": "gold"}
+    # Default window: the last 30 days, newest first.
+    assert [e["productId"] for e in user["purchases"]] == ["p-new", "p-mid"]
+    assert user["purchases"][0]["unitSalePrice"] == 10.0
+    assert user["purchases"][0]["timestamp"].endswith("Z")
+
+
+async def test_users_with_50_keys_of_which_10_repeat_cost_40_calls_in_key_order(
+    gateway: Gateway, fake_ucd: FakeUcd, ucd_calls: CallLog
+) -> None:
+    for i in range(30):
+        fake_ucd._apply({"identifiers": {"uuid": f"u-{i}"}, "attributes": {"age": i}}, append=True)
+    distinct = [{"uuid": f"u-{i}"} for i in range(40)]  # u-30..u-39 are unknown
+    keys = distinct + [{"uuid": f"u-{i}"} for i in range(10)]  # 10 repeats
+    data = await gateway.ok(
+        "query($keys: [UserKey!]!) { users(keys: $keys) { uuid age } }", {"keys": keys}
+    )
+    assert len(ucd_calls.profiles) == 40
+    users = data["users"]
+    assert len(users) == 50
+    assert [u and u["age"] for u in users[:30]] == list(range(30))
+    assert users[30:40] == [None] * 10
+    assert [u["age"] for u in users[40:]] == list(range(10))
+
+
+async def test_keys_naming_one_user_differently_are_one_call(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(
+        """{ users(keys: [{email: "ada@example.com"}, {email: "  Ada@Example.com"}]) { name } }"""
+    )
+    assert len(ucd_calls.profiles) == 1
+    assert data["users"] == [{"name": "Ada"}, {"name": "Ada"}]
+
+
+async def test_user_reads_run_concurrently_under_the_client_bound(
+    gateway: Gateway, fake_ucd: FakeUcd
+) -> None:
+    fake_ucd.delay = 0.01
+    keys = ", ".join(f'{{uuid: "u-{i}"}}' for i in range(30))
+    await gateway.ok(f"{{ users(keys: [{keys}]) {{ uuid }} }}")
+    # The conftest's UcdClient allows 8 calls at a time.
+    assert fake_ucd.max_in_flight == 8
+
+
+async def test_several_selections_of_one_user_merge_into_one_call_and_filter_per_selection(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(
+        f"""{{
+          a: user(key: {{email: "ada@example.com"}}) {{
+            name
+            recent: events(names: ["purchase"], last: 1) {{ productId }}
+          }}
+          b: user(key: {{email: "ada@example.com"}}) {{
+            city
+            old: events(names: ["purchase"], from: "{ago(days=200)}", to: "{ago(days=50)}") {{
+              productId url
+            }}
+            views: events(names: ["view", "purchase"]) {{ name url }}
+          }}
+        }}"""
+    )
+    assert len(ucd_calls.profiles) == 1
+    body = ucd_calls.profiles[0].body
+    assert body["attributes"] == ["city", "name"]
+    assert body["events"]["wanted"] == [
+        {"event_name": "purchase", "params": ["product_id", "url"]},
+        {"event_name": "view", "params": ["url"]},
+    ]
+    # One window for the call: from 200 days ago (b.old) to now (a.recent's default).
+    span = body["events"]["end_date"] - body["events"]["start_date"]
+    assert abs(span - 200 * 86_400) <= 2
+    assert data["a"]["recent"] == [{"productId": "p-new"}]
+    assert data["b"]["old"] == [{"productId": "p-old", "url": None}]
+    assert [e["name"] for e in data["b"]["views"]] == ["purchase", "view", "purchase"]
+
+
+async def test_attributes_without_names_lists_everything_but_iid(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(
+        '{ user(key: {email: "ada@example.com"}) { attributes { name custom value } } }'
+    )
+    assert ucd_calls.profiles[0].body["attributes"] == "*"
+    by_name = {(a["name"], a["custom"]): a["value"] for a in data["user"]["attributes"]}
+    assert by_name[("tier", True)] == "gold"
+    assert by_name[("crm_id", True)] == "c-9"
+    assert by_name[("gdpr", False)] is True
+    assert ("iid", False) not in by_name
+
+
+async def test_attributes_by_name_in_request_order(gateway: Gateway) -> None:
+    await seed_ada(gateway)
+    data = await gateway.ok(
+        """{ user(key: {email: "ada@example.com"}) {
+            attributes(names: ["surname", "gdpr_optin", "missing"], customNames: ["tier"]) {
+                name value
+            }
+        } }"""
+    )
+    assert data["user"]["attributes"] == [
+        {"name": "surname", "value": "Lovelace"},
+        {"name": "gdpr", "value": True},
+        {"name": "tier", "value": "gold"},
+    ]
+
+
+async def test_attribute_is_null_when_the_user_has_no_value(gateway: Gateway) -> None:
+    await seed_ada(gateway)
+    data = await gateway.ok(
+        '{ user(key: {email: "ada@example.com"}) { attribute(name: "city") { value } } }'
+    )
+    assert data["user"] == {"attribute": None}
+
+
+async def test_identifiers_list_defaults_and_the_custom_names_of_the_key(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(
+        """{ user(key: {custom: [{name: "crm_id", value: "c-9"}]}) {
+            identifiers { type name value }
+        } }"""
+    )
+    assert ucd_calls.profiles[0].body["attributes"] == ["c_crm_id", "email", "phone_number", "uuid"]
+    assert data["user"]["identifiers"] == [
+        {"type": "EMAIL", "name": "email", "value": "ada@example.com"},
+        {"type": "CUSTOM", "name": "crm_id", "value": "c-9"},
+    ]
+
+
+async def test_unknown_user_is_null(gateway: Gateway) -> None:
+    data = await gateway.ok('{ user(key: {uuid: "nobody"}) { name } }')
+    assert data == {"user": None}
+
+
+async def test_event_params_and_custom_params(gateway: Gateway, ucd_calls: CallLog) -> None:
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(
+        """{ user(key: {email: "ada@example.com"}) { events(names: ["purchase"], last: 1) {
+            source currency eventGroupId gift: param(name: "gift_wrap", custom: true)
+            cur: param(name: "currency")
+        } } }"""
+    )
+    wanted = ucd_calls.profiles[0].body["events"]["wanted"]
+    assert wanted == [
+        {"event_name": "purchase", "params": ["c_gift_wrap", "currency", "event_group_id"]}
+    ]
+    assert data["user"]["events"] == [
+        {"source": "api", "currency": "USD", "eventGroupId": "o-1", "gift": True, "cur": "USD"}
+    ]
+
+
+async def test_concurrent_requests_for_one_user_share_one_call(
+    gateway: Gateway, fake_ucd: FakeUcd, ucd_calls: CallLog
+) -> None:
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    fake_ucd.delay = 0.02
+    query = '{ user(key: {email: "ada@example.com"}) { name surname } }'
+    results = await asyncio.gather(*(gateway.ok(query) for _ in range(20)))
+    assert len(ucd_calls.profiles) == 1
+    assert all(r == {"user": {"name": "Ada", "surname": "Lovelace"}} for r in results)
+
+
+async def test_export_job_reports_the_registry_state(gateway: Gateway) -> None:
+    job = gateway.exports.create(format="json", segment_id="1")
+    query = "query($id: ID!) { exportJob(id: $id) { id status format segmentId requestedAt url } }"
+    data = await gateway.ok(query, {"id": job.id})
+    assert data["exportJob"]["status"] == "PENDING"
+    assert data["exportJob"]["format"] == "JSON"
+    assert data["exportJob"]["requestedAt"].endswith("Z")
+    assert gateway.exports.mark_ready(job.id, job.token, "http://ucd.test/exports/local/p/f.json")
+    data = await gateway.ok(query, {"id": job.id})
+    assert data["exportJob"]["status"] == "READY"
+    assert data["exportJob"]["url"] == "http://ucd.test/exports/local/p/f.json"
+    assert (await gateway.ok(query, {"id": "nope"})) == {"exportJob": None}
+
+
+async def test_an_upstream_failure_is_reported_with_its_code(
+    gateway: Gateway, fake_ucd: FakeUcd
+) -> None:
+    fake_ucd.status["/api/user/v1/profile"] = 403
+    result = await gateway.execute('{ user(key: {uuid: "u"}) { name } }')
+    assert result.errors is not None
+    assert result.errors[0].extensions == {"code": "UPSTREAM_AUTH"}
+
+
+class TestAgainstTheLocalUcd:
+    """The same data path against the real local UCD app, in-process."""
+
+    @pytest.fixture
+    def ucd_transport(self, local_transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        return local_transport
+
+    async def test_twenty_fields_are_one_profile_call_with_real_answers(
+        self, gateway: Gateway, ucd_calls: CallLog
+    ) -> None:
+        await seed_ada(gateway)
+        ucd_calls.clear()
+        data = await gateway.ok(TWENTY_FIELDS, {"key": {"email": "ada@example.com"}})
+        assert len(ucd_calls.calls) == 1
+        user = data["user"]
+        assert user["insiderId"]
+        assert user["email"] == "ada@example.com"
+        assert user["gdprOptin"] is True
+        assert user["locale"] == "en_GB"
+        assert user["staticSegmentIds"] == [1, 2]
+        assert user["age"] == 36
+        assert user["birthday"] == "1989-12-10T00:00:00Z"
+        assert user["tier"] == {"name": "tier", "custom": True, "value": "gold"}
+        assert [e["productId"] for e in user["purchases"]] == ["p-new", "p-mid"]
+
+    async def test_users_50_keys_10_repeats_40_calls(
+        self, gateway: Gateway, ucd_calls: CallLog
+    ) -> None:
+        await seed(
+            gateway, [{"key": {"uuid": f"u-{i}"}, "attributes": {"age": i}} for i in range(30)]
+        )
+        ucd_calls.clear()
+        keys = [{"uuid": f"u-{i}"} for i in range(40)] + [{"uuid": f"u-{i}"} for i in range(10)]
+        data = await gateway.ok("query($k: [UserKey!]!) { users(keys: $k) { age } }", {"k": keys})
+        assert len(ucd_calls.profiles) == 40
+        assert [u and u["age"] for u in data["users"]] == [*range(30), *([None] * 10), *range(10)]
+
+    async def test_merged_windows_filter_per_selection(
+        self, gateway: Gateway, ucd_calls: CallLog
+    ) -> None:
+        await seed_ada(gateway)
+        ucd_calls.clear()
+        data = await gateway.ok(
+            f"""{{ user(key: {{email: "ada@example.com"}}) {{
+                last: events(names: ["purchase"], last: 1) {{ productId }}
+                old: events(names: ["purchase"], from: "{ago(days=200)}", to: "{ago(days=50)}") {{
+                  productId
+                }}
+                identifiers {{ type name value }}
+                attributes {{ name custom }}
+            }} }}"""
+        )
+        assert len(ucd_calls.profiles) == 1
+        user = data["user"]
+        assert user["last"] == [{"productId": "p-new"}]
+        assert user["old"] == [{"productId": "p-old"}]
+        assert {"type": "EMAIL", "name": "email", "value": "ada@example.com"} in user["identifiers"]
+        assert {"name": "crm_id", "custom": True} in user["attributes"]
+
+
+class TestOverHttp:
+    """The schema mounted by the app (G1's create_app), over HTTP, on the local UCD."""
+
+    @pytest.fixture
+    async def http(self, ucd_http: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(Settings(_env_file=None), http_client=ucd_http)  # type: ignore[call-arg]
+        async with (
+            LifespanManager(app) as manager,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=manager.app), base_url="http://gw"
+            ) as client,
+        ):
+            yield client
+
+    @pytest.fixture
+    def ucd_transport(self, local_transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        return local_transport
+
+    async def post(self, http: httpx.AsyncClient, query: str) -> Any:
+        response = await http.post("/graphql", json={"query": query})
+        assert response.status_code == 200
+        return response.json()
+
+    async def test_write_then_read_over_http(
+        self, http: httpx.AsyncClient, ucd_calls: CallLog
+    ) -> None:
+        written = await self.post(
+            http,
+            "mutation { upsertUsers(input: {users: "
+            '[{key: {email: "a@b.co"}, attributes: {name: "A"}}]}) { successCount } }',
+        )
+        assert written == {"data": {"upsertUsers": {"successCount": 1}}}
+        read = await self.post(http, '{ user(key: {email: "a@b.co"}) { name email } }')
+        assert read == {"data": {"user": {"name": "A", "email": "a@b.co"}}}
+        assert len(ucd_calls.profiles) == 1
+
+    async def test_input_errors_over_http_carry_code_and_path(
+        self, http: httpx.AsyncClient, ucd_calls: CallLog
+    ) -> None:
+        one_of = await self.post(
+            http, 'mutation { deleteIdentifier(identifier: {email: "a@b.co", uuid: "x"}) { ok } }'
+        )
+        assert one_of["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "path": "identifier"}
+        email = await self.post(http, '{ user(key: {email: "nope"}) { name } }')
+        assert email["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "path": "key.email"}
+        assert ucd_calls.calls == []

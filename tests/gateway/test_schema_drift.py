@@ -1,0 +1,39 @@
+"""schema/schema.graphql is generated from the code and honours the public contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from graphql import build_schema as parse_sdl
+from graphql import find_breaking_changes, find_dangerous_changes
+
+from gateway.api.schema import build_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_FILE = ROOT / "schema" / "schema.graphql"
+CONTRACT = Path("/work/shared/contract/gateway.graphql")
+
+
+def generated_sdl() -> str:
+    # The same text `ucd-gateway schema` writes (cli.py): as_str() plus one final newline.
+    return build_schema().as_str().rstrip("\n") + "\n"
+
+
+def test_schema_file_matches_the_code() -> None:
+    """Regenerate with `make schema` when this fails."""
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == generated_sdl()
+
+
+def test_generated_schema_keeps_every_contract_name_and_type() -> None:
+    if not CONTRACT.exists():
+        pytest.skip("the shared contract file is only present in the team workspace")
+    contract = parse_sdl(CONTRACT.read_text(encoding="utf-8"))
+    ours = parse_sdl(generated_sdl())
+    assert find_breaking_changes(contract, ours) == []
+    # Dangerous changes include changed argument defaults and enum values added.
+    assert find_dangerous_changes(contract, ours) == []
+
+
+def test_identifier_input_is_one_of() -> None:
+    assert "input IdentifierInput @oneOf {" in generated_sdl()
