@@ -29,6 +29,8 @@ def parse_rfc3339_us(text: str) -> int | None:
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if int(second) > 60:
+        return None
     try:
         # Leap second 60 is valid RFC 3339 but not a Python time: fold it into :59.
         moment = datetime(
