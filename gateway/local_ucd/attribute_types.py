@@ -1,16 +1,77 @@
-"""TEMPORARY placeholder written by the lead so the app imports; its owner replaces it."""
+"""``POST`` / ``GET /api/local/v1/attributes`` (§5.6): declare and list custom attribute types.
+
+Declaring is the only way to get a ``date`` custom attribute (§4.7.2). A name shares the
+custom-name namespace with custom identifiers (§4.7.3), so a custom identifier's name
+cannot be declared.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
-from gateway.local_ucd.http import UNKNOWN_ERROR, ApiError
+from gateway.local_ucd.attributes import ATTRIBUTE_TYPES
+from gateway.local_ucd.http import ApiError
 from gateway.local_ucd.services import UcdRequest
+
+__all__ = ["handle_declare_attribute", "handle_list_attributes"]
+
+_TYPE_ERROR = f"type must be one of {', '.join(ATTRIBUTE_TYPES)}"
+_CLASH_ERROR = "attribute already exists with another type"
 
 
 async def handle_declare_attribute(req: UcdRequest) -> Any:
-    raise ApiError(500, UNKNOWN_ERROR)
+    name = req.body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 128:
+        raise ApiError.bad_request("name must be defined")
+    type_name = req.body.get("type")
+    if type_name not in ATTRIBUTE_TYPES:
+        raise ApiError.bad_request(_TYPE_ERROR)
+    declared = await req.services.store.write(
+        lambda conn: _declare(conn, req.partner, name, str(type_name))
+    )
+    if not declared:
+        raise ApiError.bad_request(_CLASH_ERROR)
+    return {"name": name, "type": type_name}
+
+
+def _declare(conn: sqlite3.Connection, partner: str, name: str, type_name: str) -> bool:
+    """Fix the type; ``False`` when the name is an identifier or has another type."""
+    row = conn.execute(
+        "SELECT is_identifier, type FROM custom_names WHERE partner = ? AND name = ?",
+        (partner, name),
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO custom_names (partner, name, is_identifier, type) VALUES (?, ?, 0, ?)",
+            (partner, name, type_name),
+        )
+        return True
+    is_identifier, current = row
+    if is_identifier:
+        return False
+    if current is None:
+        # Only [] was seen so far, which fixes no type (§4.7.2): the declaration does.
+        conn.execute(
+            "UPDATE custom_names SET type = ? WHERE partner = ? AND name = ?",
+            (type_name, partner, name),
+        )
+        return True
+    return bool(current == type_name)
 
 
 async def handle_list_attributes(req: UcdRequest) -> Any:
-    raise ApiError(500, UNKNOWN_ERROR)
+    rows = await req.services.store.read(
+        lambda conn: conn.execute(
+            "SELECT name, is_identifier, type FROM custom_names WHERE partner = ? ORDER BY name",
+            (req.partner,),
+        ).fetchall()
+    )
+    # [LOCAL] a name seen only with [] has no type yet and is not listed.
+    return {
+        "attributes": [
+            {"name": name, "type": "identifier" if is_identifier else type_name}
+            for name, is_identifier, type_name in rows
+            if is_identifier or type_name is not None
+        ]
+    }

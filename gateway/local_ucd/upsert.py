@@ -1,12 +1,212 @@
-"""TEMPORARY placeholder written by the lead so the app imports; its owner replaces it."""
+"""E1 — ``POST /api/user/v1/upsert`` (§3.1): request checks, then one write transaction.
+
+Users are processed in array order inside one transaction, each inside its own SAVEPOINT:
+a user that fails (validation, or an unknown ``insider_id``) changes nothing, and a later
+user sees what earlier users wrote. Error callbacks (§4.6) are enqueued only after the
+transaction committed.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from gateway.local_ucd.http import UNKNOWN_ERROR, ApiError
+from gateway.local_ucd.attributes import (
+    AttributeRow,
+    CustomNames,
+    insert_attributes,
+    write_attributes,
+)
+from gateway.local_ucd.events import (
+    CatalogKey,
+    EventRow,
+    insert_events,
+    queue_events,
+    write_catalog,
+)
+from gateway.local_ucd.http import ApiError
+from gateway.local_ucd.resolution import Conflict, Resolver
 from gateway.local_ucd.services import UcdRequest
+from gateway.local_ucd.timefmt import to_us
+from gateway.local_ucd.validation import (
+    CheckedEvents,
+    append_flag,
+    check_user_events,
+    validate_user,
+)
+
+__all__ = ["MAX_USERS", "UpsertOutcome", "handle_upsert", "upsert_users"]
+
+MAX_USERS = 1000
+
+
+@dataclass
+class UpsertOutcome:
+    """What one upsert did: counts, per-user failures, and the conflicts to report."""
+
+    successful: int = 0
+    failed: int = 0
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    def envelope(self) -> dict[str, Any]:
+        """The data envelope of §3.1.5: ``{}`` instead of a zero count."""
+        successful = {"count": self.successful} if self.successful else {}
+        fail = {"count": self.failed, "errors": self.errors} if self.failed else {}
+        return {"data": {"successful": successful, "fail": fail}}
+
+    def fail(self, index: int, failures: Sequence[tuple[str, str]]) -> None:
+        self.failed += 1
+        for key, message in failures:
+            self.errors.setdefault(f"users.{index}.{key}", []).append(message)
+
+
+def _check_request(body: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """The request-level errors of §3.1.2, in the table's order."""
+    users = body.get("users")
+    if not isinstance(users, list):
+        raise ApiError.bad_request("users must be defined")
+    if len(users) > MAX_USERS:
+        raise ApiError.bad_request(f"users must not contain more than {MAX_USERS} items")
+    for flag in ("skip_hook", "append", "not_append"):
+        value = body.get(flag)
+        # [LOCAL] null is treated as an absent flag.
+        if value is not None and not isinstance(value, bool):
+            raise ApiError.bad_request(f"{flag} must be boolean")
+    url = body.get("error_callback_endpoint")
+    if url is not None and not _is_http_url(url):
+        raise ApiError.bad_request("error_callback_endpoint must be an http or https URL")
+    return users, url
+
+
+def _is_http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 async def handle_upsert(req: UcdRequest) -> Any:
-    raise ApiError(500, UNKNOWN_ERROR)
+    users, callback_url = _check_request(req.body)
+    req.admit("upsert")
+    if not users:
+        return UpsertOutcome().envelope()
+    services = req.services
+    default_append = append_flag(req.body, True)
+    now_us = to_us(services.now())
+    retention = services.config.event_retention_days
+    # Event checks need no database: run them off the event loop and outside the write
+    # lock, so one request's checks overlap another's transaction.
+    checked = await asyncio.to_thread(lambda: [check_user_events(raw) for raw in users])
+    outcome = await services.store.write(
+        lambda conn: upsert_users(
+            conn, req.partner, users, default_append, now_us, retention, checked
+        )
+    )
+    if callback_url is not None:
+        for conflict in outcome.conflicts:
+            services.callbacks.enqueue(
+                req.partner, conflict.insider_id, callback_url, conflict.payload()
+            )
+    return outcome.envelope()
+
+
+class _PendingWrites:
+    """Rows batched across users: one ``executemany`` per table instead of one per user.
+
+    Only writes nobody reads back before the flush are batched: events (``INSERT OR
+    IGNORE`` needs no read) and attributes of profiles created in this request. A merge
+    or a write to an existing profile reads stored rows, so it flushes first.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.attributes: list[AttributeRow] = []
+        self.events: list[EventRow] = []
+
+    def flush(self) -> None:
+        insert_attributes(self.conn, self.attributes)
+        insert_events(self.conn, self.events)
+        self.attributes = []
+        self.events = []
+
+
+def upsert_users(
+    conn: sqlite3.Connection,
+    partner: str,
+    users: Sequence[Any],
+    default_append: bool,
+    now_us: int,
+    retention: Mapping[str, int],
+    checked_events: Sequence[CheckedEvents] | None = None,
+) -> UpsertOutcome:
+    """Apply ``users`` inside the caller's write transaction (§3.1.4).
+
+    ``checked_events`` holds :func:`check_user_events` of each user when done beforehand.
+    """
+    outcome = UpsertOutcome()
+    names = CustomNames(conn, partner)
+    pending = _PendingWrites(conn)
+    resolver = Resolver(conn, partner, now_us, before_merge=pending.flush)
+    catalog: set[CatalogKey] = set()
+    for index, raw in enumerate(users):
+        plan, failures = validate_user(
+            raw, names, default_append, checked_events[index] if checked_events else None
+        )
+        if plan is None:
+            outcome.fail(index, failures)
+            continue
+        conflicts: list[Conflict] = []
+        user_catalog: set[CatalogKey] = set()
+        conn.execute("SAVEPOINT upsert_user")
+        try:
+            target = resolver.resolve(
+                plan.insider_id, plan.identifiers, plan.attach_only, conflicts
+            )
+            if target is None:
+                conn.execute("ROLLBACK TO upsert_user")
+                conn.execute("RELEASE upsert_user")
+                outcome.fail(index, [("insider_id.exists", "no such user for this insider_id")])
+                continue
+            if not target.new:
+                pending.flush()
+                conn.execute("UPDATE profiles SET updated_us = ? WHERE pk = ?", (now_us, target.pk))
+            write_attributes(
+                conn,
+                target.pk,
+                plan.attributes,
+                append=plan.append,
+                new_profile=target.new,
+                pending=pending.attributes,
+            )
+            queue_events(
+                target.pk,
+                plan.events,
+                now_us=now_us,
+                overrides=retention,
+                rows=pending.events,
+                catalog=user_catalog,
+            )
+        except BaseException:
+            # Undo this user's partial writes; the caller's transaction then rolls back
+            # as a whole and the request answers 500 (§2.5).
+            conn.execute("ROLLBACK TO upsert_user")
+            conn.execute("RELEASE upsert_user")
+            raise
+        conn.execute("RELEASE upsert_user")
+        outcome.successful += 1
+        outcome.conflicts.extend(conflicts)
+        names.accept(plan.names)
+        catalog |= user_catalog
+    pending.flush()
+    names.flush()
+    if catalog:
+        write_catalog(conn, partner, catalog)
+    return outcome
