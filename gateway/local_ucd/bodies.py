@@ -18,7 +18,9 @@ _CONTENT_TYPE_ERROR = go_error("content type must be application/json")
 _TOO_BIG_ERROR = go_error("request body is bigger than maximum allowed size 5,000,000 bytes")
 
 
-async def read_json_body(request: Request, *, content_type_optional: bool = False) -> dict[str, Any]:
+async def read_json_body(
+    request: Request, *, content_type_optional: bool = False
+) -> dict[str, Any]:
     """Check and parse the body; raise the §2.4 answer of the first failing check."""
     content_type = request.headers.get("content-type")
     if content_type is None:

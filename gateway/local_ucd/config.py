@@ -72,7 +72,9 @@ class EndpointFaults:
                 raise ConfigError(f"{where}.{name} must be between 0 and 1")
             if name == "retry_after_s":
                 if raw != int(raw) or raw < 1:
-                    raise ConfigError(f"{where}.retry_after_s must be a whole number of seconds >= 1")
+                    raise ConfigError(
+                        f"{where}.retry_after_s must be a whole number of seconds >= 1"
+                    )
                 raw = int(raw)
             values[name] = raw
         faults = cls(**values)
@@ -83,10 +85,7 @@ class EndpointFaults:
     @property
     def total_rate(self) -> float:
         return (
-            self.error_500_rate
-            + self.error_429_rate
-            + self.drop_rate
-            + self.drop_after_commit_rate
+            self.error_500_rate + self.error_429_rate + self.drop_rate + self.drop_after_commit_rate
         )
 
     @property
@@ -169,7 +168,11 @@ class LocalUcdConfig:
 
     def validated(self) -> LocalUcdConfig:
         """Check every setting; raise :class:`ConfigError` with a clear message."""
-        if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
+        if (
+            not isinstance(self.port, int)
+            or isinstance(self.port, bool)
+            or not 0 <= self.port <= 65535
+        ):
             raise ConfigError(f"port must be a whole number from 0 to 65535, not {self.port!r}")
         if not self.host:
             raise ConfigError("host must not be empty")
@@ -182,8 +185,10 @@ class LocalUcdConfig:
                 raise ConfigError(
                     f"partner name {partner!r} is invalid: use 1 to 64 of a-z, 0-9, _ and -"
                 )
-            if isinstance(tokens, str) or not tokens or not all(
-                isinstance(t, str) and t.strip() for t in tokens
+            if (
+                isinstance(tokens, str)
+                or not tokens
+                or not all(isinstance(t, str) and t.strip() for t in tokens)
             ):
                 raise ConfigError(f"partner {partner!r} needs a list of non-empty tokens")
         for name, days in self.event_retention_days.items():

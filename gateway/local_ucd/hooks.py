@@ -45,9 +45,13 @@ async def post_with_retries(
             if 200 <= response.status_code < 300:
                 return True
             # The URL may carry a capability token: log the status, never the URL.
-            logger.warning("hook attempt %d/%d answered %d", attempt + 1, attempts, response.status_code)
+            logger.warning(
+                "hook attempt %d/%d answered %d", attempt + 1, attempts, response.status_code
+            )
         except httpx.HTTPError as exc:
-            logger.warning("hook attempt %d/%d failed: %s", attempt + 1, attempts, type(exc).__name__)
+            logger.warning(
+                "hook attempt %d/%d failed: %s", attempt + 1, attempts, type(exc).__name__
+            )
         if attempt < len(delays):
             await sleep(delays[attempt])
     return False

@@ -58,9 +58,7 @@ def message_error(text: str) -> dict[str, Any]:
 
 NO_SUCH_USER = go_error("no such user for these identifiers: no data")
 TOO_MANY_REQUESTS = go_error("rejected: too many requests")
-UNKNOWN_ERROR = message_error(
-    "The request processing has failed because of an unknown error."
-)
+UNKNOWN_ERROR = message_error("The request processing has failed because of an unknown error.")
 INVALID_JSON = message_error("Request data is not in valid JSON format.")
 ACCESS_DENIED = message_error(
     "Access Denied. You do not have sufficient access to perform this action."

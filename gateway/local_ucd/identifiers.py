@@ -149,14 +149,18 @@ def parse_identity(
             insider_id = raw_id
         else:
             issues.append(
-                IdentityIssue("insider_id.type(string)", f"insider_id must be string: {render_value(raw_id)}")
+                IdentityIssue(
+                    "insider_id.type(string)", f"insider_id must be string: {render_value(raw_id)}"
+                )
             )
 
     raw = body.get("identifiers")
     if raw is not None and not isinstance(raw, Mapping):
         given = True
         issues.append(
-            IdentityIssue("identifiers.type(object)", f"identifiers must be object: {render_value(raw)}")
+            IdentityIssue(
+                "identifiers.type(object)", f"identifiers must be object: {render_value(raw)}"
+            )
         )
     elif isinstance(raw, Mapping):
         for key, value in raw.items():
@@ -177,17 +181,27 @@ def parse_identity(
                     continue  # JSON null: no value given, like an absent key
                 given = True
                 issues.append(
-                    IdentityIssue("identifiers.*.type(string)", f"{key} must be string: {render_value(value)}")
+                    IdentityIssue(
+                        "identifiers.*.type(string)", f"{key} must be string: {render_value(value)}"
+                    )
                 )
                 continue
             normalised = normalise_email(value) if key == "email" else value
             if is_blocked(normalised):
                 continue
             given = True
-            error = check_email(value) if key == "email" else check_phone(value) if key == "phone_number" else None
+            error = (
+                check_email(value)
+                if key == "email"
+                else check_phone(value)
+                if key == "phone_number"
+                else None
+            )
             if error is not None:
                 issues.append(
-                    IdentityIssue(f"identifiers.*.{EMAIL_KEY if key == 'email' else PHONE_KEY}", error)
+                    IdentityIssue(
+                        f"identifiers.*.{EMAIL_KEY if key == 'email' else PHONE_KEY}", error
+                    )
                 )
                 continue
             usable.append(Identifier(key, "", normalised))
@@ -210,7 +224,9 @@ def _parse_custom(
         return False
     if not isinstance(value, Mapping):
         issues.append(
-            IdentityIssue("identifiers.custom.type(object)", f"custom must be object: {render_value(value)}")
+            IdentityIssue(
+                "identifiers.custom.type(object)", f"custom must be object: {render_value(value)}"
+            )
         )
         return True
     given = False
@@ -221,11 +237,16 @@ def _parse_custom(
             continue
         given = True
         if not 1 <= len(name) <= 128:
-            issues.append(IdentityIssue("identifiers.custom.*.length(1,128)", f"invalid custom name: {name}"))
+            issues.append(
+                IdentityIssue("identifiers.custom.*.length(1,128)", f"invalid custom name: {name}")
+            )
             continue
         if not isinstance(item, str):
             issues.append(
-                IdentityIssue("identifiers.custom.*.type(string)", f"{name} must be string: {render_value(item)}")
+                IdentityIssue(
+                    "identifiers.custom.*.type(string)",
+                    f"{name} must be string: {render_value(item)}",
+                )
             )
             continue
         if is_custom_attribute(name):
@@ -269,7 +290,8 @@ def resolve_insider_id(conn: sqlite3.Connection, partner: str, insider_id: str) 
 def find_owner(conn: sqlite3.Connection, partner: str, ident: Identifier) -> int | None:
     """The profile key holding this identifier value, if any."""
     row = conn.execute(
-        "SELECT profile_pk FROM identifiers WHERE partner = ? AND kind = ? AND name = ? AND value = ?",
+        "SELECT profile_pk FROM identifiers"
+        " WHERE partner = ? AND kind = ? AND name = ? AND value = ?",
         (partner, ident.kind, ident.name, ident.value),
     ).fetchone()
     return None if row is None else int(row[0])

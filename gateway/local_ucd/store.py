@@ -254,9 +254,12 @@ class Store:
         if version > SCHEMA_VERSION:
             conn.close()
             raise RuntimeError(
-                f"{self.path} was written by a newer local UCD (schema {version} > {SCHEMA_VERSION})"
+                f"{self.path} was written by a newer local UCD "
+                f"(schema {version} > {SCHEMA_VERSION})"
             )
-        conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+        conn.executescript(
+            "BEGIN IMMEDIATE;" + SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+        )
         return conn
 
     async def close(self) -> None:

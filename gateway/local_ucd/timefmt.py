@@ -34,7 +34,12 @@ def parse_rfc3339_us(text: str) -> int | None:
     try:
         # Leap second 60 is valid RFC 3339 but not a Python time: fold it into :59.
         moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), min(int(second), 59),
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            min(int(second), 59),
             tzinfo=UTC,
         )
     except ValueError:
