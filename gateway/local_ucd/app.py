@@ -135,31 +135,39 @@ def _make_route_endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Re
                 return ApiError.too_many_requests(action.retry_after_s).response()
             if action.kind == "drop":
                 return _DroppedResponse(endpoint.fault_key)
-        try:
-            partner = authenticate(request.headers, services.config.partners)
-            body: dict[str, Any] = {}
-            if endpoint.has_body:
-                body = await read_json_body(
-                    request, content_type_optional=endpoint.content_type_optional
-                )
-            result = await endpoint.handler(UcdRequest(partner, body, services))
-        except ApiError as error:
-            return error.response()
-        except Exception as exc:
-            # Log the place, never the message: messages can carry request values (PII).
-            logger.error(
-                "unexpected %s in %s %s\n%s",
-                type(exc).__name__,
-                endpoint.method,
-                endpoint.path,
-                "".join(traceback.format_tb(exc.__traceback__)),
-            )
-            return json_response(UNKNOWN_ERROR, status=500)
+        response = await _answer(endpoint, request, services)
         if action is not None and action.kind == "drop_after_commit":
+            # Processed (and, for a write, committed) as usual; the answer, whatever it
+            # is, never reaches the client (§5.7).
             return _DroppedResponse(endpoint.fault_key or "")
-        return json_response(result)
+        return response
 
     return run
+
+
+async def _answer(endpoint: Endpoint, request: Request, services: Services) -> Response:
+    """Stages 3 to 7 of the pipeline: authentication, body checks, the handler."""
+    try:
+        partner = authenticate(request.headers, services.config.partners)
+        body: dict[str, Any] = {}
+        if endpoint.has_body:
+            body = await read_json_body(
+                request, content_type_optional=endpoint.content_type_optional
+            )
+        result = await endpoint.handler(UcdRequest(partner, body, services))
+    except ApiError as error:
+        return error.response()
+    except Exception as exc:
+        # Log the place, never the message: messages can carry request values (PII).
+        logger.error(
+            "unexpected %s in %s %s\n%s",
+            type(exc).__name__,
+            endpoint.method,
+            endpoint.path,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return json_response(UNKNOWN_ERROR, status=500)
+    return json_response(result)
 
 
 async def _healthz(request: Request) -> Response:
@@ -187,7 +195,9 @@ def _routes() -> list[Route]:
             request: Request,
             handlers: dict[str, Callable[[Request], Awaitable[Response]]] = handlers,
         ) -> Response:
-            return await handlers[request.method](request)
+            # Starlette answers HEAD on GET routes; HEAD runs the GET handler.
+            method = "GET" if request.method == "HEAD" else request.method
+            return await handlers[method](request)
 
         routes.append(Route(path, dispatch, methods=list(handlers)))
     routes.append(Route("/healthz", _healthz, methods=["GET"]))
