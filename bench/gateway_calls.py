@@ -96,11 +96,13 @@ async def _gateway(data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Cou
             max_query_depth=12,
         )
         gateway_app = create_app(settings, http_client=ucd_http)
-        async with LifespanManager(gateway_app) as gateway_manager:
-            async with httpx.AsyncClient(
+        async with (
+            LifespanManager(gateway_app) as gateway_manager,
+            httpx.AsyncClient(
                 transport=httpx.ASGITransport(gateway_manager.app), base_url="http://gateway"
-            ) as client:
-                yield client, calls
+            ) as client,
+        ):
+            yield client, calls
         await ucd_http.aclose()
 
 
