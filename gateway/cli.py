@@ -13,27 +13,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import socket
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import uvicorn
 from pydantic import ValidationError
-from tqdm import tqdm
 
-from gateway.demo_data import SEGMENTS, demo_users
 from gateway.embedded import EmbeddedUcdError
 from gateway.errors import GatewayError
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
-from gateway.local_ucd.testing import LocalUcdTransport
+from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings
-from gateway.ucd.client import UcdClient
 
 EXIT_CONFIG = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -245,63 +241,26 @@ def _seed(args: argparse.Namespace) -> int:
     if args.users < 1:
         raise ConfigurationError("--users must be at least 1")
     settings = _settings()
+    target: str | LocalUcdConfig = args.ucd_url or _local_ucd_config(
+        settings, host="127.0.0.1", port=0, data=args.data
+    )
 
-    async def run() -> tuple[int, int, list[int]]:
-        async with _seed_target(settings, args) as http:
-            ucd = UcdClient(http, partner=settings.partner, token=settings.token)
-            ok = failed = 0
-            with tqdm(total=args.users, unit="user", disable=args.no_progress) as bar:
-                batch: list[dict[str, object]] = []
-                for user in demo_users(args.users, seed=args.seed):
-                    batch.append(user)
-                    if len(batch) == 1000:
-                        envelope = await ucd.upsert({"users": batch})
-                        ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
-                        bar.update(len(batch))
-                        batch = []
-                if batch:
-                    envelope = await ucd.upsert({"users": batch})
-                    ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
-                    bar.update(len(batch))
-            headers = {
-                "X-PARTNER-NAME": settings.partner,
-                "X-REQUEST-TOKEN": settings.token.get_secret_value(),
-            }
-            listed = await http.get("/api/local/v1/segments", headers=headers)
-            listed.raise_for_status()
-            # Seeding again must not pile up copies of the demo segments.
-            existing = {s["name"]: s["segment_id"] for s in listed.json()["segments"]}
-            segment_ids = []
-            for segment in SEGMENTS:
-                if segment["name"] in existing:
-                    segment_ids.append(int(existing[segment["name"]]))
-                    continue
-                answer = await http.post("/api/local/v1/segments", json=segment, headers=headers)
-                answer.raise_for_status()
-                segment_ids.append(int(answer.json()["segment_id"]))
-            return ok, failed, segment_ids
+    async def run() -> SeedResult:
+        async with seed_target(target) as http:
+            return await seed_demo_data(
+                http,
+                partner=settings.partner,
+                token=settings.token,
+                users=args.users,
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
 
     try:
-        ok, failed, segment_ids = asyncio.run(run())
+        result = asyncio.run(run())
     except (GatewayError, httpx.HTTPError) as exc:
         print(f"ucd-gateway seed: the UCD refused the demo data: {exc}", file=sys.stderr)
         return 1
-    print(f"seeded {ok} users ({failed} failed); segments {', '.join(map(str, segment_ids))}")
-    return 0 if failed == 0 else 1
-
-
-@contextlib.asynccontextmanager
-async def _seed_target(
-    settings: Settings, args: argparse.Namespace
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on the UCD to seed: a running one, or the data folder in-process."""
-    if args.ucd_url:
-        async with httpx.AsyncClient(base_url=args.ucd_url, timeout=60.0) as http:
-            yield http
-        return
-    config = _local_ucd_config(settings, host="127.0.0.1", port=0, data=args.data)
-    app = create_local_ucd_app(config)
-    async with app.router.lifespan_context(app):
-        transport = LocalUcdTransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://local-ucd") as http:
-            yield http
+    segments = ", ".join(map(str, result.segment_ids))
+    print(f"seeded {result.ok} users ({result.failed} failed); segments {segments}")
+    return 0 if result.failed == 0 else 1

@@ -1,0 +1,88 @@
+"""Error bodies of the local UCD's OpenAPI document (§2.2, §2.4, §2.5).
+
+The texts are pinned (``const``/``enum``/patterns) to the contract's, so a schema-driven
+fuzzer fails on an answer with a wrong text. ``error_schemas`` are component schemas,
+``shared_responses`` the ``components/responses`` every ``/api/…`` operation refers to.
+"""
+
+from __future__ import annotations
+
+from gateway.local_ucd.http import (
+    ACCESS_DENIED,
+    INVALID_JSON,
+    NO_SUCH_USER,
+    TOO_MANY_REQUESTS,
+    UNKNOWN_ERROR,
+)
+from gateway.local_ucd.openapi_primitives import STRING, Schema, json_content, obj, ref
+
+__all__ = ["error_schemas", "go_error", "message_error", "shared_responses"]
+
+_CONTENT_TYPE_TEXT = "content type must be application/json"
+_TOO_BIG_TEXT = "request body is bigger than maximum allowed size 5,000,000 bytes"
+_AUTH_400_TEXTS = ["Empty Partner", "Empty Token", "Partner is invalid."]
+
+
+def go_error(text_schema: Schema) -> Schema:
+    return obj({"error": text_schema}, required=("error",), additionalProperties=False)
+
+
+def message_error(text_schema: Schema) -> Schema:
+    return obj(
+        {"success": {"const": False}, "message": text_schema},
+        required=("success", "message"),
+        additionalProperties=False,
+    )
+
+
+def error_schemas() -> dict[str, Schema]:
+    return {
+        "GoError": {
+            **go_error(STRING),
+            "description": 'Go-style error envelope {"error": text} (§2.5).',
+        },
+        "MessageError": {
+            **message_error(STRING),
+            "description": 'Success/message envelope {"success": false, "message": text} (§2.5).',
+        },
+        "BadRequest": {
+            "description": (
+                "Authentication failures (§2.2), body checks (§2.4) and the endpoint's "
+                "request-level validation (Go style, ending in ': bad request')."
+            ),
+            "anyOf": [
+                message_error({"enum": [*_AUTH_400_TEXTS, INVALID_JSON["message"]]}),
+                go_error({"enum": [_CONTENT_TYPE_TEXT, _TOO_BIG_TEXT]}),
+                go_error({"type": "string", "pattern": ": bad request$"}),
+            ],
+        },
+    }
+
+
+def shared_responses() -> dict[str, Schema]:
+    retry_after = {
+        "description": "Whole seconds until the request would be admitted (at least 1).",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+    return {
+        "BadRequest": json_content(ref("BadRequest"), "Invalid headers, body or request."),
+        "Forbidden": json_content(
+            message_error({"const": ACCESS_DENIED["message"]}),
+            "Unknown partner, or a token that is not one of the partner's tokens.",
+        ),
+        "UserNotFound": json_content(
+            go_error({"const": NO_SUCH_USER["error"]}), "No user for these identifiers."
+        ),
+        "TooManyRequests": {
+            **json_content(
+                go_error({"const": TOO_MANY_REQUESTS["error"]}),
+                "Rate limited (§2.6, strict mode) or an injected fault (§5.7).",
+            ),
+            "headers": {"Retry-After": retry_after},
+        },
+        "ServerError": json_content(
+            message_error({"const": UNKNOWN_ERROR["message"]}),
+            "Unexpected failure; the request's transaction was rolled back.",
+        ),
+    }

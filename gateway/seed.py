@@ -1,0 +1,103 @@
+"""Seeding a UCD with the demo data of :mod:`gateway.demo_data` (``ucd-gateway seed``).
+
+Users go in batched upserts through :class:`UcdClient`, then the demo segments are created
+over the local UCD's segment endpoint, reusing those a previous run created. The target is
+a running UCD at a URL, or a local UCD opened in-process on its data folder. Printing the
+outcome and choosing an exit code are the command's business (:mod:`gateway.cli`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from pydantic import SecretStr
+from tqdm import tqdm
+
+from gateway.demo_data import SEGMENTS, demo_users
+from gateway.local_ucd.app import create_local_ucd_app
+from gateway.local_ucd.config import LocalUcdConfig
+from gateway.local_ucd.testing import LocalUcdTransport
+from gateway.ucd.client import UcdClient
+
+__all__ = ["BATCH_SIZE", "SeedResult", "seed_demo_data", "seed_target"]
+
+#: Users per upsert: the most one E1 request may carry (§3.1.1).
+BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """Users the UCD accepted and refused, and the ids of the demo segments."""
+
+    ok: int
+    failed: int
+    segment_ids: tuple[int, ...]
+
+
+async def seed_demo_data(
+    http: httpx.AsyncClient,
+    *,
+    partner: str,
+    token: SecretStr,
+    users: int,
+    seed: int,
+    progress: bool = True,
+) -> SeedResult:
+    """Upsert ``users`` demo users (same ``seed``, same users) and make the demo segments.
+
+    Raises what :class:`UcdClient` raises (``GatewayError``) and ``httpx.HTTPError`` when
+    the segment endpoint refuses.
+    """
+    ucd = UcdClient(http, partner=partner, token=token)
+    ok = failed = 0
+    with tqdm(total=users, unit="user", disable=not progress) as bar:
+        batch: list[dict[str, object]] = []
+        for user in demo_users(users, seed=seed):
+            batch.append(user)
+            if len(batch) == BATCH_SIZE:
+                envelope = await ucd.upsert({"users": batch})
+                ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            envelope = await ucd.upsert({"users": batch})
+            ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
+            bar.update(len(batch))
+    headers = {"X-PARTNER-NAME": partner, "X-REQUEST-TOKEN": token.get_secret_value()}
+    segment_ids = await _demo_segments(http, headers)
+    return SeedResult(ok=ok, failed=failed, segment_ids=segment_ids)
+
+
+async def _demo_segments(http: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, ...]:
+    listed = await http.get("/api/local/v1/segments", headers=headers)
+    listed.raise_for_status()
+    # Seeding again must not pile up copies of the demo segments.
+    existing = {s["name"]: s["segment_id"] for s in listed.json()["segments"]}
+    segment_ids = []
+    for segment in SEGMENTS:
+        if segment["name"] in existing:
+            segment_ids.append(int(existing[segment["name"]]))
+            continue
+        answer = await http.post("/api/local/v1/segments", json=segment, headers=headers)
+        answer.raise_for_status()
+        segment_ids.append(int(answer.json()["segment_id"]))
+    return tuple(segment_ids)
+
+
+@contextlib.asynccontextmanager
+async def seed_target(target: str | LocalUcdConfig) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the UCD to seed: a running one at a URL, or a local UCD whose
+    config is given, run in-process (its lifespan opens the data folder) for the duration.
+    """
+    if isinstance(target, str):
+        async with httpx.AsyncClient(base_url=target, timeout=60.0) as http:
+            yield http
+        return
+    app = create_local_ucd_app(target)
+    async with app.router.lifespan_context(app):
+        transport = LocalUcdTransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://local-ucd") as http:
+            yield http
