@@ -254,8 +254,9 @@ class Mutation:
     async def start_export(self, info: Info, input: ExportInput) -> ExportJob:
         """Registers a job, then asks the UCD for the export with the job's webhook.
 
-        A call the UCD refuses (unknown segment, the 1-per-day limit...) leaves the job
-        FAILED with the UCD's message, so ``exportJob(id)`` tells the same story.
+        A call the UCD refuses (unknown segment, the 1-per-day limit...) or that fails
+        is the UCD's typed error (its ``code``, plus ``jobId``); the job stays registered
+        as FAILED with the message, so ``exportJob(jobId)`` tells the same story.
         """
         ctx = info.context
         body = export_body(input, hook="", now=ctx.now)  # validates before any job exists
@@ -265,5 +266,8 @@ class Mutation:
             await ctx.ucd.export(body)
         except GatewayError as exc:
             ctx.exports.mark_failed(record.id, exc.message)
-        current = ctx.exports.get(record.id) or record
-        return export_job(current)
+            # The error is this call's own (exports are never coalesced), so adding
+            # to its extensions cannot leak the id into another caller's answer.
+            exc.extensions["jobId"] = record.id
+            raise
+        return export_job(ctx.exports.get(record.id) or record)

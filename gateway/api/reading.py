@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import strawberry
@@ -47,10 +47,17 @@ async def read_user(info: Info, ref: UserRef) -> User | None:
     return _user(await info.context.profiles.load(ref, need), ref, info)
 
 
-async def read_users(info: Info, refs: Sequence[UserRef]) -> list[User | None]:
-    """In key order; the loader makes one call per distinct user (repeats share it)."""
+def read_users(info: Info, refs: Sequence[UserRef]) -> list[Awaitable[User | None]]:
+    """One awaitable per key, in key order; the loader makes one call per distinct user.
+
+    A list of awaitables rather than an awaited list: graphql-core completes each item
+    on its own, so a UCD call that fails for one user nulls that item only and reports
+    the error at ``["users", i]``; the other users still resolve. The loads all start
+    in the same tick, so the loader still batches them (repeats share one call).
+    """
     selection = selection_of(info)
-    profiles = await info.context.profiles.load_many(
-        [(ref, selection.need_for(ref)) for ref in refs]
-    )
-    return [_user(profile, ref, info) for profile, ref in zip(profiles, refs, strict=True)]
+
+    async def one(ref: UserRef) -> User | None:
+        return _user(await info.context.profiles.load(ref, selection.need_for(ref)), ref, info)
+
+    return [one(ref) for ref in refs]

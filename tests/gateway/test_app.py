@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,14 +21,17 @@ from starlette.applications import Starlette
 
 from gateway.app import Runtime, create_app
 from gateway.exports import ExportStatus
+from gateway.local_ucd.config import LocalUcdConfig
+from gateway.local_ucd.testing import LocalUcdTransport
 from gateway.settings import Settings
+from tests.gateway.conftest import running_local_ucd
 
 Handler = Callable[[httpx.Request], httpx.Response]
 PROFILE = {"attributes": {"iid": "iid-1", "name": "Ada", "email": "ada@example.com"}}
 
 
 def ucd_answer(request: httpx.Request) -> httpx.Response:
-    """A well-behaved UCD: metadata for /readyz, one profile for everything else."""
+    """A UCD that answers one profile to everything (for the headers the gateway sends)."""
     if request.url.path == "/api/user/v3/metadata/columns":
         return httpx.Response(200, json=[{"key": "iid", "display_name": "Profile ID"}])
     return httpx.Response(200, json=PROFILE)
@@ -39,16 +44,33 @@ def settings(**overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
+async def upstream(handler: Handler | None) -> AsyncIterator[httpx.AsyncClient]:
+    """The real local UCD (in a temporary data dir), or ``handler`` where it cannot answer
+    as a test needs (a 400 echoing personal data, an exception inside the transport)."""
+    if handler is not None:
+        transport = httpx.MockTransport(handler)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ucd") as http:
+            yield http
+        return
+    with tempfile.TemporaryDirectory() as data_dir:
+        config = LocalUcdConfig(data_dir=Path(data_dir), public_base_url="http://ucd")
+        async with (
+            running_local_ucd(config) as ucd_app,
+            httpx.AsyncClient(transport=LocalUcdTransport(ucd_app), base_url="http://ucd") as http,
+        ):
+            yield http
+
+
+@contextlib.asynccontextmanager
 async def gateway(
-    handler: Handler = ucd_answer, **overrides: Any
+    handler: Handler | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Starlette]]:
-    upstream = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://ucd")
-    app = create_app(settings(**overrides), http_client=upstream)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            yield client, app
-    await upstream.aclose()
+    async with upstream(handler) as http:
+        app = create_app(settings(**overrides), http_client=http)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                yield client, app
 
 
 def runtime(app: Starlette) -> Runtime:

@@ -19,7 +19,7 @@ from gateway.coalesce import (
 from gateway.errors import UpstreamError
 from gateway.loaders import ProfileNeed, UserRef
 from gateway.ucd.client import DataEnvelope, UcdClient
-from tests.gateway.conftest import CallLog, FakeUcd
+from tests.gateway.conftest import CallLog, UcdWire, put_users
 
 
 def user(i: int, **extra: Any) -> dict[str, Any]:
@@ -67,16 +67,18 @@ def test_plan_chunks_reports_a_user_too_big_for_any_request() -> None:
 
 
 async def test_2500_users_cost_3_upsert_calls_sent_concurrently(
-    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
+    ucd_transport: UcdWire, ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
-    fake_ucd.delay = 0.02
+    ucd_transport.delay = 0.02
     outcomes = await send_batches(ucd.upsert, [user(i) for i in range(2500)], {"skip_hook": True})
     assert len(ucd_calls.upserts) == 3
     assert [len(c.body["users"]) for c in ucd_calls.upserts] == [1000, 1000, 500]
     assert all(c.body["skip_hook"] is True for c in ucd_calls.upserts)
     assert all(not isinstance(o, BaseException) and o.ok for o in outcomes)
-    assert len(fake_ucd.profiles) == 2500
-    assert fake_ucd.max_in_flight == 3  # concurrent, not one after the other
+    assert ucd_transport.max_in_flight == 3  # concurrent, not one after the other
+    last = await ucd.profile({"identifiers": {"uuid": "u-2499"}, "attributes": ["age"]})
+    assert last is not None
+    assert last["attributes"]["age"] == 2499
 
 
 async def test_send_batches_maps_errors_back_to_the_input_index(
@@ -92,10 +94,10 @@ async def test_send_batches_maps_errors_back_to_the_input_index(
     assert list(bad.errors) == ["identifiers.*.regexp(^.+@.+\\..+$)"]
 
 
-async def test_send_batches_reports_a_failed_request_per_user(
-    fake_ucd: FakeUcd, ucd: UcdClient
-) -> None:
-    fake_ucd.status["/api/user/v1/upsert"] = 500
+@pytest.mark.parametrize(
+    "ucd_faults", [{"endpoints": {"upsert": {"error_500_rate": 1}}}], indirect=True
+)
+async def test_send_batches_reports_a_failed_request_per_user(ucd: UcdClient) -> None:
     outcomes = await send_batches(ucd.upsert, [user(1), user(2)])
     assert all(isinstance(o, UpstreamError) for o in outcomes)
 
@@ -114,14 +116,14 @@ async def test_200_concurrent_single_user_upserts_in_one_window_cost_one_call(
     await coalescer.aclose()
 
 
-async def test_each_caller_waits_for_the_ucd_answer(fake_ucd: FakeUcd, ucd: UcdClient) -> None:
-    fake_ucd.delay = 0.05
+async def test_each_caller_waits_for_the_ucd_answer(ucd_transport: UcdWire, ucd: UcdClient) -> None:
+    ucd_transport.delay = 0.05
     coalescer = UpsertCoalescer(ucd, window_ms=1)
     task = asyncio.ensure_future(coalescer.submit(user(1)))
     await asyncio.sleep(0.02)
     assert not task.done()  # the window passed; the UCD has not answered yet
     assert (await task).ok
-    assert "iid-0" in fake_ucd.profiles
+    assert await ucd.profile({"identifiers": {"uuid": "u-1"}, "attributes": ["age"]}) is not None
 
 
 async def test_skip_hook_values_never_share_a_call(ucd: UcdClient, ucd_calls: CallLog) -> None:
@@ -156,24 +158,26 @@ async def test_aclose_flushes_waiting_users(ucd: UcdClient, ucd_calls: CallLog) 
     assert (await task).ok
 
 
+@pytest.mark.parametrize(
+    "ucd_faults", [{"endpoints": {"upsert": {"error_500_rate": 1}}}], indirect=True
+)
 async def test_a_failed_call_fails_every_caller_with_its_error(
-    fake_ucd: FakeUcd, ucd: UcdClient
+    ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
-    fake_ucd.status["/api/user/v1/upsert"] = 503
     coalescer = UpsertCoalescer(ucd, window_ms=1)
     results = await asyncio.gather(
         coalescer.submit(user(1)), coalescer.submit(user(2)), return_exceptions=True
     )
     assert all(isinstance(r, UpstreamError) for r in results)
+    assert len(ucd_calls.upserts) == 3  # one call for both, retried twice
 
 
 async def test_concurrent_reads_of_one_user_share_one_call(
-    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
+    ucd_transport: UcdWire, ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
-    fake_ucd._apply(
-        {"identifiers": {"uuid": "u"}, "attributes": {"name": "A", "city": "X"}}, append=True
-    )
-    fake_ucd.delay = 0.02
+    await put_users(ucd, {"identifiers": {"uuid": "u"}, "attributes": {"name": "A", "city": "X"}})
+    ucd_calls.clear()
+    ucd_transport.delay = 0.02
     reads = ProfileReads(ucd)
     ref = UserRef.of(uuid="u")
     wide = ProfileNeed(frozenset({"name", "city"}))
@@ -188,10 +192,11 @@ async def test_concurrent_reads_of_one_user_share_one_call(
 
 
 async def test_a_read_the_flying_call_does_not_cover_sends_its_own(
-    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
+    ucd_transport: UcdWire, ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
-    fake_ucd._apply({"identifiers": {"uuid": "u"}, "attributes": {"name": "A"}}, append=True)
-    fake_ucd.delay = 0.02
+    await put_users(ucd, {"identifiers": {"uuid": "u"}, "attributes": {"name": "A"}})
+    ucd_calls.clear()
+    ucd_transport.delay = 0.02
     reads = ProfileReads(ucd)
     ref = UserRef.of(uuid="u")
     await asyncio.gather(

@@ -9,7 +9,7 @@ from graphql import GraphQLError, parse
 
 from gateway.api.one_of import tag_one_of_errors
 from gateway.api.schema import build_schema
-from tests.gateway.conftest import UPSERT, CallLog, Gateway
+from tests.gateway.conftest import UPSERT, CallLog, Gateway, seed
 
 
 async def bad_input(
@@ -268,8 +268,8 @@ async def test_delete_attributes_items_need_something_to_delete(
     assert ucd_calls.calls == []
 
 
-async def test_negative_last_is_bad_user_input(gateway: Gateway, fake_ucd: Any) -> None:
-    fake_ucd._apply({"identifiers": {"uuid": "u"}, "attributes": {"age": 1}}, append=True)
+async def test_negative_last_is_bad_user_input(gateway: Gateway) -> None:
+    await seed(gateway, [{"key": {"uuid": "u"}, "attributes": {"age": 1}}])
     result = await gateway.execute(
         '{ user(key: {uuid: "u"}) { events(names: ["v"], last: -1) { name } } }'
     )

@@ -7,7 +7,7 @@ import asyncio
 from gateway.coalesce import ProfileReads
 from gateway.loaders import ALL_ATTRIBUTES, ProfileLoader, ProfileNeed, UserRef, profile_body
 from gateway.ucd.client import UcdClient
-from tests.gateway.conftest import CallLog, FakeUcd
+from tests.gateway.conftest import CallLog, put_users
 
 PURCHASE = ("purchase", frozenset({"product_id"}))
 VIEW = ("view", frozenset({"url"}))
@@ -75,11 +75,12 @@ def test_profile_body_has_one_window_for_every_wanted_event() -> None:
 
 
 async def test_keys_of_one_user_in_one_tick_cost_one_merged_call(
-    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
+    ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
-    fake_ucd._apply(
-        {"identifiers": {"uuid": "u"}, "attributes": {"name": "Ada", "city": "Izmir"}}, append=True
+    await put_users(
+        ucd, {"identifiers": {"uuid": "u"}, "attributes": {"name": "Ada", "city": "Izmir"}}
     )
+    ucd_calls.clear()
     loader = ProfileLoader(ProfileReads(ucd))
     ref = UserRef.of(uuid="u")
     first, second, third = await asyncio.gather(
@@ -98,9 +99,10 @@ async def test_keys_of_one_user_in_one_tick_cost_one_merged_call(
 
 
 async def test_distinct_users_cost_one_call_each_and_unknown_users_are_none(
-    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
+    ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
-    fake_ucd._apply({"identifiers": {"uuid": "a"}, "attributes": {"name": "A"}}, append=True)
+    await put_users(ucd, {"identifiers": {"uuid": "a"}, "attributes": {"name": "A"}})
+    ucd_calls.clear()
     loader = ProfileLoader(ProfileReads(ucd))
     need = ProfileNeed(frozenset({"name"}))
     answers = await loader.load_many(
@@ -114,10 +116,9 @@ async def test_distinct_users_cost_one_call_each_and_unknown_users_are_none(
     assert [a and a["attributes"]["name"] for a in answers] == ["A", None, "A"]
 
 
-async def test_clear_makes_the_next_load_ask_again(
-    fake_ucd: FakeUcd, ucd: UcdClient, ucd_calls: CallLog
-) -> None:
-    fake_ucd._apply({"identifiers": {"uuid": "a"}, "attributes": {"name": "A"}}, append=True)
+async def test_clear_makes_the_next_load_ask_again(ucd: UcdClient, ucd_calls: CallLog) -> None:
+    await put_users(ucd, {"identifiers": {"uuid": "a"}, "attributes": {"name": "A"}})
+    ucd_calls.clear()
     loader = ProfileLoader(ProfileReads(ucd))
     key = (UserRef.of(uuid="a"), ProfileNeed(frozenset({"name"})))
     await loader.load(*key)

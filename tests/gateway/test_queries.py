@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from gateway.app import create_app
-from gateway.settings import Settings
-from tests.gateway.conftest import CallLog, FakeUcd, Gateway, seed
+from tests.gateway.conftest import CallLog, Gateway, UcdWire, seed
 
 TWENTY_FIELDS = """
 query($key: UserKey!) { user(key: $key) {
@@ -114,6 +110,9 @@ async def test_one_user_with_twenty_selected_fields_costs_one_profile_call(
         {"event_name": "purchase", "params": ["product_id", "unit_sale_price"]}
     ]
     user = data["user"]
+    assert user["insiderId"]
+    assert user["email"] == "ada@example.com"
+    assert user["phoneNumber"] is None
     assert user["name"] == "Ada"
     assert user["locale"] == "en_GB"
     assert user["gdprOptin"] is True
@@ -129,19 +128,23 @@ async def test_one_user_with_twenty_selected_fields_costs_one_profile_call(
 
 
 async def test_users_with_50_keys_of_which_10_repeat_cost_40_calls_in_key_order(
-    gateway: Gateway, fake_ucd: FakeUcd, ucd_calls: CallLog
+    gateway: Gateway, ucd_calls: CallLog
 ) -> None:
-    for i in range(30):
-        fake_ucd._apply({"identifiers": {"uuid": f"u-{i}"}, "attributes": {"age": i}}, append=True)
+    await seed(gateway, [{"key": {"uuid": f"u-{i}"}, "attributes": {"age": i}} for i in range(30)])
+    ucd_calls.clear()
     distinct = [{"uuid": f"u-{i}"} for i in range(40)]  # u-30..u-39 are unknown
     keys = distinct + [{"uuid": f"u-{i}"} for i in range(10)]  # 10 repeats
     data = await gateway.ok(
         "query($keys: [UserKey!]!) { users(keys: $keys) { uuid age } }", {"keys": keys}
     )
     assert len(ucd_calls.profiles) == 40
+    assert sorted(c.body["identifiers"]["uuid"] for c in ucd_calls.profiles) == sorted(
+        f"u-{i}" for i in range(40)
+    )
     users = data["users"]
     assert len(users) == 50
     assert [u and u["age"] for u in users[:30]] == list(range(30))
+    assert [u and u["uuid"] for u in users[:3]] == ["u-0", "u-1", "u-2"]
     assert users[30:40] == [None] * 10
     assert [u["age"] for u in users[40:]] == list(range(10))
 
@@ -159,13 +162,14 @@ async def test_keys_naming_one_user_differently_are_one_call(
 
 
 async def test_user_reads_run_concurrently_under_the_client_bound(
-    gateway: Gateway, fake_ucd: FakeUcd
+    gateway: Gateway, ucd_transport: UcdWire, ucd_calls: CallLog
 ) -> None:
-    fake_ucd.delay = 0.01
+    ucd_transport.delay = 0.01
     keys = ", ".join(f'{{uuid: "u-{i}"}}' for i in range(30))
     await gateway.ok(f"{{ users(keys: [{keys}]) {{ uuid }} }}")
+    assert len(ucd_calls.profiles) == 30
     # The conftest's UcdClient allows 8 calls at a time.
-    assert fake_ucd.max_in_flight == 8
+    assert ucd_transport.max_in_flight == 8
 
 
 async def test_several_selections_of_one_user_merge_into_one_call_and_filter_per_selection(
@@ -284,11 +288,11 @@ async def test_event_params_and_custom_params(gateway: Gateway, ucd_calls: CallL
 
 
 async def test_concurrent_requests_for_one_user_share_one_call(
-    gateway: Gateway, fake_ucd: FakeUcd, ucd_calls: CallLog
+    gateway: Gateway, ucd_transport: UcdWire, ucd_calls: CallLog
 ) -> None:
     await seed_ada(gateway)
     ucd_calls.clear()
-    fake_ucd.delay = 0.02
+    ucd_transport.delay = 0.02
     query = '{ user(key: {email: "ada@example.com"}) { name surname } }'
     results = await asyncio.gather(*(gateway.ok(query) for _ in range(20)))
     assert len(ucd_calls.profiles) == 1
@@ -309,118 +313,181 @@ async def test_export_job_reports_the_registry_state(gateway: Gateway) -> None:
     assert (await gateway.ok(query, {"id": "nope"})) == {"exportJob": None}
 
 
-async def test_an_upstream_failure_is_reported_with_its_code(
-    gateway: Gateway, fake_ucd: FakeUcd
+async def test_events_identifiers_and_attributes_of_one_user_share_one_call(
+    gateway: Gateway, ucd_calls: CallLog
 ) -> None:
-    fake_ucd.status["/api/user/v1/profile"] = 403
-    result = await gateway.execute('{ user(key: {uuid: "u"}) { name } }')
-    assert result.errors is not None
-    assert result.errors[0].extensions == {"code": "UPSTREAM_AUTH"}
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(
+        f"""{{ user(key: {{email: "ada@example.com"}}) {{
+            last: events(names: ["purchase"], last: 1) {{ productId }}
+            old: events(names: ["purchase"], from: "{ago(days=200)}", to: "{ago(days=50)}") {{
+              productId
+            }}
+            identifiers {{ type name value }}
+            attributes {{ name custom }}
+        }} }}"""
+    )
+    (call,) = ucd_calls.calls
+    assert call.body["attributes"] == "*"
+    assert call.body["events"]["wanted"] == [{"event_name": "purchase", "params": ["product_id"]}]
+    user = data["user"]
+    assert user["last"] == [{"productId": "p-new"}]
+    assert user["old"] == [{"productId": "p-old"}]
+    assert {"type": "EMAIL", "name": "email", "value": "ada@example.com"} in user["identifiers"]
+    assert {"name": "crm_id", "custom": True} in user["attributes"]
 
 
-class TestAgainstTheLocalUcd:
-    """The same data path against the real local UCD app, in-process."""
+# --- push-down, asserted on the bodies the real UCD received -------------------------------
 
-    @pytest.fixture
-    def ucd_transport(self, local_transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        return local_transport
+FRAGMENTS = """
+query { user(key: {email: "ada@example.com"}) {
+  ...Names
+  ... on User { age }
+  ... { locale }
+  t: attribute(name: "tier", custom: true) { value }
+  g: attribute(name: "gdpr_optin") { name value }
+} }
+fragment Names on User { first: name ...More }
+fragment More on User { surname }
+"""
 
-    async def test_twenty_fields_are_one_profile_call_with_real_answers(
-        self, gateway: Gateway, ucd_calls: CallLog
-    ) -> None:
-        await seed_ada(gateway)
-        ucd_calls.clear()
-        data = await gateway.ok(TWENTY_FIELDS, {"key": {"email": "ada@example.com"}})
-        assert len(ucd_calls.calls) == 1
-        user = data["user"]
-        assert user["insiderId"]
-        assert user["email"] == "ada@example.com"
-        assert user["gdprOptin"] is True
-        assert user["locale"] == "en_GB"
-        assert user["staticSegmentIds"] == [1, 2]
-        assert user["age"] == 36
-        assert user["birthday"] == "1989-12-10T00:00:00Z"
-        assert user["tier"] == {"name": "tier", "custom": True, "value": "gold"}
-        assert [e["productId"] for e in user["purchases"]] == ["p-new", "p-mid"]
+DIRECTIVES = """
+query($withAge: Boolean!, $skipName: Boolean!, $events: [String!]!) {
+  user(key: {email: "ada@example.com"}) {
+    age @include(if: $withAge)
+    name @skip(if: $skipName)
+    ... on User @skip(if: $skipName) { surname }
+    ...Place @include(if: $withAge)
+    events(names: $events) { name url }
+  }
+}
+fragment Place on User { city }
+"""
 
-    async def test_users_50_keys_10_repeats_40_calls(
-        self, gateway: Gateway, ucd_calls: CallLog
-    ) -> None:
-        await seed(
-            gateway, [{"key": {"uuid": f"u-{i}"}, "attributes": {"age": i}} for i in range(30)]
-        )
-        ucd_calls.clear()
-        keys = [{"uuid": f"u-{i}"} for i in range(40)] + [{"uuid": f"u-{i}"} for i in range(10)]
-        data = await gateway.ok("query($k: [UserKey!]!) { users(keys: $k) { age } }", {"k": keys})
-        assert len(ucd_calls.profiles) == 40
-        assert [u and u["age"] for u in data["users"]] == [*range(30), *([None] * 10), *range(10)]
-
-    async def test_merged_windows_filter_per_selection(
-        self, gateway: Gateway, ucd_calls: CallLog
-    ) -> None:
-        await seed_ada(gateway)
-        ucd_calls.clear()
-        data = await gateway.ok(
-            f"""{{ user(key: {{email: "ada@example.com"}}) {{
-                last: events(names: ["purchase"], last: 1) {{ productId }}
-                old: events(names: ["purchase"], from: "{ago(days=200)}", to: "{ago(days=50)}") {{
-                  productId
-                }}
-                identifiers {{ type name value }}
-                attributes {{ name custom }}
-            }} }}"""
-        )
-        assert len(ucd_calls.profiles) == 1
-        user = data["user"]
-        assert user["last"] == [{"productId": "p-new"}]
-        assert user["old"] == [{"productId": "p-old"}]
-        assert {"type": "EMAIL", "name": "email", "value": "ada@example.com"} in user["identifiers"]
-        assert {"name": "crm_id", "custom": True} in user["attributes"]
+NAMED_ATTRIBUTES = """
+{ user(key: {email: "ada@example.com"}) {
+  attributes(names: ["surname", "gdpr_optin", "list_id", "missing"], customNames: ["tier"]) {
+    name custom value
+  }
+} }
+"""
 
 
-class TestOverHttp:
-    """The schema mounted by the app (G1's create_app), over HTTP, on the local UCD."""
+def windows() -> str:
+    """Built when the test runs: the windows are relative to now."""
+    return f"""
+{{ user(key: {{email: "ada@example.com"}}) {{
+  recent: events(names: ["purchase"], last: 1) {{
+    productId gift: param(name: "gift_wrap", custom: true)
+  }}
+  old: events(names: ["purchase"], from: "{ago(days=200)}", to: "{ago(days=50)}") {{
+    productId cur: param(name: "currency")
+  }}
+  views: events(names: ["view"], from: "{ago(days=7)}") {{ url source }}
+}} }}
+"""
 
-    @pytest.fixture
-    async def http(self, ucd_http: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(Settings(_env_file=None), http_client=ucd_http)  # type: ignore[call-arg]
-        async with (
-            LifespanManager(app) as manager,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app), base_url="http://gw"
-            ) as client,
-        ):
-            yield client
 
-    @pytest.fixture
-    def ucd_transport(self, local_transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        return local_transport
-
-    async def post(self, http: httpx.AsyncClient, query: str) -> Any:
-        response = await http.post("/graphql", json={"query": query})
-        assert response.status_code == 200
-        return response.json()
-
-    async def test_write_then_read_over_http(
-        self, http: httpx.AsyncClient, ucd_calls: CallLog
-    ) -> None:
-        written = await self.post(
-            http,
-            "mutation { upsertUsers(input: {users: "
-            '[{key: {email: "a@b.co"}, attributes: {name: "A"}}]}) { successCount } }',
-        )
-        assert written == {"data": {"upsertUsers": {"successCount": 1}}}
-        read = await self.post(http, '{ user(key: {email: "a@b.co"}) { name email } }')
-        assert read == {"data": {"user": {"name": "A", "email": "a@b.co"}}}
-        assert len(ucd_calls.profiles) == 1
-
-    async def test_input_errors_over_http_carry_code_and_path(
-        self, http: httpx.AsyncClient, ucd_calls: CallLog
-    ) -> None:
-        one_of = await self.post(
-            http, 'mutation { deleteIdentifier(identifier: {email: "a@b.co", uuid: "x"}) { ok } }'
-        )
-        assert one_of["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "path": "identifier"}
-        email = await self.post(http, '{ user(key: {email: "nope"}) { name } }')
-        assert email["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "path": "key.email"}
-        assert ucd_calls.calls == []
+@pytest.mark.parametrize(
+    ("query", "variables", "attributes", "wanted", "span_days", "user"),
+    [
+        pytest.param(
+            FRAGMENTS,
+            {},
+            ["age", "c_tier", "gdpr", "lo", "name", "surname"],
+            None,
+            None,
+            {
+                "first": "Ada",
+                "surname": "Lovelace",
+                "age": 36,
+                "locale": "en_GB",
+                "t": {"value": "gold"},
+                "g": {"name": "gdpr", "value": True},
+            },
+            id="fragments-inline-fragments-aliases",
+        ),
+        pytest.param(
+            DIRECTIVES,
+            {"withAge": True, "skipName": True, "events": ["view"]},
+            ["age", "city"],
+            [{"event_name": "view", "params": ["url"]}],
+            30,
+            {"age": 36, "city": None, "events": [{"name": "view", "url": "https://x.test/a"}]},
+            id="variables-include-skip",
+        ),
+        pytest.param(
+            DIRECTIVES,
+            {"withAge": False, "skipName": False, "events": ["purchase"]},
+            ["name", "surname"],
+            [{"event_name": "purchase", "params": ["url"]}],
+            30,
+            {
+                "name": "Ada",
+                "surname": "Lovelace",
+                "events": [{"name": "purchase", "url": None}] * 2,
+            },
+            id="variables-include-skip-flipped",
+        ),
+        pytest.param(
+            NAMED_ATTRIBUTES,
+            {},
+            ["c_tier", "gdpr", "missing", "static_segment_id", "surname"],
+            None,
+            None,
+            {
+                "attributes": [
+                    {"name": "surname", "custom": False, "value": "Lovelace"},
+                    {"name": "gdpr", "custom": False, "value": True},
+                    {"name": "static_segment_id", "custom": False, "value": [1, 2]},
+                    {"name": "tier", "custom": True, "value": "gold"},
+                ]
+            },
+            id="attributes-names-and-custom-names",
+        ),
+        pytest.param(
+            windows,
+            {},
+            None,
+            [
+                {"event_name": "purchase", "params": ["c_gift_wrap", "currency", "product_id"]},
+                {"event_name": "view", "params": ["url"]},
+            ],
+            200,
+            {
+                "recent": [{"productId": "p-new", "gift": True}],
+                "old": [{"productId": "p-old", "cur": "USD"}],
+                "views": [{"url": "https://x.test/a", "source": "api"}],
+            },
+            id="event-params-and-windows-merged",
+        ),
+    ],
+)
+async def test_the_selection_is_pushed_down_into_one_profile_body(
+    gateway: Gateway,
+    ucd_calls: CallLog,
+    query: str | Callable[[], str],
+    variables: dict[str, Any],
+    attributes: list[str] | None,
+    wanted: list[dict[str, Any]] | None,
+    span_days: int | None,
+    user: dict[str, Any],
+) -> None:
+    await seed_ada(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(query if isinstance(query, str) else query(), variables)
+    (call,) = ucd_calls.calls
+    assert call.path == "/api/user/v1/profile"
+    assert call.body["identifiers"] == {"email": "ada@example.com"}
+    assert call.body.get("attributes") == attributes
+    if wanted is None:
+        assert "events" not in call.body
+    else:
+        assert span_days is not None
+        events = call.body["events"]
+        assert events["wanted"] == wanted
+        # One window for the call: the hull of the selections' windows, ending now.
+        assert abs(events["end_date"] - datetime.now(UTC).timestamp()) <= 5
+        assert abs(events["end_date"] - events["start_date"] - span_days * 86_400) <= 5
+    assert data["user"] == user
