@@ -31,6 +31,7 @@ from gateway.local_ucd import (
     delete_user,
     downloads,
     export,
+    export_worker,
     identity,
     metadata,
     openapi,
@@ -248,7 +249,7 @@ def create_local_ucd_app(
             exports=None,  # type: ignore[arg-type]  # set right below: the worker needs services
             hook_client=client,
         )
-        services.exports = export.ExportWorker(services)
+        services.exports = export_worker.ExportWorker(services)
         app.state.services = services
         await services.exports.start()
         try:

@@ -17,8 +17,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from gateway.local_ucd.export import EXPIRY_US
 from gateway.local_ucd.export_files import FORMATS
+from gateway.local_ucd.export_jobs import EXPIRY_US
 from gateway.local_ucd.http import go_error, json_response
 from gateway.local_ucd.services import Services
 from gateway.local_ucd.timefmt import to_us

@@ -76,10 +76,27 @@ _CREATE = (
     "ON CONFLICT (partner, insider_id) DO NOTHING"
 )
 _ATTACH = "INSERT INTO identifiers (partner, kind, name, value, profile_pk) VALUES (?, ?, ?, ?, ?)"
+# Owners of many values of one kind/name at once: a range of the primary key per value.
+_OWNERS = (
+    "SELECT value, profile_pk FROM identifiers"
+    " WHERE partner = ? AND kind = ? AND name = ? AND value IN ({marks})"
+)
+# SQLite's bound-parameter limit is 32766; stay well below it.
+_CHUNK = 500
+
+#: (kind, name, value) of an identifier: the key of the owner cache.
+_Key = tuple[str, str, str]
 
 
 class Resolver:
-    """Identity resolution inside one write transaction of one partner."""
+    """Identity resolution inside one write transaction of one partner.
+
+    The owner of every identifier value this transaction looked at or changed is cached
+    (:meth:`prefetch` fills it for a whole request in a few queries), and attached
+    identifiers are inserted in batches: call :meth:`flush` before the transaction
+    commits. Only this class writes ``identifiers`` during an upsert, so the cache stays
+    exact; rows a query would read (a profile's identifiers) are flushed first.
+    """
 
     def __init__(
         self,
@@ -94,6 +111,30 @@ class Resolver:
         self.now_us = now_us
         # A merge reads both profiles' rows: writes the caller batches must land first.
         self._before_merge = before_merge
+        self._owners: dict[_Key, int | None] = {}
+        self._attached: list[tuple[str, str, str, str, int]] = []
+
+    def prefetch(self, keys: Iterable[_Key]) -> None:
+        """Look up the owners of these ``(kind, name, value)`` now: a few queries in all."""
+        wanted: dict[tuple[str, str], set[str]] = {}
+        for kind, name, value in keys:
+            if (kind, name, value) not in self._owners:
+                wanted.setdefault((kind, name), set()).add(value)
+        for (kind, name), values in wanted.items():
+            ordered = sorted(values)
+            for start in range(0, len(ordered), _CHUNK):
+                chunk = ordered[start : start + _CHUNK]
+                query = _OWNERS.format(marks=",".join("?" * len(chunk)))
+                found = dict(self.conn.execute(query, (self.partner, kind, name, *chunk)))
+                for value in chunk:
+                    owner = found.get(value)
+                    self._owners[kind, name, value] = None if owner is None else int(owner)
+
+    def flush(self) -> None:
+        """Insert the identifiers attached since the last flush."""
+        if self._attached:
+            self.conn.executemany(_ATTACH, self._attached)
+            self._attached = []
 
     # -- §4.4 ---------------------------------------------------------------------------
 
@@ -124,6 +165,7 @@ class Resolver:
                 target = self._load(matched[0])
                 if len(matched) > 1:
                     self._before_merge()
+                    self.flush()
                 for other in matched[1:]:
                     self._merge(other, target, conflicts)
                 # After the merges every matched value is S's (or was deleted as a conflict).
@@ -134,12 +176,16 @@ class Resolver:
         return target
 
     def _owner(self, ident: Identifier) -> int | None:
-        row = self.conn.execute(
-            _OWNER, (self.partner, ident.kind, ident.name, ident.value)
-        ).fetchone()
-        return None if row is None else int(row[0])
+        key = (ident.kind, ident.name, ident.value)
+        if key in self._owners:
+            return self._owners[key]
+        row = self.conn.execute(_OWNER, (self.partner, *key)).fetchone()
+        owner = None if row is None else int(row[0])
+        self._owners[key] = owner
+        return owner
 
     def _load(self, pk: int) -> Target:
+        self.flush()  # the profile may hold identifiers attached earlier in this request
         row = self.conn.execute("SELECT insider_id FROM profiles WHERE pk = ?", (pk,)).fetchone()
         held = {(kind, name): value for kind, name, value in self.conn.execute(_HELD, (pk,))}
         return Target(pk, str(row[0]), False, held)
@@ -179,9 +225,8 @@ class Resolver:
         elif held is not None:
             reason = DIFFERENT_VALUE
         else:
-            self.conn.execute(
-                _ATTACH, (self.partner, ident.kind, ident.name, ident.value, target.pk)
-            )
+            self._attached.append((self.partner, ident.kind, ident.name, ident.value, target.pk))
+            self._owners[ident.kind, ident.name, ident.value] = target.pk
             target.held[key] = ident.value
             return
         # [LOCAL] one callback per identifier: a value already reported (deleted in a
@@ -213,12 +258,14 @@ class Resolver:
                     where,
                 )
                 conflicts.append(Conflict(target.insider_id, ident, DIFFERENT_VALUE))
+                self._owners[ident.kind, ident.name, ident.value] = None
             else:
                 conn.execute(
                     "UPDATE identifiers SET profile_pk = ? "
                     "WHERE partner = ? AND kind = ? AND name = ? AND value = ?",
                     (target.pk, *where),
                 )
+                self._owners[ident.kind, ident.name, ident.value] = target.pk
                 target.held[key] = ident.value
 
         # 2. Attributes: S's scalars win; arrays are unioned (S's values first).

@@ -1,9 +1,10 @@
 """E1 — ``POST /api/user/v1/upsert`` (§3.1): request checks, then one write transaction.
 
-Users are processed in array order inside one transaction, each inside its own SAVEPOINT:
-a user that fails (validation, or an unknown ``insider_id``) changes nothing, and a later
-user sees what earlier users wrote. Error callbacks (§4.6) are enqueued only after the
-transaction committed.
+Users are processed in array order inside one transaction: a user that fails (validation,
+or an unknown ``insider_id``) changes nothing, because both are decided before the user's
+first write; a later user sees what earlier users wrote. Any exception rolls the whole
+transaction back (a 500, §2.5), so no per-user SAVEPOINT is needed. Error callbacks (§4.6)
+are enqueued only after the transaction committed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gateway.local_ucd.events import (
     write_catalog,
 )
 from gateway.local_ucd.http import ApiError
+from gateway.local_ucd.identifiers import DEFAULT_KINDS, normalise_email
 from gateway.local_ucd.resolution import Conflict, Resolver
 from gateway.local_ucd.services import UcdRequest
 from gateway.local_ucd.timefmt import to_us
@@ -155,6 +157,7 @@ def upsert_users(
     names = CustomNames(conn, partner)
     pending = _PendingWrites(conn)
     resolver = Resolver(conn, partner, now_us, before_merge=pending.flush)
+    resolver.prefetch(_likely_identifiers(users))
     catalog: set[CatalogKey] = set()
     for index, raw in enumerate(users):
         plan, failures = validate_user(
@@ -164,49 +167,62 @@ def upsert_users(
             outcome.fail(index, failures)
             continue
         conflicts: list[Conflict] = []
-        user_catalog: set[CatalogKey] = set()
-        conn.execute("SAVEPOINT upsert_user")
-        try:
-            target = resolver.resolve(
-                plan.insider_id, plan.identifiers, plan.attach_only, conflicts
-            )
-            if target is None:
-                conn.execute("ROLLBACK TO upsert_user")
-                conn.execute("RELEASE upsert_user")
-                outcome.fail(index, [("insider_id.exists", "no such user for this insider_id")])
-                continue
-            if not target.new:
-                pending.flush()
-                conn.execute("UPDATE profiles SET updated_us = ? WHERE pk = ?", (now_us, target.pk))
-            write_attributes(
-                conn,
-                target.pk,
-                plan.attributes,
-                append=plan.append,
-                new_profile=target.new,
-                pending=pending.attributes,
-            )
-            queue_events(
-                target.pk,
-                plan.events,
-                now_us=now_us,
-                overrides=retention,
-                rows=pending.events,
-                catalog=user_catalog,
-            )
-        except BaseException:
-            # Undo this user's partial writes; the caller's transaction then rolls back
-            # as a whole and the request answers 500 (§2.5).
-            conn.execute("ROLLBACK TO upsert_user")
-            conn.execute("RELEASE upsert_user")
-            raise
-        conn.execute("RELEASE upsert_user")
+        # An unknown insider_id is found before resolve() writes anything.
+        target = resolver.resolve(plan.insider_id, plan.identifiers, plan.attach_only, conflicts)
+        if target is None:
+            outcome.fail(index, [("insider_id.exists", "no such user for this insider_id")])
+            continue
+        if not target.new:
+            pending.flush()
+            conn.execute("UPDATE profiles SET updated_us = ? WHERE pk = ?", (now_us, target.pk))
+        write_attributes(
+            conn,
+            target.pk,
+            plan.attributes,
+            append=plan.append,
+            new_profile=target.new,
+            pending=pending.attributes,
+        )
+        queue_events(
+            target.pk,
+            plan.events,
+            now_us=now_us,
+            overrides=retention,
+            rows=pending.events,
+            catalog=catalog,
+        )
         outcome.successful += 1
         outcome.conflicts.extend(conflicts)
         names.accept(plan.names)
-        catalog |= user_catalog
+    resolver.flush()
     pending.flush()
     names.flush()
     if catalog:
         write_catalog(conn, partner, catalog)
     return outcome
+
+
+def _likely_identifiers(users: Sequence[Any]) -> list[tuple[str, str, str]]:
+    """``(kind, name, value)`` of the identifiers the users probably name, read straight
+    from the request.
+
+    Only a cache warm-up for :meth:`Resolver.prefetch`: a value missed here is looked up
+    when needed, and an extra one costs a row in the cache, so no check is repeated here.
+    """
+    found: list[tuple[str, str, str]] = []
+    for raw in users:
+        if type(raw) is not dict:
+            continue
+        for source in (raw.get("identifiers"), raw.get("attributes")):
+            if type(source) is not dict:
+                continue
+            for kind in DEFAULT_KINDS:
+                value = source.get(kind)
+                if type(value) is str:
+                    found.append((kind, "", normalise_email(value) if kind == "email" else value))
+            custom = source.get("custom")
+            if type(custom) is dict:
+                found.extend(
+                    ("custom", name, value) for name, value in custom.items() if type(value) is str
+                )
+    return found
