@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from pydantic import ValidationError
+from starlette.applications import Starlette
 
 from gateway.embedded import EmbeddedUcdError
 from gateway.errors import GatewayError
@@ -108,25 +109,44 @@ def _serve(args: argparse.Namespace) -> int:
     # With port 0 the webhook base URL needs the port actually bound.
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     app = create_app(settings)
-    server = uvicorn.Server(
+    _run(
+        app,
+        sock,
         uvicorn.Config(
             app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
-        )
+        ),
+        start_errors=(EmbeddedUcdError, OSError, sqlite3.Error),
+        failed="cannot start",
+        banner=f"ucd-gateway: GraphiQL on http://{settings.host}:{settings.port}/graphql",
     )
+    return 0
+
+
+def _run(
+    app: Starlette,
+    sock: socket.socket,
+    config: uvicorn.Config,
+    *,
+    start_errors: tuple[type[Exception], ...],
+    failed: str,
+    banner: str,
+) -> None:
+    """Serve ``app`` on ``sock`` until interrupted, then close ``sock``.
+
+    The app's lifespan runs here rather than in uvicorn (``config`` has it off), so a
+    start-up failure of ``start_errors`` (the embedded local UCD's port is taken, a data
+    folder cannot be opened) is one line, ``failed: <error>``, not a traceback.
+    """
+    server = uvicorn.Server(config)
 
     async def run() -> None:
-        # The app's lifespan runs here rather than in uvicorn, so a start-up failure
-        # (e.g. the embedded local UCD's port is taken) is one line, not a traceback.
         lifespan = app.router.lifespan_context(app)
         try:
             await lifespan.__aenter__()
-        except (EmbeddedUcdError, OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(f"cannot start: {exc}") from None
+        except start_errors as exc:
+            raise ConfigurationError(f"{failed}: {exc}") from None
         try:
-            print(
-                f"ucd-gateway: GraphiQL on http://{settings.host}:{settings.port}/graphql",
-                flush=True,
-            )
+            print(banner, flush=True)
             await server.serve(sockets=[sock])
         finally:
             await lifespan.__aexit__(None, None, None)
@@ -135,7 +155,6 @@ def _serve(args: argparse.Namespace) -> int:
         asyncio.run(run())
     finally:
         sock.close()
-    return 0
 
 
 def _configure_logging() -> None:
@@ -191,36 +210,19 @@ def _local_ucd(args: argparse.Namespace) -> int:
     )
     app = create_local_ucd_app(config)
     _configure_logging()
-
-    async def run() -> None:
-        server = uvicorn.Server(
-            uvicorn.Config(app, lifespan="off", log_level="info", server_header=False)
-        )
-        # The lifespan (store, workers) runs here rather than in uvicorn, so a data
-        # folder that cannot be opened is reported as one line.
-        try:
-            lifespan = app.router.lifespan_context(app)
-            await lifespan.__aenter__()
-        except (OSError, sqlite3.Error, RuntimeError) as exc:
-            raise ConfigurationError(
-                f"cannot open the data folder {config.data_dir}: {exc}"
-            ) from None
-        try:
-            print(
-                f"local UCD on {config.base_url}\n"
-                f"  partner: {settings.partner}\n"
-                f"  token:   {settings.token.get_secret_value()}\n"
-                f"  data:    {config.data_dir}",
-                flush=True,
-            )
-            await server.serve(sockets=[sock])
-        finally:
-            await lifespan.__aexit__(None, None, None)
-
-    try:
-        asyncio.run(run())
-    finally:
-        sock.close()
+    _run(
+        app,
+        sock,
+        uvicorn.Config(app, lifespan="off", log_level="info", server_header=False),
+        start_errors=(OSError, sqlite3.Error, RuntimeError),
+        failed=f"cannot open the data folder {config.data_dir}",
+        banner=(
+            f"local UCD on {config.base_url}\n"
+            f"  partner: {settings.partner}\n"
+            f"  token:   {settings.token.get_secret_value()}\n"
+            f"  data:    {config.data_dir}"
+        ),
+    )
     return 0
 
 

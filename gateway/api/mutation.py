@@ -7,7 +7,7 @@ of the same operation (a payload's ``user``, a second mutation) reads fresh data
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 
@@ -28,7 +28,7 @@ from gateway.api.payloads import (
     UpdateIdentifierPayload,
 )
 from gateway.api.query import export_job
-from gateway.api.selection import field_selected
+from gateway.api.selection import FieldScope, field_selected
 from gateway.api.types import (
     DeleteAttributesPayload,
     ExportJob,
@@ -59,6 +59,7 @@ from gateway.loaders import ProfileNeed, UserRef
 __all__ = ["Mutation"]
 
 Info = strawberry.Info[Context, Any]
+Item = TypeVar("Item")
 
 
 def _refused(index: int, problems: Sequence[Problem]) -> ItemResult:
@@ -67,6 +68,25 @@ def _refused(index: int, problems: Sequence[Problem]) -> ItemResult:
         ok=False,
         errors=[FieldError(path=p.path, message=p.message) for p in problems],
     )
+
+
+def _checked(
+    items: Sequence[Item],
+    check: Callable[[Item, str], Sequence[Problem]],
+    body_of: Callable[[Item], dict[str, Any]],
+) -> tuple[dict[int, ItemResult], list[int], list[dict[str, Any]]]:
+    """Items the UCD would refuse as refused results; the others' indexes and UCD bodies."""
+    refused: dict[int, ItemResult] = {}
+    sent: list[int] = []
+    bodies: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        problems = check(item, f"users.{index}")
+        if problems:
+            refused[index] = _refused(index, problems)
+        else:
+            sent.append(index)
+            bodies.append(body_of(item))
+    return refused, sent, bodies
 
 
 def _results(
@@ -99,17 +119,11 @@ def _results(
 
 
 def _selects_user(info: Info) -> bool:
-    raw = info._raw_info
-    payload_type = raw.return_type
+    payload_type = info._raw_info.return_type
     while hasattr(payload_type, "of_type"):
         payload_type = payload_type.of_type
     return field_selected(
-        schema=raw.schema,
-        fragments=raw.fragments,
-        variables=info.variable_values,
-        field_nodes=raw.field_nodes,
-        type_name=getattr(payload_type, "name", ""),
-        field_name="user",
+        FieldScope.of(info), type_name=getattr(payload_type, "name", ""), field_name="user"
     )
 
 
@@ -131,16 +145,7 @@ class Mutation:
         merges concurrent single-user upserts into one E1 call.
         """
         ctx = info.context
-        refused: dict[int, ItemResult] = {}
-        sent: list[int] = []
-        bodies: list[dict[str, Any]] = []
-        for index, item in enumerate(input.users):
-            problems = check_upsert_item(item, f"users.{index}")
-            if problems:
-                refused[index] = _refused(index, problems)
-            else:
-                sent.append(index)
-                bodies.append(upsert_user(item))
+        refused, sent, bodies = _checked(input.users, check_upsert_item, upsert_user)
         outcomes: list[UserOutcome | BaseException]
         if len(input.users) == 1 and bodies:
             outcomes = [await ctx.upserts.submit(bodies[0], skip_hook=input.skip_hook)]
@@ -166,16 +171,7 @@ class Mutation:
         self, info: Info, users: list[DeleteAttributesInput]
     ) -> DeleteAttributesPayload:
         ctx = info.context
-        refused: dict[int, ItemResult] = {}
-        sent: list[int] = []
-        bodies: list[dict[str, Any]] = []
-        for index, item in enumerate(users):
-            problems = check_delete_item(item, f"users.{index}")
-            if problems:
-                refused[index] = _refused(index, problems)
-            else:
-                sent.append(index)
-                bodies.append(delete_attributes_user(item))
+        refused, sent, bodies = _checked(users, check_delete_item, delete_attributes_user)
         outcomes = await send_batches(ctx.ucd.delete_attributes, bodies) if bodies else []
         ctx.profiles.clear()
         results = _results(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from strawberry.utils.str_converters import to_camel_case
+
 __all__ = [
     "ATTRIBUTE_INPUT_WRITE_NAMES",
     "EVENT_FIELD_PARAMS",
@@ -67,19 +69,6 @@ EVENT_INPUT_PARAMS: Final[Mapping[str, str]] = {
     "url": "url",
 }
 
-#: Default parameter -> EventInput field (GraphQL name), for mapping errors back.
-EVENT_PARAM_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
-    "product_id": "productId",
-    "name": "productName",
-    "taxonomy": "taxonomy",
-    "currency": "currency",
-    "unit_price": "unitPrice",
-    "unit_sale_price": "unitSalePrice",
-    "quantity": "quantity",
-    "event_group_id": "eventGroupId",
-    "url": "url",
-}
-
 #: AttributesInput's typed fields (python names) -> the UCD write name (§4.7.1).
 ATTRIBUTE_INPUT_WRITE_NAMES: Final[Mapping[str, str]] = {
     "email": "email",
@@ -101,25 +90,16 @@ ATTRIBUTE_INPUT_WRITE_NAMES: Final[Mapping[str, str]] = {
     "static_segment_ids": "static_segment_id",
 }
 
+#: Default parameter -> EventInput field (GraphQL name), for mapping errors back.
+EVENT_PARAM_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
+    param: to_camel_case(field) for field, param in EVENT_INPUT_PARAMS.items()
+}
+
 #: UCD write names and aliases -> AttributesInput field (GraphQL name), for errors.
+#: The field names are strawberry's camelCase of the python names; ``lo`` and ``list_id``
+#: are the UCD's other names for ``locale`` and ``static_segment_id`` (§4.7.1).
 WRITE_NAME_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
-    "email": "email",
-    "phone_number": "phoneNumber",
-    "uuid": "uuid",
-    "name": "name",
-    "surname": "surname",
-    "birthday": "birthday",
-    "gender": "gender",
-    "age": "age",
-    "language": "language",
-    "country": "country",
-    "city": "city",
-    "locale": "locale",
+    **{write: to_camel_case(field) for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()},
     "lo": "locale",
-    "email_optin": "emailOptin",
-    "sms_optin": "smsOptin",
-    "whatsapp_optin": "whatsappOptin",
-    "gdpr_optin": "gdprOptin",
-    "static_segment_id": "staticSegmentIds",
     "list_id": "staticSegmentIds",
 }

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from gateway.api.context import Context
-from gateway.api.selection import UserSelection, user_selection
+from gateway.api.selection import FieldScope, UserSelection, user_selection
 from gateway.api.types import User
 from gateway.loaders import UserRef
 
@@ -18,20 +18,8 @@ Info = strawberry.Info[Context, Any]
 
 
 def selection_of(info: Info) -> UserSelection:
-    """The need of the ``User`` this field returns.
-
-    strawberry's ``Info`` does not expose the field nodes and fragments publicly; the
-    graphql-core info under it (``_raw_info``) is the documented escape hatch its own
-    ``selected_fields`` uses.
-    """
-    raw = info._raw_info
-    return user_selection(
-        schema=raw.schema,
-        fragments=raw.fragments,
-        variables=info.variable_values,
-        field_nodes=raw.field_nodes,
-        now=info.context.now,
-    )
+    """The need of the ``User`` this field returns."""
+    return user_selection(FieldScope.of(info), now=info.context.now)
 
 
 def _user(profile: dict[str, Any] | None, ref: UserRef, info: Info) -> User | None:

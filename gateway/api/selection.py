@@ -38,13 +38,14 @@ from graphql import (
     SelectionSetNode,
 )
 from graphql.execution.values import VariableValues, get_argument_values
+from strawberry import Info
 
 from gateway.api.names import EVENT_FIELD_PARAMS, USER_FIELD_READ_NAMES
 from gateway.api.types import event_window
 from gateway.errors import BadUserInput
 from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, canonical_read_name
 
-__all__ = ["UserSelection", "field_selected", "user_selection"]
+__all__ = ["FieldScope", "UserSelection", "field_selected", "user_selection"]
 
 #: The identifier views every ``identifiers`` selection reads (§3.2.3).
 _IDENTIFIER_KEYS = frozenset({"email", "phone_number", "uuid"})
@@ -65,19 +66,38 @@ class UserSelection:
         return self.need.merge(ProfileNeed(attributes=frozenset(names)))
 
 
+@dataclass(frozen=True)
+class FieldScope:
+    """A field where it stands in its operation: all a selection walk reads.
+
+    ``field_nodes`` are the nodes of one response key; ``variables`` are coerced.
+    """
+
+    schema: GraphQLSchema
+    fragments: Mapping[str, FragmentDefinitionNode]
+    variables: Mapping[str, Any]
+    field_nodes: Sequence[FieldNode]
+
+    @classmethod
+    def of(cls, info: Info[Any, Any]) -> FieldScope:
+        """The scope of the field ``info`` resolves.
+
+        strawberry's ``Info`` does not expose the field nodes and fragments publicly; the
+        graphql-core info under it (``_raw_info``) is the documented escape hatch its own
+        ``selected_fields`` uses.
+        """
+        raw = info._raw_info
+        return cls(raw.schema, raw.fragments, info.variable_values, raw.field_nodes)
+
+
 class _Walk:
-    def __init__(
-        self,
-        schema: GraphQLSchema,
-        fragments: Mapping[str, FragmentDefinitionNode],
-        variables: Mapping[str, Any],
-    ) -> None:
-        self.fragments = fragments
+    def __init__(self, scope: FieldScope) -> None:
+        self.fragments = scope.fragments
         # graphql-core 3.3 wants its VariableValues container; strawberry hands resolvers
         # the plain coerced dict. Sources only matter for fragment arguments (unused).
-        self.variables = VariableValues(sources={}, coerced=dict(variables))
-        user = schema.type_map["User"]
-        event = schema.type_map["Event"]
+        self.variables = VariableValues(sources={}, coerced=dict(scope.variables))
+        user = scope.schema.type_map["User"]
+        event = scope.schema.type_map["Event"]
         assert isinstance(user, GraphQLObjectType)
         assert isinstance(event, GraphQLObjectType)
         self.user = user
@@ -136,22 +156,15 @@ def _epoch(value: datetime) -> int:
     return math.floor(value.timestamp())
 
 
-def user_selection(
-    *,
-    schema: GraphQLSchema,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    variables: Mapping[str, Any],
-    field_nodes: Sequence[FieldNode],
-    now: datetime,
-) -> UserSelection:
-    """The need of the ``User`` selected by ``field_nodes`` (nodes of one response key)."""
-    walk = _Walk(schema, fragments, variables)
+def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
+    """The need of the ``User`` the field of ``scope`` selects."""
+    walk = _Walk(scope)
     attributes: set[str] = set()
     everything = False
     identifiers = False
     need = ProfileNeed()
     user_fields = walk.user.fields
-    for user_node in field_nodes:
+    for user_node in scope.field_nodes:
         for node in walk.fields(user_node.selection_set, "User"):
             name = node.name.value
             read_name = USER_FIELD_READ_NAMES.get(name)
@@ -209,23 +222,15 @@ def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
     )
 
 
-def field_selected(
-    *,
-    schema: GraphQLSchema,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    variables: Mapping[str, Any],
-    field_nodes: Sequence[FieldNode],
-    type_name: str,
-    field_name: str,
-) -> bool:
-    """True when ``field_name`` of ``type_name`` is selected under ``field_nodes``.
+def field_selected(scope: FieldScope, *, type_name: str, field_name: str) -> bool:
+    """True when ``field_name`` of ``type_name`` is selected under the field of ``scope``.
 
     Mutations use it to skip work only their payload's ``user`` needs (e.g. looking up
     an insider_id before the identifier that finds the user is deleted).
     """
-    walk = _Walk(schema, fragments, variables)
+    walk = _Walk(scope)
     return any(
         node.name.value == field_name
-        for field_node in field_nodes
+        for field_node in scope.field_nodes
         for node in walk.fields(field_node.selection_set, type_name)
     )

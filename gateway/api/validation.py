@@ -63,6 +63,7 @@ _PARAM_FIELDS: Final = {
     "unit_sale_price": "unitSalePrice",
 }
 #: §4.8.2: type-checked default parameters when sent through ``params``.
+# Not imported from local_ucd/: the gateway speaks the REST contract to any UCD (TEAM.md).
 _STRING_PARAMS: Final = frozenset(
     {
         "product_id",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,13 @@ class HookRelay(httpx.AsyncBaseTransport):
             await self._posted.wait()
 
 
+def free_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: the port was bound once, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 # --- the local UCD ------------------------------------------------------------------------
 
 
@@ -259,6 +267,31 @@ async def insider_id(ucd: UcdClient, identifiers: Mapping[str, Any]) -> str:
     assert answer is not None
     iid: str = answer["attributes"]["iid"]
     return iid
+
+
+#: The read names of User's 17 typed fields (§4.7.1), written out rather than taken from
+#: gateway.api.names so the tests check that table.
+TYPED_READ_NAMES = frozenset(
+    {
+        "email",
+        "phone_number",
+        "uuid",
+        "name",
+        "surname",
+        "birthday",
+        "gender",
+        "age",
+        "language",
+        "country",
+        "city",
+        "lo",
+        "email_optin",
+        "sms_optin",
+        "whatsapp_optin",
+        "gdpr",
+        "static_segment_id",
+    }
+)
 
 
 # --- (a) the schema, for resolver tests -----------------------------------------------------

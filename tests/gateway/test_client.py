@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from gateway.errors import (
 from gateway.settings import Settings
 from gateway.ucd.client import DataEnvelope, UcdClient
 from gateway.ucd.transport import build_http_client
+from tests.gateway.conftest import free_port_url
 
 TOKEN = "s3cret-token-value"
 BASE_URL = "http://ucd.test"
@@ -576,12 +576,6 @@ async def tcp_server(behaviour: str) -> AsyncIterator[str]:
         await asyncio.sleep(0.01)  # let the handlers close their connections
         server.close()
         await server.wait_closed()
-
-
-def free_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])

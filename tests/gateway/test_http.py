@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import uuid
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.gateway.conftest import (
     HookRelay,
     UcdWire,
     fail_when_body_mentions,
+    free_port_url,
     serve_gateway,
 )
 
@@ -384,14 +384,10 @@ async def test_dropped_connections_are_retried_then_upstream_unavailable(
 
 
 async def test_a_refused_connection_is_upstream_unavailable(settings: Settings) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    # The socket is closed: nothing listens on the port.
     calls = CallLog()
     async with (
         httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", event_hooks={"request": [calls.record]}
+            base_url=free_port_url(), event_hooks={"request": [calls.record]}
         ) as http,
         serve_gateway(settings, http) as gw,
     ):

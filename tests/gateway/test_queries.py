@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.conftest import CallLog, Gateway, UcdWire, seed
+from tests.gateway.conftest import TYPED_READ_NAMES, CallLog, Gateway, UcdWire, seed
 
 TWENTY_FIELDS = """
 query($key: UserKey!) { user(key: $key) {
@@ -84,28 +84,7 @@ async def test_one_user_with_twenty_selected_fields_costs_one_profile_call(
     assert len(ucd_calls.calls) == 1
     body = ucd_calls.profiles[0].body
     assert body["identifiers"] == {"email": "ada@example.com"}
-    assert body["attributes"] == sorted(
-        [
-            "email",
-            "phone_number",
-            "uuid",
-            "name",
-            "surname",
-            "birthday",
-            "gender",
-            "age",
-            "language",
-            "country",
-            "city",
-            "lo",
-            "email_optin",
-            "sms_optin",
-            "whatsapp_optin",
-            "gdpr",
-            "static_segment_id",
-            "c_tier",
-        ]
-    )
+    assert body["attributes"] == sorted(TYPED_READ_NAMES | {"c_tier"})
     assert body["events"]["wanted"] == [
         {"event_name": "purchase", "params": ["product_id", "unit_sale_price"]}
     ]

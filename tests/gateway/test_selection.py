@@ -15,8 +15,9 @@ from graphql import (
 )
 
 from gateway.api.schema import build_schema
-from gateway.api.selection import UserSelection, field_selected, user_selection
+from gateway.api.selection import FieldScope, UserSelection, field_selected, user_selection
 from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, profile_body
+from tests.gateway.conftest import TYPED_READ_NAMES
 
 SCHEMA = build_schema()._schema
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -35,13 +36,7 @@ def select(query: str, variables: dict[str, Any] | None = None, *, index: int = 
     assert not isinstance(coerced, list), coerced  # a list is graphql-core's error report
     node = operation.selection_set.selections[index]
     assert isinstance(node, FieldNode)
-    return user_selection(
-        schema=SCHEMA,
-        fragments=fragments,
-        variables=coerced.coerced,
-        field_nodes=[node],
-        now=NOW,
-    )
+    return user_selection(FieldScope(SCHEMA, fragments, coerced.coerced, [node]), now=NOW)
 
 
 def attrs(selection: UserSelection) -> Any:
@@ -55,27 +50,7 @@ def test_typed_fields_ask_for_their_read_names() -> None:
             country city locale emailOptin smsOptin whatsappOptin gdprOptin staticSegmentIds
         } }"""
     )
-    assert attrs(selection) == frozenset(
-        {
-            "email",
-            "phone_number",
-            "uuid",
-            "name",
-            "surname",
-            "birthday",
-            "gender",
-            "age",
-            "language",
-            "country",
-            "city",
-            "lo",
-            "email_optin",
-            "sms_optin",
-            "whatsapp_optin",
-            "gdpr",
-            "static_segment_id",
-        }
-    )
+    assert attrs(selection) == TYPED_READ_NAMES
     assert selection.need.events == ()
 
 
@@ -256,9 +231,7 @@ def test_several_nodes_of_one_response_key_merge() -> None:
     operation = document.definitions[0]
     assert isinstance(operation, OperationDefinitionNode)
     nodes = [n for n in operation.selection_set.selections if isinstance(n, FieldNode)]
-    selection = user_selection(
-        schema=SCHEMA, fragments={}, variables={}, field_nodes=nodes, now=NOW
-    )
+    selection = user_selection(FieldScope(SCHEMA, {}, {}, nodes), now=NOW)
     assert attrs(selection) == frozenset({"email", "city"})
 
 
@@ -279,10 +252,7 @@ def test_field_selected_sees_through_fragments_and_skip() -> None:
 
     def selected(node: FieldNode, skip: bool) -> bool:
         return field_selected(
-            schema=SCHEMA,
-            fragments=fragments,
-            variables={"s": skip},
-            field_nodes=[node],
+            FieldScope(SCHEMA, fragments, {"s": skip}, [node]),
             type_name="DeletePiiPayload",
             field_name="user",
         )
