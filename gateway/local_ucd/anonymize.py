@@ -16,9 +16,8 @@ from typing import Any
 from gateway.local_ucd.erasure import (
     PII_ATTRIBUTES,
     PII_IDENTIFIER_KINDS,
+    erase_named_user,
     erase_profile,
-    parse_user_identity,
-    profile_finder,
 )
 from gateway.local_ucd.http import ApiError
 from gateway.local_ucd.identifiers import resolve_insider_id
@@ -51,9 +50,7 @@ async def handle_anonymize_contact(req: UcdRequest) -> Any:
 
 async def handle_anonymize_user(req: UcdRequest) -> Any:
     """E8: the user is given by identifiers, or by a top-level ``insider_id``, which wins."""
-    parsed = await parse_user_identity(req)
-    req.admit("anonymize")
-    await erase_profile(req, profile_finder(req.partner, parsed), _erase_pii)
+    await erase_named_user(req, "anonymize", _erase_pii)
     return {}
 
 

@@ -26,10 +26,11 @@ import orjson
 from gateway.local_ucd.attribute_names import DefaultAttribute, by_write_name
 from gateway.local_ucd.http import ApiError, render_value
 from gateway.local_ucd.identifiers import is_custom_attribute, lookup_profile, parse_identity
+from gateway.local_ucd.json_values import json_equal
 from gateway.local_ucd.services import UcdRequest
 from gateway.local_ucd.timefmt import to_us
 
-__all__ = ["MAX_USERS", "handle_attribute_delete", "json_equal"]
+__all__ = ["MAX_USERS", "handle_attribute_delete"]
 
 MAX_USERS = 1000
 REQUIRED_TARGET = "at least one of whole, partial, custom.whole or custom.partial must be specified"
@@ -38,19 +39,6 @@ IDENTIFIER_NOT_HERE = "identifier attributes cannot be deleted here; use the ide
 
 #: [LOCAL] §3.4.3: default names accept the write aliases and also the read name ``gdpr``.
 _EXTRA_DEFAULT_NAMES = {"gdpr": "gdpr_optin"}
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """JSON equality with numbers compared by value (§2.4): ``1 == 1.0``, ``True != 1``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and bool(a == b)
 
 
 @dataclass
@@ -154,20 +142,11 @@ def _apply_user(
 def _parse_targets(user: Mapping[str, Any], prefix: str, errors: _Errors) -> tuple[_Targets, bool]:
     """Shape checks of ``whole``, ``partial`` and ``custom`` (§3.4.3); absent or null = none."""
     targets = _Targets()
-    ok = True
-    whole = _string_list(user.get("whole"))
-    if whole is None:
-        errors.add(
-            f"{prefix}.whole.type(array)", f"whole must be array: {render_value(user['whole'])}"
-        )
-        ok = False
-    else:
-        targets.whole = whole
+    whole = _whole(user.get("whole"), f"{prefix}.whole", errors)
     partial = _partial(user.get("partial"), f"{prefix}.partial", errors)
-    if partial is None:
-        ok = False
-    else:
-        targets.partial = partial
+    ok = whole is not None and partial is not None
+    targets.whole = whole or []
+    targets.partial = partial or {}
     custom = user.get("custom")
     if custom is not None and not isinstance(custom, Mapping):
         errors.add(
@@ -175,29 +154,21 @@ def _parse_targets(user: Mapping[str, Any], prefix: str, errors: _Errors) -> tup
         )
         return targets, False
     if isinstance(custom, Mapping):
-        custom_whole = _string_list(custom.get("whole"))
-        if custom_whole is None:
-            errors.add(
-                f"{prefix}.custom.whole.type(array)",
-                f"whole must be array: {render_value(custom['whole'])}",
-            )
-            ok = False
-        else:
-            targets.custom_whole = custom_whole
+        custom_whole = _whole(custom.get("whole"), f"{prefix}.custom.whole", errors)
         custom_partial = _partial(custom.get("partial"), f"{prefix}.custom.partial", errors)
-        if custom_partial is None:
-            ok = False
-        else:
-            targets.custom_partial = custom_partial
+        ok = ok and custom_whole is not None and custom_partial is not None
+        targets.custom_whole = custom_whole or []
+        targets.custom_partial = custom_partial or {}
     return targets, ok
 
 
-def _string_list(value: Any) -> list[str] | None:
-    """``whole``: ``None`` when malformed; absent/null is an empty list."""
+def _whole(value: Any, key: str, errors: _Errors) -> list[str] | None:
+    """``whole``: the names; ``None`` (after reporting) when malformed; absent/null is none."""
     if value is None:
         return []
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return list(value)
+    errors.add(f"{key}.type(array)", f"whole must be array: {render_value(value)}")
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from gateway.local_ucd.json_values import is_integer, is_number
 from gateway.local_ucd.timefmt import is_rfc3339_z
 
 __all__ = [
@@ -52,10 +53,6 @@ class CustomName:
     type: str | None
 
 
-def _is_number(value: Any) -> bool:
-    return (type(value) is int) or (type(value) is float)
-
-
 def fits_type(value: Any, type_name: str) -> bool:
     """Whether ``value`` has the attribute type ``type_name`` (§4.7.1 type names).
 
@@ -64,7 +61,7 @@ def fits_type(value: Any, type_name: str) -> bool:
     if type_name == "string":
         return isinstance(value, str)
     if type_name == "number":
-        return _is_number(value)
+        return is_number(value)
     if type_name == "boolean":
         return isinstance(value, bool)
     if type_name == "date":
@@ -72,9 +69,9 @@ def fits_type(value: Any, type_name: str) -> bool:
     if type_name == "string_array":
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
     if type_name == "number_array":
-        return isinstance(value, list) and all(_is_number(item) for item in value)
+        return isinstance(value, list) and all(is_number(item) for item in value)
     if type_name == "integer":
-        return _is_number(value) and float(value).is_integer()
+        return is_integer(value)
     raise ValueError(f"unknown attribute type {type_name!r}")
 
 
@@ -87,14 +84,14 @@ def classify_value(value: Any) -> str | None:
         return "boolean"
     if isinstance(value, str):
         return "string"
-    if _is_number(value):
+    if is_number(value):
         return "number"
     if isinstance(value, list):
         if not value:
             return ""
         if all(isinstance(item, str) for item in value):
             return "string_array"
-        if all(_is_number(item) for item in value):
+        if all(is_number(item) for item in value):
             return "number_array"
     return None
 
@@ -154,7 +151,12 @@ class CustomNames:
 
 
 def _dedupe(values: Iterable[Any], seen: set[Any] | None = None) -> list[Any]:
-    """Keep first occurrences; ``1`` and ``1.0`` are one value (§2.4), as in Python sets."""
+    """Keep first occurrences; ``1`` and ``1.0`` are one value (§2.4), as in Python sets.
+
+    A set, not :func:`~gateway.local_ucd.json_values.json_equal`: arrays reaching here
+    are validated string or number arrays (never booleans, which a set would equate
+    with 1 and 0), and a set keeps a long append linear.
+    """
     seen = set() if seen is None else seen
     kept: list[Any] = []
     for value in values:

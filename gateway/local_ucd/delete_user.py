@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from gateway.local_ucd.erasure import erase_profile, parse_user_identity, profile_finder
+from gateway.local_ucd.erasure import erase_named_user
 from gateway.local_ucd.services import UcdRequest
 
 __all__ = ["handle_delete_user"]
@@ -18,9 +18,7 @@ __all__ = ["handle_delete_user"]
 
 async def handle_delete_user(req: UcdRequest) -> Any:
     """E9: the user is given by identifiers, or by a top-level ``insider_id``, which wins."""
-    parsed = await parse_user_identity(req)
-    req.admit("delete")
-    await erase_profile(req, profile_finder(req.partner, parsed), _delete_profile)
+    await erase_named_user(req, "delete", _delete_profile)
     return {}
 
 

@@ -30,7 +30,7 @@ _PARTNER = re.compile(r"^[a-z0-9_-]{1,64}$")
 _FILE = re.compile(r"^[0-9a-f]{32}\.(csv|json|parquet)$")
 
 
-def _not_found() -> Response:
+def _export_not_found() -> Response:
     return json_response(go_error("export not found: no data"), status=404)
 
 
@@ -40,7 +40,7 @@ async def handle_download(request: Request) -> Response:
     file_name = str(request.path_params["file"])
     match = _FILE.match(file_name)
     if not _PARTNER.match(partner) or match is None:
-        return _not_found()
+        return _export_not_found()
 
     def find(conn: sqlite3.Connection) -> int | None:
         row = conn.execute(
@@ -52,15 +52,15 @@ async def handle_download(request: Request) -> Response:
 
     ready_us = await services.store.read(find)
     if ready_us is None:
-        return _not_found()
+        return _export_not_found()
     if to_us(services.now()) >= ready_us + EXPIRY_US:
         await services.exports.sweep_expired()
-        return _not_found()
+        return _export_not_found()
     path: Path = services.config.exports_dir / partner / file_name
     try:
         stat = await asyncio.to_thread(path.stat)
     except OSError:
-        return _not_found()
+        return _export_not_found()
     return FileResponse(
         path,
         stat_result=stat,

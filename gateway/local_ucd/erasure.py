@@ -17,27 +17,22 @@ checkpoint, so a 404 costs no WAL truncation. Erased values are never logged.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.local_ucd.http import ApiError
-from gateway.local_ucd.identifiers import (
-    ParsedIdentity,
-    is_custom_attribute,
-    lookup_profile,
-    parse_identity,
-)
+from gateway.local_ucd.identifiers import lookup_profile
 from gateway.local_ucd.services import UcdRequest
+from gateway.local_ucd.user_identity import parse_user_identity
 
 __all__ = [
     "PII_ATTRIBUTES",
     "PII_IDENTIFIER_KINDS",
     "Erased",
+    "erase_named_user",
     "erase_profile",
     "insider_ids_of",
-    "parse_user_identity",
-    "profile_finder",
 ]
 
 #: Default attributes deleted by anonymize (§3.7.2), by their stored (write) names.
@@ -84,44 +79,6 @@ def insider_ids_of(conn: sqlite3.Connection, partner: str, profile_pk: int) -> t
     return (*own, *aliases)
 
 
-async def parse_user_identity(req: UcdRequest) -> ParsedIdentity:
-    """E8/E9 request-level identity checks (§3.7.1): 400 with the first §3.1.3 message.
-
-    The custom-attribute check needs the partner's catalogue; it is read (one snapshot)
-    only when the body names custom identifiers.
-    """
-    body = req.body
-    raw = body.get("identifiers")
-    custom = raw.get("custom") if isinstance(raw, Mapping) else None
-    if isinstance(custom, Mapping) and custom:
-        names = [name for name in custom if isinstance(name, str)]
-        partner = req.partner
-
-        def custom_attributes(conn: sqlite3.Connection) -> frozenset[str]:
-            return frozenset(name for name in names if is_custom_attribute(conn, partner, name))
-
-        taken = await req.services.store.read(custom_attributes)
-        parsed = parse_identity(body, taken.__contains__)
-    else:
-        parsed = parse_identity(body, _no_custom_attribute)
-    if parsed.issues:
-        raise ApiError.bad_request(parsed.issues[0].message)
-    return parsed
-
-
-def _no_custom_attribute(name: str) -> bool:
-    return False
-
-
-def profile_finder(partner: str, parsed: ParsedIdentity) -> Finder:
-    """§4.3 lookup of the user named by ``parsed`` (``insider_id`` first)."""
-
-    def find(conn: sqlite3.Connection) -> int | None:
-        return lookup_profile(conn, partner, parsed.insider_id, parsed.identifiers)
-
-    return find
-
-
 async def erase_profile(req: UcdRequest, find: Finder, erase: Eraser) -> Erased:
     """Run one erasure with every guarantee of §4.9; raise the 404 when no profile matches."""
     services = req.services
@@ -143,3 +100,18 @@ async def erase_profile(req: UcdRequest, find: Finder, erase: Eraser) -> Erased:
     services.exports.note_erasure(partner, erased.insider_ids)
     services.callbacks.discard(partner, erased.insider_ids)
     return erased
+
+
+async def erase_named_user(req: UcdRequest, pool: str, erase: Eraser) -> Erased:
+    """E8/E9: erase the user named by ``identifiers`` or a top-level ``insider_id`` (which wins).
+
+    Request checks (400) come before admission to ``pool`` (429), as in every endpoint.
+    """
+    parsed = await parse_user_identity(req)
+    req.admit(pool)
+    partner = req.partner
+
+    def find(conn: sqlite3.Connection) -> int | None:
+        return lookup_profile(conn, partner, parsed.insider_id, parsed.identifiers)
+
+    return await erase_profile(req, find, erase)

@@ -15,7 +15,7 @@ first; ``limit_per_source`` keeps the first N of each source *after* that orderi
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ import orjson
 
 from gateway.local_ucd.attribute_names import ReadName, resolve_read_name
 from gateway.local_ucd.http import ApiError
+from gateway.local_ucd.json_values import is_integer, json_equal
 from gateway.local_ucd.timefmt import render_us
 
 __all__ = [
@@ -34,8 +35,6 @@ __all__ = [
     "Selection",
     "WantedItem",
     "distinct_wanted",
-    "is_integer",
-    "json_equal",
     "lookup_param",
     "parse_attributes_request",
     "parse_events_request",
@@ -103,34 +102,6 @@ class EventRow:
     custom: dict[str, Any]  # custom parameters, without the ``c_`` prefix
 
 
-# -- JSON values ------------------------------------------------------------------------
-
-
-def is_integer(value: Any) -> bool:
-    """A JSON number with an integral value (§4.7.1 ``integer``); booleans are not numbers."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and value.is_integer()
-
-
-def json_equal(left: Any, right: Any) -> bool:
-    """Equality of JSON values, numbers by value (§2.4: ``1`` equals ``1.0``).
-
-    Python's ``==`` alone is wrong here: ``True == 1`` holds in Python, not in JSON.
-    """
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left is right
-    if isinstance(left, int | float) and isinstance(right, int | float):
-        return left == right
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(map(json_equal, left, right))
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(json_equal(v, right[k]) for k, v in left.items())
-    return type(left) is type(right) and bool(left == right)
-
-
 # -- parsing (§3.2.2) -------------------------------------------------------------------
 
 
@@ -187,8 +158,8 @@ def parse_events_request(value: Any) -> EventsRequest:
     """
     if not isinstance(value, dict):
         raise ApiError.bad_request("events must be object")
-    start_s = _required_integer(value, "start_date", "events.start_date")
-    end_s = _required_integer(value, "end_date", "events.end_date")
+    start_s = int(_required(value, "events", "start_date", "integer"))
+    end_s = int(_required(value, "events", "end_date", "integer"))
     raw_wanted = value.get("wanted")
     if raw_wanted is None:
         raise ApiError.bad_request("events.wanted is required")
@@ -208,28 +179,32 @@ def parse_events_request(value: Any) -> EventsRequest:
     return EventsRequest(start_s, end_s, tuple(wanted))
 
 
-def _required_integer(obj: Mapping[str, Any], key: str, path: str) -> int:
-    raw = obj.get(key)
-    if raw is None:
-        raise ApiError.bad_request(f"{path} is required")
-    if not is_integer(raw):
-        raise ApiError.bad_request(f"{path} must be integer")
-    return int(raw)
+_HAS_TYPE: dict[str, Callable[[Any], bool]] = {
+    "string": lambda value: isinstance(value, str),
+    "array": lambda value: isinstance(value, list),
+    "integer": is_integer,
+}
+
+
+def _required(obj: Mapping[str, Any], path: str, key: str, type_name: str) -> Any:
+    """``obj[key]``, given (not null) and of the JSON type ``type_name``; else the 400.
+
+    ``_required(item, "events.wanted.0", "params", "array")`` raises
+    ``events.wanted.0.params is required`` or ``events.wanted.0.params must be array``.
+    """
+    value = obj.get(key)
+    if value is None:
+        raise ApiError.bad_request(f"{path}.{key} is required")
+    if not _HAS_TYPE[type_name](value):
+        raise ApiError.bad_request(f"{path}.{key} must be {type_name}")
+    return value
 
 
 def _parse_item_shape(raw: Any, path: str) -> tuple[str, tuple[str, ...]]:
     if not isinstance(raw, dict):
         raise ApiError.bad_request(f"{path} must be object")
-    event_name = raw.get("event_name")
-    if event_name is None:
-        raise ApiError.bad_request(f"{path}.event_name is required")
-    if not isinstance(event_name, str):
-        raise ApiError.bad_request(f"{path}.event_name must be string")
-    params = raw.get("params")
-    if params is None:
-        raise ApiError.bad_request(f"{path}.params is required")
-    if not isinstance(params, list):
-        raise ApiError.bad_request(f"{path}.params must be array")
+    event_name = _required(raw, path, "event_name", "string")
+    params = _required(raw, path, "params", "array")
     for index, param in enumerate(params):
         if not isinstance(param, str):
             raise ApiError.bad_request(f"{path}.params.{index} must be string")
@@ -246,21 +221,13 @@ def _parse_filters(raw: Any, path: str) -> tuple[EventFilter, ...]:
         item_path = f"{path}.{index}"
         if not isinstance(item, dict):
             raise ApiError.bad_request(f"{item_path} must be object")
-        key = item.get("key")
-        if key is None:
-            raise ApiError.bad_request(f"{item_path}.key is required")
-        if not isinstance(key, str):
-            raise ApiError.bad_request(f"{item_path}.key must be string")
+        key = _required(item, item_path, "key", "string")
         operator = item.get("operator")
         if operator is None:
             raise ApiError.bad_request(f"{item_path}.operator is required")
         if operator != "eq":
             raise ApiError.bad_request(f"{item_path}.operator must be eq")
-        values = item.get("values")
-        if values is None:
-            raise ApiError.bad_request(f"{item_path}.values is required")
-        if not isinstance(values, list):
-            raise ApiError.bad_request(f"{item_path}.values must be array")
+        values = _required(item, item_path, "values", "array")
         if not values:
             raise ApiError.bad_request(f"{item_path}.values must not be empty")
         filters.append(EventFilter(key, tuple(values)))

@@ -167,39 +167,25 @@ def _check_event(raw: Any, index: int, errors: list[tuple[str, str]]) -> Prepare
             plain = plain_values(params)
         params_custom = event_params.get("custom")
         if params_custom is not None:
-            if type(params_custom) is not dict:
-                errors.append(
-                    (
-                        f"events.{index}.event_params.custom.type(object)",
-                        f"custom must be object: {render_value(params_custom)}",
-                    )
-                )
-                failed = True
-            elif not custom_names_ok(params_custom):
-                report_custom_names(params_custom, f"events.{index}.event_params.custom", errors)
+            checked_custom = _checked_custom(
+                params_custom, f"events.{index}.event_params.custom", errors
+            )
+            if checked_custom is None:
                 failed = True
             else:
-                custom = params_custom
+                custom = checked_custom
                 plain = plain and plain_values(custom)
 
     # [LOCAL] an event-level "custom" (a sibling of event_params) is checked like
     # event_params.custom, under its own key; event_params.custom wins on a clash (§4.8.2).
     event_custom = raw.get("custom")
     if event_custom is not None:
-        if type(event_custom) is not dict:
-            errors.append(
-                (
-                    f"events.{index}.custom.type(object)",
-                    f"custom must be object: {render_value(event_custom)}",
-                )
-            )
+        checked_custom = _checked_custom(event_custom, f"events.{index}.custom", errors)
+        if checked_custom is None:
             failed = True
-        elif not custom_names_ok(event_custom):
-            report_custom_names(event_custom, f"events.{index}.custom", errors)
-            failed = True
-        elif event_custom:
-            custom = {**event_custom, **custom}
-            plain = plain and plain_values(event_custom)
+        elif checked_custom:
+            custom = {**checked_custom, **custom}
+            plain = plain and plain_values(checked_custom)
 
     if name_ok and params_ok and name in REQUIRING_EVENTS:
         given = event_params if type(event_params) is dict else {}
@@ -215,15 +201,39 @@ def _check_event(raw: Any, index: int, errors: list[tuple[str, str]]) -> Prepare
 
     if failed or ts_us is None or not isinstance(name, str):
         return None
+    return _prepared(name, ts_us, source, params, custom, plain=plain)
+
+
+def _prepared(
+    name: str,
+    ts_us: int,
+    source: str,
+    params: dict[str, Any],
+    custom: dict[str, Any],
+    *,
+    plain: bool,
+) -> PreparedEvent:
+    """The stored form of a checked event (storage layout in the module docstring)."""
     return PreparedEvent(
         name,
         ts_us,
         source,
         orjson.dumps(params).decode(),
-        orjson.dumps(custom).decode(),
+        orjson.dumps(custom).decode() if custom else "{}",
         dedupe_digest(name, ts_us, params, custom, source, plain=plain),
         (name, tuple(params), tuple(custom)),
     )
+
+
+def _checked_custom(value: Any, where: str, errors: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """A ``custom`` parameter object (§3.1.3), or ``None`` after reporting why it is not one."""
+    if type(value) is not dict:
+        errors.append((f"{where}.type(object)", f"custom must be object: {render_value(value)}"))
+        return None
+    if not custom_names_ok(value):
+        report_custom_names(value, where, errors)
+        return None
+    return value
 
 
 def _fast_event(raw: Any) -> PreparedEvent | None:
@@ -269,15 +279,7 @@ def _fast_event(raw: Any) -> PreparedEvent | None:
         for param in REQUIRED_PARAMS:
             if params.get(param) is None:
                 return None
-    return PreparedEvent(
-        name,
-        ts_us,
-        source,
-        orjson.dumps(params).decode(),
-        orjson.dumps(custom).decode() if custom else "{}",
-        dedupe_digest(name, ts_us, params, custom, source, plain=plain),
-        (name, tuple(params), tuple(custom)),
-    )
+    return _prepared(name, ts_us, source, params, custom, plain=plain)
 
 
 def check_events(raw_events: list[Any], errors: list[tuple[str, str]]) -> list[PreparedEvent]:

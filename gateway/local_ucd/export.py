@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 
 from gateway.local_ucd import segments
-from gateway.local_ucd.event_query import is_integer, parse_selection
+from gateway.local_ucd.event_query import parse_selection
 from gateway.local_ucd.export_files import FORMATS
 from gateway.local_ucd.http import ApiError, dumps
+from gateway.local_ucd.json_values import is_integer
 from gateway.local_ucd.services import Services, UcdRequest
 from gateway.local_ucd.timefmt import to_us
 

@@ -346,13 +346,28 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-class _CsvWriter:
+class _PlainFileWriter:
+    """A writer over one plain file: ``finish`` closes and fsyncs it, ``abort`` removes it."""
+
+    path: Path
+    _file: IO[str] | IO[bytes]
+
+    def finish(self) -> None:
+        self._file.close()
+        _fsync(self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class _CsvWriter(_PlainFileWriter):
     """UTF-8 without BOM, header row, RFC 4180 quoting, CRLF line ends."""
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.path = path
-        self._file: IO[str] = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed in finish/abort)
-        self._csv = csv.writer(self._file, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+        self._file = text = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed in finish/abort)
+        self._csv = csv.writer(text, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
         self._csv.writerow(columns)
 
     def write_row(self, row: Sequence[Any]) -> None:
@@ -361,33 +376,17 @@ class _CsvWriter:
             [v if type(v) is str else "" if v is None else _dumps(v).decode() for v in row]
         )
 
-    def finish(self) -> None:
-        self._file.close()
-        _fsync(self.path)
 
-    def abort(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
-
-
-class _NdjsonWriter:
+class _NdjsonWriter(_PlainFileWriter):
     """One JSON object per line, keys in column order, ``null`` for missing values."""
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.path = path
         self._columns = tuple(columns)
-        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in finish/abort)
+        self._file = self._lines = open(path, "wb")  # noqa: SIM115 (closed in finish/abort)
 
     def write_row(self, row: Sequence[Any]) -> None:
-        self._file.write(orjson.dumps(dict(zip(self._columns, row, strict=True))) + b"\n")
-
-    def finish(self) -> None:
-        self._file.close()
-        _fsync(self.path)
-
-    def abort(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+        self._lines.write(orjson.dumps(dict(zip(self._columns, row, strict=True))) + b"\n")
 
 
 class _ParquetWriter:

@@ -11,7 +11,7 @@ checked with :func:`parse_identity`, whose issues map onto the spec's checks:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +19,11 @@ from gateway.local_ucd.http import ApiError
 from gateway.local_ucd.identifiers import (
     Identifier,
     find_owner,
-    is_custom_attribute,
     parse_identity,
 )
 from gateway.local_ucd.services import UcdRequest
 from gateway.local_ucd.timefmt import to_us
+from gateway.local_ucd.user_identity import read_custom_attribute_names
 
 __all__ = ["handle_identity_delete", "handle_identity_update"]
 
@@ -83,17 +83,8 @@ def _entries(obj: Any) -> list[_Entry] | None:
     return entries
 
 
-async def _custom_attribute_names(req: UcdRequest, entries: Sequence[_Entry]) -> frozenset[str]:
-    """Which custom names of ``entries`` the partner uses as custom attributes (§4.7.3)."""
-    names = [entry.name for entry in entries if entry.name is not None]
-    if not names:
-        return frozenset()
-    partner = req.partner
-
-    def read(conn: sqlite3.Connection) -> frozenset[str]:
-        return frozenset(name for name in names if is_custom_attribute(conn, partner, name))
-
-    return await req.services.store.read(read)
+def _custom_names(entries: Sequence[_Entry]) -> list[str]:
+    return [entry.name for entry in entries if entry.name is not None]
 
 
 def _check(entry: _Entry, custom_attributes: frozenset[str]) -> _Checked:
@@ -131,7 +122,9 @@ async def handle_identity_update(req: UcdRequest) -> Any:
     new_entries = _entries(req.body.get("new_identifier"))
     if old_entries is None or new_entries is None or len(old_entries) != 1 or len(new_entries) != 1:
         raise ApiError.bad_request(EXACTLY_ONE_PAIR)
-    custom_attributes = await _custom_attribute_names(req, [*old_entries, *new_entries])
+    custom_attributes = await read_custom_attribute_names(
+        req, _custom_names([*old_entries, *new_entries])
+    )
     old_checked = _check(old_entries[0], custom_attributes)
     new_checked = _check(new_entries[0], custom_attributes)
     if old_checked.entry.type != new_checked.entry.type:
@@ -140,14 +133,9 @@ async def handle_identity_update(req: UcdRequest) -> Any:
     new = _valid(new_checked)
     if old.value == new.value:
         raise ApiError.bad_request(SAME_VALUES)
-    req.admit("identity_update")
     partner = req.partner
-    now_us = to_us(req.services.now())
 
-    def update(conn: sqlite3.Connection) -> None:
-        owner = find_owner(conn, partner, old)
-        if owner is None:
-            raise ApiError.not_found()
+    def update(conn: sqlite3.Connection, owner: int) -> None:
         if find_owner(conn, partner, new) is not None:
             raise ApiError.bad_request(TAKEN)
         _delete_identifier(conn, partner, old)
@@ -156,9 +144,8 @@ async def handle_identity_update(req: UcdRequest) -> Any:
             " VALUES (?, ?, ?, ?, ?)",
             (partner, new.kind, new.name, new.value, owner),
         )
-        _touch(conn, owner, now_us)
 
-    await req.services.store.write(update)
+    await _edit_profile_holding(req, "identity_update", old, update)
     return {}
 
 
@@ -167,26 +154,42 @@ async def handle_identity_delete(req: UcdRequest) -> Any:
     entries = _entries(req.body.get("identifiers"))
     if entries is None or len(entries) != 1:
         raise ApiError.bad_request(EXACTLY_ONE)
-    custom_attributes = await _custom_attribute_names(req, entries)
+    custom_attributes = await read_custom_attribute_names(req, _custom_names(entries))
     ident = _valid(_check(entries[0], custom_attributes))
-    req.admit("identity_delete")
     partner = req.partner
-    now_us = to_us(req.services.now())
 
-    def delete(conn: sqlite3.Connection) -> None:
-        owner = find_owner(conn, partner, ident)
-        if owner is None:
-            raise ApiError.not_found()
+    def delete(conn: sqlite3.Connection, owner: int) -> None:
         (count,) = conn.execute(
             "SELECT count(*) FROM identifiers WHERE profile_pk = ?", (owner,)
         ).fetchone()
         if count <= 1:
             raise ApiError.bad_request(SOLE_IDENTIFIER)
         _delete_identifier(conn, partner, ident)
+
+    await _edit_profile_holding(req, "identity_delete", ident, delete)
+    return {}
+
+
+async def _edit_profile_holding(
+    req: UcdRequest,
+    pool: str,
+    ident: Identifier,
+    change: Callable[[sqlite3.Connection, int], None],
+) -> None:
+    """Admit to ``pool``, then in one write: 404 unless a profile holds ``ident``, else
+    ``change(conn, owner)`` and bump the owner's ``updated_us``."""
+    req.admit(pool)
+    partner = req.partner
+    now_us = to_us(req.services.now())
+
+    def run(conn: sqlite3.Connection) -> None:
+        owner = find_owner(conn, partner, ident)
+        if owner is None:
+            raise ApiError.not_found()
+        change(conn, owner)
         _touch(conn, owner, now_us)
 
-    await req.services.store.write(delete)
-    return {}
+    await req.services.store.write(run)
 
 
 def _delete_identifier(conn: sqlite3.Connection, partner: str, ident: Identifier) -> None:

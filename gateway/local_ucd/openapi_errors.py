@@ -16,18 +16,20 @@ from gateway.local_ucd.http import (
 )
 from gateway.local_ucd.openapi_primitives import STRING, Schema, json_content, obj, ref
 
-__all__ = ["error_schemas", "go_error", "message_error", "shared_responses"]
+__all__ = ["error_schemas", "go_error_schema", "message_error_schema", "shared_responses"]
 
 _CONTENT_TYPE_TEXT = "content type must be application/json"
 _TOO_BIG_TEXT = "request body is bigger than maximum allowed size 5,000,000 bytes"
 _AUTH_400_TEXTS = ["Empty Partner", "Empty Token", "Partner is invalid."]
 
 
-def go_error(text_schema: Schema) -> Schema:
+def go_error_schema(text_schema: Schema) -> Schema:
+    """The schema of :func:`gateway.local_ucd.http.go_error` bodies with this text."""
     return obj({"error": text_schema}, required=("error",), additionalProperties=False)
 
 
-def message_error(text_schema: Schema) -> Schema:
+def message_error_schema(text_schema: Schema) -> Schema:
+    """The schema of :func:`gateway.local_ucd.http.message_error` bodies with this text."""
     return obj(
         {"success": {"const": False}, "message": text_schema},
         required=("success", "message"),
@@ -38,11 +40,11 @@ def message_error(text_schema: Schema) -> Schema:
 def error_schemas() -> dict[str, Schema]:
     return {
         "GoError": {
-            **go_error(STRING),
+            **go_error_schema(STRING),
             "description": 'Go-style error envelope {"error": text} (§2.5).',
         },
         "MessageError": {
-            **message_error(STRING),
+            **message_error_schema(STRING),
             "description": 'Success/message envelope {"success": false, "message": text} (§2.5).',
         },
         "BadRequest": {
@@ -51,9 +53,9 @@ def error_schemas() -> dict[str, Schema]:
                 "request-level validation (Go style, ending in ': bad request')."
             ),
             "anyOf": [
-                message_error({"enum": [*_AUTH_400_TEXTS, INVALID_JSON["message"]]}),
-                go_error({"enum": [_CONTENT_TYPE_TEXT, _TOO_BIG_TEXT]}),
-                go_error({"type": "string", "pattern": ": bad request$"}),
+                message_error_schema({"enum": [*_AUTH_400_TEXTS, INVALID_JSON["message"]]}),
+                go_error_schema({"enum": [_CONTENT_TYPE_TEXT, _TOO_BIG_TEXT]}),
+                go_error_schema({"type": "string", "pattern": ": bad request$"}),
             ],
         },
     }
@@ -68,21 +70,21 @@ def shared_responses() -> dict[str, Schema]:
     return {
         "BadRequest": json_content(ref("BadRequest"), "Invalid headers, body or request."),
         "Forbidden": json_content(
-            message_error({"const": ACCESS_DENIED["message"]}),
+            message_error_schema({"const": ACCESS_DENIED["message"]}),
             "Unknown partner, or a token that is not one of the partner's tokens.",
         ),
         "UserNotFound": json_content(
-            go_error({"const": NO_SUCH_USER["error"]}), "No user for these identifiers."
+            go_error_schema({"const": NO_SUCH_USER["error"]}), "No user for these identifiers."
         ),
         "TooManyRequests": {
             **json_content(
-                go_error({"const": TOO_MANY_REQUESTS["error"]}),
+                go_error_schema({"const": TOO_MANY_REQUESTS["error"]}),
                 "Rate limited (§2.6, strict mode) or an injected fault (§5.7).",
             ),
             "headers": {"Retry-After": retry_after},
         },
         "ServerError": json_content(
-            message_error({"const": UNKNOWN_ERROR["message"]}),
+            message_error_schema({"const": UNKNOWN_ERROR["message"]}),
             "Unexpected failure; the request's transaction was rolled back.",
         ),
     }

@@ -6,7 +6,7 @@ unauthenticated health check, this document and export downloads.
 
 from __future__ import annotations
 
-from gateway.local_ucd.openapi_errors import go_error
+from gateway.local_ucd.openapi_errors import go_error_schema
 from gateway.local_ucd.openapi_operations import api_operation
 from gateway.local_ucd.openapi_primitives import (
     ATTRIBUTE_TYPES,
@@ -159,7 +159,7 @@ def local_paths() -> dict[str, Schema]:
                         },
                     },
                     "404": json_content(
-                        go_error({"const": "export not found: no data"}),
+                        go_error_schema({"const": "export not found: no data"}),
                         "Unknown, expired or withdrawn file, or another partner's.",
                     ),
                 },

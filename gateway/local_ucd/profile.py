@@ -21,9 +21,10 @@ from gateway.local_ucd.event_query import (
     select_events,
 )
 from gateway.local_ucd.http import ApiError
-from gateway.local_ucd.identifiers import lookup_profile, parse_identity
+from gateway.local_ucd.identifiers import lookup_profile
 from gateway.local_ucd.ratelimit import PROFILE_QUOTA
 from gateway.local_ucd.services import UcdRequest
+from gateway.local_ucd.user_identity import parse_user_identity
 from gateway.local_ucd.views import load_attributes
 
 __all__ = ["handle_profile"]
@@ -35,10 +36,7 @@ _DEFAULT_ORDER = {attribute.read_name: rank for rank, attribute in enumerate(DEF
 async def handle_profile(req: UcdRequest) -> Any:
     """The §3.2.3 answer for one user, or 400 (§3.2.2) / 429 / 404."""
     body = req.body
-    custom_attributes = await _custom_attribute_names(req)
-    identity = parse_identity(body, custom_attributes.__contains__)
-    if identity.issues:
-        raise ApiError.bad_request(identity.issues[0].message)
+    identity = await parse_user_identity(req)
     selection = parse_selection(body)
     quota = body.get("quota")
     if quota is not None and not isinstance(quota, bool):
@@ -66,35 +64,6 @@ async def handle_profile(req: UcdRequest) -> Any:
             "total": PROFILE_QUOTA,
         }
     return answer
-
-
-async def _custom_attribute_names(req: UcdRequest) -> frozenset[str]:
-    """Which names under ``identifiers.custom`` are custom *attributes* of the partner.
-
-    Using one as an identifier is a §3.1.3 identity error, so validation needs the catalogue;
-    the store is only asked when the request names custom identifiers at all.
-    """
-    identifiers = req.body.get("identifiers")
-    custom = identifiers.get("custom") if isinstance(identifiers, dict) else None
-    if not isinstance(custom, dict):
-        return frozenset()
-    names = [name for name, value in custom.items() if isinstance(value, str)]
-    if not names:
-        return frozenset()
-    partner = req.partner
-
-    def read(conn: sqlite3.Connection) -> frozenset[str]:
-        found: set[str] = set()
-        # Slices keep each query under SQLite's bound-parameter limit.
-        for start in range(0, len(names), 900):
-            chunk = names[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT name FROM custom_names WHERE partner = ? AND is_identifier = 0 AND name IN ({marks})"  # noqa: S608, E501 (marks are placeholders)
-            rows = conn.execute(sql, (partner, *chunk))
-            found.update(name for (name,) in rows)
-        return frozenset(found)
-
-    return await req.services.store.read(read)
 
 
 def _answer(

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from gateway.local_ucd.attribute_names import resolve_read_name
-from gateway.local_ucd.event_query import json_equal
 from gateway.local_ucd.http import ApiError
 from gateway.local_ucd.identifiers import normalise_email
+from gateway.local_ucd.json_values import is_number, json_equal
 from gateway.local_ucd.services import UcdRequest
 from gateway.local_ucd.views import load_attribute_maps
 
@@ -112,9 +112,7 @@ def parse_conditions(raw: Any) -> list[Condition]:
 
 def _compare(operator: str, left: Any, right: Any) -> bool:
     """gt/gte/lt/lte: both numbers (by value) or both strings (code points), else false."""
-    both_numbers = all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right)
-    )
+    both_numbers = is_number(left) and is_number(right)
     if not both_numbers and not (isinstance(left, str) and isinstance(right, str)):
         return False
     if operator == "gt":

@@ -8,8 +8,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.local_ucd.attribute_delete import json_equal
-
 PATH = "/api/user/v1/attribute/delete"
 ADA = {"email": "ada@example.com"}
 EMPTY_ENVELOPE = {"data": {"successful": {}, "fail": {}}}
@@ -339,21 +337,3 @@ async def test_custom_attribute_type_stays_in_the_catalogue(
     assert result["data"]["fail"]["errors"] == {
         "users.0.attributes.custom.tier.type(string)": ["tier must be string: 5"]
     }
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "equal"),
-    [
-        pytest.param(1, 1.0, True, id="int-float"),
-        pytest.param(True, 1, False, id="bool-number"),
-        pytest.param(False, 0.0, False, id="bool-float"),
-        pytest.param("1", 1, False, id="string-number"),
-        pytest.param([1, {"a": 2.0}], [1.0, {"a": 2}], True, id="nested"),
-        pytest.param({"a": 1}, {"b": 1}, False, id="keys"),
-        pytest.param(None, None, True, id="null"),
-        pytest.param([1], [1, 1], False, id="length"),
-    ],
-)
-def test_json_equality(a: Any, b: Any, equal: bool) -> None:
-    assert json_equal(a, b) is equal
-    assert json_equal(b, a) is equal

@@ -1,4 +1,4 @@
-"""The shared E2/E3 request parts (§3.2.2, §3.2.4): parsing, JSON equality, event selection.
+"""The shared E2/E3 request parts (§3.2.2, §3.2.4): parsing and event selection.
 
 Selection is tested on a bare in-memory database with the store's schema, in both orders
 (E2 newest first, E3 oldest first).
@@ -18,7 +18,6 @@ from gateway.local_ucd.event_query import (
     EventFilter,
     WantedItem,
     distinct_wanted,
-    json_equal,
     lookup_param,
     parse_attributes_request,
     parse_events_request,
@@ -36,31 +35,6 @@ def error_text(exc: pytest.ExceptionInfo[ApiError]) -> str:
     assert exc.value.status == 400
     text: str = exc.value.body["error"]
     return text
-
-
-# -- JSON equality ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("left", "right", "equal"),
-    [
-        pytest.param(1, 1.0, True, id="int-float"),
-        pytest.param(True, 1, False, id="true-one"),
-        pytest.param(False, 0, False, id="false-zero"),
-        pytest.param(True, True, True, id="bools"),
-        pytest.param("1", 1, False, id="string-number"),
-        pytest.param([1, "a"], [1.0, "a"], True, id="arrays-by-value"),
-        pytest.param([1, 2], [2, 1], False, id="array-order"),
-        pytest.param([True], [1], False, id="array-bool"),
-        pytest.param({"a": 1, "b": [1]}, {"b": [1.0], "a": 1.0}, True, id="objects"),
-        pytest.param({"a": 1}, {"a": 1, "b": 2}, False, id="object-keys"),
-        pytest.param(None, None, True, id="nulls"),
-        pytest.param(None, 0, False, id="null-zero"),
-    ],
-)
-def test_json_equal(left: Any, right: Any, equal: bool) -> None:
-    assert json_equal(left, right) is equal
-    assert json_equal(right, left) is equal
 
 
 # -- parsing ----------------------------------------------------------------------------

@@ -34,19 +34,17 @@ ADA_IID = "3b9a6c1e-8f3d-4c1a-9e57-2d8f0b6a4c11"
 BOB_IID = "9d2f0c4b-1e7a-4b6f-8c3d-5a9e1f2b7c60"
 JAN_2025 = {"start_date": 1735689600, "end_date": 1738367999}
 
+
+def purchases(*params: str) -> dict[str, Any]:
+    """An ``events`` object asking for January 2025's purchases with these parameters."""
+    return {**JAN_2025, "wanted": [{"event_name": "purchase", "params": list(params)}]}
+
+
 #: The request of §3.3.1, whose file is the CSV example of §3.3.4.
 SPEC_REQUEST: dict[str, Any] = {
     "segment": {"segment_id": 1},
     "attributes": ["email", "name", "c_tier"],
-    "events": {
-        **JAN_2025,
-        "wanted": [
-            {
-                "event_name": "purchase",
-                "params": ["product_id", "quantity", "c_gift_wrap", "timestamp"],
-            }
-        ],
-    },
+    "events": purchases("product_id", "quantity", "c_gift_wrap", "timestamp"),
     "format": "csv",
     "hook": "http://127.0.0.1:9000/export-ready",
 }
@@ -264,15 +262,7 @@ async def test_json_export_is_ndjson_with_json_types_and_nulls(
     body = {
         **SPEC_REQUEST,
         "attributes": ["name", "c_tier", "static_segment_id"],
-        "events": {
-            **JAN_2025,
-            "wanted": [
-                {
-                    "event_name": "purchase",
-                    "params": ["unit_price", "taxonomy", "c_gift_wrap", "source"],
-                }
-            ],
-        },
+        "events": purchases("unit_price", "taxonomy", "c_gift_wrap", "source"),
         "format": "json",
     }
     download = await export(client, hooks, body)
@@ -318,12 +308,7 @@ async def test_parquet_export_is_version_1_strings_with_csv_rendering(
     await seed_spec_example(client, services)
     body = {
         **SPEC_REQUEST,
-        "events": {
-            **JAN_2025,
-            "wanted": [
-                {"event_name": "purchase", "params": ["quantity", "taxonomy", "c_gift_wrap"]}
-            ],
-        },
+        "events": purchases("quantity", "taxonomy", "c_gift_wrap"),
         "format": "parquet",
     }
     download = await export(client, hooks, body)

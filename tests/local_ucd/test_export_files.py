@@ -100,13 +100,17 @@ ROWS: list[list[Any]] = [
 ]
 
 
-def test_csv_quotes_per_rfc_4180_with_crlf_and_no_bom(tmp_path: Path) -> None:
-    path = tmp_path / "f.csv"
-    writer = open_writer(FORMATS["csv"], path, ["iid", "a", "b", "c"])
+def write_rows(path: Path, fmt: str) -> bytes:
+    """Write :data:`ROWS` under columns ``iid, a, b, c``; the finished file's bytes."""
+    writer = open_writer(FORMATS[fmt], path, ["iid", "a", "b", "c"])
     for row in ROWS:
         writer.write_row(row)
     writer.finish()
-    data = path.read_bytes()
+    return path.read_bytes()
+
+
+def test_csv_quotes_per_rfc_4180_with_crlf_and_no_bom(tmp_path: Path) -> None:
+    data = write_rows(tmp_path / "f.csv", "csv")
     assert data == (
         b'iid,a,b,c\r\ni1,"say ""hi"", ok",true,\r\ni2,"line\nbreak",3.5,"[""x""]"\r\ni3,,,\r\n'
     )
@@ -115,12 +119,7 @@ def test_csv_quotes_per_rfc_4180_with_crlf_and_no_bom(tmp_path: Path) -> None:
 
 
 def test_ndjson_keeps_types_and_column_order(tmp_path: Path) -> None:
-    path = tmp_path / "f.json"
-    writer = open_writer(FORMATS["json"], path, ["iid", "a", "b", "c"])
-    for row in ROWS:
-        writer.write_row(row)
-    writer.finish()
-    lines = path.read_bytes().split(b"\n")
+    lines = write_rows(tmp_path / "f.json", "json").split(b"\n")
     assert lines[-1] == b""
     assert lines[0] == b'{"iid":"i1","a":"say \\"hi\\", ok","b":true,"c":null}'
     assert orjson.loads(lines[1]) == {"iid": "i2", "a": "line\nbreak", "b": 3.5, "c": ["x"]}

@@ -128,6 +128,44 @@ def by_email(**rest: Any) -> dict[str, Any]:
 # -- the spec's example -----------------------------------------------------------------
 
 
+#: §3.2.1's request.
+SPEC_REQUEST: dict[str, Any] = {
+    "identifiers": {"email": EMAIL},
+    "attributes": ["email", "name", "gdpr", "c_tier"],
+    "events": {
+        **WINDOW,
+        "wanted": [
+            {
+                "event_name": "purchase",
+                "params": ["product_id", "unit_sale_price", "c_gift_wrap", "timestamp"],
+            },
+            {"event_name": "email_click", "params": ["campaign_id"]},
+        ],
+    },
+    "quota": True,
+}
+
+
+def spec_answer(iid: str) -> dict[str, Any]:
+    """§3.2.3's answer to :data:`SPEC_REQUEST` for a user whose ``insider_id`` is ``iid``."""
+    return {
+        "attributes": {"iid": iid, "email": EMAIL, "name": "Ada", "gdpr": True, "c_tier": "gold"},
+        "events": {
+            "purchase": [
+                {
+                    "created_date": "2025-01-10T21:35:20Z",
+                    "source": "api",
+                    "product_id": "ABC21000",
+                    "unit_sale_price": 890.9,
+                    "c_gift_wrap": True,
+                }
+            ],
+            "email_click": [],
+        },
+        "quota": {"cost": 3, "used": 3, "total": 1000},
+    }
+
+
 async def test_spec_example_answer(db: Path, ucd: httpx.AsyncClient) -> None:
     """§3.2.1's request gets §3.2.3's answer (iid aside, which is random)."""
     iid = seed(
@@ -145,38 +183,7 @@ async def test_spec_example_answer(db: Path, ucd: httpx.AsyncClient) -> None:
             )
         ],
     )
-    body = {
-        "identifiers": {"email": EMAIL},
-        "attributes": ["email", "name", "gdpr", "c_tier"],
-        "events": {
-            "start_date": 1735689600,
-            "end_date": 1738367999,
-            "wanted": [
-                {
-                    "event_name": "purchase",
-                    "params": ["product_id", "unit_sale_price", "c_gift_wrap", "timestamp"],
-                },
-                {"event_name": "email_click", "params": ["campaign_id"]},
-            ],
-        },
-        "quota": True,
-    }
-    assert await ok(ucd, body) == {
-        "attributes": {"iid": iid, "email": EMAIL, "name": "Ada", "gdpr": True, "c_tier": "gold"},
-        "events": {
-            "purchase": [
-                {
-                    "created_date": "2025-01-10T21:35:20Z",
-                    "source": "api",
-                    "product_id": "ABC21000",
-                    "unit_sale_price": 890.9,
-                    "c_gift_wrap": True,
-                }
-            ],
-            "email_click": [],
-        },
-        "quota": {"cost": 3, "used": 3, "total": 1000},
-    }
+    assert await ok(ucd, SPEC_REQUEST) == spec_answer(iid)
 
 
 async def test_spec_example_through_upsert(ucd: httpx.AsyncClient, upsert: Any) -> None:
@@ -200,43 +207,13 @@ async def test_spec_example_through_upsert(ucd: httpx.AsyncClient, upsert: Any) 
             ],
         }
     )
-    body = {
-        "identifiers": {"email": EMAIL},
-        "attributes": ["email", "name", "gdpr", "c_tier"],
-        "events": {
-            **WINDOW,
-            "wanted": [
-                {
-                    "event_name": "purchase",
-                    "params": ["product_id", "unit_sale_price", "c_gift_wrap", "timestamp"],
-                },
-                {"event_name": "email_click", "params": ["campaign_id"]},
-            ],
-        },
-        "quota": True,
-    }
-    response = await profile(ucd, body)
+    response = await profile(ucd, SPEC_REQUEST)
     assert response.status_code == 200
     # Whole units stay integers on the wire, as in the spec's sample.
     assert b'"quota":{"cost":3,"used":3,"total":1000}' in response.content
     answer = response.json()
     iid = answer["attributes"]["iid"]
-    assert answer == {
-        "attributes": {"iid": iid, "email": EMAIL, "name": "Ada", "gdpr": True, "c_tier": "gold"},
-        "events": {
-            "purchase": [
-                {
-                    "created_date": "2025-01-10T21:35:20Z",
-                    "source": "api",
-                    "product_id": "ABC21000",
-                    "unit_sale_price": 890.9,
-                    "c_gift_wrap": True,
-                }
-            ],
-            "email_click": [],
-        },
-        "quota": {"cost": 3, "used": 3, "total": 1000},
-    }
+    assert answer == spec_answer(iid)
     by_id = await ok(ucd, {"insider_id": iid, "attributes": ["c_crm_id"]})
     assert by_id["attributes"] == {"iid": iid, "c_crm_id": "c-9"}
 

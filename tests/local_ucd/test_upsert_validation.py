@@ -14,8 +14,14 @@ TS = "2025-01-10T21:35:20Z"
 PURCHASE_PARAMS = {"event_group_id": "O1", "currency": "USD", "unit_sale_price": 9.5}
 NAME_129 = "n" * 129
 REQUIRED = "either insider_id or idenifiers must be specified"
+#: The two keys of a user with no identity at all (§3.1.3 "required" pair).
+NO_IDENTITY = {
+    "users.0.identifiers.required": [REQUIRED],
+    "users.0.insider_id.required": [REQUIRED],
+}
 EMAIL_RULE = r"regexp(^.+@.+\..+$)"
 PHONE_RULE = r"regexp(^\+[1-9]\d{6,14}$)"
+EVENT_NAME_RULE = "regexp(^[a-z0-9][a-zA-Z0-9._-]*$)"
 SUPPORTED = "must be string, number, boolean, string array or number array"
 
 Upsert = Callable[..., Any]
@@ -120,12 +126,12 @@ PER_USER = [
     pytest.param("x", {"users.0.type(object)": ["user must be object: x"]}, id="user-string"),
     pytest.param(
         user(identifiers=None),
-        {"users.0.identifiers.required": [REQUIRED], "users.0.insider_id.required": [REQUIRED]},
+        NO_IDENTITY,
         id="no-identity",
     ),
     pytest.param(
         user(identifiers={}),
-        {"users.0.identifiers.required": [REQUIRED], "users.0.insider_id.required": [REQUIRED]},
+        NO_IDENTITY,
         id="identifiers-empty",
     ),
     pytest.param(
@@ -137,7 +143,7 @@ PER_USER = [
                 "custom": {"c": "0"},
             }
         ),
-        {"users.0.identifiers.required": [REQUIRED], "users.0.insider_id.required": [REQUIRED]},
+        NO_IDENTITY,
         id="all-values-blocked",
     ),
     pytest.param(
@@ -365,29 +371,17 @@ PER_USER = [
     ),
     pytest.param(
         user(events=[event(event_name="homepageView")]),
-        {
-            "users.0.events.0.event_name.*.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)": [
-                "invalid event name: homepageView"
-            ]
-        },
+        {f"users.0.events.0.event_name.*.{EVENT_NAME_RULE}": ["invalid event name: homepageView"]},
         id="event-name-upper-case",
     ),
     pytest.param(
         user(events=[event(event_name="_view")]),
-        {
-            "users.0.events.0.event_name.*.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)": [
-                "invalid event name: _view"
-            ]
-        },
+        {f"users.0.events.0.event_name.*.{EVENT_NAME_RULE}": ["invalid event name: _view"]},
         id="event-name-leading-underscore",
     ),
     pytest.param(
         user(events=[event(event_name="view\n")]),
-        {
-            "users.0.events.0.event_name.*.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)": [
-                "invalid event name: view\n"
-            ]
-        },
+        {f"users.0.events.0.event_name.*.{EVENT_NAME_RULE}": ["invalid event name: view\n"]},
         id="event-name-trailing-newline",
     ),
     pytest.param(
@@ -640,9 +634,7 @@ async def test_every_failure_of_a_user_is_reported_in_encounter_order(upsert: Up
                 "invalid custom name: ",
                 f"invalid custom name: {NAME_129}",
             ],
-            "users.0.events.0.event_name.*.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)": [
-                "invalid event name: Bad"
-            ],
+            f"users.0.events.0.event_name.*.{EVENT_NAME_RULE}": ["invalid event name: Bad"],
             "users.0.events.0.timestamp.type(date)": ["timestamp must be date: yesterday"],
             "users.0.events.1.type(object)": ["event must be object: 5"],
             "users.0.events.2.event_params.quantity.type(integer)": [
