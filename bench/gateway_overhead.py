@@ -11,6 +11,11 @@ process) keeps a few connections busy for a fixed number of requests per target:
 * ``gateway (httpx transport)``: the same, with httpx's default transport underneath,
   to keep the transport choice of gateway/ucd/transport.py measured.
 
+Besides latency and requests/s, each row reports the CPU time the *serving* process
+spent per request (Linux: ``/proc/<pid>/stat``): for the gateway rows, the gateway's
+own CPU, without the UCD's. On a shared machine wall-clock figures move with the
+neighbours' load; CPU per request moves much less.
+
 ``run()`` returns the figures and prints a markdown table. ``python -m bench.gateway_overhead``.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import socket
 import statistics
 import tempfile
@@ -130,21 +136,38 @@ async def _load(
     return latencies, time.perf_counter() - began
 
 
-def _figures(latencies: list[float], wall: float) -> dict[str, float]:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far; None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 of proc(5) (utime, stime), counted after the ")" of the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _figures(latencies: list[float], wall: float, cpu: float | None) -> dict[str, float]:
     ordered = sorted(latencies)
-    return {
+    figures = {
         "p50_ms": statistics.median(ordered) * 1000,
         "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
         "rps": len(ordered) / wall,
     }
+    if cpu is not None:
+        figures["cpu_us"] = cpu / len(ordered) * 1e6
+    return figures
 
 
-async def _measure(ucd_port: int, gateway_ports: dict[str, int]) -> dict[str, dict[str, float]]:
+async def _measure(
+    local_ucd: tuple[int, int], gateways: dict[str, tuple[int, int]]
+) -> dict[str, dict[str, float]]:
+    """Load every target; ``local_ucd`` and each gateway are ``(port, pid)``."""
+    ucd_port, ucd_pid = local_ucd
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     async with aiohttp.ClientSession(connector=connector) as session:
         ucd = f"http://127.0.0.1:{ucd_port}"
         await _wait_ready(session, f"{ucd}/healthz")
-        for port in gateway_ports.values():
+        for port, _ in gateways.values():
             await _wait_ready(session, f"http://127.0.0.1:{port}/healthz")
         seed = {
             "users": [
@@ -160,25 +183,30 @@ async def _measure(ucd_port: int, gateway_ports: dict[str, int]) -> dict[str, di
             if response.status != 200:
                 raise RuntimeError(f"seeding failed: {response.status} {await response.text()}")
 
-        targets: dict[str, tuple[str, bytes, dict[str, str]]] = {
+        targets: dict[str, tuple[str, bytes, dict[str, str], int]] = {
             "local UCD direct (profile call)": (
                 f"{ucd}/api/user/v1/profile",
                 orjson.dumps(PROFILE_BODY),
                 HEADERS,
+                ucd_pid,
             ),
         }
         graphql = orjson.dumps({"query": QUERY, "variables": {"u": USER_UUID}})
-        for name, port in gateway_ports.items():
+        for name, (port, pid) in gateways.items():
             targets[f"gateway, {name} transport (GraphQL)"] = (
                 f"http://127.0.0.1:{port}/graphql",
                 graphql,
                 {"Content-Type": "application/json"},
+                pid,
             )
         results: dict[str, dict[str, float]] = {}
-        for name, (url, body, headers) in targets.items():
+        for name, (url, body, headers, pid) in targets.items():
             await _load(session, url, body, headers, WARMUP)
+            before = _cpu_seconds(pid)
             latencies, wall = await _load(session, url, body, headers, REQUESTS)
-            results[name] = _figures(latencies, wall)
+            after = _cpu_seconds(pid)
+            cpu = after - before if after is not None and before is not None else None
+            results[name] = _figures(latencies, wall, cpu)
         return results
 
 
@@ -195,7 +223,8 @@ def run() -> dict[str, Any]:
             ucd_proc.start()
             processes.append(ucd_proc)
             ucd_port = ready.get(timeout=30)
-            gateway_ports: dict[str, int] = {}
+            assert ucd_proc.pid is not None
+            gateways: dict[str, tuple[int, int]] = {}
             for transport in ("aiohttp", "httpx"):
                 proc: multiprocessing.process.BaseProcess = context.Process(
                     target=_serve_gateway,
@@ -204,8 +233,9 @@ def run() -> dict[str, Any]:
                 )
                 proc.start()
                 processes.append(proc)
-                gateway_ports[transport] = ready.get(timeout=30)
-            results = asyncio.run(_measure(ucd_port, gateway_ports))
+                assert proc.pid is not None
+                gateways[transport] = (ready.get(timeout=30), proc.pid)
+            results = asyncio.run(_measure((ucd_port, ucd_proc.pid), gateways))
         finally:
             for proc in processes:
                 proc.terminate()
@@ -225,11 +255,14 @@ def _table(report: dict[str, Any]) -> str:
         f"Gateway overhead: {report['requests']} requests per row after a warm-up, "
         f"{report['connections']} connections, one uvicorn worker per server, loopback.",
         "",
-        "| target | p50 ms | p99 ms | requests/s |",
-        "|---|---:|---:|---:|",
+        "| target | p50 ms | p99 ms | requests/s | server CPU µs/request |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, fig in report["results"].items():
-        lines.append(f"| {name} | {fig['p50_ms']:.2f} | {fig['p99_ms']:.2f} | {fig['rps']:,.0f} |")
+        cpu = f"{fig['cpu_us']:,.0f}" if "cpu_us" in fig else "n/a"
+        lines.append(
+            f"| {name} | {fig['p50_ms']:.2f} | {fig['p99_ms']:.2f} | {fig['rps']:,.0f} | {cpu} |"
+        )
     return "\n".join(lines)
 
 

@@ -2,9 +2,9 @@
 
 * ``BodySizeLimit``: an ASGI middleware; a body over ``max_body_bytes`` gets HTTP 413
   before anything parses it.
-* ``schema_extensions(settings)``: the strawberry extensions of every GraphQL request:
-  the token, depth and alias limits, the parser and validation caches, stable error
-  codes for refused documents, and masking of unexpected errors.
+* ``schema_extensions(settings)``: the strawberry extension of every GraphQL request
+  (``GatewayExtension``): the token, depth and alias limits, the parser and validation
+  caches, stable error codes for refused documents, and masking of unexpected errors.
 * ``code_request_errors(errors)``: the codes the HTTP view adds once a result is known
   (syntax errors and refused variables escape the extension hooks).
 
@@ -14,25 +14,32 @@ same shape: a message meant for the caller and an ``extensions.code`` to branch 
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 import orjson
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    parse,
+)
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import (
-    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
+from strawberry.schema.schema import validate_document
 
 from gateway.errors import GatewayError
 from gateway.settings import Settings
@@ -41,6 +48,9 @@ from gateway.settings import Settings
 logger = logging.getLogger("gateway.app")
 
 INTERNAL_ERROR_MESSAGE = "Internal server error"
+
+#: Distinct query texts whose parse and validation are kept (strawberry's default, 128).
+PARSE_CACHE_SIZE: Final = 128
 
 
 # --- request body limit ----------------------------------------------------------------
@@ -114,65 +124,145 @@ class BodySizeLimit:
 
 
 def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """The extensions every request runs: caches, limits and masking.
+    """The extensions every request runs: one ``RequestGuards`` (limits, caches, codes, masking).
 
     Factories, not instances: strawberry builds fresh extensions per request. The
     depth and alias rules are built once, though: each limiter instance makes a new
-    rule class, and ValidationCache keys on the rules, so per-request rule classes
+    rule class, and the validation cache keys on the rules, so per-request rule classes
     would make every validation a cache miss (measured: ~10 ms per request).
     """
-    limit_rules = [
+    limit_rules = (
         *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
-    ]
+    )
     return [
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        ParserCache,
-        lambda: AddValidationRules(limit_rules),
-        ValidationCache,
-        ValidationErrorCodes,
-        MaskUnexpectedErrors,
+        RequestGuards(
+            max_tokens=settings.max_tokens,
+            validation_rules=limit_rules,
+            validation_cache=ValidationCache(),
+        )
     ]
 
 
-class ValidationErrorCodes(SchemaExtension):
-    """Gives validation errors (the depth and alias limits included) a stable
-    ``extensions.code``: graphql-core writes them without one, and clients branch on
-    codes, not on messages. Syntax errors (the token limit included) are tagged by
-    ``code_request_errors``: with ParserCache they escape the parse hooks.
+#: strawberry's ParserCache with MaxTokensLimiter, as one function: parse errors (the
+#: token limit included) are raised, never cached, as ``functools.lru_cache`` does.
+_cached_parse = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(parse)
+
+
+def parse_cache_info() -> Any:
+    """The parser cache's ``functools`` statistics (hits, misses), for tests and metrics."""
+    return _cached_parse.cache_info()
+
+
+class ValidationCache:
+    """Validation errors per query text, confirmed by the identity of the parsed document.
+
+    strawberry's ValidationCache keys an ``lru_cache`` on the document itself, and hashing
+    a ``DocumentNode`` walks its whole tree on every request. The parser cache hands out
+    the same document object for the same text, so the text (with the rules) is the key
+    here and the stored document being this very object confirms the hit: one parsed anew (say,
+    after it left the parser cache) is validated again and replaces the entry. The schema
+    is checked the same way, so one cache never answers for another schema.
     """
+
+    def __init__(self, maxsize: int = PARSE_CACHE_SIZE) -> None:
+        self._maxsize = maxsize
+        self._entries: dict[
+            tuple[str, tuple[type[ASTValidationRule], ...]],
+            tuple[GraphQLSchema, DocumentNode, list[GraphQLError]],
+        ] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def validate(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        query: str | None,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        if query is None:  # a document given without its text: nothing to key on
+            return validate_document(schema, document, rules)
+        key = (query, rules)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is schema and entry[1] is document:
+            self.hits += 1
+            return entry[2]
+        self.misses += 1
+        errors = validate_document(schema, document, rules)
+        if entry is None and len(self._entries) >= self._maxsize:
+            # Oldest first (dicts keep insertion order): bounded, like the parser cache,
+            # so unique query texts cannot grow memory without limit.
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (schema, document, errors)
+        return errors
+
+
+@dataclass(frozen=True)
+class RequestGuards:
+    """The per-app settings of ``GatewayExtension``; called, it builds one for a request."""
+
+    max_tokens: int
+    validation_rules: tuple[type[ASTValidationRule], ...]
+    validation_cache: ValidationCache
+
+    def __call__(self) -> GatewayExtension:
+        return GatewayExtension(self)
+
+
+class GatewayExtension(MaskErrors):
+    """Everything a request passes through in strawberry, as one operation-level extension.
+
+    * the token limit (strawberry's MaxTokensLimiter) and the parser cache (ParserCache);
+    * the depth and alias rules (AddValidationRules), validated through ``ValidationCache``;
+    * a stable ``extensions.code`` on validation errors (the depth and alias limits
+      included): graphql-core writes them without one, and clients branch on codes, not
+      on messages. Syntax errors (the token limit included) are tagged by
+      ``code_request_errors``: with the parser cache they escape the parse hooks;
+    * masking of unexpected errors (MaskErrors): the caller sees "Internal server error"
+      and an ``errorId``; the log has the same id with the traceback. Only the
+      exception's type and frames are logged, not its text: an unexpected exception's
+      message may hold a caller's email or phone.
+
+    Why one extension and not strawberry's six: strawberry builds every extension and
+    wraps each of its hooks in a context manager on every request, which cost more CPU
+    than the parse and validation they cache. No ``resolve`` hook: that one would wrap
+    every field resolution.
+    """
+
+    def __init__(self, guards: RequestGuards) -> None:
+        super().__init__(should_mask_error=_is_unexpected, error_message=INTERNAL_ERROR_MESSAGE)
+        self._guards = guards
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        context.parse_options["max_tokens"] = self._guards.max_tokens
+        context.validation_rules = context.validation_rules + self._guards.validation_rules
+        yield from super().on_operation()
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        context.graphql_document = _cached_parse(context.query, **context.parse_options)
+        yield
 
     def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None
+        context.pre_execution_errors = self._guards.validation_cache.validate(
+            context.schema._schema,
+            context.graphql_document,
+            context.query,
+            context.validation_rules,
+        )
         yield
-        _tag(self.execution_context.pre_execution_errors, "GRAPHQL_VALIDATION_FAILED")
+        _tag(context.pre_execution_errors, "GRAPHQL_VALIDATION_FAILED")
 
-
-def code_request_errors(errors: Sequence[GraphQLError]) -> None:
-    """Codes for the errors still without one once the result is known (in place)."""
-    _tag([e for e in errors if isinstance(e, GraphQLSyntaxError)], "GRAPHQL_PARSE_FAILED")
-    # Left without a code and without a path: variables that failed coercion.
-    _tag([e for e in errors if e.path is None], "BAD_USER_INPUT")
-
-
-def _tag(errors: Sequence[GraphQLError] | None, code: str) -> None:
-    for error in errors or ():
-        if not (error.extensions or {}).get("code"):
-            error.extensions = {**(error.extensions or {}), "code": code}
-
-
-# --- masking -----------------------------------------------------------------------------
-
-
-class MaskUnexpectedErrors(MaskErrors):
-    """Masks every error that is not a ``GatewayError`` or a GraphQL-level error.
-
-    The caller sees "Internal server error" and an ``errorId``; the log has the same
-    id with the traceback. Only the exception's type and frames are logged, not its
-    text: an unexpected exception's message may hold a caller's email or phone.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(should_mask_error=_is_unexpected, error_message=INTERNAL_ERROR_MESSAGE)
+    def _process_result(self, result: object) -> None:
+        # MaskErrors checks a runtime Protocol with isinstance, which is slow on every
+        # request (Python 3.11); both result types it accepts carry ``errors``.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         error_id = str(uuid.uuid4())
@@ -194,6 +284,19 @@ class MaskUnexpectedErrors(MaskErrors):
             original_error=None,
             extensions={"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
         )
+
+
+def code_request_errors(errors: Sequence[GraphQLError]) -> None:
+    """Codes for the errors still without one once the result is known (in place)."""
+    _tag([e for e in errors if isinstance(e, GraphQLSyntaxError)], "GRAPHQL_PARSE_FAILED")
+    # Left without a code and without a path: variables that failed coercion.
+    _tag([e for e in errors if e.path is None], "BAD_USER_INPUT")
+
+
+def _tag(errors: Sequence[GraphQLError] | None, code: str) -> None:
+    for error in errors or ():
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": code}
 
 
 def _is_unexpected(error: GraphQLError) -> bool:

@@ -9,6 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionContext
 
 from gateway.api.mutation import Mutation
@@ -17,6 +18,25 @@ from gateway.api.query import Query
 from gateway.api.scalars import DATETIME_SCALAR, JSON_SCALAR
 
 __all__ = ["GatewaySchema", "build_schema"]
+
+
+class CachedNameConverter(NameConverter):
+    """strawberry's name converter, remembering each Python name's GraphQL name.
+
+    strawberry converts names again for every input field of every argument it
+    coerces, on every request (``convert_arguments``); the answer never changes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: dict[tuple[str, bool], str] = {}
+
+    def apply_naming_config(self, name: str) -> str:
+        key = (name, self.auto_camel_case)
+        converted = self._names.get(key)
+        if converted is None:
+            converted = self._names[key] = super().apply_naming_config(name)
+        return converted
 
 
 class GatewaySchema(strawberry.Schema):
@@ -53,5 +73,8 @@ def build_schema() -> GatewaySchema:
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
-        config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR, JSON: JSON_SCALAR}),
+        config=StrawberryConfig(
+            scalar_map={datetime: DATETIME_SCALAR, JSON: JSON_SCALAR},
+            name_converter=CachedNameConverter(),
+        ),
     )

@@ -97,12 +97,18 @@ class UcdClient:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self._http = http
         self._partner = partner
-        self._headers: Final = {
-            "X-PARTNER-NAME": partner,
-            "X-REQUEST-TOKEN": secret,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        # Built once as httpx.Headers: httpx would normalise a plain dict on every call.
+        self._headers: Final = httpx.Headers(
+            {
+                "X-PARTNER-NAME": partner,
+                "X-REQUEST-TOKEN": secret,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            }
+        )
+        # Absolute URLs per path, for the base URL they were merged with (see _url).
+        self._urls: dict[str, httpx.URL] = {}
+        self._urls_base = http.base_url
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._max_retries = max_retries
         self._max_retry_after = max_retry_after
@@ -216,9 +222,26 @@ class UcdClient:
             return _answer(method, path, response, parse=parse)
 
     async def _send(self, method: str, path: str, content: bytes) -> httpx.Response:
+        url = self._url(path)
         async with self._semaphore:
             self.calls += 1
-            return await self._http.request(method, path, content=content, headers=self._headers)
+            return await self._http.request(method, url, content=content, headers=self._headers)
+
+    def _url(self, path: str) -> httpx.URL:
+        """``path`` merged with the client's ``base_url``, as httpx merges it.
+
+        Given a relative path, httpx parses it and the base URL again on every request
+        (about half of ``build_request``'s time); an absolute URL is used as it is. The
+        merge is done by httpx itself, once per path, and redone if ``base_url`` changes.
+        """
+        base = self._http.base_url
+        if base is not self._urls_base:
+            self._urls.clear()
+            self._urls_base = base
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._http.build_request("GET", path).url
+        return url
 
     async def _backoff(self, attempt: int, path: str, reason: str) -> None:
         # Exponential backoff with full jitter: 0..base, 0..2*base, 0..4*base ...

@@ -9,11 +9,50 @@ measured ~2.4x the requests/s of httpx's default transport on these machines
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.settings import Settings
+
+
+class _SetCookieOnlyCookies(httpx.Cookies):
+    """httpx's cookie store, skipping the work for answers that set no cookie.
+
+    httpx hands every response to ``extract_cookies``, which wraps the request and the
+    response in urllib's cookie API (a ``urllib.request.Request``, an ``email`` message
+    of the headers) before ``http.cookiejar`` finds no Set-Cookie header and returns
+    ("no relevant cookie headers: quick exit"): ~7% of the gateway's CPU per UCD call.
+    Only Set-Cookie and Set-Cookie2 change the jar, so only those answers go through;
+    a UCD (or load balancer) that sets cookies gets them back exactly as before.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
+class UcdHttpClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` with ``_SetCookieOnlyCookies`` as its cookie store.
+
+    httpx reads and replaces the store only through the public ``cookies`` property,
+    so overriding it is enough; everything else is httpx's own client.
+    """
+
+    def __init__(self, *, cookies: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cookies = cookies
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._set_cookie_only
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._set_cookie_only = _SetCookieOnlyCookies(cookies)
 
 
 class UcdAiohttpTransport(AiohttpTransport):
@@ -58,6 +97,4 @@ def build_http_client(settings: Settings, *, base_url: str | None = None) -> htt
         transport = httpx.AsyncHTTPTransport(limits=limits)
     # Redirects are never followed: a UCD answer is final, and a redirect would carry
     # the partner token to wherever it points.
-    return httpx.AsyncClient(
-        base_url=url, transport=transport, timeout=timeout, follow_redirects=False
-    )
+    return UcdHttpClient(base_url=url, transport=transport, timeout=timeout, follow_redirects=False)

@@ -24,7 +24,13 @@ from gateway.exports import ExportStatus
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.testing import LocalUcdTransport
 from gateway.settings import Settings
-from tests.gateway.conftest import running_local_ucd
+from tests.gateway.conftest import (
+    TOKEN,
+    CallLog,
+    free_port_url,
+    running_local_ucd,
+    serve_gateway,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 PROFILE = {"attributes": {"iid": "iid-1", "name": "Ada", "email": "ada@example.com"}}
@@ -46,7 +52,9 @@ def settings(**overrides: Any) -> Settings:
 @contextlib.asynccontextmanager
 async def upstream(handler: Handler | None) -> AsyncIterator[httpx.AsyncClient]:
     """The real local UCD (in a temporary data dir), or ``handler`` where it cannot answer
-    as a test needs (a 400 echoing personal data, an exception inside the transport)."""
+    as a test needs (a 400 echoing personal data, an exception inside the transport).
+
+    Tests that need the local UCD with faults or a call log use conftest's fixtures."""
     if handler is not None:
         transport = httpx.MockTransport(handler)
         async with httpx.AsyncClient(transport=transport, base_url="http://ucd") as http:
@@ -90,18 +98,14 @@ USER_QUERY = '{ user(key: {uuid: "u-1"}) { insiderId name } }'
 # --- probes ----------------------------------------------------------------------------
 
 
-async def test_healthz_answers_without_asking_the_ucd() -> None:
-    calls: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(500)
-
-    async with gateway(handler) as (client, _):
-        response = await client.get("/healthz")
+async def test_healthz_answers_without_asking_the_ucd(
+    ucd_http: httpx.AsyncClient, ucd_calls: CallLog
+) -> None:
+    async with serve_gateway(settings(), ucd_http) as gw:
+        response = await gw.client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
-    assert calls == []
+    assert ucd_calls.calls == []
 
 
 async def test_readyz_is_200_when_the_ucd_answers() -> None:
@@ -111,26 +115,38 @@ async def test_readyz_is_200_when_the_ucd_answers() -> None:
     assert response.json() == {"status": "ready"}
 
 
+async def readyz(http: httpx.AsyncClient, **overrides: Any) -> httpx.Response:
+    """``GET /readyz`` of a gateway whose UCD is behind ``http``."""
+    async with serve_gateway(settings(**overrides), http) as gw:
+        return await gw.client.get("/readyz")
+
+
 @pytest.mark.parametrize(
-    ("answer", "code"),
+    ("ucd_faults", "token", "code"),
     [
-        pytest.param(httpx.Response(403, json={"success": False}), "UPSTREAM_AUTH", id="auth"),
-        pytest.param(httpx.Response(500), "UPSTREAM_ERROR", id="error"),
-        pytest.param(httpx.ConnectError("refused"), "UPSTREAM_UNAVAILABLE", id="down"),
+        pytest.param(None, "not-the-token", "UPSTREAM_AUTH", id="auth"),
+        pytest.param(
+            {"seed": 1, "endpoints": {"metadata_columns": {"error_500_rate": 1}}},
+            TOKEN,
+            "UPSTREAM_ERROR",
+            id="error",
+        ),
     ],
+    indirect=["ucd_faults"],
 )
 async def test_readyz_is_503_with_the_error_code_when_the_ucd_fails(
-    answer: httpx.Response | Exception, code: str
+    ucd_http: httpx.AsyncClient, token: str, code: str
 ) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    async with gateway(handler) as (client, _):
-        response = await client.get("/readyz")
+    response = await readyz(ucd_http, token=token)
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "code": code}
+
+
+async def test_readyz_is_503_upstream_unavailable_when_nothing_listens() -> None:
+    async with httpx.AsyncClient(base_url=free_port_url()) as http:
+        response = await readyz(http)
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "code": "UPSTREAM_UNAVAILABLE"}
 
 
 # --- export webhook --------------------------------------------------------------------

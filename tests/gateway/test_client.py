@@ -24,7 +24,7 @@ from gateway.errors import (
 )
 from gateway.settings import Settings
 from gateway.ucd.client import DataEnvelope, UcdClient
-from gateway.ucd.transport import build_http_client
+from gateway.ucd.transport import UcdHttpClient, build_http_client
 from tests.gateway.conftest import free_port_url
 
 TOKEN = "s3cret-token-value"
@@ -174,6 +174,42 @@ async def test_each_endpoint_uses_its_method_path_and_body(
     assert (request.method, request.url.path) == (method, path)
     assert orjson.loads(request.content) == body
     assert client.calls == 1
+
+
+async def test_paths_join_the_base_url_path_and_follow_a_changed_base_url() -> None:
+    """The client merges each path once (UcdClient._url); the merge must match httpx's."""
+    script = Script(ucd_json(200, {"attributes": {"iid": "x"}}))
+    http = httpx.AsyncClient(transport=httpx.MockTransport(script), base_url=f"{BASE_URL}/ucd")
+    client = UcdClient(http, partner="acme", token=TOKEN)
+    await client.profile(PROFILE)
+    http.base_url = httpx.URL("http://other.test/v2/")
+    await client.profile(PROFILE)
+    urls = [str(request.url) for request in script.requests]
+    assert urls == [
+        "http://ucd.test/ucd/api/user/v1/profile",
+        "http://other.test/v2/api/user/v1/profile",
+    ]
+
+
+async def test_cookies_the_ucd_sets_are_sent_back_by_the_built_client() -> None:
+    """build_http_client's client skips cookie work only for answers that set no cookie."""
+    script = Script(
+        ucd_json(200, {"attributes": {"iid": "x"}}, {"Set-Cookie": "lb=node-2; Path=/"}),
+        ucd_json(200, {"attributes": {"iid": "x"}}),
+    )
+    built = build_http_client(Settings(_env_file=None), base_url=BASE_URL)  # type: ignore[call-arg]
+    await built.aclose()
+    assert isinstance(built, UcdHttpClient)
+    async with UcdHttpClient(transport=httpx.MockTransport(script), base_url=BASE_URL) as http:
+        client = UcdClient(http, partner="acme", token=TOKEN)
+        for _ in range(3):
+            await client.profile(PROFILE)
+    assert [request.headers.get("Cookie") for request in script.requests] == [
+        None,
+        "lb=node-2",
+        "lb=node-2",
+    ]
+    assert dict(http.cookies) == {"lb": "node-2"}
 
 
 async def test_metadata_columns_returns_the_array() -> None:

@@ -10,7 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import parse, specified_rules
 
+from gateway.api.schema import build_schema
+from gateway.limits import RequestGuards, ValidationCache, parse_cache_info
+from tests.gateway.conftest import GatewayHttp
 from tests.gateway.test_app import USER_QUERY, gateway, graphql
 
 # --- size and query limits ---------------------------------------------------------------
@@ -94,26 +98,55 @@ async def test_queries_within_the_default_limits_run() -> None:
     assert body["data"]["user"]["insiderId"]
 
 
-async def test_parser_and_validation_caches_are_on() -> None:
-    async with gateway() as (_, app):
-        schema = app.routes[0].endpoint.schema  # type: ignore[attr-defined]
-        names = {getattr(ext, "__name__", "") for ext in schema.extensions}
-    assert {"ParserCache", "ValidationCache"} <= names
+def _guards(app: Any) -> RequestGuards:
+    schema = app.routes[0].endpoint.schema
+    (guards,) = [ext for ext in schema.extensions if isinstance(ext, RequestGuards)]
+    return guards
+
+
+async def test_repeated_queries_hit_the_parser_cache() -> None:
+    async with gateway() as (client, _):
+        await graphql(client, USER_QUERY)
+        before = parse_cache_info()
+        for _ in range(3):
+            await graphql(client, USER_QUERY)
+        after = parse_cache_info()
+    assert after.hits - before.hits == 3
+    assert after.misses == before.misses
 
 
 async def test_repeated_queries_hit_the_validation_cache() -> None:
     """The limit rules are built once per app; per-request rule classes would miss every time."""
-    from strawberry.extensions.validation_cache import DEFAULT_MAXSIZE, _get_validate_cache
-
-    cache: Any = _get_validate_cache(DEFAULT_MAXSIZE)  # a functools.lru_cache wrapper
-    async with gateway() as (client, _):
+    async with gateway() as (client, app):
+        cache = _guards(app).validation_cache
         await graphql(client, USER_QUERY)
-        before = cache.cache_info()
+        hits, misses = cache.hits, cache.misses
         for _ in range(3):
             await graphql(client, USER_QUERY)
-        after = cache.cache_info()
-    assert after.hits - before.hits == 3
-    assert after.misses == before.misses
+    assert cache.hits - hits == 3
+    assert cache.misses == misses
+
+
+def test_validation_cache_revalidates_a_new_document_and_stays_bounded() -> None:
+    """The query text is the key; only the very document validated before is a hit."""
+    schema = build_schema()._schema
+    rules = tuple(specified_rules)
+    cache = ValidationCache(maxsize=2)
+    texts = ["{ __typename }", "{ nope }", "{ __schema { queryType { name } } }"]
+    docs = [parse(text) for text in texts]
+    assert cache.validate(schema, docs[0], texts[0], rules) == []
+    assert cache.validate(schema, docs[0], texts[0], rules) == []
+    assert cache.validate(schema, parse(texts[0]), texts[0], rules) == []  # parsed anew
+    assert cache.validate(schema, docs[0], texts[0], rules) == []  # replaced just now
+    assert (cache.hits, cache.misses) == (1, 3)
+    (error,) = cache.validate(schema, docs[1], texts[1], rules)
+    assert "Cannot query field 'nope'" in error.message
+    cache.validate(schema, docs[2], texts[2], rules)  # a third text evicts the oldest
+    assert (cache.hits, cache.misses) == (1, 5)
+    cache.validate(schema, docs[1], texts[1], rules)  # kept: a hit
+    assert (cache.hits, cache.misses) == (2, 5)
+    cache.validate(schema, docs[0], texts[0], rules)  # evicted: validated again
+    assert (cache.hits, cache.misses) == (2, 6)
 
 
 # --- masking and error codes -------------------------------------------------------------
@@ -170,14 +203,13 @@ async def test_a_scalar_refusing_the_callers_value_is_not_masked(
     assert "yesterday" in error["message"]
 
 
-async def test_gateway_errors_pass_through_with_their_code() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            429, json={"error": "rejected: too many requests"}, headers={"Retry-After": "7"}
-        )
-
-    async with gateway(handler) as (client, _):
-        body = await graphql(client, USER_QUERY)
+@pytest.mark.parametrize(
+    "ucd_faults",
+    [{"seed": 1, "endpoints": {"profile": {"error_429_rate": 1, "retry_after_s": 7}}}],
+    indirect=True,
+)
+async def test_gateway_errors_pass_through_with_their_code(gateway_http: GatewayHttp) -> None:
+    body = await gateway_http.post(USER_QUERY)
     (error,) = body["errors"]
     assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfter": 7}
     assert "rate limiting" in error["message"]
