@@ -201,7 +201,8 @@ def _check_event(raw: Any, index: int, errors: list[tuple[str, str]]) -> Prepare
 
     if failed or ts_us is None or not isinstance(name, str):
         return None
-    return _prepared(name, ts_us, source, params, custom, plain=plain)
+    sent_source = type(event_params) is dict and event_params.get("source") is not None
+    return _prepared(name, ts_us, source, params, custom, plain=plain, sent_source=sent_source)
 
 
 def _prepared(
@@ -212,8 +213,15 @@ def _prepared(
     custom: dict[str, Any],
     *,
     plain: bool,
+    sent_source: bool,
 ) -> PreparedEvent:
-    """The stored form of a checked event (storage layout in the module docstring)."""
+    """The stored form of a checked event (storage layout in the module docstring).
+
+    ``sent_source``: ``event_params.source`` was given. It is stored in its own column, not
+    with ``params``, yet it is a default parameter (§4.8.2) that E2/E3 can request, so the
+    event catalogue (§3.9) lists it.
+    """
+    catalogued = (*params, "source") if sent_source else tuple(params)
     return PreparedEvent(
         name,
         ts_us,
@@ -221,7 +229,7 @@ def _prepared(
         orjson.dumps(params).decode(),
         orjson.dumps(custom).decode() if custom else "{}",
         dedupe_digest(name, ts_us, params, custom, source, plain=plain),
-        (name, tuple(params), tuple(custom)),
+        (name, catalogued, tuple(custom)),
     )
 
 
@@ -279,7 +287,8 @@ def _fast_event(raw: Any) -> PreparedEvent | None:
         for param in REQUIRED_PARAMS:
             if params.get(param) is None:
                 return None
-    return _prepared(name, ts_us, source, params, custom, plain=plain)
+    sent_source = event_params.get("source") is not None
+    return _prepared(name, ts_us, source, params, custom, plain=plain, sent_source=sent_source)
 
 
 def check_events(raw_events: list[Any], errors: list[tuple[str, str]]) -> list[PreparedEvent]:

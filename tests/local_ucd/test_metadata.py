@@ -170,6 +170,31 @@ async def test_events_grouped_by_name_with_sorted_params(
     ]
 
 
+async def test_a_sent_source_is_a_catalogued_parameter(
+    ucd: httpx.AsyncClient, upsert: Callable[..., Any]
+) -> None:
+    """``source`` is a default parameter (§4.8.2) that E2/E3 can request (``e_source``), so
+    §3.9 lists it once an event was accepted with it; it is not listed when never sent."""
+    await upsert(
+        {
+            "identifiers": {"email": "ada@example.com"},
+            "events": [
+                {
+                    "event_name": "page_view",
+                    "timestamp": recent(),
+                    "event_params": {"source": "web"},
+                },
+                {"event_name": "login", "timestamp": recent(), "event_params": {"url": "/x"}},
+                {"event_name": "search", "timestamp": recent(), "event_params": {"source": None}},
+            ],
+        }
+    )
+    found = {
+        entry["key"]: [p["key"] for p in entry["params"]] for entry in await columns(ucd, "events")
+    }
+    assert found == {"login": ["url"], "page_view": ["source"], "search": []}
+
+
 async def test_catalogues_are_per_partner_and_never_shrink(
     ucd: httpx.AsyncClient,
     other_ucd: httpx.AsyncClient,

@@ -285,20 +285,18 @@ async def _read_profile_600_times(ucd: httpx.AsyncClient) -> None:
 
 
 async def _ensure_profile_works(client: httpx.AsyncClient) -> None:
-    """Create the user the profile tests read (E1); skip while E1/E2 are placeholders."""
+    """Create the user the profile tests read (E1) and check E2 finds it."""
     response = await client.post(
         "/api/user/v1/upsert",
         json={
             "users": [{"identifiers": {"email": "ada@example.com"}, "attributes": {"name": "Ada"}}]
         },
     )
-    if response.status_code != 200 or response.json() != {
-        "data": {"successful": {"count": 1}, "fail": {}}
-    }:
-        pytest.skip("E1 upsert is not implemented yet")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"successful": {"count": 1}, "fail": {}}}
     probe = await client.post(
         "/api/user/v1/profile",
         json={"identifiers": {"email": "ada@example.com"}, "attributes": ["name"]},
     )
-    if probe.status_code != 200 or "attributes" not in probe.json():
-        pytest.skip("E2 profile is not implemented yet")
+    assert probe.status_code == 200, probe.text
+    assert probe.json()["attributes"]["name"] == "Ada"

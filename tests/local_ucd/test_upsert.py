@@ -564,6 +564,7 @@ async def test_event_catalog_records_accepted_users_only(
         ("purchase", "c_gift_wrap"),
         ("purchase", "currency"),
         ("purchase", "event_group_id"),
+        ("purchase", "source"),  # a default parameter (§4.8.2), requestable in E2/E3
         ("purchase", "unit_sale_price"),
     ]
 
