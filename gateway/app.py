@@ -96,8 +96,13 @@ class _DropStrawberryErrorLogs(logging.Filter):
         return False
 
 
-class _RedactHookTokens(logging.Filter):
-    """The export webhook's path carries its capability token; access logs get a stand-in.
+class _RedactAccessPaths(logging.Filter):
+    """Access log lines without secrets or personal data in their paths.
+
+    * The export webhook's path carries its capability token: it gets a stand-in.
+    * A query string is replaced whole: ``GET /graphql?query=...&variables=...`` carries
+      the caller's query and variables (``user(key: {email: ...})``), and no route of
+      the gateway needs its query string in a log.
 
     uvicorn's access record args are (client, method, path, http_version, status).
     """
@@ -107,8 +112,11 @@ class _RedactHookTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) >= 3:
             path = record.args[2]
-            if isinstance(path, str) and "/hooks/exports/" in path:
-                redacted = self._token.sub(r"\1<token>", path)
+            if isinstance(path, str):
+                redacted, query_mark, _ = path.partition("?")
+                redacted = self._token.sub(r"\1<token>", redacted)
+                if query_mark:
+                    redacted += "?<redacted>"
                 record.args = (*record.args[:2], redacted, *record.args[3:])
         return True
 
@@ -117,7 +125,7 @@ def _install_log_filters() -> None:
     """Process-wide, installed once: see the two filter classes for why."""
     for name, kind in (
         ("strawberry.execution", _DropStrawberryErrorLogs),
-        ("uvicorn.access", _RedactHookTokens),
+        ("uvicorn.access", _RedactAccessPaths),
     ):
         target = logging.getLogger(name)
         if not any(isinstance(f, kind) for f in target.filters):

@@ -272,6 +272,11 @@ class ProfileReads:
     event names and params, a window that contains the new one); otherwise it sends
     its own call. Answers are shared, so resolvers treat them as read-only.
 
+    Writes end a generation (``invalidate``, called by every mutation once the UCD
+    answered): a read joins only calls sent in the current generation. Otherwise a
+    caller reading right after its own write could be handed the answer to a call sent
+    before that write, and see its change undone.
+
     One instance per ``UcdClient`` (``for_client``) unless the app passes its own.
     """
 
@@ -281,8 +286,13 @@ class ProfileReads:
 
     def __init__(self, ucd: UcdClient) -> None:
         self._ucd = ucd
-        self._flights: dict[UserRef, list[tuple[ProfileNeed, asyncio.Future[Any]]]] = {}
+        self._flights: dict[UserRef, list[tuple[ProfileNeed, int, asyncio.Future[Any]]]] = {}
+        self._generation = 0
         self.shared = 0  # reads answered by another request's call (for tests and metrics)
+
+    def invalidate(self) -> None:
+        """A write was applied: calls already on the wire may predate it; share none."""
+        self._generation += 1
 
     @classmethod
     def for_client(cls, ucd: UcdClient) -> ProfileReads:
@@ -292,14 +302,14 @@ class ProfileReads:
         return reads
 
     async def fetch(self, ref: UserRef, need: ProfileNeed) -> dict[str, Any] | None:
-        for flying, future in self._flights.get(ref, ()):
-            if flying.covers(need):
+        for flying, generation, future in self._flights.get(ref, ()):
+            if generation == self._generation and flying.covers(need):
                 self.shared += 1
                 # shield: one waiter being cancelled must not cancel the others' call.
                 answer: dict[str, Any] | None = await asyncio.shield(future)
                 return answer
         future = asyncio.ensure_future(self._ucd.profile(profile_body(ref, need)))
-        entry = (need, future)
+        entry = (need, self._generation, future)
         self._flights.setdefault(ref, []).append(entry)
 
         def landed(done: asyncio.Future[Any]) -> None:

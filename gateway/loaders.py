@@ -249,8 +249,13 @@ class ProfileLoader:
         return results
 
     def clear(self) -> None:
-        """Forget cached answers: called after a mutation changed the UCD's data."""
+        """Forget cached answers: called after a mutation changed the UCD's data.
+
+        Also ends the shared reads' generation, so no later read of any request joins a
+        call that was sent before this change (``ProfileReads.invalidate``).
+        """
         self._loader.clear_all()
+        self.reads.invalidate()
 
     async def _batch(self, keys: list[ProfileKey]) -> list[Any]:
         # list[Profile | None | Exception]: aiodataloader rejects a key's future when its

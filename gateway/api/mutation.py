@@ -1,12 +1,14 @@
 """Mutation root: batched writes, identity changes, erasure and exports.
 
-Every mutation drops the request's cached profile answers afterwards, so a later field
-of the same operation (a payload's ``user``, a second mutation) reads fresh data.
+Every mutation drops the request's cached profile answers afterwards (``_changing``), so
+a later field of the same operation (a payload's ``user``, a second mutation) reads fresh
+data, and no later read of any request shares a profile call sent before the change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import strawberry
@@ -28,7 +30,7 @@ from gateway.api.payloads import (
     UpdateIdentifierPayload,
 )
 from gateway.api.query import export_job
-from gateway.api.selection import FieldScope, field_selected
+from gateway.api.selection import FieldScope, subfield_scope, user_selection
 from gateway.api.types import (
     DeleteAttributesPayload,
     ExportJob,
@@ -119,12 +121,31 @@ def _results(
 
 
 def _selects_user(info: Info) -> bool:
+    """True when the payload's ``user`` is selected; raises BAD_USER_INPUT, before the
+    change, for its arguments no read-back could serve (``events`` from after to...)."""
     payload_type = info._raw_info.return_type
     while hasattr(payload_type, "of_type"):
         payload_type = payload_type.of_type
-    return field_selected(
+    scope = subfield_scope(
         FieldScope.of(info), type_name=getattr(payload_type, "name", ""), field_name="user"
     )
+    if scope is None:
+        return False
+    user_selection(scope, now=info.context.now)
+    return True
+
+
+@contextlib.contextmanager
+def _changing(ctx: Context) -> Iterator[None]:
+    """Around a UCD write: cached and in-flight profile answers may be stale afterwards.
+
+    Cleared in ``finally``: a write that failed may still have been applied (a dropped
+    connection after the UCD's commit looks like any other dropped connection).
+    """
+    try:
+        yield
+    finally:
+        ctx.profiles.clear()
 
 
 async def _insider_id(info: Info, ref: UserRef) -> str | None:
@@ -146,14 +167,13 @@ class Mutation:
         """
         ctx = info.context
         refused, sent, bodies = _checked(input.users, check_upsert_item, upsert_user)
-        outcomes: list[UserOutcome | BaseException]
-        if len(input.users) == 1 and bodies:
-            outcomes = [await ctx.upserts.submit(bodies[0], skip_hook=input.skip_hook)]
-        elif bodies:
-            outcomes = await send_batches(ctx.ucd.upsert, bodies, {"skip_hook": input.skip_hook})
-        else:
-            outcomes = []
-        ctx.profiles.clear()
+        outcomes: list[UserOutcome | BaseException] = []
+        with _changing(ctx):
+            if len(input.users) == 1 and bodies:
+                outcomes = [await ctx.upserts.submit(bodies[0], skip_hook=input.skip_hook)]
+            elif bodies:
+                top = {"skip_hook": input.skip_hook}
+                outcomes = await send_batches(ctx.ucd.upsert, bodies, top)
 
         def errors_of(index: int, outcome: UserOutcome) -> list[FieldError]:
             attributes = input.users[index].attributes
@@ -172,8 +192,8 @@ class Mutation:
     ) -> DeleteAttributesPayload:
         ctx = info.context
         refused, sent, bodies = _checked(users, check_delete_item, delete_attributes_user)
-        outcomes = await send_batches(ctx.ucd.delete_attributes, bodies) if bodies else []
-        ctx.profiles.clear()
+        with _changing(ctx):
+            outcomes = await send_batches(ctx.ucd.delete_attributes, bodies) if bodies else []
         results = _results(
             len(users),
             refused,
@@ -193,22 +213,24 @@ class Mutation:
         raise_first(check_key(key, "key"))
         ctx = info.context
         ref = key_ref(key)
+        selects_user = _selects_user(info)
         after: UserRef | None
         if ref.insider_id is not None:
-            await ctx.ucd.anonymize_contact(ref.insider_id)
+            with _changing(ctx):
+                await ctx.ucd.anonymize_contact(ref.insider_id)
             after = UserRef(insider_id=ref.insider_id)
         else:
             if ref.has_non_pii_identifier():
                 # uuid and custom identifiers survive (§3.7.2) and still find the user.
                 after = UserRef(uuid=ref.uuid, custom=ref.custom)
-            elif _selects_user(info):
+            elif selects_user:
                 # Only email/phone: they are gone afterwards, so remember the insider_id.
                 iid = await _insider_id(info, ref)
                 after = UserRef(insider_id=iid) if iid is not None else None
             else:
                 after = None
-            await ctx.ucd.anonymize_user({"identifiers": ref.identifiers()})
-        ctx.profiles.clear()
+            with _changing(ctx):
+                await ctx.ucd.anonymize_user({"identifiers": ref.identifiers()})
         return DeletePiiPayload(ok=True, _ref=after)
 
     @strawberry.mutation
@@ -222,8 +244,12 @@ class Mutation:
         )
         if not same_type:
             raise BadUserInput("old and new identifiers must be of the same type", path="new")
-        await info.context.ucd.update_identity(old_body, new_body)
-        info.context.profiles.clear()
+        if old_body == new_body:
+            # Compared after email normalisation, as the UCD compares them (§3.5.2 check 5).
+            raise BadUserInput("identifier values are the same", path="new")
+        _selects_user(info)  # its bad arguments are refused before the change
+        with _changing(info.context):
+            await info.context.ucd.update_identity(old_body, new_body)
         return UpdateIdentifierPayload(ok=True, _ref=identifier_ref(new))
 
     @strawberry.mutation
@@ -233,8 +259,8 @@ class Mutation:
         raise_first(check_identifier(identifier, "identifier"))
         ctx = info.context
         iid = await _insider_id(info, identifier_ref(identifier)) if _selects_user(info) else None
-        await ctx.ucd.delete_identity(identifier_body(identifier))
-        ctx.profiles.clear()
+        with _changing(ctx):
+            await ctx.ucd.delete_identity(identifier_body(identifier))
         return DeleteIdentifierPayload(
             ok=True, _ref=UserRef(insider_id=iid) if iid is not None else None
         )
@@ -242,8 +268,8 @@ class Mutation:
     @strawberry.mutation
     async def delete_user(self, info: Info, key: UserKey) -> DeleteUserPayload:
         raise_first(check_key(key, "key"))
-        await info.context.ucd.delete_user(key_ref(key).body())
-        info.context.profiles.clear()
+        with _changing(info.context):
+            await info.context.ucd.delete_user(key_ref(key).body())
         return DeleteUserPayload(ok=True)
 
     @strawberry.mutation

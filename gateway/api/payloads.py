@@ -13,7 +13,7 @@ import strawberry
 
 from gateway.api.context import Context
 from gateway.api.described import described_field
-from gateway.api.reading import read_user
+from gateway.api.reading import load_user, selection_of
 from gateway.api.types import User
 from gateway.errors import GatewayError
 from gateway.loaders import UserRef
@@ -29,8 +29,11 @@ __all__ = [
 async def _read_back(info: strawberry.Info[Context, Any], ref: UserRef | None) -> User | None:
     if ref is None:
         return None
+    # Outside the try: bad arguments of the payload's own selection (events from > to)
+    # are the caller's to fix and are reported as BAD_USER_INPUT, not swallowed.
+    need = selection_of(info).need_for(ref)
     try:
-        return await read_user(info, ref)
+        return await load_user(info, ref, need)
     except GatewayError:
         # The change is done; a failed read-back is "could not be read back" (null),
         # not a failure of the mutation the caller must not retry blindly.

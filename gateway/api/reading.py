@@ -10,9 +10,9 @@ import strawberry
 from gateway.api.context import Context
 from gateway.api.selection import FieldScope, UserSelection, user_selection
 from gateway.api.types import User
-from gateway.loaders import UserRef
+from gateway.loaders import ProfileNeed, UserRef
 
-__all__ = ["read_user", "read_users", "selection_of"]
+__all__ = ["load_user", "read_user", "read_users", "selection_of"]
 
 Info = strawberry.Info[Context, Any]
 
@@ -31,7 +31,11 @@ def _user(profile: dict[str, Any] | None, ref: UserRef, info: Info) -> User | No
 
 
 async def read_user(info: Info, ref: UserRef) -> User | None:
-    need = selection_of(info).need_for(ref)
+    return await load_user(info, ref, selection_of(info).need_for(ref))
+
+
+async def load_user(info: Info, ref: UserRef, need: ProfileNeed) -> User | None:
+    """The user ``ref`` names, read through the request's loader with ``need``."""
     return _user(await info.context.profiles.load(ref, need), ref, info)
 
 

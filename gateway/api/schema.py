@@ -40,10 +40,15 @@ class CachedNameConverter(NameConverter):
 
 
 class GatewaySchema(strawberry.Schema):
-    """strawberry's schema, with @oneOf refusals turned into BAD_USER_INPUT (one_of.py).
+    """strawberry's schema, with @oneOf refusals turned into BAD_USER_INPUT (one_of.py)
+    and without strawberry's error logging.
 
     ``process_errors`` sees every error of a request (validation and execution) before
-    the response is built, which is the one place both kinds pass through.
+    the response is built, which is the one place both kinds pass through. strawberry's
+    own ``process_errors`` logs each error with its message and the query text, and both
+    may hold the caller's emails and phone numbers (``user(key: {email: ...})``), so it
+    is not called: unexpected errors are logged, by id and without their message, where
+    they are masked (``gateway.limits.GatewayExtension``); UCD failures by the client.
     """
 
     @cached_property
@@ -65,7 +70,6 @@ class GatewaySchema(strawberry.Schema):
                 document=execution_context.graphql_document,
                 variables=execution_context.variables,
             )
-        super().process_errors(errors, execution_context)
 
 
 def build_schema() -> GatewaySchema:

@@ -41,11 +41,10 @@ from graphql.execution.values import VariableValues, get_argument_values
 from strawberry import Info
 
 from gateway.api.names import EVENT_FIELD_PARAMS, USER_FIELD_READ_NAMES
-from gateway.api.types import event_window
-from gateway.errors import BadUserInput
+from gateway.api.types import check_last, event_window
 from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, canonical_read_name
 
-__all__ = ["FieldScope", "UserSelection", "field_selected", "user_selection"]
+__all__ = ["FieldScope", "UserSelection", "field_selected", "subfield_scope", "user_selection"]
 
 #: The identifier views every ``identifiers`` selection reads (§3.2.3).
 _IDENTIFIER_KEYS = frozenset({"email", "phone_number", "uuid"})
@@ -157,7 +156,11 @@ def _epoch(value: datetime) -> int:
 
 
 def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
-    """The need of the ``User`` the field of ``scope`` selects."""
+    """The need of the ``User`` the field of ``scope`` selects.
+
+    Raises ``BadUserInput`` for ``events(...)`` arguments no UCD call can serve
+    (``from`` after ``to``, a negative ``last``), so they cost no call.
+    """
     walk = _Walk(scope)
     attributes: set[str] = set()
     everything = False
@@ -189,6 +192,9 @@ def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
                 need = need.merge(_events_need(walk, node, now))
             # insiderId (iid comes with every answer) and __typename need nothing.
     attributes.discard("iid")
+    # No attribute is named "*", but the UCD would read it among names as "every
+    # attribute" (§3.2.3): only ``attributes`` without names may ask for that.
+    attributes.discard(ALL_ATTRIBUTES)
     return UserSelection(
         need.merge(ProfileNeed(attributes=ALL_ATTRIBUTES if everything else frozenset(attributes))),
         identifiers,
@@ -197,13 +203,12 @@ def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
 
 def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
     args = walk.args(walk.user.fields["events"], node)
+    # Bad arguments fail the whole User field here, before any UCD call: the UCD would
+    # refuse start_date > end_date (§3.2.2), and a negative last has no meaning.
+    check_last(args.get("last"))
+    since, until = event_window(now, args.get("from"), args.get("to"))
     names: list[str] = args["names"]
     if not names or args.get("last") == 0:
-        return ProfileNeed()
-    try:
-        since, until = event_window(now, args.get("from"), args.get("to"))
-    except BadUserInput:
-        # The resolver reports it for this field; asking the UCD would only fail the call.
         return ProfileNeed()
     params: set[str] = set()
     event_fields = walk.event.fields
@@ -222,15 +227,27 @@ def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
     )
 
 
-def field_selected(scope: FieldScope, *, type_name: str, field_name: str) -> bool:
-    """True when ``field_name`` of ``type_name`` is selected under the field of ``scope``.
+def subfield_scope(scope: FieldScope, *, type_name: str, field_name: str) -> FieldScope | None:
+    """The scope of ``field_name`` of ``type_name`` under the field of ``scope``; None
+    when it is not selected (fragments expanded, ``@skip``/``@include`` evaluated).
 
-    Mutations use it to skip work only their payload's ``user`` needs (e.g. looking up
-    an insider_id before the identifier that finds the user is deleted).
+    Mutations use it to check and plan their payload's ``user`` before the change: to
+    refuse its bad arguments before anything irreversible happens, and to skip work only
+    that ``user`` needs (looking up an insider_id before the identifier that finds the
+    user is deleted).
     """
     walk = _Walk(scope)
-    return any(
-        node.name.value == field_name
+    nodes = [
+        node
         for field_node in scope.field_nodes
         for node in walk.fields(field_node.selection_set, type_name)
-    )
+        if node.name.value == field_name
+    ]
+    if not nodes:
+        return None
+    return FieldScope(scope.schema, scope.fragments, scope.variables, nodes)
+
+
+def field_selected(scope: FieldScope, *, type_name: str, field_name: str) -> bool:
+    """True when ``field_name`` of ``type_name`` is selected under the field of ``scope``."""
+    return subfield_scope(scope, type_name=type_name, field_name=field_name) is not None

@@ -11,9 +11,9 @@ user, a covering in-flight call), never less.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import strawberry
 from strawberry.scalars import JSON
@@ -37,6 +37,8 @@ __all__ = [
     "ItemResult",
     "UpsertUsersPayload",
     "User",
+    "check_last",
+    "default_from",
     "event_window",
 ]
 
@@ -169,15 +171,38 @@ class Event:
         )
 
 
+#: The earliest instant a DateTime can hold; the default ``from`` of a ``to`` near it.
+_EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
+
+
+def default_from(to: datetime) -> datetime:
+    """30 days before ``to``, or the earliest instant when that is before year 1.
+
+    >>> default_from(datetime(1, 1, 5, tzinfo=UTC)) == _EARLIEST
+    True
+    """
+    try:
+        return to - timedelta(days=DEFAULT_EVENT_DAYS)
+    except OverflowError:
+        # The caller's own ``to`` is fine; only our default would not fit the calendar.
+        return _EARLIEST
+
+
 def event_window(
     now: datetime, start: datetime | None, end: datetime | None
 ) -> tuple[datetime, datetime]:
     """The contract's defaults: to = now, from = 30 days before to. Refuses from > to."""
     to = end if end is not None else now
-    since = start if start is not None else to - timedelta(days=DEFAULT_EVENT_DAYS)
+    since = start if start is not None else default_from(to)
     if since > to:
         raise BadUserInput("events: from must not be after to", path="events.from")
     return since, to
+
+
+def check_last(last: int | None) -> None:
+    """``last`` keeps the newest N events; a negative N means nothing."""
+    if last is not None and last < 0:
+        raise BadUserInput("events: last must not be negative", path="events.last")
 
 
 @strawberry.type(description="A user profile in the Unified Customer Database.")
@@ -310,8 +335,7 @@ class User:
         )
         if not _given(last):
             last = None
-        if last is not None and last < 0:
-            raise BadUserInput("events: last must not be negative", path="events.last")
+        check_last(last)
         found: list[Event] = []
         for name in dict.fromkeys(names):
             for raw in self._events.get(name) or ():

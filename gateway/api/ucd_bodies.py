@@ -8,7 +8,7 @@ the 5,000,000-byte limit of a 1,000-user request.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from strawberry import UNSET
@@ -23,7 +23,7 @@ from gateway.api.inputs import (
 )
 from gateway.api.names import ATTRIBUTE_INPUT_WRITE_NAMES, EVENT_INPUT_PARAMS
 from gateway.api.scalars import format_datetime
-from gateway.api.types import DEFAULT_EVENT_DAYS
+from gateway.api.types import default_from
 from gateway.api.validation import usable
 from gateway.errors import BadUserInput
 from gateway.loaders import ALL_ATTRIBUTES, UserRef
@@ -147,7 +147,7 @@ def export_body(export: ExportInput, *, hook: str, now: datetime) -> dict[str, A
             body["attributes"] = names
     if export.events:
         until = export.to or now
-        since = export.from_ or until - timedelta(days=DEFAULT_EVENT_DAYS)
+        since = export.from_ or default_from(until)
         if since > until:
             raise BadUserInput("from must not be after to", path="input.from")
         body["events"] = {

@@ -19,6 +19,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
+from gateway.api.schema import build_schema
 from gateway.app import Runtime, create_app
 from gateway.exports import ExportStatus
 from gateway.local_ucd.config import LocalUcdConfig
@@ -230,6 +231,47 @@ def test_access_log_lines_hide_the_webhook_token() -> None:
     message = record.getMessage()
     assert "s3cr3t-token" not in message
     assert "/hooks/exports/job-1/<token>" in message
+
+
+def test_access_log_lines_hide_query_strings() -> None:
+    """A GET /graphql carries the query and its variables (emails, phones) in the URL."""
+    create_app(settings())
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        (
+            "127.0.0.1:5000",
+            "GET",
+            "/graphql?query=%7B+user%28key%3A%7Bemail%3A%22ada%40example.com%22%7D%29%7D"
+            "&variables=%7B%22p%22%3A%22%2B905551112233%22%7D",
+            "1.1",
+            200,
+        ),
+        None,
+    )
+    assert logging.getLogger("uvicorn.access").filter(record)
+    message = record.getMessage()
+    assert "ada" not in message
+    assert "905551112233" not in message
+    assert '"GET /graphql?<redacted> HTTP/1.1" 200' in message
+
+
+async def test_errors_echoing_the_callers_input_are_not_logged_by_the_schema(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schema itself keeps PII out of logs, with or without the app's log filters."""
+    monkeypatch.setattr(logging.getLogger("strawberry.execution"), "filters", [])
+    caplog.set_level(logging.DEBUG)
+    result = await build_schema().execute(
+        '{ user(key: {email: "ada@@example", phoneNumber: "+9055"}) { name } }'
+    )
+    assert result.errors is not None
+    assert result.errors[0].message == "not a valid email address: ada@@example"
+    assert "ada@@example" not in caplog.text
+    assert "+9055" not in caplog.text
 
 
 # --- GraphiQL and lifespan ----------------------------------------------------------------

@@ -110,6 +110,29 @@ async def test_one_of_violation_through_a_variable_names_the_argument(
 
 
 @pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param('{email: "Ada@Example.com"}', '{email: " ada@example.COM"}', id="email"),
+        pytest.param('{uuid: "u-1"}', '{uuid: "u-1"}', id="uuid"),
+        pytest.param(
+            '{custom: {name: "crm", value: "c"}}',
+            '{custom: {name: "crm", value: "c"}}',
+            id="custom",
+        ),
+    ],
+)
+async def test_an_identifier_changed_to_its_own_value_is_refused_before_the_ucd(
+    gateway: Gateway, ucd_calls: CallLog, old: str, new: str
+) -> None:
+    """The UCD refuses equal values after email normalisation (§3.5.2 check 5)."""
+    error = await bad_input(
+        gateway, f"mutation {{ updateIdentifier(old: {old}, new: {new}) {{ ok }} }}"
+    )
+    assert error == {"path": "new", "message": "identifier values are the same"}
+    assert ucd_calls.calls == []
+
+
+@pytest.mark.parametrize(
     ("identifier", "path"),
     [
         pytest.param({"email": "nope"}, "identifier.email", id="email"),
@@ -268,13 +291,73 @@ async def test_delete_attributes_items_need_something_to_delete(
     assert ucd_calls.calls == []
 
 
-async def test_negative_last_is_bad_user_input(gateway: Gateway) -> None:
-    await seed(gateway, [{"key": {"uuid": "u"}, "attributes": {"age": 1}}])
-    result = await gateway.execute(
-        '{ user(key: {uuid: "u"}) { events(names: ["v"], last: -1) { name } } }'
+@pytest.mark.parametrize(
+    ("events", "path"),
+    [
+        pytest.param('events(names: ["v"], last: -1) { name }', "events.last", id="negative-last"),
+        pytest.param(
+            'events(names: ["v"], from: "2025-02-02T00:00:00Z", to: "2025-02-01T00:00:00Z") '
+            "{ name }",
+            "events.from",
+            id="from-after-to",
+        ),
+        pytest.param(
+            'events(names: ["v"], from: "2025-02-01T03:00:00+03:00", '
+            'to: "2025-01-31T23:59:59Z") { name }',
+            "events.from",
+            id="from-after-to-by-offset",
+        ),
+    ],
+)
+async def test_bad_events_arguments_are_refused_before_any_ucd_call(
+    gateway: Gateway, ucd_calls: CallLog, events: str, path: str
+) -> None:
+    """The UCD refuses start_date > end_date (§3.2.2); a negative last has no meaning."""
+    error = await bad_input(gateway, f'{{ user(key: {{uuid: "u"}}) {{ name {events} }} }}')
+    assert error["path"] == path
+    error = await bad_input(gateway, f'{{ users(keys: [{{uuid: "u"}}]) {{ name {events} }} }}')
+    assert error["path"] == path
+    assert ucd_calls.calls == []
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        pytest.param('deletePii(key: {uuid: "u"})', id="delete-pii"),
+        pytest.param('deleteIdentifier(identifier: {email: "a@b.co"})', id="delete-identifier"),
+        pytest.param(
+            'updateIdentifier(old: {email: "a@b.co"}, new: {email: "c@d.co"})',
+            id="update-identifier",
+        ),
+    ],
+)
+async def test_bad_events_arguments_under_a_payload_user_refuse_the_change(
+    gateway: Gateway, ucd_calls: CallLog, mutation: str
+) -> None:
+    """The payload's read-back could not be served: nothing irreversible happens first."""
+    await seed(gateway, [{"key": {"uuid": "u", "email": "a@b.co"}, "attributes": {"age": 1}}])
+    ucd_calls.clear()
+    error = await bad_input(
+        gateway,
+        f"mutation {{ {mutation} {{ ok "
+        'user { age events(names: ["v"], last: -2) { name } } } }',
     )
-    assert result.errors is not None
-    assert result.errors[0].extensions == {"code": "BAD_USER_INPUT", "path": "events.last"}
+    assert error["path"] == "events.last"
+    assert ucd_calls.calls == []
+
+
+async def test_a_to_near_the_start_of_time_is_a_window_not_an_internal_error(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    """to - 30 days would fall before year 1: from then starts at the earliest instant."""
+    await seed(gateway, [{"key": {"uuid": "u"}, "attributes": {"age": 1}}])
+    data = await gateway.ok(
+        '{ user(key: {uuid: "u"}) { events(names: ["v"], to: "0001-01-05T00:00:00Z") { name } } }'
+    )
+    assert data == {"user": {"events": []}}
+    (call,) = ucd_calls.profiles
+    window = call.body["events"]
+    assert window["start_date"] <= window["end_date"]
 
 
 def test_a_generic_validation_code_gives_way_to_bad_user_input_with_the_path() -> None:

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.gateway.conftest import TYPED_READ_NAMES, CallLog, Gateway, UcdWire, seed
+from gateway.exports import ExportJobs
+from tests.gateway.conftest import (
+    GATEWAY_BASE,
+    TYPED_READ_NAMES,
+    CallLog,
+    Gateway,
+    UcdWire,
+    seed,
+)
 
 TWENTY_FIELDS = """
 query($key: UserKey!) { user(key: $key) {
@@ -278,6 +288,43 @@ async def test_concurrent_requests_for_one_user_share_one_call(
     assert all(r == {"user": {"name": "Ada", "surname": "Lovelace"}} for r in results)
 
 
+@dataclass
+class HoldProfileAnswer(httpx.AsyncBaseTransport):
+    """Holds the UCD's answer to the next profile call until ``release`` is set."""
+
+    inner: httpx.AsyncBaseTransport
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    armed: bool = True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.armed and request.url.path == "/api/user/v1/profile":
+            self.armed = False
+            await response.aread()
+            self.held.set()
+            await self.release.wait()
+        return response
+
+
+async def test_a_read_after_a_write_never_joins_a_call_older_than_the_write(
+    gateway: Gateway, ucd_transport: UcdWire
+) -> None:
+    """In-flight sharing must not hand a caller the answer the UCD gave before its write."""
+    await seed(gateway, [{"key": {"uuid": "u"}, "attributes": {"name": "Old"}}])
+    hold = HoldProfileAnswer(ucd_transport.inner)
+    ucd_transport.inner = hold
+    query = '{ user(key: {uuid: "u"}) { name } }'
+    early = asyncio.ensure_future(gateway.ok(query))
+    await asyncio.wait_for(hold.held.wait(), 5)  # the UCD answered "Old"; still on the wire
+    await seed(gateway, [{"key": {"uuid": "u"}, "attributes": {"name": "New"}}])
+    late = asyncio.ensure_future(gateway.ok(query))
+    await asyncio.sleep(0.05)  # time to (wrongly) join the held call
+    hold.release.set()
+    assert await asyncio.wait_for(early, 5) == {"user": {"name": "Old"}}
+    assert await asyncio.wait_for(late, 5) == {"user": {"name": "New"}}
+
+
 async def test_export_job_reports_the_registry_state(gateway: Gateway) -> None:
     job = gateway.exports.create(format="json", segment_id="1")
     query = "query($id: ID!) { exportJob(id: $id) { id status format segmentId requestedAt url } }"
@@ -290,6 +337,74 @@ async def test_export_job_reports_the_registry_state(gateway: Gateway) -> None:
     assert data["exportJob"]["status"] == "READY"
     assert data["exportJob"]["url"] == "http://ucd.test/exports/local/p/f.json"
     assert (await gateway.ok(query, {"id": "nope"})) == {"exportJob": None}
+
+
+async def test_a_ready_export_job_reads_expired_24_hours_later(gateway: Gateway) -> None:
+    clock = [datetime(2025, 3, 1, 12, 0, tzinfo=UTC)]
+    gateway.exports = ExportJobs(GATEWAY_BASE, now=lambda: clock[0])
+    job = gateway.exports.create(format="csv", segment_id="1")
+    assert gateway.exports.mark_ready(job.id, job.token, "http://ucd.test/exports/local/p/f.csv")
+    query = "query($id: ID!) { exportJob(id: $id) { status readyAt expiresAt url } }"
+    clock[0] += timedelta(hours=24)
+    ready = await gateway.ok(query, {"id": job.id})
+    assert ready["exportJob"] == {
+        "status": "READY",
+        "readyAt": "2025-03-01T12:00:00Z",
+        "expiresAt": "2025-03-02T12:00:00Z",
+        "url": "http://ucd.test/exports/local/p/f.csv",
+    }
+    clock[0] += timedelta(seconds=1)
+    expired = await gateway.ok(query, {"id": job.id})
+    assert expired["exportJob"]["status"] == "EXPIRED"
+
+
+async def test_users_with_no_keys_is_an_empty_list_without_a_call(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    assert await gateway.ok("{ users(keys: []) { name } }") == {"users": []}
+    assert ucd_calls.calls == []
+
+
+async def test_the_default_window_is_the_30_days_before_now_and_times_come_back_in_utc(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    inside = datetime.now(UTC).replace(microsecond=0) - timedelta(days=29, hours=23)
+    outside = inside - timedelta(hours=2)
+    plus3 = timezone(timedelta(hours=3))
+    await seed(
+        gateway,
+        [
+            {
+                "key": {"uuid": "u"},
+                "events": [
+                    # Sent with a +03:00 offset: the same instant comes back with Z.
+                    {"name": "view", "timestamp": inside.astimezone(plus3).isoformat()},
+                    {"name": "view", "timestamp": outside.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                ],
+            }
+        ],
+    )
+    ucd_calls.clear()
+    data = await gateway.ok('{ user(key: {uuid: "u"}) { events(names: ["view"]) { timestamp } } }')
+    assert data == {"user": {"events": [{"timestamp": inside.strftime("%Y-%m-%dT%H:%M:%SZ")}]}}
+    window = ucd_calls.profiles[0].body["events"]
+    assert window["end_date"] - window["start_date"] in range(30 * 86_400 - 1, 30 * 86_400 + 2)
+
+
+async def test_a_custom_attribute_holding_a_date_string_comes_back_as_sent(
+    gateway: Gateway,
+) -> None:
+    """Attribute.value is JSON: a string attribute is not reinterpreted as a DateTime."""
+    value = "2025-01-01T00:00:00+03:00"
+    await seed(
+        gateway,
+        [{"key": {"uuid": "u"}, "attributes": {"custom": [{"name": "since", "value": value}]}}],
+    )
+    data = await gateway.ok(
+        '{ user(key: {uuid: "u"}) { attribute(name: "since", custom: true) { name custom value } '
+        "} }"
+    )
+    assert data == {"user": {"attribute": {"name": "since", "custom": True, "value": value}}}
 
 
 async def test_events_identifiers_and_attributes_of_one_user_share_one_call(

@@ -16,6 +16,7 @@ from graphql import (
 
 from gateway.api.schema import build_schema
 from gateway.api.selection import FieldScope, UserSelection, field_selected, user_selection
+from gateway.errors import BadUserInput
 from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, profile_body
 from tests.gateway.conftest import TYPED_READ_NAMES
 
@@ -111,6 +112,20 @@ def test_attributes_with_names_asks_for_those_names() -> None:
     assert attrs(selection) == frozenset({"email_optin", "static_segment_id", "c_tier"})
 
 
+def test_a_star_given_as_a_name_never_asks_for_everything() -> None:
+    """The UCD reads "*" among names as every attribute (§3.2.3); no attribute is named "*"."""
+    selection = select(
+        '{ user(key: {uuid: "u"}) { attribute(name: "*") { value } '
+        'attributes(names: ["*", "city"]) { name } } }'
+    )
+    assert attrs(selection) == frozenset({"city"})
+    body = profile_body(
+        UserRef.of(uuid="u"),
+        select('{ user(key: {uuid: "u"}) { attribute(name: "*") { value } } }').need,
+    )
+    assert body["attributes"] == ["iid"]
+
+
 def test_attributes_names_from_variables() -> None:
     selection = select(
         'query($n: [String!]) { user(key: {uuid: "u"}) { attributes(names: $n) { name } } }',
@@ -202,16 +217,58 @@ def test_two_event_selections_merge_into_the_hull_with_params_per_name() -> None
     [
         pytest.param("events(names: []) { name }", id="no-names"),
         pytest.param('events(names: ["v"], last: 0) { name }', id="last-zero"),
-        pytest.param(
-            'events(names: ["v"], from: "2025-02-02T00:00:00Z", to: "2025-02-01T00:00:00Z") { '
-            "name }",
-            id="from-after-to",
-        ),
     ],
 )
 def test_event_selections_that_can_match_nothing_ask_for_nothing(events: str) -> None:
     selection = select(f'{{ user(key: {{uuid: "u"}}) {{ {events} }} }}')
     assert selection.need.events == ()
+
+
+@pytest.mark.parametrize(
+    ("events", "path"),
+    [
+        pytest.param(
+            'events(names: ["v"], from: "2025-02-02T00:00:00Z", to: "2025-02-01T00:00:00Z") { '
+            "name }",
+            "events.from",
+            id="from-after-to",
+        ),
+        pytest.param('events(names: ["v"], last: -1) { name }', "events.last", id="negative-last"),
+        pytest.param(
+            "events(names: [], last: -1) @skip(if: false) { name }", "events.last", id="no-names"
+        ),
+    ],
+)
+def test_event_arguments_no_call_can_serve_are_refused(events: str, path: str) -> None:
+    with pytest.raises(BadUserInput) as refused:
+        select(f'{{ user(key: {{uuid: "u"}}) {{ {events} }} }}')
+    assert refused.value.extensions == {"code": "BAD_USER_INPUT", "path": path}
+
+
+def test_a_skipped_events_selection_is_not_checked() -> None:
+    selection = select(
+        '{ user(key: {uuid: "u"}) { name events(names: ["v"], last: -1) @skip(if: true) '
+        "{ name } } }"
+    )
+    assert selection.need == ProfileNeed(attributes=frozenset({"name"}))
+
+
+def test_event_fragments_and_directives_count_in_the_params() -> None:
+    selection = select(
+        """query($p: String!, $no: Boolean!) { user(key: {uuid: "u"}) {
+            events(names: ["purchase"]) {
+                ... on Event { productId }
+                ...More
+                currency @include(if: $no)
+                param(name: $p)
+            }
+        } }
+        fragment More on Event { q: quantity gift: param(name: "gift", custom: true) }""",
+        {"p": "referrer", "no": False},
+    )
+    assert selection.need.events == (
+        ("purchase", frozenset({"product_id", "quantity", "c_gift", "referrer"})),
+    )
 
 
 def test_identifiers_add_the_custom_names_of_the_key() -> None:
