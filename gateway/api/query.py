@@ -13,6 +13,7 @@ from gateway.api.reading import read_user, read_users
 from gateway.api.types import ExportFormat, ExportJob, ExportStatus, User
 from gateway.api.ucd_bodies import key_ref
 from gateway.api.validation import check_key, raise_first
+from gateway.errors import BadUserInput
 from gateway.exports import ExportJobRecord
 
 __all__ = ["Query", "export_job"]
@@ -43,6 +44,12 @@ class Query:
 
     @described_field("In the order of keys; null for each key the UCD does not know.")
     def users(self, info: Info, keys: list[UserKey]) -> list[User | None]:
+        limit = info.context.settings.max_user_keys
+        if len(keys) > limit:
+            raise BadUserInput(
+                f"keys must not contain more than {limit} keys (UCD_GATEWAY_MAX_USER_KEYS)",
+                path="keys",
+            )
         # Every key is checked before any UCD call, so bad input costs nothing upstream.
         for index, key in enumerate(keys):
             raise_first(check_key(key, f"keys.{index}"))

@@ -387,3 +387,19 @@ def test_a_generic_validation_code_gives_way_to_bad_user_input_with_the_path() -
     )
     assert error.extensions == {"code": "BAD_USER_INPUT", "path": "identifier"}
     assert other.extensions == {"code": "GRAPHQL_VALIDATION_FAILED"}
+
+
+async def test_users_with_more_keys_than_allowed_is_refused_before_any_ucd_call(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    """users(keys) costs a profile call per user: the number of keys has a ceiling."""
+    limit = gateway.settings.max_user_keys
+    keys = [{"uuid": f"u-{i}"} for i in range(limit + 1)]
+    refused = await bad_input(
+        gateway, "query($k: [UserKey!]!) { users(keys: $k) { name } }", {"k": keys}
+    )
+    assert refused == {
+        "path": "keys",
+        "message": f"keys must not contain more than {limit} keys (UCD_GATEWAY_MAX_USER_KEYS)",
+    }
+    assert ucd_calls.calls == []
