@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import socket
 import sqlite3
@@ -115,9 +116,10 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.Config(
             app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
         ),
-        start_errors=(EmbeddedUcdError, OSError, sqlite3.Error),
+        # RuntimeError: the data folder was written by a newer local UCD (the store says so).
+        start_errors=(EmbeddedUcdError, OSError, sqlite3.Error, RuntimeError),
         failed="cannot start",
-        banner=f"ucd-gateway: GraphiQL on http://{settings.host}:{settings.port}/graphql",
+        banner=f"ucd-gateway: GraphiQL on http://{_browsable(settings.host)}:{settings.port}/graphql",
     )
     return 0
 
@@ -155,6 +157,14 @@ def _run(
         asyncio.run(run())
     finally:
         sock.close()
+
+
+def _browsable(host: str) -> str:
+    """``host`` as a browser on this machine reaches it: 0.0.0.0 (the Docker image's
+    bind address) is not one, and an IPv6 address needs brackets in a URL."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 def _configure_logging() -> None:
@@ -248,7 +258,12 @@ def _seed(args: argparse.Namespace) -> int:
     )
 
     async def run() -> SeedResult:
-        async with seed_target(target) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                http = await stack.enter_async_context(seed_target(target))
+            except (OSError, sqlite3.Error, RuntimeError) as exc:
+                # Only a local data folder is opened here; a URL target cannot fail yet.
+                raise ConfigurationError(f"cannot open the data folder: {exc}") from None
             return await seed_demo_data(
                 http,
                 partner=settings.partner,
