@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.app import create_app
-from gateway.cli import main
+from gateway.cli import _browsable, main
 from gateway.demo_data import SEGMENTS, demo_users
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
@@ -80,6 +81,40 @@ def test_bad_configuration_is_one_line_and_exit_2(
     assert len(lines) == 1
     assert words in lines[0]
     assert lines[0].startswith(f"ucd-gateway {args[0]}: ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("serve",), id="serve"),
+        pytest.param(("seed", "--users", "1", "--no-progress"), id="seed"),
+    ],
+)
+def test_a_data_folder_of_a_newer_local_ucd_is_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    data = tmp_path / "newer"
+    data.mkdir()
+    with sqlite3.connect(data / "ucd.sqlite3") as conn:
+        conn.execute("PRAGMA user_version=999")
+    env = {
+        "UCD_GATEWAY_LOCAL_UCD_DATA_DIR": str(data),
+        "UCD_GATEWAY_PORT": "0",
+        "UCD_GATEWAY_LOCAL_UCD_PORT": "0",
+    }
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ucd-gateway {args[0]}: ")
+    assert "newer local UCD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("::1", "[::1]"), ("10.1.2.3", "10.1.2.3")],  # noqa: S104  # addresses as data, nothing binds
+)
+def test_the_banner_shows_an_address_a_browser_can_open(host: str, shown: str) -> None:
+    assert _browsable(host) == shown
 
 
 def test_local_ucd_serves_and_prints_how_to_reach_it(tmp_path: Path) -> None:
