@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
-from gateway.loaders import ProfileNeed, UserRef, profile_body
+from gateway.loaders import ProfileNeed, UserRef, limits_may_hide_events, profile_body
 from gateway.ucd.client import DataEnvelope, UcdClient
 
 __all__ = [
@@ -269,8 +269,9 @@ class ProfileReads:
 
     Keyed by user: a new read waits for a call already on the wire for the same
     ``UserRef`` when that call's need covers the new one (same or more attributes,
-    event names and params, a window that contains the new one); otherwise it sends
-    its own call. Answers are shared, so resolvers treat them as read-only.
+    event names and params, a window that contains the new one, and no
+    ``limit_per_source`` the new one could lose events to: ``ProfileNeed.covers``);
+    otherwise it sends its own call. Answers are shared, so resolvers treat them as read-only.
 
     Writes end a generation (``invalidate``, called by every mutation once the UCD
     answered): a read joins only calls sent in the current generation. Otherwise a
@@ -308,7 +309,7 @@ class ProfileReads:
                 # shield: one waiter being cancelled must not cancel the others' call.
                 answer: dict[str, Any] | None = await asyncio.shield(future)
                 return answer
-        future = asyncio.ensure_future(self._ucd.profile(profile_body(ref, need)))
+        future = asyncio.ensure_future(self._read(ref, need))
         entry = (need, self._generation, future)
         self._flights.setdefault(ref, []).append(entry)
 
@@ -324,4 +325,13 @@ class ProfileReads:
 
         future.add_done_callback(landed)
         answer = await asyncio.shield(future)
+        return answer
+
+    async def _read(self, ref: UserRef, need: ProfileNeed) -> dict[str, Any] | None:
+        answer = await self._ucd.profile(profile_body(ref, need))
+        if answer is not None and limits_may_hide_events(need, answer):
+            # Rare: a limited list reached into the window's last second, which the
+            # resolvers may trim (loaders.limits_may_hide_events). Waiters share this
+            # call, so it must answer the need in full: ask again without limits.
+            answer = await self._ucd.profile(profile_body(ref, need.unlimited()))
         return answer

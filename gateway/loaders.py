@@ -14,13 +14,28 @@ of one user are therefore merged into the *hull* of their windows. The alternati
 call per disjoint window, costs a UCD call and ``1 + names`` quota units per window
 (§2.6); the hull may fetch events in the gap between two windows, which the resolvers
 drop again. We take the hull: one call per user per operation, always.
+
+Why ``last`` can travel as ``limit_per_source`` (§3.2.4: after ordering newest first, at
+most N events are kept per distinct ``source``): the newest N events of a list are always
+among the newest N of each source, since an event with N newer events of its own source
+before it has N newer events overall. So a wanted item may carry ``limit_per_source = N``
+when every selection of that event name for the user has a ``last`` (N is the largest)
+and all of them use exactly the merged request's window. Were a window narrower than the
+hull, the newest N of the hull could all lie outside it: e.g. ``last: 1`` over January
+merged with a selection of February gets February's newest event only. One thing the
+argument needs besides: the resolvers must not drop any of the newest N of a source. The
+UCD's bounds are whole seconds and the resolvers' are exact instants, so an event in the
+last second of the window but after the selection's ``to`` comes back and is dropped;
+``limits_may_hide_events`` spots that case in an answer, and the read is sent again
+without limits (``ProfileReads``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from aiodataloader import DataLoader
@@ -36,6 +51,7 @@ __all__ = [
     "ProfileNeed",
     "UserRef",
     "canonical_read_name",
+    "limits_may_hide_events",
     "profile_body",
 ]
 
@@ -132,6 +148,10 @@ class UserRef:
         return self.insider_id is not None or self.uuid is not None or bool(self.custom)
 
 
+#: One event name's bound: the largest ``last`` of its selections and their common window.
+Last = tuple[str, int, tuple[int, int]]
+
+
 @dataclass(frozen=True)
 class ProfileNeed:
     """What a selection needs from one user's profile, in UCD names.
@@ -140,11 +160,15 @@ class ProfileNeed:
     ``events`` maps each wanted event name to the parameters wanted (UCD names,
     ``c_`` for custom ones), as sorted tuples so the need is hashable and its body
     canonical; ``window`` is the inclusive ``(start_date, end_date)`` in epoch seconds.
+    ``lasts`` holds ``(name, last, window)`` for the event names whose selections *all*
+    have a ``last`` and one common window (``last`` is their largest); ``limits`` says
+    which of them may be sent as ``limit_per_source`` (see the module doc).
     """
 
     attributes: frozenset[str] | str = frozenset()
     events: tuple[tuple[str, frozenset[str]], ...] = ()
     window: tuple[int, int] | None = None
+    lasts: tuple[Last, ...] = ()
 
     @property
     def all_attributes(self) -> bool:
@@ -169,7 +193,22 @@ class ProfileNeed:
                 if window is None
                 else (min(window[0], other.window[0]), max(window[1], other.window[1]))
             )
-        return ProfileNeed(attributes, tuple(sorted(events.items())), window)
+        return ProfileNeed(
+            attributes, tuple(sorted(events.items())), window, _merge_lasts(self, other)
+        )
+
+    def limits(self) -> dict[str, int]:
+        """``limit_per_source`` per event name: its ``last`` where that loses nothing.
+
+        A name's bound counts only while its selections' common window *is* the request's
+        window (the module doc says why). Example: ``events(names: ["purchase"], last: 5)``
+        and ``events(names: ["purchase", "view"], last: 20)`` over the same days give
+        ``{"purchase": 20, "view": 20}``; add ``events(names: ["view"])`` and ``view``
+        drops out; add a selection whose window widens the hull and both drop out.
+        """
+        return {
+            name: last for name, last, window in self.lasts if window == self.window and last > 0
+        }
 
     def covers(self, other: ProfileNeed) -> bool:
         """True when an answer to ``self`` holds everything ``other`` asks for."""
@@ -187,7 +226,23 @@ class ProfileNeed:
         if not (self.window[0] <= other.window[0] and other.window[1] <= self.window[1]):
             return False
         mine = dict(self.events)
-        return all(name in mine and params <= mine[name] for name, params in other.events)
+        if not all(name in mine and params <= mine[name] for name, params in other.events):
+            return False
+        limits = self.limits()
+        if not limits:
+            return True
+        # A limited list holds what ``other`` needs only when ``other`` is limited the same
+        # way at most as tightly: same window, a ``last`` no larger. An unlimited need, or
+        # one with a narrower window, may need events the limit cut.
+        theirs = other.limits() if other.window == self.window else {}
+        return all(
+            name not in limits or theirs.get(name, limits[name] + 1) <= limits[name]
+            for name, _ in other.events
+        )
+
+    def unlimited(self) -> ProfileNeed:
+        """The same need without any ``limit_per_source``."""
+        return replace(self, lasts=())
 
     @staticmethod
     def merge_all(needs: Iterable[ProfileNeed]) -> ProfileNeed:
@@ -195,6 +250,80 @@ class ProfileNeed:
         for need in needs:
             merged = merged.merge(need)
         return merged
+
+
+def _merge_lasts(a: ProfileNeed, b: ProfileNeed) -> tuple[Last, ...]:
+    """The bounds of ``a.merge(b)``: a name keeps one only if every selection of it had
+    one, all with the same window; the bound is the largest ``last``."""
+    bounded: dict[str, tuple[int, tuple[int, int]]] = {}
+    unbounded: set[str] = set()
+    for need in (a, b):
+        own = {name: (last, window) for name, last, window in need.lasts}
+        for name, _ in need.events:
+            if name in unbounded:
+                continue
+            mine = own.get(name)
+            seen = bounded.get(name)
+            if mine is None or (seen is not None and seen[1] != mine[1]):
+                unbounded.add(name)
+                bounded.pop(name, None)
+            elif seen is None:
+                bounded[name] = mine
+            else:
+                bounded[name] = (max(seen[0], mine[0]), mine[1])
+    return tuple((name, last, window) for name, (last, window) in sorted(bounded.items()))
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND: Final = timedelta(seconds=1)
+
+
+def _epoch_second(created_date: object) -> int | None:
+    """floor(epoch seconds) of an event's ``created_date``; None when it is no RFC 3339 time."""
+    if not isinstance(created_date, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(created_date)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        return None
+    return (stamp - _EPOCH) // _SECOND
+
+
+def limits_may_hide_events(need: ProfileNeed, answer: Mapping[str, Any]) -> bool:
+    """True when a ``limit_per_source`` of ``need`` may have cut events a resolver needs.
+
+    The UCD keeps an event when ``floor(its seconds) <= end_date``; a resolver keeps it
+    when it is not after the selection's exact ``to``. So an event in the window's last
+    second may come back and be dropped again, and if its source's list was full (as
+    long as the limit), the event the limit cut in its place is missing. Example:
+    ``to: "2025-01-10T10:00:00Z", last: 1`` with events at 10:00:00.5 and 09:59:59: the UCD
+    answers only the first, the resolver drops it and would answer nothing instead of
+    09:59:59. An event whose time does not parse is dropped by the resolvers too, so it
+    counts the same way. Only lists that reached their limit matter.
+    """
+    limits = need.limits()
+    if not limits:
+        return False
+    assert need.window is not None
+    end = need.window[1]
+    events = answer.get("events") or {}
+    for name, limit in limits.items():
+        listed = events.get(name) or ()
+        if len(listed) < limit:
+            continue
+        per_source: dict[object, list[Any]] = {}
+        for event in listed:
+            per_source.setdefault(event.get("source"), []).append(event)
+        for full in per_source.values():
+            if len(full) < limit:
+                continue
+            for event in full:
+                second = _epoch_second(event.get("created_date"))
+                if second is None or second >= end:
+                    return True
+    return False
 
 
 def profile_body(ref: UserRef, need: ProfileNeed) -> dict[str, Any]:
@@ -211,14 +340,21 @@ def profile_body(ref: UserRef, need: ProfileNeed) -> dict[str, Any]:
         body["attributes"] = sorted(need.attributes) or ["iid"]
     if need.events:
         assert need.window is not None
+        limits = need.limits()
         body["events"] = {
             "start_date": need.window[0],
             "end_date": need.window[1],
-            "wanted": [
-                {"event_name": name, "params": sorted(params)} for name, params in need.events
-            ],
+            "wanted": [_wanted(name, params, limits.get(name)) for name, params in need.events],
         }
     return body
+
+
+def _wanted(name: str, params: frozenset[str], limit: int | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"event_name": name, "params": sorted(params)}
+    if limit is not None:
+        # §3.2.4; safe by the argument in the module doc (ProfileNeed.limits).
+        item["limit_per_source"] = limit
+    return item
 
 
 ProfileKey = tuple[UserRef, ProfileNeed]
@@ -263,6 +399,14 @@ class ProfileLoader:
         needs: dict[UserRef, ProfileNeed] = {}
         for ref, need in keys:
             needs[ref] = needs[ref].merge(need) if ref in needs else need
+        if len(needs) == 1:
+            # One user (the usual single-user request): no gather, no per-user tasks.
+            ((ref, need),) = needs.items()
+            try:
+                answer: Any = await self.reads.fetch(ref, need)
+            except Exception as exc:  # handed to aiodataloader as every key's item
+                answer = exc
+            return [answer] * len(keys)
         refs = list(needs)
         answers = await asyncio.gather(
             *(self.reads.fetch(ref, needs[ref]) for ref in refs), return_exceptions=True

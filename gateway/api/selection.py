@@ -221,9 +221,14 @@ def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
             sub_args = walk.args(event_fields[name], sub)
             params.add(f"c_{sub_args['name']}" if sub_args["custom"] else sub_args["name"])
     wanted = frozenset(params)
+    window = (_epoch(since), _epoch(until))
+    event_names = sorted(set(names))
+    last: int | None = args.get("last")
     return ProfileNeed(
-        events=tuple((n, wanted) for n in sorted(set(names))),
-        window=(_epoch(since), _epoch(until)),
+        events=tuple((n, wanted) for n in event_names),
+        window=window,
+        # A bound the loader may push down as limit_per_source (ProfileNeed.limits).
+        lasts=() if last is None else tuple((n, last, window) for n in event_names),
     )
 
 

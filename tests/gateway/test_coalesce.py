@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -208,6 +209,56 @@ async def test_a_read_the_flying_call_does_not_cover_sends_its_own(
     # Landed calls are forgotten: a later read asks again.
     await reads.fetch(ref, ProfileNeed(frozenset({"name"})))
     assert len(ucd_calls.profiles) == 4
+
+
+def views(*, last: int | None) -> ProfileNeed:
+    window = (0, 2_000_000_000)
+    return ProfileNeed(
+        events=(("view", frozenset({"url"})),),
+        window=window,
+        lasts=() if last is None else (("view", last, window),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("flying", "joining", "calls"),
+    [
+        pytest.param(5, None, 2, id="limited-call-unlimited-need"),
+        pytest.param(5, 6, 2, id="limited-call-larger-last"),
+        pytest.param(5, 3, 1, id="limited-call-smaller-last"),
+        pytest.param(None, 3, 1, id="unlimited-call-limited-need"),
+    ],
+)
+async def test_a_read_joins_a_limited_call_only_when_the_limit_cuts_nothing_it_needs(
+    ucd_transport: UcdWire,
+    ucd: UcdClient,
+    ucd_calls: CallLog,
+    flying: int | None,
+    joining: int | None,
+    calls: int,
+) -> None:
+    now = datetime.now(UTC)
+    events = [
+        {"event_name": "view", "timestamp": (now - timedelta(hours=i)).isoformat()}
+        for i in range(8)
+    ]
+    await put_users(ucd, {"identifiers": {"uuid": "u"}, "events": events})
+    ucd_calls.clear()
+    ucd_transport.delay = 0.02
+    reads = ProfileReads(ucd)
+    ref = UserRef.of(uuid="u")
+    first, second = await asyncio.gather(
+        reads.fetch(ref, views(last=flying)), reads.fetch(ref, views(last=joining))
+    )
+    assert len(ucd_calls.profiles) == calls
+    assert reads.shared == 2 - calls
+    assert first is not None
+    assert second is not None
+    assert len(first["events"]["view"]) == (flying or 8)
+    if calls == 2:
+        assert len(second["events"]["view"]) == (joining or 8)
+    else:
+        assert second is first
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from gateway.coalesce import ProfileReads
-from gateway.loaders import ALL_ATTRIBUTES, ProfileLoader, ProfileNeed, UserRef, profile_body
+from gateway.errors import UpstreamUnavailable
+from gateway.loaders import (
+    ALL_ATTRIBUTES,
+    ProfileLoader,
+    ProfileNeed,
+    UserRef,
+    limits_may_hide_events,
+    profile_body,
+)
 from gateway.ucd.client import UcdClient
-from tests.gateway.conftest import CallLog, put_users
+from tests.gateway.conftest import CallLog, UcdWire, fail_when_body_mentions, put_users
 
 PURCHASE = ("purchase", frozenset({"product_id"}))
 VIEW = ("view", frozenset({"url"}))
@@ -74,6 +85,120 @@ def test_profile_body_has_one_window_for_every_wanted_event() -> None:
     }
 
 
+WEEK = (1_000, 2_000)
+
+
+def last(n: int, *names: str, window: tuple[int, int] = WEEK) -> ProfileNeed:
+    """The need of ``events(names: [...], last: n) { productId }`` over ``window``."""
+    return ProfileNeed(
+        events=tuple((name, frozenset({"product_id"})) for name in sorted(names)),
+        window=window,
+        lasts=tuple((name, n, window) for name in sorted(names)),
+    )
+
+
+def unbounded(*names: str, window: tuple[int, int] = WEEK) -> ProfileNeed:
+    return ProfileNeed(
+        events=tuple((name, frozenset({"product_id"})) for name in sorted(names)), window=window
+    )
+
+
+@pytest.mark.parametrize(
+    ("needs", "limits"),
+    [
+        pytest.param([last(20, "purchase")], {"purchase": 20}, id="one-last"),
+        pytest.param([last(5, "purchase"), last(20, "purchase")], {"purchase": 20}, id="max"),
+        pytest.param([last(20, "purchase"), last(5, "purchase")], {"purchase": 20}, id="max-rev"),
+        pytest.param([last(5, "purchase"), unbounded("purchase")], {}, id="one-without-last"),
+        pytest.param([unbounded("purchase"), last(5, "purchase")], {}, id="without-last-first"),
+        pytest.param(
+            [last(5, "purchase"), unbounded("purchase"), last(7, "purchase")],
+            {},
+            id="unbounded-stays-unbounded",
+        ),
+        pytest.param(
+            [last(5, "purchase", "view"), unbounded("view")],
+            {"purchase": 5},
+            id="per-name",
+        ),
+        pytest.param(
+            [last(5, "purchase"), last(5, "purchase", window=(1_000, 1_500))],
+            {},
+            id="windows-differ",
+        ),
+        pytest.param(
+            [last(5, "purchase"), unbounded("view", window=(500, 2_000))],
+            {},
+            id="another-name-widens-the-hull",
+        ),
+        pytest.param(
+            [last(5, "purchase"), unbounded("view", window=(1_200, 1_800))],
+            {"purchase": 5},
+            id="another-name-inside-the-hull",
+        ),
+        pytest.param(
+            [last(5, "purchase"), ProfileNeed(frozenset({"email"}))],
+            {"purchase": 5},
+            id="attributes-change-nothing",
+        ),
+    ],
+)
+def test_limits_are_the_largest_last_only_when_every_selection_has_one_over_the_hull(
+    needs: list[ProfileNeed], limits: dict[str, int]
+) -> None:
+    merged = ProfileNeed.merge_all(needs)
+    assert merged.limits() == limits
+    wanted = profile_body(UserRef.of(uuid="u"), merged)["events"]["wanted"]
+    assert {w["event_name"]: w["limit_per_source"] for w in wanted if "limit_per_source" in w} == (
+        limits
+    )
+
+
+def test_a_limited_need_covers_only_needs_limited_as_tightly_over_its_window() -> None:
+    flying = last(5, "purchase")
+    assert flying.covers(last(5, "purchase"))
+    assert flying.covers(last(3, "purchase"))
+    assert flying.covers(ProfileNeed(frozenset()))
+    assert not flying.covers(last(6, "purchase"))
+    assert not flying.covers(unbounded("purchase"))
+    # A narrower window may need events older than the newest 5 of the wider one.
+    assert not flying.covers(last(3, "purchase", window=(1_000, 1_500)))
+    # Without limits the window rule alone decides, as before.
+    assert unbounded("purchase").covers(last(3, "purchase", window=(1_000, 1_500)))
+    assert flying.unlimited().covers(unbounded("purchase"))
+
+
+def event(created: str, source: str = "web") -> dict[str, Any]:
+    return {"created_date": created, "source": source}
+
+
+# 2,000 epoch seconds is 1970-01-01T00:33:20Z: the window's last second.
+@pytest.mark.parametrize(
+    ("events", "hides"),
+    [
+        pytest.param([event("1970-01-01T00:33:19Z")] * 2, False, id="full-before-the-last-second"),
+        pytest.param(
+            [event("1970-01-01T00:33:20.5Z"), event("1970-01-01T00:33:19Z")],
+            True,
+            id="full-reaching-the-last-second",
+        ),
+        pytest.param(
+            [event("1970-01-01T00:33:20.5Z", "web"), event("1970-01-01T00:33:19Z", "app")],
+            False,
+            id="no-source-full",
+        ),
+        pytest.param([event("1970-01-01T00:33:20Z")], False, id="shorter-than-the-limit"),
+        pytest.param([event("yesterday"), event("1970-01-01T00:33:19Z")], True, id="unparseable"),
+    ],
+)
+def test_limits_may_hide_events_when_a_full_source_reaches_the_windows_last_second(
+    events: list[dict[str, Any]], hides: bool
+) -> None:
+    answer = {"attributes": {}, "events": {"purchase": events}}
+    assert limits_may_hide_events(last(2, "purchase"), answer) is hides
+    assert limits_may_hide_events(unbounded("purchase"), answer) is False
+
+
 async def test_keys_of_one_user_in_one_tick_cost_one_merged_call(
     ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
@@ -127,3 +252,17 @@ async def test_clear_makes_the_next_load_ask_again(ucd: UcdClient, ucd_calls: Ca
     loader.clear()
     await loader.load(*key)
     assert len(ucd_calls.profiles) == 2
+
+
+async def test_a_failed_call_for_the_only_user_fails_every_key_of_it(
+    ucd: UcdClient, ucd_transport: UcdWire
+) -> None:
+    ucd_transport.fail = fail_when_body_mentions('"uuid":"a"')
+    loader = ProfileLoader(ProfileReads(ucd))
+    ref = UserRef.of(uuid="a")
+    results = await asyncio.gather(
+        loader.load(ref, ProfileNeed(frozenset({"name"}))),
+        loader.load(ref, ProfileNeed(frozenset({"city"}))),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [UpstreamUnavailable, UpstreamUnavailable]

@@ -269,7 +269,11 @@ async def test_event_params_and_custom_params(gateway: Gateway, ucd_calls: CallL
     )
     wanted = ucd_calls.profiles[0].body["events"]["wanted"]
     assert wanted == [
-        {"event_name": "purchase", "params": ["c_gift_wrap", "currency", "event_group_id"]}
+        {
+            "event_name": "purchase",
+            "params": ["c_gift_wrap", "currency", "event_group_id"],
+            "limit_per_source": 1,
+        }
     ]
     assert data["user"]["events"] == [
         {"source": "api", "currency": "USD", "eventGroupId": "o-1", "gift": True, "cur": "USD"}
@@ -585,3 +589,199 @@ async def test_the_selection_is_pushed_down_into_one_profile_body(
         assert abs(events["end_date"] - datetime.now(UTC).timestamp()) <= 5
         assert abs(events["end_date"] - events["start_date"] - span_days * 86_400) <= 5
     assert data["user"] == user
+
+
+# --- last pushed down as limit_per_source (§3.2.4) ---------------------------------------------
+
+#: (productId, source) newest first: 4 web purchases, 2 app ones, interleaved.
+TWO_SOURCES = [("p-1", "web"), ("p-2", "app"), ("p-3", "web"), ("p-4", "web"), ("p-5", "web")]
+TWO_SOURCES += [("p-6", "app")]
+
+
+def purchase(product: str, source: str, timestamp: str) -> dict[str, Any]:
+    return {
+        "name": "purchase",
+        "timestamp": timestamp,
+        "productId": product,
+        "currency": "EUR",
+        "unitSalePrice": 1.5,
+        "eventGroupId": f"o-{product}",
+        "params": {"source": source},
+    }
+
+
+async def seed_two_sources(gateway: Gateway) -> None:
+    """p-N was bought N minutes ago, on the web or in the app."""
+    events = [
+        purchase(product, source, ago(minutes=int(product[2:]))) for product, source in TWO_SOURCES
+    ]
+    await seed(gateway, [{"key": {"uuid": "two"}, "events": events}])
+
+
+def newest(n: int) -> list[dict[str, str]]:
+    return [{"productId": p, "source": s} for p, s in TWO_SOURCES[:n]]
+
+
+LAST = """query($last: Int) { user(key: {uuid: "two"}) {
+  events(names: ["purchase"], last: $last) { productId source }
+} }"""
+
+
+@pytest.mark.parametrize("last", [1, 2, 3, 5, 6, 7])
+async def test_last_travels_as_limit_per_source_and_still_answers_the_newest_n(
+    gateway: Gateway, ucd_calls: CallLog, last: int
+) -> None:
+    """The newest N overall are among the newest N of each source, whatever the mix."""
+    await seed_two_sources(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(LAST, {"last": last})
+    (call,) = ucd_calls.calls
+    assert call.body["events"]["wanted"] == [
+        {"event_name": "purchase", "params": ["product_id"], "limit_per_source": last}
+    ]
+    assert data["user"]["events"] == newest(last)
+    # The UCD itself sent at most N per source: 4 web and 2 app purchases exist.
+    answer = await gateway.ucd.profile(call.body)
+    assert answer is not None
+    assert len(answer["events"]["purchase"]) == min(last, 4) + min(last, 2)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(
+            """{ user(key: {uuid: "two"}) {
+              a: events(names: ["purchase"], last: 2) { productId source }
+              b: events(names: ["purchase"], last: 3) { productId source }
+            } }""",
+            id="one-user-field",
+        ),
+        pytest.param(
+            """{ x: user(key: {uuid: "two"}) {
+              a: events(names: ["purchase"], last: 2) { productId source }
+            }
+            y: user(key: {uuid: "two"}) {
+              b: events(names: ["purchase"], last: 3) { productId source }
+            } }""",
+            id="two-user-fields-merged-by-the-loader",
+        ),
+    ],
+)
+async def test_two_lasts_of_one_name_push_down_the_larger(
+    gateway: Gateway, ucd_calls: CallLog, query: str
+) -> None:
+    await seed_two_sources(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(query)
+    (call,) = ucd_calls.calls
+    assert call.body["events"]["wanted"] == [
+        {"event_name": "purchase", "params": ["product_id"], "limit_per_source": 3}
+    ]
+    found = {key: value for user in data.values() for key, value in user.items()}
+    assert found == {"a": newest(2), "b": newest(3)}
+
+
+async def test_a_selection_of_the_name_without_last_sends_no_limit(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    await seed_two_sources(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(
+        """{ user(key: {uuid: "two"}) {
+          recent: events(names: ["purchase"], last: 2) { productId source }
+          all: events(names: ["purchase"]) { productId source }
+        } }"""
+    )
+    (call,) = ucd_calls.calls
+    assert call.body["events"]["wanted"] == [{"event_name": "purchase", "params": ["product_id"]}]
+    assert data["user"] == {"recent": newest(2), "all": newest(6)}
+
+
+@pytest.mark.parametrize(
+    ("other", "wanted", "answer"),
+    [
+        pytest.param(
+            'recent: events(names: ["purchase"], last: 2) { productId source }',
+            [{"event_name": "purchase", "params": ["product_id"]}],
+            newest(2),
+            id="same-name",
+        ),
+        pytest.param(
+            'views: events(names: ["view"]) { url }',
+            [
+                {"event_name": "purchase", "params": ["product_id"]},
+                {"event_name": "view", "params": ["url"]},
+            ],
+            [],
+            id="another-name-widens-the-hull",
+        ),
+    ],
+)
+async def test_selections_with_different_windows_send_no_limit(
+    gateway: Gateway,
+    ucd_calls: CallLog,
+    other: str,
+    wanted: list[dict[str, Any]],
+    answer: list[dict[str, str]],
+) -> None:
+    """With limit 2 over the hull (to = now), the UCD would send p-1, p-3 (web) and p-2,
+    p-6 (app): the window ending 3.5 minutes ago would find p-6 alone, not p-4 and p-5."""
+    await seed_two_sources(gateway)
+    ucd_calls.clear()
+    data = await gateway.ok(
+        f"""{{ user(key: {{uuid: "two"}}) {{
+          {other}
+          older: events(names: ["purchase"], to: "{ago(minutes=3.5)}", last: 2) {{
+            productId source
+          }}
+        }} }}"""
+    )
+    (call,) = ucd_calls.calls
+    assert call.body["events"]["wanted"] == wanted
+    older = [{"productId": "p-4", "source": "web"}, {"productId": "p-5", "source": "web"}]
+    assert data["user"].pop("older") == older
+    assert list(data["user"].values()) == [answer]
+
+
+async def test_a_limited_list_reaching_past_to_in_its_last_second_is_read_again_in_full(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    """The UCD's end_date is a whole second: an event half a second after ``to`` comes back,
+    takes the only slot of limit 1, and is dropped by the resolver."""
+    to = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    events = [
+        purchase("late", "web", (to + timedelta(seconds=0.5)).isoformat()),
+        purchase("early", "web", (to - timedelta(seconds=1)).isoformat()),
+    ]
+    await seed(gateway, [{"key": {"uuid": "edge"}, "events": events}])
+    ucd_calls.clear()
+    data = await gateway.ok(
+        """query($to: DateTime!) { user(key: {uuid: "edge"}) {
+          events(names: ["purchase"], to: $to, last: 1) { productId }
+        } }""",
+        {"to": to.isoformat()},
+    )
+    assert data["user"]["events"] == [{"productId": "early"}]
+    first, second = ucd_calls.profiles
+    assert first.body["events"]["wanted"][0]["limit_per_source"] == 1
+    assert "limit_per_source" not in second.body["events"]["wanted"][0]
+
+
+async def test_an_unlimited_read_does_not_join_a_limited_call_in_flight(
+    gateway: Gateway, ucd_transport: UcdWire, ucd_calls: CallLog
+) -> None:
+    """The limited call holds the newest event of each source only; sharing it would
+    answer ``events`` without ``last`` with 2 purchases instead of 6."""
+    await seed_two_sources(gateway)
+    ucd_calls.clear()
+    hold = HoldProfileAnswer(ucd_transport.inner)
+    ucd_transport.inner = hold
+    limited = asyncio.ensure_future(gateway.ok(LAST, {"last": 1}))
+    await asyncio.wait_for(hold.held.wait(), 5)  # answered with 2 events; still on the wire
+    unlimited = asyncio.ensure_future(gateway.ok(LAST, {"last": None}))
+    await asyncio.sleep(0.05)  # time to (wrongly) join the held call
+    hold.release.set()
+    assert (await asyncio.wait_for(limited, 5))["user"]["events"] == newest(1)
+    assert (await asyncio.wait_for(unlimited, 5))["user"]["events"] == newest(6)
+    assert len(ucd_calls.profiles) == 2
+    assert gateway.reads.shared == 0
