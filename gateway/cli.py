@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from gateway.embedded import EmbeddedUcdError
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.seed import SeedResult, seed_demo_data, seed_target
@@ -275,6 +275,9 @@ def _seed(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(run())
+    except (UpstreamUnavailable, httpx.TransportError) as exc:
+        print(f"ucd-gateway seed: cannot reach the UCD: {exc}", file=sys.stderr)
+        return 1
     except (GatewayError, httpx.HTTPError) as exc:
         print(f"ucd-gateway seed: the UCD refused the demo data: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -209,3 +210,12 @@ def test_seed_again_reuses_the_demo_segments(
 def test_seed_refuses_zero_users(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["seed", "--users", "0"]) == 2
     assert "--users must be at least 1" in capsys.readouterr().err
+
+
+def test_seed_against_an_unreachable_ucd_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again before seeding: nobody listens there
+    code = main(["seed", "--users", "1", "--no-progress", "--ucd-url", f"http://127.0.0.1:{port}"])
+    assert code == 1
+    assert "ucd-gateway seed: cannot reach the UCD" in capsys.readouterr().err
