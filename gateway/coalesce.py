@@ -130,8 +130,8 @@ async def send_batches(
     (the caller decides whether one failed chunk fails the whole operation).
     """
     top = dict(top or {})
-    encoded = [orjson.dumps(user) for user in users]
-    chunks, too_big = plan_chunks([len(e) for e in encoded], top)
+    chunks, _ = plan_chunks([len(orjson.dumps(user)) for user in users], top)
+    # Every user a chunk holds gets its own result below; the others keep TOO_BIG.
     results: list[UserOutcome | BaseException] = [TOO_BIG] * len(users)
 
     async def run(chunk: list[int]) -> None:
@@ -146,8 +146,6 @@ async def send_batches(
             results[i] = outcome
 
     await asyncio.gather(*(run(chunk) for chunk in chunks))
-    for i in too_big:
-        results[i] = TOO_BIG
     return results
 
 
@@ -187,7 +185,6 @@ class UpsertCoalescer:
         self._batches: dict[bool, _Batch] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.calls = 0
 
     async def submit(self, user: Mapping[str, Any], *, skip_hook: bool = False) -> UserOutcome:
         """Queue one E1 user object; returns its outcome once the UCD has answered.
@@ -234,7 +231,6 @@ class UpsertCoalescer:
 
     async def _send(self, pending: list[_Pending], skip_hook: bool) -> None:
         body = {"users": [p.user for p in pending], "skip_hook": skip_hook}
-        self.calls += 1
         try:
             envelope = await self._ucd.upsert(body)
         except Exception as exc:

@@ -9,6 +9,7 @@ outcome and choosing an exit code are the command's business (:mod:`gateway.cli`
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -53,16 +54,9 @@ async def seed_demo_data(
     """
     ucd = UcdClient(http, partner=partner, token=token)
     ok = failed = 0
+    stream = demo_users(users, seed=seed)
     with tqdm(total=users, unit="user", disable=not progress) as bar:
-        batch: list[dict[str, object]] = []
-        for user in demo_users(users, seed=seed):
-            batch.append(user)
-            if len(batch) == BATCH_SIZE:
-                envelope = await ucd.upsert({"users": batch})
-                ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
-                bar.update(len(batch))
-                batch = []
-        if batch:
+        while batch := list(itertools.islice(stream, BATCH_SIZE)):
             envelope = await ucd.upsert({"users": batch})
             ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
             bar.update(len(batch))

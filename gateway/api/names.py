@@ -42,20 +42,6 @@ USER_FIELD_READ_NAMES: Final[Mapping[str, str]] = {
     "staticSegmentIds": "static_segment_id",
 }
 
-#: Event's typed fields -> the parameter to ask for. ``name``, ``timestamp``
-#: (``created_date``) and ``source`` come with every event (§3.2.3), so they ask for nothing.
-EVENT_FIELD_PARAMS: Final[Mapping[str, str]] = {
-    "productId": "product_id",
-    "productName": "name",
-    "taxonomy": "taxonomy",
-    "currency": "currency",
-    "unitPrice": "unit_price",
-    "unitSalePrice": "unit_sale_price",
-    "quantity": "quantity",
-    "eventGroupId": "event_group_id",
-    "url": "url",
-}
-
 #: EventInput's typed fields (python names) -> the default parameter written.
 EVENT_INPUT_PARAMS: Final[Mapping[str, str]] = {
     "product_id": "product_id",
@@ -88,6 +74,13 @@ ATTRIBUTE_INPUT_WRITE_NAMES: Final[Mapping[str, str]] = {
     "whatsapp_optin": "whatsapp_optin",
     "gdpr_optin": "gdpr_optin",
     "static_segment_ids": "static_segment_id",
+}
+
+#: Event's typed fields (GraphQL names) -> the parameter to ask for: the same fields as
+#: EventInput's. ``name``, ``timestamp`` (``created_date``) and ``source`` come with every
+#: event (§3.2.3), so they ask for nothing.
+EVENT_FIELD_PARAMS: Final[Mapping[str, str]] = {
+    to_camel_case(field): param for field, param in EVENT_INPUT_PARAMS.items()
 }
 
 #: Default parameter -> EventInput field (GraphQL name), for mapping errors back.

@@ -48,8 +48,4 @@ def read_users(info: Info, refs: Sequence[UserRef]) -> list[Awaitable[User | Non
     in the same tick, so the loader still batches them (repeats share one call).
     """
     selection = selection_of(info)
-
-    async def one(ref: UserRef) -> User | None:
-        return _user(await info.context.profiles.load(ref, selection.need_for(ref)), ref, info)
-
-    return [one(ref) for ref in refs]
+    return [load_user(info, ref, selection.need_for(ref)) for ref in refs]

@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from strawberry import UNSET
-
 from gateway.api.inputs import (
     DeleteAttributesInput,
     EventInput,
@@ -26,7 +24,7 @@ from gateway.api.scalars import format_datetime
 from gateway.api.types import default_from
 from gateway.api.validation import usable
 from gateway.errors import BadUserInput
-from gateway.loaders import ALL_ATTRIBUTES, UserRef
+from gateway.loaders import ALL_ATTRIBUTES, UserRef, normalise_email
 
 __all__ = [
     "delete_attributes_user",
@@ -51,14 +49,13 @@ def key_ref(key: UserKey) -> UserRef:
 def identifier_body(identifier: IdentifierInput) -> dict[str, Any]:
     """``{"email": ...}`` or ``{"custom": {"<name>": ...}}``: one entry (§3.5.1)."""
     if isinstance(identifier.email, str):
-        return {"email": identifier.email.strip().lower()}
+        return {"email": normalise_email(identifier.email)}
     if isinstance(identifier.phone_number, str):
         return {"phone_number": identifier.phone_number}
     if isinstance(identifier.uuid, str):
         return {"uuid": identifier.uuid}
     custom = identifier.custom
     assert custom is not None
-    assert custom is not UNSET
     return {"custom": {custom.name: custom.value}}
 
 

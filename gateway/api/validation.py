@@ -23,8 +23,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from strawberry import UNSET
-
 from gateway.api.inputs import (
     DeleteAttributesInput,
     EventInput,
@@ -32,6 +30,7 @@ from gateway.api.inputs import (
     UserKey,
     UserUpsertInput,
 )
+from gateway.api.names import EVENT_PARAM_TO_INPUT_FIELD
 from gateway.errors import BadUserInput
 from gateway.loaders import BLOCKED_VALUES, normalise_email
 
@@ -56,12 +55,6 @@ EVENT_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._-]*")
 #: §3.1.3: these events need these parameters, reported in this order.
 _REQUIRED_PARAMS: Final = ("event_group_id", "currency", "unit_sale_price")
 _EVENTS_WITH_REQUIRED_PARAMS: Final = frozenset({"purchase", "cart_page_view"})
-#: Default parameters -> EventInput field (GraphQL name) that sets them.
-_PARAM_FIELDS: Final = {
-    "event_group_id": "eventGroupId",
-    "currency": "currency",
-    "unit_sale_price": "unitSalePrice",
-}
 #: §4.8.2: type-checked default parameters when sent through ``params``.
 # Not imported from local_ucd/: the gateway speaks the REST contract to any UCD (TEAM.md).
 _STRING_PARAMS: Final = frozenset(
@@ -160,7 +153,7 @@ def check_identifier(identifier: IdentifierInput, path: str) -> list[Problem]:
         )
         if isinstance(value, str)
     ]
-    custom = identifier.custom if not _unset(identifier.custom) else None
+    custom = identifier.custom
     if len(given) + (custom is not None) != 1:
         return [Problem(path, "exactly one identifier must be given")]
     if custom is not None:
@@ -178,10 +171,6 @@ def check_identifier(identifier: IdentifierInput, path: str) -> list[Problem]:
     if name == "phoneNumber":
         return _phone(value, f"{path}.phoneNumber")
     return []
-
-
-def _unset(value: object) -> bool:
-    return value is None or value is UNSET
 
 
 def _check_json_object(value: Any, path: str, what: str) -> list[Problem]:
@@ -232,7 +221,7 @@ def _check_event(event: EventInput, path: str) -> list[Problem]:
             if typed is None and params.get(param) is None:
                 problems.append(
                     Problem(
-                        f"{path}.{_PARAM_FIELDS[param]}",
+                        f"{path}.{EVENT_PARAM_TO_INPUT_FIELD[param]}",
                         f"{param} parameter is required on {event.name} event",
                     )
                 )
