@@ -31,7 +31,7 @@ from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.seed import SeedResult, seed_demo_data, seed_target
-from gateway.settings import Settings
+from gateway.settings import Settings, reachable_host
 
 EXIT_CONFIG = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -119,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
         # RuntimeError: the data folder was written by a newer local UCD (the store says so).
         start_errors=(EmbeddedUcdError, OSError, sqlite3.Error, RuntimeError),
         failed="cannot start",
-        banner=f"ucd-gateway: GraphiQL on http://{_browsable(settings.host)}:{settings.port}/graphql",
+        banner=f"ucd-gateway: GraphiQL on http://{reachable_host(settings.host)}:{settings.port}/graphql",
     )
     return 0
 
@@ -157,14 +157,6 @@ def _run(
         asyncio.run(run())
     finally:
         sock.close()
-
-
-def _browsable(host: str) -> str:
-    """``host`` as a browser on this machine reaches it: 0.0.0.0 (the Docker image's
-    bind address) is not one, and an IPv6 address needs brackets in a URL."""
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
 
 
 def _configure_logging() -> None:

@@ -71,6 +71,18 @@ class Settings(BaseSettings):
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        # 0.0.0.0 is a bind address, not one a client can call.
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
-        return f"http://{host}:{self.port}"
+        return f"http://{reachable_host(self.host)}:{self.port}"
+
+
+def reachable_host(host: str) -> str:
+    """``host`` as a client on this machine reaches it, ready for a URL.
+
+    0.0.0.0 and :: are bind addresses, not ones a client can call; an IPv6 address needs
+    brackets in a URL.
+
+    >>> reachable_host("0.0.0.0"), reachable_host("::1"), reachable_host("10.1.2.3")
+    ('127.0.0.1', '[::1]', '10.1.2.3')
+    """
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

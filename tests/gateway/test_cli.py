@@ -16,11 +16,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.app import create_app
-from gateway.cli import _browsable, main
+from gateway.cli import main
 from gateway.demo_data import SEGMENTS, demo_users
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.settings import Settings
+from gateway.settings import Settings, reachable_host
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,7 @@ def test_a_data_folder_of_a_newer_local_ucd_is_one_line_and_exit_2(
     [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("::1", "[::1]"), ("10.1.2.3", "10.1.2.3")],  # noqa: S104  # addresses as data, nothing binds
 )
 def test_the_banner_shows_an_address_a_browser_can_open(host: str, shown: str) -> None:
-    assert _browsable(host) == shown
+    assert reachable_host(host) == shown
 
 
 def test_local_ucd_serves_and_prints_how_to_reach_it(tmp_path: Path) -> None:
