@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -36,9 +35,8 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-PARTNER = "bench"
-TOKEN = "bench-token"
-HEADERS = {"X-PARTNER-NAME": PARTNER, "X-REQUEST-TOKEN": TOKEN, "Content-Type": "application/json"}
+from bench.local_ucd_scale import HEADERS, PARTNER, TOKEN, _listen, _serve_local_ucd
+
 USER_UUID = "bench-user-1"
 PROFILE_BODY = {"identifiers": {"uuid": USER_UUID}, "attributes": ["name", "email"]}
 QUERY = "query($u: String!) { user(key: {uuid: $u}) { name email } }"
@@ -49,30 +47,6 @@ WARMUP = 300
 
 
 # --- servers (each in its own process) ----------------------------------------------------
-
-
-def _listen() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    return sock
-
-
-def _serve_local_ucd(data_dir: str, ready: Queue[int]) -> None:
-    import uvicorn
-
-    from gateway.local_ucd.app import create_local_ucd_app
-    from gateway.local_ucd.config import LocalUcdConfig
-
-    sock = _listen()
-    port = sock.getsockname()[1]
-    config = LocalUcdConfig(port=port, data_dir=Path(data_dir), partners={PARTNER: (TOKEN,)})
-    app = create_local_ucd_app(config)
-    ready.put(port)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")).run(
-        sockets=[sock]
-    )
 
 
 def _serve_gateway(ucd_url: str, transport: str, ready: Queue[int]) -> None:

@@ -71,25 +71,30 @@ def bench_users() -> int:
 # --- the server process -------------------------------------------------------------------
 
 
+def _listen() -> socket.socket:
+    """A loopback socket on a free port, listening before the server starts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)  # connections wait in the backlog until uvicorn accepts them
+    return sock
+
+
 def _serve_local_ucd(data_dir: str, ready: Queue[int]) -> None:
+    """Serve a local UCD of partner ``bench`` under uvicorn; put its port on ``ready``."""
     import uvicorn
 
     from gateway.local_ucd.app import create_local_ucd_app
     from gateway.local_ucd.config import LocalUcdConfig
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)  # connections wait in the backlog until uvicorn accepts them
+    sock = _listen()
     port = sock.getsockname()[1]
-    config = LocalUcdConfig(
-        host="127.0.0.1", port=port, data_dir=Path(data_dir), partners={PARTNER: (TOKEN,)}
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(create_local_ucd_app(config), log_level="warning", lifespan="on")
-    )
+    config = LocalUcdConfig(port=port, data_dir=Path(data_dir), partners={PARTNER: (TOKEN,)})
+    app = create_local_ucd_app(config)
     ready.put(port)
-    server.run(sockets=[sock])
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")).run(
+        sockets=[sock]
+    )
 
 
 # --- memory of the server process ---------------------------------------------------------

@@ -15,7 +15,6 @@ __all__ = [
     "IDENTIFIER_ATTRIBUTES",
     "DefaultAttribute",
     "ReadName",
-    "by_read_name",
     "by_write_name",
     "resolve_read_name",
 ]
@@ -79,11 +78,6 @@ _READ_SPELLINGS: dict[str, str] = {
 def by_write_name(name: str) -> DefaultAttribute | None:
     """The default attribute a write name or alias denotes (``gdpr`` is not a write name)."""
     return _BY_WRITE.get(name)
-
-
-def by_read_name(name: str) -> DefaultAttribute | None:
-    """The default attribute of a canonical read name (``gdpr``, ``lo`` …)."""
-    return _BY_READ.get(name)
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hmac
-import re
 from collections.abc import Mapping
 
 from starlette.datastructures import Headers
 
+from gateway.local_ucd.config import PARTNER_NAME_RE
 from gateway.local_ucd.http import ACCESS_DENIED, ApiError, message_error
 
-__all__ = ["authenticate"]
+__all__ = ["EMPTY_PARTNER", "EMPTY_TOKEN", "PARTNER_INVALID", "authenticate"]
 
-_PARTNER_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+EMPTY_PARTNER = message_error("Empty Partner")
+EMPTY_TOKEN = message_error("Empty Token")
+PARTNER_INVALID = message_error("Partner is invalid.")
 
 
 def authenticate(headers: Headers, partners: Mapping[str, tuple[str, ...]]) -> str:
@@ -22,11 +24,11 @@ def authenticate(headers: Headers, partners: Mapping[str, tuple[str, ...]]) -> s
     partner = headers.get("x-partner-name", "").strip()
     token = headers.get("x-request-token", "").strip()
     if not partner:
-        raise ApiError(400, message_error("Empty Partner"))
+        raise ApiError(400, EMPTY_PARTNER)
     if not token:
-        raise ApiError(400, message_error("Empty Token"))
-    if not _PARTNER_RE.match(partner):
-        raise ApiError(400, message_error("Partner is invalid."))
+        raise ApiError(400, EMPTY_TOKEN)
+    if not PARTNER_NAME_RE.match(partner):
+        raise ApiError(400, PARTNER_INVALID)
     accepted = partners.get(partner, ())
     # Compare against every accepted token in constant time, so the answer's timing says
     # nothing about which token or how much of it matched.

@@ -9,13 +9,15 @@ from starlette.requests import Request
 
 from gateway.local_ucd.http import INVALID_JSON, ApiError, go_error
 
-__all__ = ["MAX_BODY_BYTES", "read_json_body"]
+__all__ = ["CONTENT_TYPE_ERROR", "MAX_BODY_BYTES", "TOO_BIG_ERROR", "read_json_body"]
 
 #: The UCD's body limit; exactly this many bytes is accepted.
 MAX_BODY_BYTES = 5_000_000
 
-_CONTENT_TYPE_ERROR = go_error("content type must be application/json")
-_TOO_BIG_ERROR = go_error("request body is bigger than maximum allowed size 5,000,000 bytes")
+CONTENT_TYPE_ERROR = go_error("content type must be application/json")
+TOO_BIG_ERROR = go_error(
+    f"request body is bigger than maximum allowed size {MAX_BODY_BYTES:,} bytes"
+)
 
 
 async def read_json_body(
@@ -25,9 +27,9 @@ async def read_json_body(
     content_type = request.headers.get("content-type")
     if content_type is None:
         if not content_type_optional:
-            raise ApiError(400, _CONTENT_TYPE_ERROR)
+            raise ApiError(400, CONTENT_TYPE_ERROR)
     elif content_type.split(";", 1)[0].strip().lower() != "application/json":
-        raise ApiError(400, _CONTENT_TYPE_ERROR)
+        raise ApiError(400, CONTENT_TYPE_ERROR)
 
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -36,7 +38,7 @@ async def read_json_body(
         except ValueError:
             size = -1
         if size > MAX_BODY_BYTES:
-            raise ApiError(400, _TOO_BIG_ERROR)
+            raise ApiError(400, TOO_BIG_ERROR)
 
     # Read with a cap even when Content-Length was given: a chunked body has none, and a
     # client may lie. We stop at byte 5,000,001.
@@ -45,7 +47,7 @@ async def read_json_body(
     async for chunk in request.stream():
         received += len(chunk)
         if received > MAX_BODY_BYTES:
-            raise ApiError(400, _TOO_BIG_ERROR)
+            raise ApiError(400, TOO_BIG_ERROR)
         chunks.append(chunk)
     raw = b"".join(chunks)
 

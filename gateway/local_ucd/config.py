@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "FAULT_KEYS",
+    "PARTNER_NAME_RE",
     "ConfigError",
     "EndpointFaults",
     "FaultConfig",
@@ -35,7 +36,8 @@ FAULT_KEYS: tuple[str, ...] = (
     "metadata_columns",
 )
 
-_PARTNER_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+#: A partner name (§2.2): what authentication accepts and what the settings may name.
+PARTNER_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
 class ConfigError(ValueError):
@@ -58,8 +60,7 @@ class EndpointFaults:
         where = f"faults.endpoints.{key}"
         if not isinstance(obj, Mapping):
             raise ConfigError(f"{where} must be an object")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(obj) - known)
+        unknown = sorted(set(obj) - set(cls.__dataclass_fields__))
         if unknown:
             raise ConfigError(f"{where} has unknown setting(s): {', '.join(unknown)}")
         values: dict[str, Any] = {}
@@ -87,10 +88,6 @@ class EndpointFaults:
         return (
             self.error_500_rate + self.error_429_rate + self.drop_rate + self.drop_after_commit_rate
         )
-
-    @property
-    def active(self) -> bool:
-        return self.latency_ms > 0 or self.total_rate > 0
 
 
 @dataclass(frozen=True)
@@ -181,7 +178,7 @@ class LocalUcdConfig:
         if not self.partners:
             raise ConfigError("partners must name at least one partner")
         for partner, tokens in self.partners.items():
-            if not _PARTNER_RE.match(partner):
+            if not PARTNER_NAME_RE.match(partner):
                 raise ConfigError(
                     f"partner name {partner!r} is invalid: use 1 to 64 of a-z, 0-9, _ and -"
                 )

@@ -72,16 +72,15 @@ class FaultInjector:
 
 
 def _pick(faults: EndpointFaults, r: float) -> FaultAction:
-    bound = faults.error_500_rate
-    if r < bound:
-        return FaultAction("error_500", faults.retry_after_s)
-    bound += faults.error_429_rate
-    if r < bound:
-        return FaultAction("error_429", faults.retry_after_s)
-    bound += faults.drop_rate
-    if r < bound:
-        return FaultAction("drop", faults.retry_after_s)
-    bound += faults.drop_after_commit_rate
-    if r < bound:
-        return FaultAction("drop_after_commit", faults.retry_after_s)
+    bands: tuple[tuple[FaultKind, float], ...] = (
+        ("error_500", faults.error_500_rate),
+        ("error_429", faults.error_429_rate),
+        ("drop", faults.drop_rate),
+        ("drop_after_commit", faults.drop_after_commit_rate),
+    )
+    bound = 0.0
+    for kind, rate in bands:
+        bound += rate
+        if r < bound:
+            return FaultAction(kind, faults.retry_after_s)
     return _NO_FAULT

@@ -38,7 +38,7 @@ def render_value(value: Any) -> str:
     """``<v>`` of §3.1.3: a string verbatim, anything else as compact JSON."""
     if isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    return dumps(value).decode()
 
 
 def go_error(text: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@ fuzzer fails on an answer with a wrong text. ``error_schemas`` are component sch
 
 from __future__ import annotations
 
+from gateway.local_ucd.auth import EMPTY_PARTNER, EMPTY_TOKEN, PARTNER_INVALID
+from gateway.local_ucd.bodies import CONTENT_TYPE_ERROR, TOO_BIG_ERROR
 from gateway.local_ucd.http import (
     ACCESS_DENIED,
     INVALID_JSON,
@@ -18,9 +20,7 @@ from gateway.local_ucd.openapi_primitives import STRING, Schema, json_content, o
 
 __all__ = ["error_schemas", "go_error_schema", "message_error_schema", "shared_responses"]
 
-_CONTENT_TYPE_TEXT = "content type must be application/json"
-_TOO_BIG_TEXT = "request body is bigger than maximum allowed size 5,000,000 bytes"
-_AUTH_400_TEXTS = ["Empty Partner", "Empty Token", "Partner is invalid."]
+_AUTH_400_TEXTS = [body["message"] for body in (EMPTY_PARTNER, EMPTY_TOKEN, PARTNER_INVALID)]
 
 
 def go_error_schema(text_schema: Schema) -> Schema:
@@ -54,7 +54,7 @@ def error_schemas() -> dict[str, Schema]:
             ),
             "anyOf": [
                 message_error_schema({"enum": [*_AUTH_400_TEXTS, INVALID_JSON["message"]]}),
-                go_error_schema({"enum": [_CONTENT_TYPE_TEXT, _TOO_BIG_TEXT]}),
+                go_error_schema({"enum": [CONTENT_TYPE_ERROR["error"], TOO_BIG_ERROR["error"]]}),
                 go_error_schema({"type": "string", "pattern": ": bad request$"}),
             ],
         },

@@ -6,16 +6,10 @@ unauthenticated health check, this document and export downloads.
 
 from __future__ import annotations
 
+from gateway.local_ucd.attributes import ATTRIBUTE_TYPES
 from gateway.local_ucd.openapi_errors import go_error_schema
 from gateway.local_ucd.openapi_operations import api_operation
-from gateway.local_ucd.openapi_primitives import (
-    ATTRIBUTE_TYPES,
-    STRING,
-    Schema,
-    json_content,
-    obj,
-    ref,
-)
+from gateway.local_ucd.openapi_primitives import STRING, Schema, json_content, obj, ref
 
 __all__ = ["local_paths"]
 
@@ -61,12 +55,12 @@ def local_paths() -> dict[str, Schema]:
                 obj(
                     {
                         "name": {**STRING, "minLength": 1, "maxLength": 128},
-                        "type": {"enum": ATTRIBUTE_TYPES},
+                        "type": {"enum": list(ATTRIBUTE_TYPES)},
                     },
                     required=("name", "type"),
                 ),
                 obj(
-                    {"name": STRING, "type": {"enum": ATTRIBUTE_TYPES}},
+                    {"name": STRING, "type": {"enum": list(ATTRIBUTE_TYPES)}},
                     required=("name", "type"),
                     additionalProperties=False,
                 ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from gateway.local_ucd.openapi_operations import api_operation
 from gateway.local_ucd.openapi_primitives import DATE, STRING, STRINGS, Schema, obj, ref
+from gateway.local_ucd.ratelimit import PROFILE_QUOTA
 
 __all__ = ["insider_paths"]
 
@@ -44,7 +45,7 @@ def _profile_answer() -> Schema:
                 {
                     "cost": {"type": "number"},
                     "used": {"type": "number"},
-                    "total": {"const": 1000},
+                    "total": {"const": PROFILE_QUOTA},
                 },
                 required=("cost", "used", "total"),
                 additionalProperties=False,

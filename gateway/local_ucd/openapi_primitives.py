@@ -10,11 +10,9 @@ from typing import Any
 
 __all__ = [
     "ANY",
-    "ATTRIBUTE_TYPES",
     "DATE",
     "JSON_MEDIA_TYPE",
     "NUMBERS",
-    "OPERATORS",
     "STRING",
     "STRINGS",
     "VALUE_TYPES",
@@ -66,8 +64,3 @@ VALUE_TYPES: dict[str, Schema] = {
     "string_array": STRINGS,
     "number_array": NUMBERS,
 }
-
-#: Custom attribute types of §4.7.2 / §5.6.
-ATTRIBUTE_TYPES = ["string", "number", "boolean", "date", "string_array", "number_array"]
-#: Segment condition operators of §5.5.
-OPERATORS = ["eq", "neq", "gt", "gte", "lt", "lte", "exists", "contains"]

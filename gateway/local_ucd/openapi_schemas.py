@@ -9,12 +9,11 @@ the document cannot drift from them.
 from __future__ import annotations
 
 from gateway.local_ucd.attribute_names import DEFAULT_ATTRIBUTES
-from gateway.local_ucd.events import PARAM_TYPES
+from gateway.local_ucd.event_params import PARAM_TYPES
 from gateway.local_ucd.openapi_errors import error_schemas
 from gateway.local_ucd.openapi_primitives import (
     ANY,
     NUMBERS,
-    OPERATORS,
     STRING,
     STRINGS,
     VALUE_TYPES,
@@ -22,6 +21,7 @@ from gateway.local_ucd.openapi_primitives import (
     obj,
     ref,
 )
+from gateway.local_ucd.segments import OPERATORS
 
 __all__ = ["component_schemas"]
 
@@ -188,7 +188,7 @@ def _segment_schemas() -> dict[str, Schema]:
     condition = obj(
         {
             "attribute": {**STRING, "description": "A read name of §4.7.1, iid or c_<name>."},
-            "operator": {"enum": OPERATORS},
+            "operator": {"enum": list(OPERATORS)},
             "value": {**ANY, "description": "Required except for exists (boolean, default true)."},
         },
         required=("attribute", "operator"),

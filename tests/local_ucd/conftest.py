@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,34 @@ def make_client(app: Any, headers: dict[str, str] | None = None) -> httpx.AsyncC
         base_url="http://local-ucd.test",
         headers=headers if headers is not None else AUTH,
     )
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    config: LocalUcdConfig, headers: dict[str, str] = AUTH
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """A local UCD of ``config`` (its app, to reach ``app.state.services``) and a client."""
+    app = create_local_ucd_app(config)
+    async with LifespanManager(app) as manager, make_client(manager.app, headers) as client:
+        yield app, client
+
+
+class FakeClock:
+    """A monotonic clock and a UTC wall clock that move only when told."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.wall = datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+        self.wall += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from gateway.local_ucd.config import FAULT_KEYS, FaultConfig, LocalUcdConfig
 from gateway.local_ucd.http import NO_SUCH_USER, TOO_MANY_REQUESTS, UNKNOWN_ERROR
 from gateway.local_ucd.ratelimit import POOL_LIMITS
 from gateway.local_ucd.services import Services
-from tests.local_ucd.conftest import PARTNER, make_client
+from tests.local_ucd.conftest import PARTNER, FakeClock, make_client, serve
 
 #: (fault key, method, path) of every endpoint of §3.
 ENDPOINTS: list[tuple[str, str, str]] = [
@@ -50,8 +50,7 @@ async def test_each_endpoint_draws_from_its_own_fault_key(
     ucd_config: LocalUcdConfig, key: str
 ) -> None:
     faults = FaultConfig.from_json({"seed": 1, "endpoints": {key: {"error_500_rate": 1.0}}})
-    app = create_local_ucd_app(dataclasses.replace(ucd_config, faults=faults))
-    async with LifespanManager(app) as manager, make_client(manager.app, {}) as anonymous:
+    async with serve(dataclasses.replace(ucd_config, faults=faults), {}) as (_, anonymous):
         for endpoint_key, method, path in ENDPOINTS:
             # Faults come before authentication (§2.7): no headers are needed to see them.
             response = await anonymous.request(method, path, json={})
@@ -126,14 +125,6 @@ POOL_CASES = [
 ]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 5000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 async def strict_services(ucd_config: LocalUcdConfig) -> AsyncIterator[tuple[Any, Services]]:
     app = create_local_ucd_app(dataclasses.replace(ucd_config, strict_rate_limits=True))
@@ -156,7 +147,7 @@ async def test_each_endpoint_is_admitted_to_its_pool_after_its_400s(
     limit = int(POOL_LIMITS[pool])
     for _ in range(limit - 1):  # the pool's window, one request short of full, at t
         services.limiter.admit(PARTNER, pool)
-    clock.t += 12
+    clock.advance(12)
     async with make_client(app) as ucd:
         # A 400 is answered before the rate stage and is not counted.
         response = await ucd.request(method, path, json=invalid)

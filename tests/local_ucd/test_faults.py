@@ -12,14 +12,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import FaultConfig, LocalUcdConfig
 from gateway.local_ucd.faults import FaultAction, FaultInjector
 from gateway.local_ucd.http import TOO_MANY_REQUESTS, UNKNOWN_ERROR
-from tests.local_ucd.conftest import AUTH, make_client
+from tests.local_ucd.conftest import AUTH, serve
 
 NO_AUTH: dict[str, str] = {}
 
@@ -129,15 +128,6 @@ async def test_real_latency_delays_the_answer() -> None:
 
 
 # --- through the pipeline ----------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def serve(
-    config: LocalUcdConfig, headers: dict[str, str] = AUTH
-) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    app = create_local_ucd_app(config)
-    async with LifespanManager(app) as manager, make_client(manager.app, headers) as client:
-        yield app, client
 
 
 def with_faults(

@@ -8,16 +8,15 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from gateway.local_ucd import openapi
-from gateway.local_ucd.app import ENDPOINTS, create_local_ucd_app
+from gateway.local_ucd.app import ENDPOINTS
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.http import ACCESS_DENIED, NO_SUCH_USER, TOO_MANY_REQUESTS, UNKNOWN_ERROR
-from tests.local_ucd.conftest import make_client
+from tests.local_ucd.conftest import serve
 
 LOCAL_GETS = {("get", "/healthz"), ("get", "/openapi.json"), ("get", "/exports/{partner}/p/{file}")}
 
@@ -88,8 +87,7 @@ async def test_servers_is_the_public_base_url(document: dict[str, Any]) -> None:
 
 async def test_servers_defaults_to_host_and_port(tmp_path: Path) -> None:
     config = LocalUcdConfig(data_dir=tmp_path / "ucd", host="127.0.0.1", port=9123)
-    app = create_local_ucd_app(config)
-    async with LifespanManager(app) as manager, make_client(manager.app, {}) as client:
+    async with serve(config, {}) as (_, client):
         body = (await client.get("/openapi.json")).json()
     assert body["servers"] == [{"url": "http://127.0.0.1:9123"}]
 
@@ -97,8 +95,7 @@ async def test_servers_defaults_to_host_and_port(tmp_path: Path) -> None:
 async def test_document_is_built_once_and_cached(ucd_config: LocalUcdConfig) -> None:
     config = replace(ucd_config, public_base_url="http://cache-test.example")
     openapi._document_bytes.cache_clear()
-    app = create_local_ucd_app(config)
-    async with LifespanManager(app) as manager, make_client(manager.app, {}) as client:
+    async with serve(config, {}) as (_, client):
         first = await client.get("/openapi.json")
         second = await client.get("/openapi.json")
     assert first.content == second.content

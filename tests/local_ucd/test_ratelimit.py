@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from starlette.applications import Starlette
 
-from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.http import TOO_MANY_REQUESTS, ApiError
 from gateway.local_ucd.ratelimit import POOL_LIMITS, RateLimiter
-from tests.local_ucd.conftest import PARTNER, TOKEN, make_client
-
-
-class FakeClock:
-    """A monotonic clock and a UTC wall clock that move only when told."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self.wall = datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-        self.wall += timedelta(seconds=seconds)
+from tests.local_ucd.conftest import PARTNER, TOKEN, FakeClock, serve
 
 
 @pytest.fixture
@@ -205,14 +182,6 @@ def test_export_day_is_the_utc_day_whatever_the_wall_clock_zone(clock: FakeClock
     with pytest.raises(ApiError) as caught:
         rl.check_export("acme")
     assert caught.value.headers["Retry-After"] == str(2 * 3600)
-
-
-@contextlib.asynccontextmanager
-async def serve(config: LocalUcdConfig) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    """The app itself (to reach its services) and a client of partner ``local``."""
-    app = create_local_ucd_app(config)
-    async with LifespanManager(app) as manager, make_client(manager.app) as client:
-        yield app, client
 
 
 async def test_strict_profile_quota_over_http(tmp_path: Path) -> None:
