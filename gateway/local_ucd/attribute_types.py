@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from gateway.local_ucd.attributes import ATTRIBUTE_TYPES
+from gateway.local_ucd.attributes import ATTRIBUTE_TYPES, CustomName, CustomNames
 from gateway.local_ucd.http import ApiError
 from gateway.local_ucd.services import UcdRequest
 
@@ -36,28 +36,16 @@ async def handle_declare_attribute(req: UcdRequest) -> Any:
 
 
 def _declare(conn: sqlite3.Connection, partner: str, name: str, type_name: str) -> bool:
-    """Fix the type; ``False`` when the name is an identifier or has another type."""
-    row = conn.execute(
-        "SELECT is_identifier, type FROM custom_names WHERE partner = ? AND name = ?",
-        (partner, name),
-    ).fetchone()
-    if row is None:
-        conn.execute(
-            "INSERT INTO custom_names (partner, name, is_identifier, type) VALUES (?, ?, 0, ?)",
-            (partner, name, type_name),
-        )
-        return True
-    is_identifier, current = row
-    if is_identifier:
-        return False
-    if current is None:
-        # Only [] was seen so far, which fixes no type (§4.7.2): the declaration does.
-        conn.execute(
-            "UPDATE custom_names SET type = ? WHERE partner = ? AND name = ?",
-            (type_name, partner, name),
-        )
-        return True
-    return bool(current == type_name)
+    """Fix the type; ``False`` when the name is an identifier or has another type.
+
+    The catalogue's own rule decides, as for a first value in an upsert: a new name is
+    taken, and a name seen only with ``[]`` (no type yet, §4.7.2) gets the declared type.
+    """
+    names = CustomNames(conn, partner)
+    declared = CustomName(is_identifier=False, type=type_name)
+    names.accept({name: declared})
+    names.flush()
+    return names.get(name) == declared
 
 
 async def handle_list_attributes(req: UcdRequest) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from gateway.local_ucd.json_values import is_integer, is_number
+from gateway.local_ucd.json_values import is_number
 from gateway.local_ucd.timefmt import is_rfc3339_z
 
 __all__ = [
@@ -70,8 +70,6 @@ def fits_type(value: Any, type_name: str) -> bool:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
     if type_name == "number_array":
         return isinstance(value, list) and all(is_number(item) for item in value)
-    if type_name == "integer":
-        return is_integer(value)
     raise ValueError(f"unknown attribute type {type_name!r}")
 
 
@@ -124,10 +122,6 @@ class CustomNames:
     def is_custom_attribute(self, name: str) -> bool:
         entry = self.get(name)
         return entry is not None and not entry.is_identifier
-
-    def is_custom_identifier(self, name: str) -> bool:
-        entry = self.get(name)
-        return entry is not None and entry.is_identifier
 
     def accept(self, staged: Mapping[str, CustomName]) -> None:
         """Take the catalogue changes of an accepted user; written by :meth:`flush`."""
@@ -190,14 +184,14 @@ def write_attributes(
     *,
     append: bool,
     new_profile: bool,
-    pending: list[AttributeRow] | None = None,
+    pending: list[AttributeRow],
 ) -> None:
     """Apply ``(custom, name, value)`` triples (§4.7.4); values are validated and not null.
 
     Scalars overwrite. Arrays append (deduplicated) or overwrite (deduplicated); an array
     that would be empty is removed, and ``[]`` in append mode changes nothing.
     ``new_profile`` skips reading stored arrays that cannot exist; its rows then go to
-    ``pending`` when given, for one batched :func:`insert_attributes` later.
+    ``pending``, for one batched :func:`insert_attributes` later.
     """
     replace: list[AttributeRow] = []
     delete: list[tuple[int, int, str]] = []
@@ -223,7 +217,7 @@ def write_attributes(
             replace.append((profile_pk, custom, name, _dumps(value)))
     if delete:
         conn.executemany(_DELETE, delete)
-    if new_profile and pending is not None:
+    if new_profile:
         pending.extend(replace)
     else:
         insert_attributes(conn, replace)

@@ -21,7 +21,6 @@ __all__ = [
     "custom_names_ok",
     "default_params",
     "fast_params",
-    "param_type_ok",
     "report_custom_names",
     "report_default_params",
 ]
@@ -55,7 +54,7 @@ REQUIRED_PARAMS: tuple[str, ...] = ("event_group_id", "currency", "unit_sale_pri
 REQUIRING_EVENTS = frozenset({"purchase", "cart_page_view"})
 
 
-def param_type_ok(value: Any, type_name: str) -> bool:
+def _param_type_ok(value: Any, type_name: str) -> bool:
     # json_values.is_number/is_integer written inline: E1 checks millions of parameters.
     kind = type(value)
     if type_name == "string":
@@ -111,7 +110,7 @@ def default_params(event_params: dict[str, Any]) -> tuple[dict[str, Any], str] |
         if kind is not int and kind is not float:
             return None
     for key in keys & _OTHER_TYPED_PARAMS:
-        if not param_type_ok(params[key], PARAM_TYPES[key]):
+        if not _param_type_ok(params[key], PARAM_TYPES[key]):
             return None
     return params, source or "api"
 
@@ -122,7 +121,7 @@ def report_default_params(
     """The type errors of the default parameters, in the order they were sent."""
     for key, value in event_params.items():
         type_name = PARAM_TYPES.get(key)
-        if type_name is not None and value is not None and not param_type_ok(value, type_name):
+        if type_name is not None and value is not None and not _param_type_ok(value, type_name):
             errors.append(
                 (
                     f"events.{index}.event_params.{key}.type({type_name})",

@@ -46,7 +46,6 @@ __all__ = [
     "check_events",
     "insert_events",
     "queue_events",
-    "retention_days",
     "write_catalog",
 ]
 
@@ -96,7 +95,7 @@ class PreparedEvent:
     catalog_key: tuple[str, tuple[str, ...], tuple[str, ...]]
 
 
-def retention_days(name: str, overrides: Mapping[str, int]) -> int:
+def _retention_days(name: str, overrides: Mapping[str, int]) -> int:
     """Days an event of this name is kept on write; the ``event_retention_days`` setting wins."""
     days = overrides.get(name)
     if days is not None:
@@ -331,7 +330,7 @@ def queue_events(
     for event in events:
         cutoff = cutoffs.get(event.name)
         if cutoff is None:
-            cutoff = now_us - retention_days(event.name, overrides) * _DAY_US
+            cutoff = now_us - _retention_days(event.name, overrides) * _DAY_US
             cutoffs[event.name] = cutoff
         if event.ts_us < cutoff or event.dedupe in seen:
             continue

@@ -18,19 +18,17 @@ from gateway.local_ucd.http import render_value
 __all__ = [
     "BLOCKED_VALUES",
     "DEFAULT_KINDS",
-    "EMAIL_KEY",
-    "PHONE_KEY",
     "REQUIRED_MESSAGE",
     "Identifier",
     "IdentityIssue",
     "ParsedIdentity",
-    "check_email",
-    "check_phone",
     "find_owner",
+    "format_issue",
     "is_blocked",
     "is_custom_attribute",
     "lookup_profile",
     "normalise_email",
+    "normalise_value",
     "parse_identity",
     "resolve_insider_id",
 ]
@@ -106,23 +104,31 @@ def normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
+def normalise_value(kind: str, value: str) -> str:
+    """The stored form of an identifier value: emails normalised, other kinds as sent."""
+    return normalise_email(value) if kind == "email" else value
+
+
 def is_blocked(value: str) -> bool:
     """A blocked value is never matched nor stored (§4.2). ``value`` is already normalised."""
     return value.lower() in BLOCKED_VALUES
 
 
-def check_email(value: str) -> str | None:
-    """The format error message of an email, or ``None`` when it is valid."""
-    if EMAIL_RE.match(normalise_email(value)):
-        return None
-    return f"not a valid email address: {value}"
+def format_issue(kind: str, value: str) -> tuple[str, str] | None:
+    """``(rule key, message)`` when a default identifier's value breaks its format, else ``None``.
 
-
-def check_phone(value: str) -> str | None:
-    """The format error message of a phone number, or ``None`` when it is valid."""
-    if PHONE_RE.match(value):
-        return None
-    return f"user has an invalid phone number: {value}"
+    Only email (checked once normalised) and phone_number have a format; the caller puts
+    its own prefix before the rule key (``identifiers.*.`` or ``attributes.email.``).
+    """
+    if kind == "email":
+        if EMAIL_RE.match(normalise_email(value)):
+            return None
+        return EMAIL_KEY, f"not a valid email address: {value}"
+    if kind == "phone_number":
+        if PHONE_RE.match(value):
+            return None
+        return PHONE_KEY, f"user has an invalid phone number: {value}"
+    return None
 
 
 def parse_identity(
@@ -142,8 +148,8 @@ def parse_identity(
     given = False
 
     insider_id: str | None = None
-    if use_insider_id and "insider_id" in body and body["insider_id"] is not None:
-        raw_id = body["insider_id"]
+    raw_id = body.get("insider_id")
+    if use_insider_id and raw_id is not None:
         given = True
         if isinstance(raw_id, str) and raw_id:
             insider_id = raw_id
@@ -186,23 +192,14 @@ def parse_identity(
                     )
                 )
                 continue
-            normalised = normalise_email(value) if key == "email" else value
+            normalised = normalise_value(key, value)
             if is_blocked(normalised):
                 continue
             given = True
-            error = (
-                check_email(value)
-                if key == "email"
-                else check_phone(value)
-                if key == "phone_number"
-                else None
-            )
-            if error is not None:
-                issues.append(
-                    IdentityIssue(
-                        f"identifiers.*.{EMAIL_KEY if key == 'email' else PHONE_KEY}", error
-                    )
-                )
+            issue = format_issue(key, value)
+            if issue is not None:
+                rule, message = issue
+                issues.append(IdentityIssue(f"identifiers.*.{rule}", message))
                 continue
             usable.append(Identifier(key, "", normalised))
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from gateway.local_ucd.attributes import merge_arrays
-from gateway.local_ucd.identifiers import Identifier, resolve_insider_id
+from gateway.local_ucd.identifiers import Identifier, find_owner, resolve_insider_id
 
 __all__ = [
     "BELONGS_TO_ANOTHER",
@@ -61,14 +61,7 @@ class Target:
     held: dict[tuple[str, str], str]
 
 
-_OWNER = (
-    "SELECT profile_pk FROM identifiers WHERE partner = ? AND kind = ? AND name = ? AND value = ?"
-)
 _HELD = "SELECT kind, name, value FROM identifiers WHERE profile_pk = ?"
-_ID_TAKEN = (
-    "SELECT 1 FROM profiles WHERE partner = ?1 AND insider_id = ?2 "
-    "UNION ALL SELECT 1 FROM aliases WHERE partner = ?1 AND insider_id = ?2"
-)
 _CREATE = (
     "INSERT INTO profiles (partner, insider_id, created_us, updated_us) "
     "SELECT ?1, ?2, ?3, ?3 WHERE NOT EXISTS "
@@ -146,7 +139,6 @@ class Resolver:
         conflicts: list[Conflict],
     ) -> Target | None:
         """Find or create S, merge, attach; ``None`` when ``insider_id`` resolves to nothing."""
-        owners: dict[Identifier, int | None] = {}
         if insider_id is not None:
             pk = resolve_insider_id(self.conn, self.partner, insider_id)
             if pk is None:
@@ -156,7 +148,6 @@ class Resolver:
             matched: list[int] = []  # distinct owners, in priority order of first match
             for ident in identifiers:
                 owner = self._owner(ident)
-                owners[ident] = owner
                 if owner is not None and owner not in matched:
                     matched.append(owner)
             if not matched:
@@ -164,25 +155,19 @@ class Resolver:
             else:
                 target = self._load(matched[0])
                 if len(matched) > 1:
-                    self._before_merge()
-                    self.flush()
+                    self._before_merge()  # _load already flushed this resolver's rows
                 for other in matched[1:]:
                     self._merge(other, target, conflicts)
-                # After the merges every matched value is S's (or was deleted as a conflict).
-                owners = {ident: None if o is None else target.pk for ident, o in owners.items()}
         reported = {conflict.identifier for conflict in conflicts}
         for ident in (*identifiers, *attach_only):
-            self._attach(ident, target, owners, conflicts, reported)
+            self._attach(ident, target, conflicts, reported)
         return target
 
     def _owner(self, ident: Identifier) -> int | None:
         key = (ident.kind, ident.name, ident.value)
-        if key in self._owners:
-            return self._owners[key]
-        row = self.conn.execute(_OWNER, (self.partner, *key)).fetchone()
-        owner = None if row is None else int(row[0])
-        self._owners[key] = owner
-        return owner
+        if key not in self._owners:
+            self._owners[key] = find_owner(self.conn, self.partner, ident)
+        return self._owners[key]
 
     def _load(self, pk: int) -> Target:
         self.flush()  # the profile may hold identifiers attached earlier in this request
@@ -191,35 +176,30 @@ class Resolver:
         return Target(pk, str(row[0]), False, held)
 
     def _create(self) -> Target:
-        # One statement checks and inserts (a new profile per user is the hot path); a
-        # taken id inserts nothing and is regenerated, as in new_insider_id.
+        # One statement checks and inserts (a new profile per user is the hot path): an id
+        # equal to a live id or alias of the partner (§4.11) inserts nothing and is redrawn.
         while True:
             insider_id = str(uuid.uuid4())
             cursor = self.conn.execute(_CREATE, (self.partner, insider_id, self.now_us))
             if cursor.rowcount == 1 and cursor.lastrowid is not None:
                 return Target(cursor.lastrowid, insider_id, True, {})
 
-    def new_insider_id(self) -> str:
-        """A random UUID4, lower case, equal to no live id or alias of the partner (§4.11)."""
-        while True:
-            candidate = str(uuid.uuid4())
-            if self.conn.execute(_ID_TAKEN, (self.partner, candidate)).fetchone() is None:
-                return candidate
-
     def _attach(
         self,
         ident: Identifier,
         target: Target,
-        owners: dict[Identifier, int | None],
         conflicts: list[Conflict],
         reported: set[Identifier],
     ) -> None:
-        """Step 5 of §4.4 for one identifier."""
+        """Step 5 of §4.4 for one identifier.
+
+        The owner cache is exact here: merges moved their values to S or deleted them.
+        """
         key = (ident.kind, ident.name)
         held = target.held.get(key)
         if held == ident.value:
             return
-        owner = owners[ident] if ident in owners else self._owner(ident)
+        owner = self._owner(ident)
         if owner is not None and owner != target.pk:
             reason = BELONGS_TO_ANOTHER
         elif held is not None:
@@ -314,8 +294,3 @@ class Resolver:
             (self.partner, other_id, target.pk),
         )
         conn.execute("DELETE FROM profiles WHERE pk = ?", (other_pk,))
-
-
-def payloads(conflicts: Iterable[Conflict]) -> list[dict[str, Any]]:
-    """Callback bodies in the order the conflicts arose."""
-    return [conflict.payload() for conflict in conflicts]

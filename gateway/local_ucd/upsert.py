@@ -30,7 +30,7 @@ from gateway.local_ucd.events import (
     write_catalog,
 )
 from gateway.local_ucd.http import ApiError
-from gateway.local_ucd.identifiers import DEFAULT_KINDS, normalise_email
+from gateway.local_ucd.identifiers import DEFAULT_KINDS, normalise_value
 from gateway.local_ucd.resolution import Conflict, Resolver
 from gateway.local_ucd.services import UcdRequest
 from gateway.local_ucd.timefmt import to_us
@@ -147,11 +147,11 @@ def upsert_users(
     default_append: bool,
     now_us: int,
     retention: Mapping[str, int],
-    checked_events: Sequence[CheckedEvents] | None = None,
+    checked_events: Sequence[CheckedEvents],
 ) -> UpsertOutcome:
     """Apply ``users`` inside the caller's write transaction (§3.1.4).
 
-    ``checked_events`` holds :func:`check_user_events` of each user when done beforehand.
+    ``checked_events`` holds :func:`check_user_events` of each user, done beforehand.
     """
     outcome = UpsertOutcome()
     names = CustomNames(conn, partner)
@@ -160,9 +160,7 @@ def upsert_users(
     resolver.prefetch(_likely_identifiers(users))
     catalog: set[CatalogKey] = set()
     for index, raw in enumerate(users):
-        plan, failures = validate_user(
-            raw, names, default_append, checked_events[index] if checked_events else None
-        )
+        plan, failures = validate_user(raw, names, default_append, checked_events[index])
         if plan is None:
             outcome.fail(index, failures)
             continue
@@ -219,7 +217,7 @@ def _likely_identifiers(users: Sequence[Any]) -> list[tuple[str, str, str]]:
             for kind in DEFAULT_KINDS:
                 value = source.get(kind)
                 if type(value) is str:
-                    found.append((kind, "", normalise_email(value) if kind == "email" else value))
+                    found.append((kind, "", normalise_value(kind, value)))
             custom = source.get("custom")
             if type(custom) is dict:
                 found.extend(

@@ -19,13 +19,10 @@ from gateway.local_ucd.attributes import CustomName, CustomNames, classify_value
 from gateway.local_ucd.events import PreparedEvent, check_events
 from gateway.local_ucd.http import render_value
 from gateway.local_ucd.identifiers import (
-    EMAIL_KEY,
-    PHONE_KEY,
     Identifier,
-    check_email,
-    check_phone,
+    format_issue,
     is_blocked,
-    normalise_email,
+    normalise_value,
     parse_identity,
 )
 
@@ -98,11 +95,11 @@ def validate_user(
     raw: Any,
     names: CustomNames,
     default_append: bool,
-    checked_events: CheckedEvents | None = None,
+    checked_events: CheckedEvents,
 ) -> tuple[UserPlan | None, list[Failure]]:
     """Check one user of an upsert; return its plan, or ``None`` and its failures.
 
-    ``checked_events`` is :func:`check_user_events` of ``raw`` when already computed.
+    ``checked_events`` is :func:`check_user_events` of ``raw``, computed beforehand.
     """
     if not isinstance(raw, dict):
         return None, [("type(object)", f"user must be object: {render_value(raw)}")]
@@ -143,7 +140,7 @@ def validate_user(
         else:
             _check_attributes(attributes, names, staged, values, attach_only, failures)
 
-    prepared, event_failures = checked_events or check_user_events(raw)
+    prepared, event_failures = checked_events
     failures.extend(event_failures)
 
     if failures:
@@ -257,17 +254,12 @@ def _check_identifier_attribute(
             (f"attributes.{key}.type(string)", f"{key} must be string: {render_value(value)}")
         )
         return
-    normalised = normalise_email(value) if key == "email" else value
+    normalised = normalise_value(key, value)
     if is_blocked(normalised):
         return
-    if key == "email":
-        error = check_email(value)
-        if error is not None:
-            failures.append((f"attributes.email.{EMAIL_KEY}", error))
-            return
-    elif key == "phone_number":
-        error = check_phone(value)
-        if error is not None:
-            failures.append((f"attributes.phone_number.{PHONE_KEY}", error))
-            return
+    issue = format_issue(key, value)
+    if issue is not None:
+        rule, message = issue
+        failures.append((f"attributes.{key}.{rule}", message))
+        return
     attach_only.append(Identifier(key, "", normalised))
