@@ -13,24 +13,39 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from gateway.local_ucd.erasure import (
-    PII_ATTRIBUTES,
-    PII_IDENTIFIER_KINDS,
-    erase_named_user,
-    erase_profile,
-)
+from gateway.local_ucd.erasure import erase_named_user, erase_profile
 from gateway.local_ucd.http import ApiError
 from gateway.local_ucd.identifiers import resolve_insider_id
 from gateway.local_ucd.services import UcdRequest
 
-__all__ = ["handle_anonymize_contact", "handle_anonymize_user"]
+__all__ = [
+    "PII_ATTRIBUTES",
+    "PII_IDENTIFIER_KINDS",
+    "handle_anonymize_contact",
+    "handle_anonymize_user",
+]
+
+#: Default attributes deleted by anonymize (§3.7.2), by their stored (write) names.
+PII_ATTRIBUTES: tuple[str, ...] = (
+    "name",
+    "surname",
+    "gender",
+    "birthday",
+    "age",
+    "city",
+    "country",
+)
+#: Identifier kinds deleted by anonymize (§3.7.2); uuid and custom identifiers stay.
+PII_IDENTIFIER_KINDS: tuple[str, ...] = ("email", "phone_number")
 
 _DELETE_ATTRIBUTES = (
-    "DELETE FROM attributes WHERE profile_pk = ? AND custom = 0 AND name IN (?, ?, ?, ?, ?, ?, ?)"
+    "DELETE FROM attributes WHERE profile_pk = ? AND custom = 0"  # noqa: S608 (placeholders)
+    f" AND name IN ({','.join('?' * len(PII_ATTRIBUTES))})"
 )
-_DELETE_IDENTIFIERS = "DELETE FROM identifiers WHERE profile_pk = ? AND kind IN (?, ?)"
-assert _DELETE_ATTRIBUTES.count("?") == 1 + len(PII_ATTRIBUTES)
-assert _DELETE_IDENTIFIERS.count("?") == 1 + len(PII_IDENTIFIER_KINDS)
+_DELETE_IDENTIFIERS = (
+    "DELETE FROM identifiers WHERE profile_pk = ?"  # noqa: S608 (placeholders)
+    f" AND kind IN ({','.join('?' * len(PII_IDENTIFIER_KINDS))})"
+)
 
 
 async def handle_anonymize_contact(req: UcdRequest) -> Any:

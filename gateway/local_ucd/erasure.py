@@ -26,27 +26,7 @@ from gateway.local_ucd.identifiers import lookup_profile
 from gateway.local_ucd.services import UcdRequest
 from gateway.local_ucd.user_identity import parse_user_identity
 
-__all__ = [
-    "PII_ATTRIBUTES",
-    "PII_IDENTIFIER_KINDS",
-    "Erased",
-    "erase_named_user",
-    "erase_profile",
-    "insider_ids_of",
-]
-
-#: Default attributes deleted by anonymize (§3.7.2), by their stored (write) names.
-PII_ATTRIBUTES: tuple[str, ...] = (
-    "name",
-    "surname",
-    "gender",
-    "birthday",
-    "age",
-    "city",
-    "country",
-)
-#: Identifier kinds deleted by anonymize (§3.7.2); uuid and custom identifiers stay.
-PII_IDENTIFIER_KINDS: tuple[str, ...] = ("email", "phone_number")
+__all__ = ["Erased", "erase_named_user", "erase_profile", "insider_ids_of"]
 
 #: Finds the profile inside the erasure transaction: its key, or ``None`` (→ 404).
 Finder = Callable[[sqlite3.Connection], int | None]

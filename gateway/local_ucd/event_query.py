@@ -42,6 +42,7 @@ __all__ = [
     "render_event",
     "resolve_attribute_names",
     "select_events",
+    "us_bounds",
 ]
 
 #: Requested "parameters" that are not parameters: they add nothing to an E2 event object
@@ -255,7 +256,7 @@ def distinct_wanted(events: EventsRequest | None) -> list[WantedItem]:
 # -- selection --------------------------------------------------------------------------
 
 
-def _us_bounds(start_s: int, end_s: int) -> tuple[int, int]:
+def us_bounds(start_s: int, end_s: int) -> tuple[int, int]:
     """``floor(ts_us / 1e6)`` in ``[start_s, end_s]`` <=> ``ts_us`` in these bounds.
 
     Clamped to SQLite's integer range, so absurd request values still compare correctly.
@@ -319,7 +320,7 @@ def select_events(
     The range is in SQL so the ``events_by_profile_name_ts`` index does the work; that index
     ends with the rowid, so the ORDER BY needs no sort step.
     """
-    low, high = _us_bounds(start_s, end_s)
+    low, high = us_bounds(start_s, end_s)
     cursor = conn.execute(
         _SELECT_NEWEST_FIRST if newest_first else _SELECT_OLDEST_FIRST,
         (profile_pk, item.event_name, low, high),

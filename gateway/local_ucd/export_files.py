@@ -48,7 +48,9 @@ from gateway.local_ucd.event_query import (
     lookup_param,
     resolve_attribute_names,
     select_events,
+    us_bounds,
 )
+from gateway.local_ucd.http import render_value
 from gateway.local_ucd.timefmt import render_us
 from gateway.local_ucd.views import load_attribute_maps
 
@@ -184,17 +186,8 @@ def iter_profile_chunks(
         yield [(pk, str(iids[pk])) for pk in pks if pk in iids]
 
 
-# SQLite integers are signed 64-bit: clamp absurd request bounds (as event_query does).
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Above this many event names, one IN list per chunk gets too long: query per user instead.
 _MAX_BATCHED_NAMES = 1000
-
-
-def _window_us(events: EventsRequest) -> tuple[int, int]:
-    """``start_s <= floor(ts_us / 1e6) <= end_s`` as inclusive microsecond bounds."""
-    low = max(_INT64_MIN, min(_INT64_MAX, events.start_s * 1_000_000))
-    high = max(_INT64_MIN, min(_INT64_MAX, (events.end_s + 1) * 1_000_000 - 1))
-    return low, high
 
 
 def _chunk_events(
@@ -216,7 +209,7 @@ def _chunk_events(
     if len(plain) > _MAX_BATCHED_NAMES:
         plain = {}
     if plain:
-        low, high = _window_us(events)
+        low, high = us_bounds(events.start_s, events.end_s)
         pk_marks = ",".join("?" * len(pks))
         name_marks = ",".join("?" * len(plain))
         loads = orjson.loads
@@ -244,7 +237,6 @@ def _chunk_events(
 
 def iter_rows(
     conn: sqlite3.Connection,
-    partner: str,
     layout: Layout,
     events: EventsRequest | None,
     profile_pks: Iterator[int],
@@ -320,11 +312,7 @@ def render_text(value: Any) -> str | None:
     Strings verbatim, booleans ``true``/``false``, numbers as JSON (``1`` stays ``1``,
     ``990.9`` stays ``990.9``), arrays and objects as compact JSON.
     """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
+    return None if value is None else render_value(value)
 
 
 class RowWriter(Protocol):
@@ -467,7 +455,7 @@ def write_export(
                 ids.write(iid + "\n")
 
             for row in iter_rows(
-                conn, partner, layout, events, profile_pks, should_stop=should_stop, on_user=on_user
+                conn, layout, events, profile_pks, should_stop=should_stop, on_user=on_user
             ):
                 writer.write_row(row)
         writer.finish()

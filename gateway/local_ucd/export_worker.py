@@ -40,10 +40,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway.local_ucd import segments
-from gateway.local_ucd.event_query import parse_selection
+from gateway.local_ucd.event_query import Selection, parse_selection
 from gateway.local_ucd.export_files import FORMATS, ExportFormat, SnapshotAbandoned, write_export
 from gateway.local_ucd.export_jobs import (
     EXPIRY_US,
@@ -255,7 +254,7 @@ class ExportWorker:
         self,
         job: ExportJob,
         fmt: ExportFormat,
-        selection: Any,
+        selection: Selection,
         segment_id: int,
         folder: Path,
     ) -> _Built | None:

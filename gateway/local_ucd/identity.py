@@ -35,8 +35,6 @@ SAME_VALUES = "identifier values are the same"
 TAKEN = "new identifier already has a user assigned to it"
 SOLE_IDENTIFIER = "you cannot delete the sole identifier specified for a user"
 
-_DEFAULT_KEYS = frozenset({"email", "phone_number", "uuid"})
-
 
 @dataclass(frozen=True)
 class _Entry:
@@ -88,11 +86,13 @@ def _custom_names(entries: Sequence[_Entry]) -> list[str]:
 
 
 def _check(entry: _Entry, custom_attributes: frozenset[str]) -> _Checked:
-    """Check 2 ("no valid identifier") of §3.5.2/§3.6 for one entry; keep the format verdict."""
-    if entry.key != "custom" and entry.key not in _DEFAULT_KEYS:
-        raise ApiError.bad_request(NO_VALID_IDENTIFIER)
-    if entry.key == "custom" and entry.name is None:
-        raise ApiError.bad_request(NO_VALID_IDENTIFIER)  # custom not an object
+    """Check 2 ("no valid identifier") of §3.5.2/§3.6 for one entry; keep the format verdict.
+
+    Every issue of :func:`parse_identity` but a format one fails the check: an unknown key
+    (``in(defaults_column)``), a ``custom`` that is not an object, a wrong type or name
+    length, a custom attribute, and the ``required`` pair a blocked or null value leaves.
+    Without issues, the one entry gave one usable identifier.
+    """
     parsed = parse_identity(
         {"identifiers": entry.as_identifiers()},
         custom_attributes.__contains__,
@@ -100,11 +100,9 @@ def _check(entry: _Entry, custom_attributes: frozenset[str]) -> _Checked:
     )
     format_errors = [issue.message for issue in parsed.issues if ".regexp(" in issue.key]
     if len(parsed.issues) > len(format_errors):
-        raise ApiError.bad_request(NO_VALID_IDENTIFIER)  # type, name length, custom attribute
+        raise ApiError.bad_request(NO_VALID_IDENTIFIER)
     if format_errors:
         return _Checked(entry, None, format_errors[0])
-    if not parsed.identifiers:
-        raise ApiError.bad_request(NO_VALID_IDENTIFIER)  # blocked value or null
     return _Checked(entry, parsed.identifiers[0], None)
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,19 +13,11 @@ from asgi_lifespan import LifespanManager
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
 from tests.local_ucd.conftest import OTHER_PARTNER, OTHER_TOKEN, make_client
+from tests.local_ucd.test_export import HookRecorder, upsert
 
 ADA = {"email": "ada@example.com"}
 NO_SUCH_USER = {"error": "no such user for these identifiers: no data"}
 HOOK = "http://hooks.test/ready"
-
-
-@dataclass
-class HookRecorder:
-    urls: list[str] = field(default_factory=list)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.urls.append(json.loads(request.content)["url"])
-        return httpx.Response(200)
 
 
 @dataclass
@@ -49,12 +39,6 @@ async def partners(ucd_config: LocalUcdConfig) -> AsyncIterator[Partners]:
             make_client(app, other_headers) as b,
         ):
             yield Partners(a, b, hooks)
-
-
-async def upsert(client: httpx.AsyncClient, *users: dict[str, Any]) -> None:
-    response = await client.post("/api/user/v1/upsert", json={"users": list(users)})
-    assert response.status_code == 200, response.text
-    assert response.json()["data"]["fail"] == {}, response.text
 
 
 async def read(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -169,7 +153,7 @@ async def test_custom_name_catalogues_are_per_partner(partners: Partners) -> Non
     )
 
 
-async def export(p: Partners, client: httpx.AsyncClient, segment_id: int = 1) -> httpx.Response:
+async def export(client: httpx.AsyncClient, segment_id: int = 1) -> httpx.Response:
     return await client.post(
         "/api/raw/v1/export",
         json={
@@ -179,14 +163,6 @@ async def export(p: Partners, client: httpx.AsyncClient, segment_id: int = 1) ->
             "hook": HOOK,
         },
     )
-
-
-async def wait_for_hooks(p: Partners, count: int) -> None:
-    for _ in range(400):
-        if len(p.hooks.urls) >= count:
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError("the export hook was not called")
 
 
 async def test_exports_and_downloads_are_per_partner(partners: Partners) -> None:
@@ -203,16 +179,16 @@ async def test_exports_and_downloads_are_per_partner(partners: Partners) -> None
         },
     )
     assert response.json() == {"segment_id": 2}
-    response = await export(partners, partners.b, 2)
+    response = await export(partners.b, 2)
     assert (response.status_code, response.json()) == (
         400,
         {"error": "segment not found: bad request"},
     )
 
-    assert (await export(partners, partners.a)).status_code == 200
-    await wait_for_hooks(partners, 1)
-    assert (await export(partners, partners.b)).status_code == 200
-    await wait_for_hooks(partners, 2)
+    assert (await export(partners.a)).status_code == 200
+    await partners.hooks.wait_for(1)
+    assert (await export(partners.b)).status_code == 200
+    await partners.hooks.wait_for(2)
     url_a, url_b = partners.hooks.urls
     path_a = url_a.removeprefix("http://local-ucd.test")
     path_b = url_b.removeprefix("http://local-ucd.test")
