@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from gateway.local_ucd.attribute_names import DefaultAttribute, by_write_name
-from gateway.local_ucd.http import ApiError, render_value
+from gateway.local_ucd.http import ApiError, data_envelope, render_value
 from gateway.local_ucd.identifiers import is_custom_attribute, lookup_profile, parse_identity
 from gateway.local_ucd.json_values import json_equal
 from gateway.local_ucd.services import UcdRequest
@@ -64,16 +64,6 @@ class _Errors:
         self.by_key.setdefault(key, []).append(message)
 
 
-def _envelope(successful: int, failed: int, errors: dict[str, list[str]]) -> dict[str, Any]:
-    """§3.1.5: ``{}`` instead of a zero count on either side."""
-    return {
-        "data": {
-            "successful": {"count": successful} if successful else {},
-            "fail": {"count": failed, "errors": errors} if failed else {},
-        }
-    }
-
-
 async def handle_attribute_delete(req: UcdRequest) -> Any:
     users = req.body.get("users")
     if not isinstance(users, list):
@@ -82,7 +72,7 @@ async def handle_attribute_delete(req: UcdRequest) -> Any:
         raise ApiError.bad_request(f"users must not contain more than {MAX_USERS} items")
     req.admit("upsert")
     if not users:
-        return _envelope(0, 0, {})
+        return data_envelope(0, 0, {})
     partner = req.partner
     now_us = to_us(req.services.now())
 
@@ -104,7 +94,7 @@ async def handle_attribute_delete(req: UcdRequest) -> Any:
                 conn.execute("ROLLBACK TO attribute_delete_user")
                 conn.execute("RELEASE attribute_delete_user")
                 failed += 1
-        return _envelope(successful, failed, errors.by_key)
+        return data_envelope(successful, failed, errors.by_key)
 
     return await req.services.store.write(run)
 

@@ -21,6 +21,7 @@ __all__ = [
     "ApiError",
     "ConnectionDropped",
     "bad_request",
+    "data_envelope",
     "dumps",
     "go_error",
     "json_response",
@@ -49,6 +50,16 @@ def go_error(text: str) -> dict[str, Any]:
 def bad_request(text: str) -> dict[str, Any]:
     """A Go-style validation failure: ``{"error": "<text>: bad request"}``."""
     return {"error": f"{text}: bad request"}
+
+
+def data_envelope(successful: int, failed: int, errors: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-user data envelope of E1 and E4 (§3.1.5): ``{}`` instead of a zero count."""
+    return {
+        "data": {
+            "successful": {"count": successful} if successful else {},
+            "fail": {"count": failed, "errors": errors} if failed else {},
+        }
+    }
 
 
 def message_error(text: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from gateway.local_ucd.events import (
     queue_events,
     write_catalog,
 )
-from gateway.local_ucd.http import ApiError
+from gateway.local_ucd.http import ApiError, data_envelope
 from gateway.local_ucd.identifiers import DEFAULT_KINDS, normalise_value
 from gateway.local_ucd.resolution import Conflict, Resolver
 from gateway.local_ucd.services import UcdRequest
@@ -56,10 +56,8 @@ class UpsertOutcome:
     conflicts: list[Conflict] = field(default_factory=list)
 
     def envelope(self) -> dict[str, Any]:
-        """The data envelope of §3.1.5: ``{}`` instead of a zero count."""
-        successful = {"count": self.successful} if self.successful else {}
-        fail = {"count": self.failed, "errors": self.errors} if self.failed else {}
-        return {"data": {"successful": successful, "fail": fail}}
+        """The data envelope of §3.1.5."""
+        return data_envelope(self.successful, self.failed, self.errors)
 
     def fail(self, index: int, failures: Sequence[tuple[str, str]]) -> None:
         self.failed += 1
