@@ -24,25 +24,24 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.local_ucd import (
+from gateway.local_ucd.auth import authenticate
+from gateway.local_ucd.bodies import read_json_body
+from gateway.local_ucd.callbacks import CallbackDispatcher
+from gateway.local_ucd.config import LocalUcdConfig
+from gateway.local_ucd.endpoints import (
     anonymize,
     attribute_delete,
     attribute_types,
     delete_user,
     downloads,
     export,
-    export_worker,
     identity,
     metadata,
-    openapi,
     profile,
-    segments,
     upsert,
 )
-from gateway.local_ucd.auth import authenticate
-from gateway.local_ucd.bodies import read_json_body
-from gateway.local_ucd.callbacks import CallbackDispatcher
-from gateway.local_ucd.config import LocalUcdConfig
+from gateway.local_ucd.exports import segments
+from gateway.local_ucd.exports import worker as export_worker
 from gateway.local_ucd.faults import FaultInjector
 from gateway.local_ucd.http import (
     UNKNOWN_ERROR,
@@ -51,9 +50,10 @@ from gateway.local_ucd.http import (
     go_error,
     json_response,
 )
+from gateway.local_ucd.openapi import document as openapi
 from gateway.local_ucd.ratelimit import RateLimiter
 from gateway.local_ucd.services import Services, UcdRequest
-from gateway.local_ucd.store import Store
+from gateway.local_ucd.store.database import Store
 
 __all__ = ["ENDPOINTS", "Endpoint", "create_local_ucd_app"]
 

@@ -12,10 +12,10 @@ import httpx
 if TYPE_CHECKING:
     from gateway.local_ucd.callbacks import CallbackDispatcher
     from gateway.local_ucd.config import LocalUcdConfig
-    from gateway.local_ucd.export_worker import ExportWorker
+    from gateway.local_ucd.exports.worker import ExportWorker
     from gateway.local_ucd.faults import FaultInjector
     from gateway.local_ucd.ratelimit import RateLimiter
-    from gateway.local_ucd.store import Store
+    from gateway.local_ucd.store.database import Store
 
 __all__ = ["Services", "UcdRequest", "utc_now"]
 
