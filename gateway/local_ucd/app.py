@@ -38,10 +38,9 @@ from gateway.local_ucd.endpoints import (
     identity,
     metadata,
     profile,
+    segments,
     upsert,
 )
-from gateway.local_ucd.exports import segments
-from gateway.local_ucd.exports import worker as export_worker
 from gateway.local_ucd.faults import FaultInjector
 from gateway.local_ucd.http import (
     UNKNOWN_ERROR,
@@ -246,10 +245,8 @@ def create_local_ucd_app(
             limiter=RateLimiter(strict=config.strict_rate_limits),
             faults=FaultInjector(config.faults) if config.faults is not None else None,
             callbacks=CallbackDispatcher(client),
-            exports=None,  # type: ignore[arg-type]  # set right below: the worker needs services
             hook_client=client,
         )
-        services.exports = export_worker.ExportWorker(services)
         app.state.services = services
         await services.exports.start()
         try:

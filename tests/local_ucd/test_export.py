@@ -24,9 +24,8 @@ from starlette.applications import Starlette
 
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.endpoints.export import enqueue_job
+from gateway.local_ucd.endpoints.export import enqueue_job, run_export_job
 from gateway.local_ucd.exports import files as export_files
-from gateway.local_ucd.exports.worker import run_export_job
 from gateway.local_ucd.services import Services
 from tests.local_ucd.conftest import OTHER_PARTNER, OTHER_TOKEN, make_client
 

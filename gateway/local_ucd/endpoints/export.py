@@ -3,7 +3,8 @@
     validate (§3.3.2, in order) -> rate stage -> job row committed -> 200 {} -> wake the worker
 
 The file itself is written later by :class:`gateway.local_ucd.exports.worker.ExportWorker`;
-the job table is described in :mod:`gateway.local_ucd.exports.jobs`.
+the job table is described in :mod:`gateway.local_ucd.exports.jobs`. Benchmarks skip the
+HTTP layer with :func:`enqueue_job` and :func:`run_export_job`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,12 +20,13 @@ import httpx
 from gateway.local_ucd.events.query import parse_selection
 from gateway.local_ucd.exports import segments
 from gateway.local_ucd.exports.files import FORMATS
+from gateway.local_ucd.exports.jobs import load_job
 from gateway.local_ucd.http import ApiError, dumps
 from gateway.local_ucd.services import Services, UcdRequest
 from gateway.local_ucd.store.json_values import is_integer
 from gateway.local_ucd.timefmt import to_us
 
-__all__ = ["enqueue_job", "handle_export", "normalise_hook"]
+__all__ = ["enqueue_job", "handle_export", "normalise_hook", "run_export_job"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!\d)")
 
@@ -105,8 +108,7 @@ async def enqueue_job(
     """Commit a queued job and return its id; ``wake=False`` leaves it to the caller.
 
     ``request`` is ``{"segment_id", "attributes", "events", "format"}`` as validated by E3
-    (benchmarks build it directly and then call
-    :func:`gateway.local_ucd.exports.worker.run_export_job`).
+    (benchmarks build it directly and then call :func:`run_export_job`).
     """
     created_us = to_us(services.now())
 
@@ -122,3 +124,18 @@ async def enqueue_job(
     if wake:
         services.exports.wake()
     return job_id
+
+
+async def run_export_job(services: Services, job_id: int) -> Path | None:
+    """Run one queued job now and wait for its file (benchmarks; the worker does the same).
+
+    Returns the published file (also when the worker happened to run the job first), or
+    ``None`` when the job failed. The webhook is delivered in the background.
+    """
+    path = await services.exports.run_job(job_id)
+    if path is not None:
+        return path
+    job = await services.store.read(lambda conn: load_job(conn, job_id))
+    if job is None or job.status != "ready" or job.file_name is None:
+        return None
+    return services.config.exports_dir / job.partner / job.file_name

@@ -15,8 +15,6 @@ from typing import Any
 
 import orjson
 
-from gateway.local_ucd.services import Services
-
 __all__ = [
     "EXPIRY_US",
     "ExportJob",
@@ -56,9 +54,9 @@ def _job_from_row(row: Sequence[Any]) -> ExportJob:
     )
 
 
-def export_url(services: Services, partner: str, file_name: str) -> str:
+def export_url(base_url: str, partner: str, file_name: str) -> str:
     """The download link of a file (§3.3.3): ``<public base>/exports/<partner>/p/<file>``."""
-    return f"{services.config.base_url}/exports/{partner}/p/{file_name}"
+    return f"{base_url}/exports/{partner}/p/{file_name}"
 
 
 def load_job(conn: sqlite3.Connection, job_id: int) -> ExportJob | None:

@@ -1,12 +1,11 @@
-"""Dynamic segments for E3 (§5.5): create, list, and evaluate against a snapshot.
+"""Dynamic segments for E3 (§5.5): conditions, their checks, and evaluation against a snapshot.
 
 A segment is a name and a list of ANDed conditions ``{"attribute", "operator", "value"}``.
-Segment 1, "All users", has no conditions and is never stored. Ids come from the
-``partner_counters`` row ``segment_id`` (last id handed out), so they start at 2, increase
-and are never reused.
+Segment 1, "All users", has no conditions and is never stored. Segments are created and
+listed by :mod:`gateway.local_ucd.endpoints.segments`.
 
-Evaluation runs in Python over the attribute maps of :mod:`gateway.local_ucd.attributes.views`, so a
-condition sees exactly what E2 shows (read names, identifier views, stored JSON values),
+Evaluation runs in Python over the attribute maps of :mod:`gateway.local_ucd.attributes.views`,
+so a condition sees exactly what E2 shows (read names, identifier views, stored JSON values),
 chunk by chunk in ascending ``insider_id`` order, the row order of exports (§3.3.4).
 """
 
@@ -23,15 +22,13 @@ from gateway.local_ucd.attributes.names import resolve_read_name
 from gateway.local_ucd.attributes.views import load_attribute_maps
 from gateway.local_ucd.http import ApiError
 from gateway.local_ucd.identity.identifiers import normalise_email
-from gateway.local_ucd.services import UcdRequest
 from gateway.local_ucd.store.json_values import is_number, json_equal
 
 __all__ = [
     "ALL_USERS",
+    "ALL_USERS_NAME",
     "OPERATORS",
     "Condition",
-    "handle_create_segment",
-    "handle_list_segments",
     "matches",
     "parse_conditions",
     "segment_profile_pks",
@@ -44,7 +41,6 @@ ALL_USERS_NAME = "All users"
 #: In the order of the spec's error text.
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "exists", "contains")
 
-_COUNTER = "segment_id"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Profiles evaluated per attribute-map query (views.load_attribute_maps chunks under this).
 _CHUNK = 500
@@ -69,13 +65,6 @@ class Condition:
 
 
 # -- validation -------------------------------------------------------------------------
-
-
-def _parse_name(body: Mapping[str, Any]) -> str:
-    name = body.get("name")
-    if not isinstance(name, str) or not name:
-        raise ApiError.bad_request("name must be defined")
-    return name
 
 
 def parse_conditions(raw: Any) -> list[Condition]:
@@ -210,48 +199,3 @@ def _iterate(conn: sqlite3.Connection, partner: str, conditions: list[Condition]
             attributes["iid"] = insider_id
             if matches(conditions, attributes):
                 yield pk
-
-
-# -- handlers ---------------------------------------------------------------------------
-
-
-async def handle_create_segment(req: UcdRequest) -> Any:
-    name = _parse_name(req.body)
-    conditions = parse_conditions(req.body.get("conditions"))
-    stored = orjson.dumps([condition.to_json() for condition in conditions]).decode()
-    partner = req.partner
-
-    def write(conn: sqlite3.Connection) -> int:
-        # The counter holds the last id handed out; starting it at ALL_USERS makes 2 the first.
-        (segment_id,) = conn.execute(
-            "INSERT INTO partner_counters (partner, counter, value) VALUES (?, ?, ?)"
-            " ON CONFLICT (partner, counter) DO UPDATE SET value = value + 1 RETURNING value",
-            (partner, _COUNTER, ALL_USERS + 1),
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO segments (partner, segment_id, name, conditions) VALUES (?, ?, ?, ?)",
-            (partner, segment_id, name, stored),
-        )
-        return int(segment_id)
-
-    return {"segment_id": await req.services.store.write(write)}
-
-
-async def handle_list_segments(req: UcdRequest) -> Any:
-    partner = req.partner
-
-    def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        rows = conn.execute(
-            "SELECT segment_id, name, conditions FROM segments WHERE partner = ?"
-            " ORDER BY segment_id",
-            (partner,),
-        )
-        return [
-            {"segment_id": segment_id, "name": name, "conditions": orjson.loads(conditions)}
-            for segment_id, name, conditions in rows
-        ]
-
-    stored = await req.services.store.read(read)
-    return {
-        "segments": [{"segment_id": ALL_USERS, "name": ALL_USERS_NAME, "conditions": []}, *stored]
-    }

@@ -37,10 +37,15 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
+import httpx
+
+from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.events.query import Selection, parse_selection
 from gateway.local_ucd.exports import segments
 from gateway.local_ucd.exports.files import FORMATS, ExportFormat, SnapshotAbandoned, write_export
@@ -55,10 +60,10 @@ from gateway.local_ucd.exports.jobs import (
     published_files,
 )
 from gateway.local_ucd.hooks import DELAYS_S, post_with_retries
-from gateway.local_ucd.services import Services
+from gateway.local_ucd.store.database import Store
 from gateway.local_ucd.timefmt import to_us
 
-__all__ = ["ExportWorker", "run_export_job"]
+__all__ = ["ExportContext", "ExportWorker"]
 
 # The logger of the whole export feature (the endpoint and this worker).
 logger = logging.getLogger("gateway.local_ucd.export")
@@ -85,6 +90,27 @@ class _Stopping(Exception):
     """The worker stops: the job stays queued and runs again at the next start."""
 
 
+class ExportContext(Protocol):
+    """What the worker uses of the local UCD's services: four of the parts of ``Services``.
+
+    :class:`gateway.local_ucd.services.Services` builds the worker and satisfies this; the
+    worker imports neither it nor the endpoints, so dependencies point one way.
+    """
+
+    @property
+    def config(self) -> LocalUcdConfig: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def hook_client(self) -> httpx.AsyncClient: ...
+
+    #: The server's UTC clock, read at each use (tests replace it to move time).
+    @property
+    def now(self) -> Callable[[], datetime]: ...
+
+
 @dataclass
 class _Built:
     temp: Path
@@ -97,7 +123,7 @@ class ExportWorker:
 
     def __init__(
         self,
-        services: Services,
+        services: ExportContext,
         *,
         hook_delays: Sequence[float] = DELAYS_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
@@ -129,7 +155,7 @@ class ExportWorker:
         await self._remove_strays()
         for job in await self.services.store.read(pending_deliveries):
             assert job.file_name is not None
-            url = export_url(self.services, job.partner, job.file_name)
+            url = export_url(self.services.config.base_url, job.partner, job.file_name)
             self._spawn_delivery(job.id, job.hook, url)
         self._task = asyncio.create_task(self._loop(), name="ucd-export-worker")
 
@@ -214,7 +240,8 @@ class ExportWorker:
                 logger.error("export job %d failed: %s", job.id, type(exc).__name__)
                 await self._mark_failed(job.id, type(exc).__name__)
                 return None
-        self._spawn_delivery(job.id, job.hook, export_url(services, job.partner, path.name))
+        url = export_url(services.config.base_url, job.partner, path.name)
+        self._spawn_delivery(job.id, job.hook, url)
         return path
 
     async def _produce(self, job: ExportJob) -> Path:
@@ -473,18 +500,3 @@ class ExportWorker:
                         path.unlink(missing_ok=True)
 
         await asyncio.to_thread(remove)
-
-
-async def run_export_job(services: Services, job_id: int) -> Path | None:
-    """Run one queued job now and wait for its file (benchmarks; the worker does the same).
-
-    Returns the published file (also when the worker happened to run the job first), or
-    ``None`` when the job failed. The webhook is delivered in the background.
-    """
-    path = await services.exports.run_job(job_id)
-    if path is not None:
-        return path
-    job = await services.store.read(lambda conn: load_job(conn, job_id))
-    if job is None or job.status != "ready" or job.file_name is None:
-        return None
-    return services.config.exports_dir / job.partner / job.file_name
