@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from gateway.app import create_app
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.testing import LocalUcdTransport
+from gateway.local_ucd.transport import LocalUcdTransport
 from gateway.settings import Settings
 
 PARTNER = "bench"

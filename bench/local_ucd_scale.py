@@ -318,10 +318,10 @@ async def _profile_latency(
 
 def _query_plans(database: Path, now: datetime) -> list[tuple[str, str, list[str]]]:
     """(what, SQL, plan lines) of the statements the code runs, captured by tracing."""
-    from gateway.local_ucd.event_query import WantedItem, select_events
-    from gateway.local_ucd.identifiers import Identifier, lookup_profile
-    from gateway.local_ucd.segments import segment_profile_pks
-    from gateway.local_ucd.views import load_attributes
+    from gateway.local_ucd.attributes.views import load_attributes
+    from gateway.local_ucd.events.query import WantedItem, select_events
+    from gateway.local_ucd.exports.segments import segment_profile_pks
+    from gateway.local_ucd.identity.identifiers import Identifier, lookup_profile
 
     conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     captured: list[str] = []

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from gateway.demo_data import SEGMENTS, demo_users
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.testing import LocalUcdTransport
+from gateway.local_ucd.transport import LocalUcdTransport
 from gateway.ucd.client import UcdClient
 
 __all__ = ["BATCH_SIZE", "SeedResult", "seed_demo_data", "seed_target"]

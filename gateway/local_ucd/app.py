@@ -24,25 +24,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.local_ucd import (
+from gateway.local_ucd.auth import authenticate
+from gateway.local_ucd.bodies import read_json_body
+from gateway.local_ucd.callbacks import CallbackDispatcher
+from gateway.local_ucd.config import LocalUcdConfig
+from gateway.local_ucd.endpoints import (
     anonymize,
     attribute_delete,
     attribute_types,
     delete_user,
     downloads,
     export,
-    export_worker,
     identity,
     metadata,
-    openapi,
     profile,
     segments,
     upsert,
 )
-from gateway.local_ucd.auth import authenticate
-from gateway.local_ucd.bodies import read_json_body
-from gateway.local_ucd.callbacks import CallbackDispatcher
-from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.faults import FaultInjector
 from gateway.local_ucd.http import (
     UNKNOWN_ERROR,
@@ -51,9 +49,10 @@ from gateway.local_ucd.http import (
     go_error,
     json_response,
 )
+from gateway.local_ucd.openapi import document as openapi
 from gateway.local_ucd.ratelimit import RateLimiter
 from gateway.local_ucd.services import Services, UcdRequest
-from gateway.local_ucd.store import Store
+from gateway.local_ucd.store.database import Store
 
 __all__ = ["ENDPOINTS", "Endpoint", "create_local_ucd_app"]
 
@@ -246,10 +245,8 @@ def create_local_ucd_app(
             limiter=RateLimiter(strict=config.strict_rate_limits),
             faults=FaultInjector(config.faults) if config.faults is not None else None,
             callbacks=CallbackDispatcher(client),
-            exports=None,  # type: ignore[arg-type]  # set right below: the worker needs services
             hook_client=client,
         )
-        services.exports = export_worker.ExportWorker(services)
         app.state.services = services
         await services.exports.start()
         try:

@@ -114,7 +114,7 @@ class ConnectionDropped(Exception):
 
     Under uvicorn the pipeline raises this after starting the response, so the server
     closes the socket mid-answer and the client sees a dropped connection. In-process,
-    :class:`gateway.local_ucd.testing.LocalUcdTransport` turns it into
+    :class:`gateway.local_ucd.transport.LocalUcdTransport` turns it into
     :class:`httpx.RemoteProtocolError`, which is what a client sees on the wire.
     """
 

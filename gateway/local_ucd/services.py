@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from gateway.local_ucd.exports.worker import ExportWorker
+
 if TYPE_CHECKING:
     from gateway.local_ucd.callbacks import CallbackDispatcher
     from gateway.local_ucd.config import LocalUcdConfig
-    from gateway.local_ucd.export_worker import ExportWorker
     from gateway.local_ucd.faults import FaultInjector
     from gateway.local_ucd.ratelimit import RateLimiter
-    from gateway.local_ucd.store import Store
+    from gateway.local_ucd.store.database import Store
 
 __all__ = ["Services", "UcdRequest", "utc_now"]
 
@@ -33,10 +34,15 @@ class Services:
     limiter: RateLimiter
     faults: FaultInjector | None
     callbacks: CallbackDispatcher
-    exports: ExportWorker
     hook_client: httpx.AsyncClient
     #: The server's UTC clock; tests replace it to move time (retention, expiry).
     now: Callable[[], datetime] = field(default=utc_now)
+    #: The export worker (§3.3.3), built from the parts above, which it reads as they are
+    #: when used (:class:`~gateway.local_ucd.exports.worker.ExportContext`).
+    exports: ExportWorker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.exports = ExportWorker(self)
 
 
 @dataclass

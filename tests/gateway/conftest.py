@@ -40,7 +40,7 @@ from gateway.coalesce import ProfileReads, UpsertCoalescer
 from gateway.exports import ExportJobs
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import FaultConfig, LocalUcdConfig
-from gateway.local_ucd.testing import LocalUcdTransport
+from gateway.local_ucd.transport import LocalUcdTransport
 from gateway.settings import Settings
 from gateway.ucd.client import UcdClient
 

@@ -23,7 +23,7 @@ from gateway.api.schema import build_schema
 from gateway.app import Runtime, create_app
 from gateway.exports import ExportStatus
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.testing import LocalUcdTransport
+from gateway.local_ucd.transport import LocalUcdTransport
 from gateway.settings import Settings
 from tests.gateway.conftest import (
     TOKEN,

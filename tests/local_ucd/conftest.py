@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.testing import LocalUcdTransport
+from gateway.local_ucd.transport import LocalUcdTransport
 
 PARTNER = "local"
 TOKEN = "local-dev-token"

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.local_ucd.event_query import (
+from gateway.local_ucd.events.query import (
     EventFilter,
     WantedItem,
     distinct_wanted,
@@ -27,7 +27,7 @@ from gateway.local_ucd.event_query import (
     select_events,
 )
 from gateway.local_ucd.http import ApiError
-from gateway.local_ucd.store import SCHEMA
+from gateway.local_ucd.store.database import SCHEMA
 from gateway.local_ucd.timefmt import parse_rfc3339_us
 
 

@@ -22,11 +22,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
-from gateway.local_ucd import export_files
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.export import enqueue_job
-from gateway.local_ucd.export_worker import run_export_job
+from gateway.local_ucd.endpoints.export import enqueue_job, run_export_job
+from gateway.local_ucd.exports import files as export_files
 from gateway.local_ucd.services import Services
 from tests.local_ucd.conftest import OTHER_PARTNER, OTHER_TOKEN, make_client
 
@@ -802,7 +801,7 @@ async def test_an_erasure_after_the_snapshot_makes_the_job_rebuild(
                 threading.Event().wait(0.001)
         return count
 
-    monkeypatch.setattr("gateway.local_ucd.export_worker.write_export", write_export)
+    monkeypatch.setattr("gateway.local_ucd.exports.worker.write_export", write_export)
     download = await export(client, hooks, {**VALID, "events": None, "attributes": ["name"]})
     assert calls == [2, 1]
     assert download.text == f"iid,a_name\r\n{BOB_IID},Bob\r\n"
@@ -904,7 +903,7 @@ async def test_a_failure_while_publishing_leaves_no_file_and_calls_no_hook(
     def disk_full(source: Any, target: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gateway.local_ucd.export_worker.os.replace", disk_full)
+    monkeypatch.setattr("gateway.local_ucd.exports.worker.os.replace", disk_full)
     await seed_spec_example(client, services)
     response = await client.post("/api/raw/v1/export", json=VALID)
     assert response.status_code == 200

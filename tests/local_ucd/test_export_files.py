@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.local_ucd import export_files
-from gateway.local_ucd.event_query import EventsRequest, WantedItem
-from gateway.local_ucd.export_files import FORMATS, build_layout, open_writer, render_text
+from gateway.local_ucd.events.query import EventsRequest, WantedItem
+from gateway.local_ucd.exports import files as export_files
+from gateway.local_ucd.exports.files import FORMATS, build_layout, open_writer, render_text
 
 
 def events(*items: WantedItem) -> EventsRequest:

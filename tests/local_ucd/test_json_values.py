@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.local_ucd.json_values import is_integer, is_number, json_equal
+from gateway.local_ucd.store.json_values import is_integer, is_number, json_equal
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from gateway.local_ucd import openapi
 from gateway.local_ucd.app import ENDPOINTS
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.http import ACCESS_DENIED, NO_SUCH_USER, TOO_MANY_REQUESTS, UNKNOWN_ERROR
+from gateway.local_ucd.openapi import document as openapi
 from tests.local_ucd.conftest import serve
 
 LOCAL_GETS = {("get", "/healthz"), ("get", "/openapi.json"), ("get", "/exports/{partner}/p/{file}")}

@@ -12,9 +12,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.local_ucd.app import create_local_ucd_app
+from gateway.local_ucd.attributes.views import load_attributes
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.segments import segment_profile_pks
-from gateway.local_ucd.views import load_attributes
+from gateway.local_ucd.exports.segments import segment_profile_pks
 
 from .conftest import OTHER_PARTNER, PARTNER, make_client
 

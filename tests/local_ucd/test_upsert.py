@@ -16,8 +16,8 @@ from starlette.applications import Starlette
 
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.event_timestamps import parse_timestamp
-from gateway.local_ucd.events import _check_event, _fast_event
+from gateway.local_ucd.events.timestamps import parse_timestamp
+from gateway.local_ucd.events.writing import _check_event, _fast_event
 from gateway.local_ucd.timefmt import parse_rfc3339_us
 
 from .conftest import make_client

@@ -1,0 +1,1 @@
+"""Attributes (§4.7): default attribute names, writing attributes, reading attribute maps."""

@@ -1,0 +1,1 @@
+"""One module per REST endpoint handler of the local UCD (§3, §5)."""

@@ -1,0 +1,1 @@
+"""Events (§4.8): checks and storage, parameters, timestamps, digests, event queries."""

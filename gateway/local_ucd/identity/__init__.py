@@ -1,0 +1,1 @@
+"""Who a request is about: identifiers, lookup, identity resolution and merging, erasure."""
