@@ -47,7 +47,7 @@ def seed(
     events: Sequence[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = (),
     aliases: Sequence[str] = (),
 ) -> str:
-    """Create one profile the way the store keeps it (LOCAL.md); return its insider_id.
+    """Create one profile the way the store keeps it (store/database.py); return its insider_id.
 
     identifiers: (kind, name, value); events: (name, RFC 3339 timestamp, source, default
     params, custom params), stored in the given order (later = more recently stored).

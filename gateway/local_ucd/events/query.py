@@ -93,7 +93,7 @@ class Selection:
 
 @dataclass(frozen=True)
 class EventRow:
-    """One stored event, parameters decoded (storage of LOCAL.md "Event storage")."""
+    """One stored event, parameters decoded (the ``events`` table of store/database.py)."""
 
     pk: int
     name: str

@@ -1,13 +1,14 @@
 """Events of E1 (§4.8): checks, retention and storage.
 
 An event is checked and prepared once (:func:`check_events`), so the write path only
-decides retention and inserts. Storage layout (shared with E2/E3, see LOCAL.md):
+decides retention and inserts. Storage layout (shared with E2/E3; the ``events`` table of
+:mod:`gateway.local_ucd.store.database`):
 ``params`` = the default parameters as sent at the root of ``event_params`` without
 ``source``, ``custom`` and null values ([LOCAL]: a null parameter is absent);
 ``custom`` = event-level ``custom`` merged under ``event_params.custom``;
-``dedupe`` = the digest of :mod:`gateway.local_ucd.event_digest`.
-Parameter types live in :mod:`gateway.local_ucd.event_params`, timestamps in
-:mod:`gateway.local_ucd.event_timestamps`.
+``dedupe`` = the digest of :mod:`gateway.local_ucd.events.digest`.
+Parameter types live in :mod:`gateway.local_ucd.events.params`, timestamps in
+:mod:`gateway.local_ucd.events.timestamps`.
 
 De-duplication against stored events is SQLite's job: ``INSERT OR IGNORE`` on
 ``UNIQUE(profile_pk, dedupe)``, so no event needs a SELECT.
@@ -39,7 +40,7 @@ from gateway.local_ucd.http import render_value
 
 __all__ = [
     "EVENT_NAME_KEY",
-    "PARAM_TYPES",  # re-exported: openapi.py documents them from here
+    "PARAM_TYPES",
     "CatalogKey",
     "EventRow",
     "PreparedEvent",
