@@ -4,7 +4,9 @@ Clients branch on these codes, never on messages, so the set is part of the publ
 contract: README.md's error table is tested against ``ERROR_CODES`` in both directions
 (tests/gateway/test_error_codes.py), and every code is provoked over HTTP there too.
 
-The ``GatewayError`` classes (gateway/errors.py) take their codes from ``ErrorCode``.
+Who writes them: the ``GatewayError`` classes (gateway/errors.py) take theirs from
+``ErrorCode``; every other code is written by gateway/error_pipeline.py. No other module
+spells a code as a string.
 """
 
 from __future__ import annotations

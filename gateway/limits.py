@@ -1,24 +1,20 @@
-"""What every request passes through before a resolver runs, and how refusals are answered.
+"""What every request passes through before a resolver runs.
 
 * ``BodySizeLimit``: an ASGI middleware; a body over ``max_body_bytes`` gets HTTP 413
   before anything parses it.
 * ``schema_extensions(settings)``: the strawberry extension of every GraphQL request
   (``GatewayExtension``): the token, depth and alias limits, the parser and validation
   caches, stable error codes for refused documents, and masking of unexpected errors.
-* ``code_request_errors(errors)``: the codes the HTTP view adds once a result is known
-  (syntax errors and refused variables escape the extension hooks).
 
-The limits and their answers live together so that a refused request always gets the
-same shape: a message meant for the caller and an ``extensions.code`` to branch on.
+Every refusal is answered by gateway/error_pipeline.py, so a refused request always
+gets the same shape: a message meant for the caller and an ``extensions.code`` to
+branch on.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import traceback
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,7 +24,6 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
-    GraphQLSyntaxError,
     parse,
 )
 from starlette.responses import Response
@@ -41,13 +36,13 @@ from strawberry.extensions import (
 )
 from strawberry.schema.schema import validate_document
 
-from gateway.errors import GatewayError
+from gateway.error_pipeline import (
+    code_validation_errors,
+    is_unexpected,
+    mask_unexpected,
+    payload_too_large,
+)
 from gateway.settings import Settings
-
-# The name the masked errors were always logged under; log routing may depend on it.
-logger = logging.getLogger("gateway.app")
-
-INTERNAL_ERROR_MESSAGE = "Internal server error"
 
 #: Distinct query texts whose parse and validation are kept (strawberry's default, 128).
 PARSE_CACHE_SIZE: Final = 128
@@ -109,10 +104,8 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body is larger than {self.max_bytes} bytes"
-        body = {"errors": [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}
         response = Response(
-            orjson.dumps(body),
+            orjson.dumps(payload_too_large(self.max_bytes)),
             status_code=413,
             headers={"Connection": "close"},
             media_type="application/json",
@@ -216,13 +209,12 @@ class GatewayExtension(MaskErrors):
     * the token limit (strawberry's MaxTokensLimiter) and the parser cache (ParserCache);
     * the depth and alias rules (AddValidationRules), validated through ``ValidationCache``;
     * a stable ``extensions.code`` on validation errors (the depth and alias limits
-      included): graphql-core writes them without one, and clients branch on codes, not
-      on messages. Syntax errors (the token limit included) are tagged by
-      ``code_request_errors``: with the parser cache they escape the parse hooks;
+      included). Syntax errors (the token limit included) are coded by the HTTP view:
+      with the parser cache they escape the parse hooks;
     * masking of unexpected errors (MaskErrors): the caller sees "Internal server error"
-      and an ``errorId``; the log has the same id with the traceback. Only the
-      exception's type and frames are logged, not its text: an unexpected exception's
-      message may hold a caller's email or phone.
+      and an ``errorId``; the log has the same id with the traceback.
+
+    The codes and the masking are the error pipeline's (gateway/error_pipeline.py).
 
     Why one extension and not strawberry's six: strawberry builds every extension and
     wraps each of its hooks in a context manager on every request, which cost more CPU
@@ -231,7 +223,7 @@ class GatewayExtension(MaskErrors):
     """
 
     def __init__(self, guards: RequestGuards) -> None:
-        super().__init__(should_mask_error=_is_unexpected, error_message=INTERNAL_ERROR_MESSAGE)
+        super().__init__(should_mask_error=is_unexpected)
         self._guards = guards
 
     def on_operation(self) -> Iterator[None]:
@@ -255,7 +247,7 @@ class GatewayExtension(MaskErrors):
             context.validation_rules,
         )
         yield
-        _tag(context.pre_execution_errors, "GRAPHQL_VALIDATION_FAILED")
+        code_validation_errors(context.pre_execution_errors)
 
     def _process_result(self, result: object) -> None:
         # MaskErrors checks a runtime Protocol with isinstance, which is slow on every
@@ -265,48 +257,4 @@ class GatewayExtension(MaskErrors):
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        error_id = str(uuid.uuid4())
-        original = error.original_error
-        frames = "".join(traceback.format_tb(original.__traceback__)) if original else ""
-        logger.error(
-            "internal error %s in %s: %s\n%s",
-            error_id,
-            ".".join(str(p) for p in error.path or ()),
-            type(original).__qualname__,
-            frames,
-        )
-        return GraphQLError(
-            message=INTERNAL_ERROR_MESSAGE,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            original_error=None,
-            extensions={"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
-        )
-
-
-def code_request_errors(errors: Sequence[GraphQLError]) -> None:
-    """Codes for the errors still without one once the result is known (in place)."""
-    _tag([e for e in errors if isinstance(e, GraphQLSyntaxError)], "GRAPHQL_PARSE_FAILED")
-    # Left without a code and without a path: variables that failed coercion.
-    _tag([e for e in errors if e.path is None], "BAD_USER_INPUT")
-
-
-def _tag(errors: Sequence[GraphQLError] | None, code: str) -> None:
-    for error in errors or ():
-        if not (error.extensions or {}).get("code"):
-            error.extensions = {**(error.extensions or {}), "code": code}
-
-
-def _is_unexpected(error: GraphQLError) -> bool:
-    original = error.original_error
-    # Without a path the error came before execution: the caller's document or
-    # variables were refused (a scalar's ValueError on a bad literal included), and the
-    # message is about the caller's own input. With no original error, graphql-core
-    # wrote it for the caller; a GraphQLError raised on purpose is meant for them too.
-    return (
-        original is not None
-        and error.path is not None
-        and not isinstance(original, GatewayError | GraphQLError)
-    )
+        return mask_unexpected(error)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 
 import strawberry
 from graphql import GraphQLError
@@ -13,9 +13,10 @@ from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionContext
 
 from gateway.api.mutation import Mutation
-from gateway.api.one_of import tag_one_of_errors
+from gateway.api.one_of import refused_arguments
 from gateway.api.query import Query
 from gateway.api.scalars import DATETIME_SCALAR, JSON_SCALAR
+from gateway.error_pipeline import code_one_of_refusals
 
 __all__ = ["GatewaySchema", "build_schema"]
 
@@ -48,7 +49,7 @@ class GatewaySchema(strawberry.Schema):
     own ``process_errors`` logs each error with its message and the query text, and both
     may hold the caller's emails and phone numbers (``user(key: {email: ...})``), so it
     is not called: unexpected errors are logged, by id and without their message, where
-    they are masked (``gateway.limits.GatewayExtension``); UCD failures by the client.
+    they are masked (gateway/error_pipeline.py); UCD failures by the client.
     """
 
     @cached_property
@@ -63,12 +64,15 @@ class GatewaySchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         if execution_context is not None:
-            tag_one_of_errors(
+            code_one_of_refusals(
                 errors,
-                schema=self._schema,
-                one_of_types=self.one_of_types,
-                document=execution_context.graphql_document,
-                variables=execution_context.variables,
+                partial(
+                    refused_arguments,
+                    schema=self._schema,
+                    one_of_types=self.one_of_types,
+                    document=execution_context.graphql_document,
+                    variables=execution_context.variables,
+                ),
             )
 
 
