@@ -38,6 +38,7 @@ from strawberry.types import ExecutionResult
 
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
+from gateway.api.strawberry_internals import ERROR_LOGGER_NAME
 from gateway.coalesce import UpsertCoalescer
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, readiness_refusal
@@ -126,7 +127,7 @@ class _RedactAccessPaths(logging.Filter):
 def _install_log_filters() -> None:
     """Process-wide, installed once: see the two filter classes for why."""
     for name, kind in (
-        ("strawberry.execution", _DropStrawberryErrorLogs),
+        (ERROR_LOGGER_NAME, _DropStrawberryErrorLogs),
         ("uvicorn.access", _RedactAccessPaths),
     ):
         target = logging.getLogger(name)

@@ -29,13 +29,19 @@ from graphql import (
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import (
-    MaskErrors,
     MaxAliasesLimiter,
     QueryDepthLimiter,
     SchemaExtension,
 )
-from strawberry.schema.schema import validate_document
 
+from gateway.api.strawberry_internals import (
+    MaskingExtension,
+    graphql_core_schema,
+    limiter_rules,
+    use_parsed_document,
+    use_validation_errors,
+    validate,
+)
 from gateway.error_pipeline import (
     code_validation_errors,
     is_unexpected,
@@ -124,9 +130,9 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
     rule class, and the validation cache keys on the rules, so per-request rule classes
     would make every validation a cache miss (measured: ~10 ms per request).
     """
-    limit_rules = (
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    limit_rules = limiter_rules(
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
     )
     return [
         RequestGuards(
@@ -175,14 +181,14 @@ class ValidationCache:
         rules: tuple[type[ASTValidationRule], ...],
     ) -> list[GraphQLError]:
         if query is None:  # a document given without its text: nothing to key on
-            return validate_document(schema, document, rules)
+            return validate(schema, document, rules)
         key = (query, rules)
         entry = self._entries.get(key)
         if entry is not None and entry[0] is schema and entry[1] is document:
             self.hits += 1
             return entry[2]
         self.misses += 1
-        errors = validate_document(schema, document, rules)
+        errors = validate(schema, document, rules)
         if entry is None and len(self._entries) >= self._maxsize:
             # Oldest first (dicts keep insertion order): bounded, like the parser cache,
             # so unique query texts cannot grow memory without limit.
@@ -203,7 +209,7 @@ class RequestGuards:
         return GatewayExtension(self)
 
 
-class GatewayExtension(MaskErrors):
+class GatewayExtension(MaskingExtension):
     """Everything a request passes through in strawberry, as one operation-level extension.
 
     * the token limit (strawberry's MaxTokensLimiter) and the parser cache (ParserCache);
@@ -223,7 +229,7 @@ class GatewayExtension(MaskErrors):
     """
 
     def __init__(self, guards: RequestGuards) -> None:
-        super().__init__(should_mask_error=is_unexpected)
+        super().__init__(should_mask=is_unexpected, mask=mask_unexpected)
         self._guards = guards
 
     def on_operation(self) -> Iterator[None]:
@@ -234,27 +240,18 @@ class GatewayExtension(MaskErrors):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        context.graphql_document = _cached_parse(context.query, **context.parse_options)
+        use_parsed_document(context, _cached_parse(context.query, **context.parse_options))
         yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None
-        context.pre_execution_errors = self._guards.validation_cache.validate(
-            context.schema._schema,
+        errors = self._guards.validation_cache.validate(
+            graphql_core_schema(context.schema),
             context.graphql_document,
             context.query,
             context.validation_rules,
         )
+        use_validation_errors(context, errors)
         yield
         code_validation_errors(context.pre_execution_errors)
-
-    def _process_result(self, result: object) -> None:
-        # MaskErrors checks a runtime Protocol with isinstance, which is slow on every
-        # request (Python 3.11); both result types it accepts carry ``errors``.
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
-
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        return mask_unexpected(error)

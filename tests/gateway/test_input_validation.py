@@ -9,6 +9,7 @@ from graphql import GraphQLError, parse
 
 from gateway.api.one_of import refused_arguments
 from gateway.api.schema import build_schema
+from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.error_pipeline import code_one_of_refusals
 from tests.gateway.conftest import UPSERT, CallLog, Gateway, seed
 
@@ -383,7 +384,7 @@ def test_a_generic_validation_code_gives_way_to_bad_user_input_with_the_path() -
         [error, other],
         lambda errors: refused_arguments(
             errors,
-            schema=schema._schema,
+            schema=graphql_core_schema(schema),
             one_of_types=schema.one_of_types,
             document=document,
             variables={},
