@@ -10,9 +10,10 @@ Its lifespan owns, in opening order (closed in reverse):
 3. the ``UcdClient``, the export job registry and the upsert coalescer (flushed on
    shutdown, so no accepted write is lost).
 
-Limits are on by default, each with its own clear answer (``gateway.limits``): a body
-over ``max_body_bytes`` gets HTTP 413 before anything parses it; query depth, aliases
-and tokens are GraphQL errors from strawberry's limiter extensions.
+Limits are on by default (``gateway.limits``), each with its own clear answer
+(``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before
+anything parses it; query depth, aliases and tokens are GraphQL errors from strawberry's
+limiter extensions.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from strawberry.types import ExecutionResult
 
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
+from gateway.api.strawberry_internals import ERROR_LOGGER_NAME
 from gateway.coalesce import UpsertCoalescer
 from gateway.embedded import run_local_ucd
+from gateway.error_pipeline import code_request_errors, readiness_refusal
 from gateway.errors import GatewayError
 from gateway.exports import ExportJobs
-from gateway.limits import BodySizeLimit, code_request_errors, schema_extensions
+from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.settings import Settings
 from gateway.ucd.client import UcdClient
 from gateway.ucd.transport import build_http_client
@@ -124,7 +127,7 @@ class _RedactAccessPaths(logging.Filter):
 def _install_log_filters() -> None:
     """Process-wide, installed once: see the two filter classes for why."""
     for name, kind in (
-        ("strawberry.execution", _DropStrawberryErrorLogs),
+        (ERROR_LOGGER_NAME, _DropStrawberryErrorLogs),
         ("uvicorn.access", _RedactAccessPaths),
     ):
         target = logging.getLogger(name)
@@ -154,6 +157,8 @@ class GatewayGraphQL(GraphQL[Any, None]):
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        # The last point every error passes: syntax errors and refused variables get
+        # their codes only here (gateway/error_pipeline.py, step 5).
         if result.errors:
             code_request_errors(result.errors)
         return await super().process_result(request, result)
@@ -177,7 +182,7 @@ def _readyz(slot: _RuntimeSlot) -> Callable[[Request], Any]:
         try:
             await slot.get().ucd.metadata_columns("contacts")
         except GatewayError as exc:
-            return JSONResponse({"status": "unavailable", "code": exc.code}, status_code=503)
+            return JSONResponse(readiness_refusal(exc), status_code=503)
         return JSONResponse({"status": "ready"})
 
     return readyz

@@ -1,8 +1,8 @@
 """Errors the gateway reports to its callers.
 
-Every class carries ``extensions = {"code": ...}``; graphql-core copies the
-``extensions`` of the original exception into the GraphQL response, so a
-resolver only has to raise one of these.
+Every class carries ``extensions = {"code": ...}`` with its code from the table in
+gateway/error_codes.py; graphql-core copies the ``extensions`` of the original
+exception into the GraphQL response, so a resolver only has to raise one of these.
 
     GatewayError
     ├── BadUserInput          the UCD (or the gateway) rejected the caller's input
@@ -22,22 +22,26 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from gateway.error_codes import ErrorCode
+
 
 class GatewayError(Exception):
     """Base class: an error whose message and extensions are safe to show the caller."""
 
-    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_SERVER_ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.extensions: dict[str, object] = {"code": self.code}
+        # The plain text, not the enum member: the same bytes on the wire either way,
+        # and a log or repr of the extensions shows what the caller saw.
+        self.extensions: dict[str, object] = {"code": self.code.value}
 
 
 class BadUserInput(GatewayError):
     """Raised when the input is invalid (the UCD answered 400, or the gateway checked first)."""
 
-    code: ClassVar[str] = "BAD_USER_INPUT"
+    code: ClassVar[ErrorCode] = ErrorCode.BAD_USER_INPUT
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
@@ -49,19 +53,19 @@ class BadUserInput(GatewayError):
 class NotFound(GatewayError):
     """Raised when the UCD answers 404: no user for these identifiers."""
 
-    code: ClassVar[str] = "NOT_FOUND"
+    code: ClassVar[ErrorCode] = ErrorCode.NOT_FOUND
 
 
 class Conflict(GatewayError):
     """Raised when an identifier change collides with another user's identifier."""
 
-    code: ClassVar[str] = "CONFLICT"
+    code: ClassVar[ErrorCode] = ErrorCode.CONFLICT
 
 
 class RateLimited(GatewayError):
     """Raised when the UCD still answers 429 after the client's retries."""
 
-    code: ClassVar[str] = "RATE_LIMITED"
+    code: ClassVar[ErrorCode] = ErrorCode.RATE_LIMITED
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
@@ -72,19 +76,19 @@ class RateLimited(GatewayError):
 class UpstreamAuth(GatewayError):
     """Raised when the UCD answers 401 or 403 to the gateway's partner and token."""
 
-    code: ClassVar[str] = "UPSTREAM_AUTH"
+    code: ClassVar[ErrorCode] = ErrorCode.UPSTREAM_AUTH
 
 
 class UpstreamUnavailable(GatewayError):
     """Raised when the UCD cannot be reached: timeout, refused or dropped connection."""
 
-    code: ClassVar[str] = "UPSTREAM_UNAVAILABLE"
+    code: ClassVar[ErrorCode] = ErrorCode.UPSTREAM_UNAVAILABLE
 
 
 class UpstreamError(GatewayError):
     """Raised when the UCD answers with an unexpected status or an unparseable body."""
 
-    code: ClassVar[str] = "UPSTREAM_ERROR"
+    code: ClassVar[ErrorCode] = ErrorCode.UPSTREAM_ERROR
 
     def __init__(self, message: str, *, status: int | None) -> None:
         super().__init__(message)

@@ -1,24 +1,20 @@
-"""What every request passes through before a resolver runs, and how refusals are answered.
+"""What every request passes through before a resolver runs.
 
 * ``BodySizeLimit``: an ASGI middleware; a body over ``max_body_bytes`` gets HTTP 413
   before anything parses it.
 * ``schema_extensions(settings)``: the strawberry extension of every GraphQL request
   (``GatewayExtension``): the token, depth and alias limits, the parser and validation
   caches, stable error codes for refused documents, and masking of unexpected errors.
-* ``code_request_errors(errors)``: the codes the HTTP view adds once a result is known
-  (syntax errors and refused variables escape the extension hooks).
 
-The limits and their answers live together so that a refused request always gets the
-same shape: a message meant for the caller and an ``extensions.code`` to branch on.
+Every refusal is answered by gateway/error_pipeline.py, so a refused request always
+gets the same shape: a message meant for the caller and an ``extensions.code`` to
+branch on.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import traceback
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,26 +24,31 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
-    GraphQLSyntaxError,
     parse,
 )
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import (
-    MaskErrors,
     MaxAliasesLimiter,
     QueryDepthLimiter,
     SchemaExtension,
 )
-from strawberry.schema.schema import validate_document
 
-from gateway.errors import GatewayError
+from gateway.api.strawberry_internals import (
+    MaskingExtension,
+    graphql_core_schema,
+    limiter_rules,
+    use_parsed_document,
+    use_validation_errors,
+    validate,
+)
+from gateway.error_pipeline import (
+    code_validation_errors,
+    is_unexpected,
+    mask_unexpected,
+    payload_too_large,
+)
 from gateway.settings import Settings
-
-# The name the masked errors were always logged under; log routing may depend on it.
-logger = logging.getLogger("gateway.app")
-
-INTERNAL_ERROR_MESSAGE = "Internal server error"
 
 #: Distinct query texts whose parse and validation are kept (strawberry's default, 128).
 PARSE_CACHE_SIZE: Final = 128
@@ -109,10 +110,8 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body is larger than {self.max_bytes} bytes"
-        body = {"errors": [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}
         response = Response(
-            orjson.dumps(body),
+            orjson.dumps(payload_too_large(self.max_bytes)),
             status_code=413,
             headers={"Connection": "close"},
             media_type="application/json",
@@ -131,9 +130,9 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
     rule class, and the validation cache keys on the rules, so per-request rule classes
     would make every validation a cache miss (measured: ~10 ms per request).
     """
-    limit_rules = (
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    limit_rules = limiter_rules(
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
     )
     return [
         RequestGuards(
@@ -182,14 +181,14 @@ class ValidationCache:
         rules: tuple[type[ASTValidationRule], ...],
     ) -> list[GraphQLError]:
         if query is None:  # a document given without its text: nothing to key on
-            return validate_document(schema, document, rules)
+            return validate(schema, document, rules)
         key = (query, rules)
         entry = self._entries.get(key)
         if entry is not None and entry[0] is schema and entry[1] is document:
             self.hits += 1
             return entry[2]
         self.misses += 1
-        errors = validate_document(schema, document, rules)
+        errors = validate(schema, document, rules)
         if entry is None and len(self._entries) >= self._maxsize:
             # Oldest first (dicts keep insertion order): bounded, like the parser cache,
             # so unique query texts cannot grow memory without limit.
@@ -210,19 +209,18 @@ class RequestGuards:
         return GatewayExtension(self)
 
 
-class GatewayExtension(MaskErrors):
+class GatewayExtension(MaskingExtension):
     """Everything a request passes through in strawberry, as one operation-level extension.
 
     * the token limit (strawberry's MaxTokensLimiter) and the parser cache (ParserCache);
     * the depth and alias rules (AddValidationRules), validated through ``ValidationCache``;
     * a stable ``extensions.code`` on validation errors (the depth and alias limits
-      included): graphql-core writes them without one, and clients branch on codes, not
-      on messages. Syntax errors (the token limit included) are tagged by
-      ``code_request_errors``: with the parser cache they escape the parse hooks;
+      included). Syntax errors (the token limit included) are coded by the HTTP view:
+      with the parser cache they escape the parse hooks;
     * masking of unexpected errors (MaskErrors): the caller sees "Internal server error"
-      and an ``errorId``; the log has the same id with the traceback. Only the
-      exception's type and frames are logged, not its text: an unexpected exception's
-      message may hold a caller's email or phone.
+      and an ``errorId``; the log has the same id with the traceback.
+
+    The codes and the masking are the error pipeline's (gateway/error_pipeline.py).
 
     Why one extension and not strawberry's six: strawberry builds every extension and
     wraps each of its hooks in a context manager on every request, which cost more CPU
@@ -231,7 +229,7 @@ class GatewayExtension(MaskErrors):
     """
 
     def __init__(self, guards: RequestGuards) -> None:
-        super().__init__(should_mask_error=_is_unexpected, error_message=INTERNAL_ERROR_MESSAGE)
+        super().__init__(should_mask=is_unexpected, mask=mask_unexpected)
         self._guards = guards
 
     def on_operation(self) -> Iterator[None]:
@@ -242,71 +240,18 @@ class GatewayExtension(MaskErrors):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        context.graphql_document = _cached_parse(context.query, **context.parse_options)
+        use_parsed_document(context, _cached_parse(context.query, **context.parse_options))
         yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None
-        context.pre_execution_errors = self._guards.validation_cache.validate(
-            context.schema._schema,
+        errors = self._guards.validation_cache.validate(
+            graphql_core_schema(context.schema),
             context.graphql_document,
             context.query,
             context.validation_rules,
         )
+        use_validation_errors(context, errors)
         yield
-        _tag(context.pre_execution_errors, "GRAPHQL_VALIDATION_FAILED")
-
-    def _process_result(self, result: object) -> None:
-        # MaskErrors checks a runtime Protocol with isinstance, which is slow on every
-        # request (Python 3.11); both result types it accepts carry ``errors``.
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
-
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        error_id = str(uuid.uuid4())
-        original = error.original_error
-        frames = "".join(traceback.format_tb(original.__traceback__)) if original else ""
-        logger.error(
-            "internal error %s in %s: %s\n%s",
-            error_id,
-            ".".join(str(p) for p in error.path or ()),
-            type(original).__qualname__,
-            frames,
-        )
-        return GraphQLError(
-            message=INTERNAL_ERROR_MESSAGE,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            original_error=None,
-            extensions={"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
-        )
-
-
-def code_request_errors(errors: Sequence[GraphQLError]) -> None:
-    """Codes for the errors still without one once the result is known (in place)."""
-    _tag([e for e in errors if isinstance(e, GraphQLSyntaxError)], "GRAPHQL_PARSE_FAILED")
-    # Left without a code and without a path: variables that failed coercion.
-    _tag([e for e in errors if e.path is None], "BAD_USER_INPUT")
-
-
-def _tag(errors: Sequence[GraphQLError] | None, code: str) -> None:
-    for error in errors or ():
-        if not (error.extensions or {}).get("code"):
-            error.extensions = {**(error.extensions or {}), "code": code}
-
-
-def _is_unexpected(error: GraphQLError) -> bool:
-    original = error.original_error
-    # Without a path the error came before execution: the caller's document or
-    # variables were refused (a scalar's ValueError on a bad literal included), and the
-    # message is about the caller's own input. With no original error, graphql-core
-    # wrote it for the caller; a GraphQLError raised on purpose is meant for them too.
-    return (
-        original is not None
-        and error.path is not None
-        and not isinstance(original, GatewayError | GraphQLError)
-    )
+        code_validation_errors(context.pre_execution_errors)

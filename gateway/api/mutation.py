@@ -31,6 +31,7 @@ from gateway.api.payloads import (
 )
 from gateway.api.query import export_job
 from gateway.api.selection import FieldScope, subfield_scope, user_selection
+from gateway.api.strawberry_internals import raw_info
 from gateway.api.types import (
     DeleteAttributesPayload,
     ExportJob,
@@ -123,7 +124,7 @@ def _results(
 def _selects_user(info: Info) -> bool:
     """True when the payload's ``user`` is selected; raises BAD_USER_INPUT, before the
     change, for its arguments no read-back could serve (``events`` from after to...)."""
-    payload_type = info._raw_info.return_type
+    payload_type = raw_info(info).return_type
     while hasattr(payload_type, "of_type"):
         payload_type = payload_type.of_type
     scope = subfield_scope(

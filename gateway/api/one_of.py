@@ -1,9 +1,10 @@
-"""@oneOf violations reported as BAD_USER_INPUT with the argument's path.
+"""The argument behind a @oneOf violation, so it can be reported with its path.
 
 GraphQL validation refuses an ``IdentifierInput`` with zero or several keys before any
 resolver runs (so before any UCD call), but as a plain GraphQL error without a code or
 a path. The contract wants input the UCD would refuse to come back as BAD_USER_INPUT
-naming the path, so this module finds the argument behind the error:
+naming the path; the error pipeline (gateway/error_pipeline.py) writes the code, and
+this module finds the argument behind the error:
 
 * a literal (``deleteIdentifier(identifier: {email: "a", uuid: "b"})``): the error's
   node is the object value; the argument holding it names the path (``identifier``);
@@ -32,12 +33,10 @@ from graphql import (
 )
 from graphql.language import Visitor
 
-__all__ = ["tag_one_of_errors"]
+__all__ = ["refused_arguments"]
 
+#: Part of the message of strawberry's @oneOf validation rule (and of its coercion check).
 _MESSAGE: Final = "OneOf Input Object"
-#: Codes a generic tagger may have given these errors first (the app's request-limits
-#: extension codes every validation error GRAPHQL_VALIDATION_FAILED): ours is more precise.
-_REPLACEABLE_CODES: Final = frozenset({None, "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"})
 
 
 class _Arguments(Visitor):
@@ -83,30 +82,26 @@ def _bad_variables(
                 yield variable.variable.name.value
 
 
-def tag_one_of_errors(
+def refused_arguments(
     errors: Sequence[GraphQLError],
     *,
     schema: GraphQLSchema,
     one_of_types: frozenset[str],
     document: DocumentNode | None,
     variables: Mapping[str, Any] | None,
-) -> None:
-    """Give @oneOf errors ``{"code": "BAD_USER_INPUT", "path": <argument>}`` in place.
+) -> list[tuple[GraphQLError, str | None]]:
+    """Each @oneOf refusal among ``errors``, in order, with the argument it refuses
+    (None when it cannot be traced); other errors are left out.
 
     ``one_of_types``: names of the @oneOf input types (strawberry keeps that flag on its
     own definitions, not on graphql-core's types).
     """
-    relevant = [
-        e
-        for e in errors
-        if _MESSAGE in e.message
-        and (e.extensions or {}).get("code") in _REPLACEABLE_CODES
-        and "path" not in (e.extensions or {})
-    ]
+    relevant = [e for e in errors if _MESSAGE in e.message]
     if not relevant or document is None:
-        return
+        return []
     arguments = _arguments(document)
     bad_variables = list(_bad_variables(schema, one_of_types, document, variables or {}))
+    found: list[tuple[GraphQLError, str | None]] = []
     for error in relevant:
         path = _literal_path(error, arguments)
         if path is None and bad_variables:
@@ -119,8 +114,5 @@ def tag_one_of_errors(
                 ),
                 name,
             )
-        extensions: dict[str, Any] = dict(error.extensions or {})
-        extensions["code"] = "BAD_USER_INPUT"
-        if path is not None:
-            extensions["path"] = path
-        error.extensions = extensions
+        found.append((error, path))
+    return found

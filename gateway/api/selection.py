@@ -41,6 +41,7 @@ from graphql.execution.values import VariableValues, get_argument_values
 from strawberry import Info
 
 from gateway.api.names import EVENT_FIELD_PARAMS, USER_FIELD_READ_NAMES
+from gateway.api.strawberry_internals import raw_info
 from gateway.api.types import check_last, event_window
 from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, canonical_read_name
 
@@ -82,10 +83,9 @@ class FieldScope:
         """The scope of the field ``info`` resolves.
 
         strawberry's ``Info`` does not expose the field nodes and fragments publicly; the
-        graphql-core info under it (``_raw_info``) is the documented escape hatch its own
-        ``selected_fields`` uses.
+        graphql-core info under it is what its own ``selected_fields`` reads.
         """
-        raw = info._raw_info
+        raw = raw_info(info)
         return cls(raw.schema, raw.fragments, info.variable_values, raw.field_nodes)
 
 

@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 from graphql import GraphQLError, parse
 
-from gateway.api.one_of import tag_one_of_errors
+from gateway.api.one_of import refused_arguments
 from gateway.api.schema import build_schema
+from gateway.api.strawberry_internals import graphql_core_schema
+from gateway.error_pipeline import code_one_of_refusals
 from tests.gateway.conftest import UPSERT, CallLog, Gateway, seed
 
 
@@ -378,12 +380,15 @@ def test_a_generic_validation_code_gives_way_to_bad_user_input_with_the_path() -
     other = GraphQLError(
         "Cannot query field 'x'.", extensions={"code": "GRAPHQL_VALIDATION_FAILED"}
     )
-    tag_one_of_errors(
+    code_one_of_refusals(
         [error, other],
-        schema=schema._schema,
-        one_of_types=schema.one_of_types,
-        document=document,
-        variables={},
+        lambda errors: refused_arguments(
+            errors,
+            schema=graphql_core_schema(schema),
+            one_of_types=schema.one_of_types,
+            document=document,
+            variables={},
+        ),
     )
     assert error.extensions == {"code": "BAD_USER_INPUT", "path": "identifier"}
     assert other.extensions == {"code": "GRAPHQL_VALIDATION_FAILED"}

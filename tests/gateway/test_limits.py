@@ -13,6 +13,7 @@ import pytest
 from graphql import parse, specified_rules
 
 from gateway.api.schema import build_schema
+from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.limits import RequestGuards, ValidationCache, parse_cache_info
 from tests.gateway.conftest import GatewayHttp
 from tests.gateway.test_app import USER_QUERY, gateway, graphql
@@ -129,7 +130,7 @@ async def test_repeated_queries_hit_the_validation_cache() -> None:
 
 def test_validation_cache_revalidates_a_new_document_and_stays_bounded() -> None:
     """The query text is the key; only the very document validated before is a hit."""
-    schema = build_schema()._schema
+    schema = graphql_core_schema(build_schema())
     rules = tuple(specified_rules)
     cache = ValidationCache(maxsize=2)
     texts = ["{ __typename }", "{ nope }", "{ __schema { queryType { name } } }"]

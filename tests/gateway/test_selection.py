@@ -16,11 +16,12 @@ from graphql import (
 
 from gateway.api.schema import build_schema
 from gateway.api.selection import FieldScope, UserSelection, field_selected, user_selection
+from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.errors import BadUserInput
 from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, profile_body
 from tests.gateway.conftest import TYPED_READ_NAMES
 
-SCHEMA = build_schema()._schema
+SCHEMA = graphql_core_schema(build_schema())
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NOW_S = int(NOW.timestamp())
 DAY = 86_400

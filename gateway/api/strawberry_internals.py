@@ -1,0 +1,194 @@
+"""Every strawberry internal the gateway relies on, behind one small surface.
+
+strawberry's public API does not reach everything the gateway needs (the graphql-core
+objects under its own, its error hooks, its parse and validation short cuts), and
+its private names may change in any release. Everything below is used only through
+this module, and tests/gateway/test_strawberry_internals.py pins each behaviour, so a
+strawberry upgrade that breaks one fails there, with the name of what broke:
+
+* ``raw_info(info)``: graphql-core's resolve info (its fields) under strawberry's ``Info``;
+* ``graphql_core_schema(schema)``: graphql-core's ``GraphQLSchema`` under the schema;
+* ``validate(schema, document, rules)``: strawberry's validation (graphql-core's, plus
+  its @oneOf and ``Maybe`` rules);
+* ``limiter_rules(*limiters)``: the rules of strawberry's validation-rule extensions;
+* ``one_of_type_names(schema)``: the @oneOf input types (the flag is strawberry's);
+* ``CachedNameConverter``: a hook into strawberry's naming of fields and arguments;
+* ``ErrorHookSchema``: a hook that sees every error of a request before masking;
+* ``MaskingExtension``: MaskErrors driven by two functions, without its slow check;
+* ``use_parsed_document`` / ``use_validation_errors``: an extension's own parse and
+  validation, which strawberry then skips;
+* ``ERROR_LOGGER_NAME``: the logger strawberry writes error messages to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import strawberry
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+)
+from strawberry.extensions import AddValidationRules, MaskErrors
+from strawberry.schema.name_converter import NameConverter
+from strawberry.schema.schema import validate_document
+from strawberry.types import ExecutionContext
+from strawberry.utils.logging import StrawberryLogger
+
+__all__ = [
+    "ERROR_LOGGER_NAME",
+    "CachedNameConverter",
+    "ErrorHookSchema",
+    "MaskingExtension",
+    "graphql_core_schema",
+    "limiter_rules",
+    "one_of_type_names",
+    "raw_info",
+    "use_parsed_document",
+    "use_validation_errors",
+    "validate",
+]
+
+#: strawberry's ``StrawberryLogger`` writes every error with its message here.
+ERROR_LOGGER_NAME: Final = StrawberryLogger.logger.name
+
+
+def raw_info(info: strawberry.Info[Any, Any]) -> GraphQLResolveInfo[Any]:
+    """graphql-core's info for the field ``info`` resolves.
+
+    strawberry's ``Info`` exposes neither the field nodes, the fragments nor the return
+    type; the graphql-core info under it is what its own ``selected_fields`` reads.
+    (strawberry builds it as a NamedTuple of its own with ``GraphQLResolveInfo``'s
+    fields, not as an instance of that class: read fields, don't check the type.)
+    """
+    return info._raw_info
+
+
+def graphql_core_schema(schema: strawberry.Schema) -> GraphQLSchema:
+    """The graphql-core schema strawberry built and executes against."""
+    return schema._schema
+
+
+def validate(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    rules: tuple[type[ASTValidationRule], ...],
+) -> list[GraphQLError]:
+    """Validation as strawberry runs it: ``rules`` plus its @oneOf and ``Maybe`` rules.
+
+    graphql-core's ``validate`` alone would let a @oneOf input with two keys through:
+    strawberry checks @oneOf with a rule of its own (the message gateway.api.one_of
+    looks for comes from it).
+    """
+    return validate_document(schema, document, rules)
+
+
+def limiter_rules(*limiters: AddValidationRules) -> tuple[type[ASTValidationRule], ...]:
+    """The validation rules of strawberry's rule-adding extensions (QueryDepthLimiter...).
+
+    Each limiter instance builds a new rule class; taking the rules out lets a caller
+    build them once and key a validation cache on them.
+    """
+    return tuple(rule for limiter in limiters for rule in limiter.validation_rules)
+
+
+def one_of_type_names(schema: strawberry.Schema) -> frozenset[str]:
+    """Names of the @oneOf input types: strawberry keeps that flag on its own definitions,
+    not on graphql-core's types."""
+    return frozenset(
+        name
+        for name, entry in schema.schema_converter.type_map.items()
+        if getattr(entry.definition, "is_one_of", False)
+    )
+
+
+class CachedNameConverter(NameConverter):
+    """strawberry's name converter, remembering each Python name's GraphQL name.
+
+    strawberry converts names again for every input field of every argument it
+    coerces, on every request (``convert_arguments``); the answer never changes.
+    ``apply_naming_config`` is the one method every conversion goes through.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: dict[tuple[str, bool], str] = {}
+
+    def apply_naming_config(self, name: str) -> str:
+        key = (name, self.auto_camel_case)
+        converted = self._names.get(key)
+        if converted is None:
+            converted = self._names[key] = super().apply_naming_config(name)
+        return converted
+
+
+class ErrorHookSchema(strawberry.Schema):
+    """strawberry's schema, with ``see_errors`` in place of its error logging.
+
+    strawberry calls ``process_errors`` with every error list of a request, validation
+    and execution alike, before extensions see the result (so before MaskErrors), which
+    makes it the one place both kinds pass through. Its own implementation logs each
+    error with its message, which may hold the caller's input, so it is not called.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        if execution_context is not None:
+            self.see_errors(
+                errors,
+                document=execution_context.graphql_document,
+                variables=execution_context.variables,
+            )
+
+    def see_errors(
+        self,
+        errors: list[GraphQLError],
+        *,
+        document: DocumentNode | None,
+        variables: Mapping[str, Any] | None,
+    ) -> None:
+        """Called with the request's errors, in place; the default does nothing."""
+
+
+class MaskingExtension(MaskErrors):
+    """MaskErrors: each error of the result for which ``should_mask`` is true is replaced
+    by ``mask(error)``, once the operation is done (``on_operation``'s end).
+
+    A subclass that overrides ``on_operation`` must ``yield from super().on_operation()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        should_mask: Callable[[GraphQLError], bool],
+        mask: Callable[[GraphQLError], GraphQLError],
+    ) -> None:
+        super().__init__(should_mask_error=should_mask)
+        self._mask = mask
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return self._mask(error)
+
+    def _process_result(self, result: object) -> None:
+        # MaskErrors checks a runtime Protocol with isinstance, which is slow on every
+        # request (Python 3.11); both result types it accepts carry ``errors``.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
+
+def use_parsed_document(context: ExecutionContext, document: DocumentNode) -> None:
+    """From an ``on_parse`` hook (before its yield): strawberry uses ``document`` and
+    does not parse the query itself."""
+    context.graphql_document = document
+
+
+def use_validation_errors(context: ExecutionContext, errors: list[GraphQLError]) -> None:
+    """From an ``on_validate`` hook (before its yield): strawberry answers with ``errors``
+    (none: the document is valid) and does not validate the document itself."""
+    context.pre_execution_errors = errors

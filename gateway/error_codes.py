@@ -1,0 +1,91 @@
+"""The table of every ``extensions.code`` the gateway answers with.
+
+Clients branch on these codes, never on messages, so the set is part of the public
+contract: README.md's error table is tested against ``ERROR_CODES`` in both directions
+(tests/gateway/test_error_codes.py), and every code is provoked over HTTP there too.
+
+Who writes them: the ``GatewayError`` classes (gateway/errors.py) take theirs from
+``ErrorCode``; every other code is written by gateway/error_pipeline.py. No other module
+spells a code as a string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+
+__all__ = ["ERROR_CODES", "CodeDoc", "ErrorCode"]
+
+
+class ErrorCode(StrEnum):
+    """The value of ``extensions.code``; a ``str``, so it compares equal to the wire text."""
+
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    RATE_LIMITED = "RATE_LIMITED"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    UPSTREAM_ERROR = "UPSTREAM_ERROR"
+    UPSTREAM_AUTH = "UPSTREAM_AUTH"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+
+
+@dataclass(frozen=True)
+class CodeDoc:
+    """What a code means: when it is answered, and the extension keys it may carry.
+
+    ``extensions`` pairs each extra key of ``extensions`` (besides ``code``) with its
+    meaning, in the order the README lists them.
+    """
+
+    when: str
+    extensions: tuple[tuple[str, str], ...] = ()
+
+
+#: Every code, in the README's order. Read-only: the table is the contract.
+ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
+    {
+        ErrorCode.BAD_USER_INPUT: CodeDoc(
+            "the gateway (before any UCD call) or the UCD (HTTP 400) refused the caller's "
+            "input; also variables that do not fit their type and @oneOf inputs without "
+            "exactly one key",
+            (("path", "the argument or input field at fault, e.g. key.email, when known"),),
+        ),
+        ErrorCode.NOT_FOUND: CodeDoc("the UCD has no user for these identifiers"),
+        ErrorCode.CONFLICT: CodeDoc("the new identifier already belongs to another user"),
+        ErrorCode.RATE_LIMITED: CodeDoc(
+            "the UCD still answers 429 after the gateway's retries",
+            (("retryAfter", "seconds the UCD asked to wait"),),
+        ),
+        ErrorCode.UPSTREAM_UNAVAILABLE: CodeDoc(
+            "the UCD cannot be reached: timeout, refused or dropped connection"
+        ),
+        ErrorCode.UPSTREAM_ERROR: CodeDoc(
+            "the UCD answered with an unexpected status or a body the contract does not allow",
+            (("status", "the UCD's HTTP status, when it answered"),),
+        ),
+        ErrorCode.UPSTREAM_AUTH: CodeDoc(
+            "the UCD refused the gateway's partner name or token (401, 403)"
+        ),
+        ErrorCode.INTERNAL_SERVER_ERROR: CodeDoc(
+            "anything unexpected; the message is masked as Internal server error",
+            (("errorId", "the id of the log line with the exception's type and traceback"),),
+        ),
+        ErrorCode.GRAPHQL_PARSE_FAILED: CodeDoc(
+            "the document is not GraphQL, or has more tokens than UCD_GATEWAY_MAX_TOKENS"
+        ),
+        ErrorCode.GRAPHQL_VALIDATION_FAILED: CodeDoc(
+            "the document does not fit the schema, or is deeper or has more aliases than "
+            "UCD_GATEWAY_MAX_QUERY_DEPTH or UCD_GATEWAY_MAX_ALIASES allow"
+        ),
+        ErrorCode.PAYLOAD_TOO_LARGE: CodeDoc(
+            "the request body is over UCD_GATEWAY_MAX_BODY_BYTES; HTTP 413, before any parsing"
+        ),
+    }
+)

@@ -1,0 +1,163 @@
+"""Where every error answer gets its ``extensions.code``, in the order a request meets them.
+
+Codes come from the table in gateway/error_codes.py. ``GatewayError`` carries its own
+(raised by resolvers and the UCD client); everything graphql-core or strawberry writes
+without a code gets one here:
+
+1. ``payload_too_large(max_bytes)``: the 413 body, before anything parses the request
+   (``gateway.limits.BodySizeLimit``);
+2. ``code_validation_errors(errors)``: GRAPHQL_VALIDATION_FAILED on the errors the
+   validation rules found, the depth and alias limits included (the request extension's
+   ``on_validate``);
+3. ``code_one_of_refusals(errors, locate)``: a @oneOf input without exactly one key is
+   BAD_USER_INPUT naming the argument (``locate`` is gateway.api.one_of's path finder),
+   more precise than step 2's code, which it replaces (the schema's error hook);
+4. ``is_unexpected(error)`` / ``mask_unexpected(error)``: INTERNAL_SERVER_ERROR with an
+   ``errorId`` instead of an unexpected exception's message, and the log line with the
+   same id (the request extension's masking);
+5. ``code_request_errors(errors)``: GRAPHQL_PARSE_FAILED and BAD_USER_INPUT for what is
+   still without a code once the result is known: syntax errors (the token limit
+   included) and variables that failed coercion (the HTTP view's ``process_result``);
+6. ``readiness_refusal(error)``: the code ``/readyz`` answers with when the UCD fails.
+
+A code already set is never overwritten, except by step 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
+
+from graphql import GraphQLError, GraphQLSyntaxError
+
+from gateway.error_codes import ErrorCode
+from gateway.errors import GatewayError
+
+__all__ = [
+    "INTERNAL_ERROR_MESSAGE",
+    "LocateOneOfArguments",
+    "code_one_of_refusals",
+    "code_request_errors",
+    "code_validation_errors",
+    "is_unexpected",
+    "mask_unexpected",
+    "payload_too_large",
+    "readiness_refusal",
+]
+
+# The name the masked errors were always logged under; log routing may depend on it.
+logger = logging.getLogger("gateway.app")
+
+INTERNAL_ERROR_MESSAGE: Final = "Internal server error"
+
+#: For each error given, the argument it refuses (None: not found); errors that are not
+#: @oneOf refusals are left out of the answer.
+LocateOneOfArguments = Callable[[Sequence[GraphQLError]], Iterable[tuple[GraphQLError, str | None]]]
+
+#: Codes a @oneOf refusal may carry when step 3 sees it and still be made more precise:
+#: none (a refused variable), step 2's generic one, or BAD_USER_INPUT without a path.
+_RECODABLE_AS_ONE_OF: Final = frozenset(
+    {None, ErrorCode.GRAPHQL_VALIDATION_FAILED.value, ErrorCode.BAD_USER_INPUT.value}
+)
+
+
+def payload_too_large(max_bytes: int) -> dict[str, Any]:
+    """The JSON body of the 413 answer to a request body over ``max_bytes``."""
+    message = f"request body is larger than {max_bytes} bytes"
+    return {
+        "errors": [{"message": message, "extensions": {"code": ErrorCode.PAYLOAD_TOO_LARGE.value}}]
+    }
+
+
+def code_validation_errors(errors: Sequence[GraphQLError] | None) -> None:
+    """Validation errors without a code get GRAPHQL_VALIDATION_FAILED (in place).
+
+    graphql-core writes them without one, and clients branch on codes, not messages.
+    """
+    _tag(errors, ErrorCode.GRAPHQL_VALIDATION_FAILED)
+
+
+def code_one_of_refusals(errors: Sequence[GraphQLError], locate: LocateOneOfArguments) -> None:
+    """BAD_USER_INPUT with ``path`` (the argument ``locate`` finds) on @oneOf refusals.
+
+    Only errors that name no path yet and carry no code more precise than step 2's or
+    step 5's are handed to ``locate``.
+    """
+    candidates = [
+        e
+        for e in errors
+        if (e.extensions or {}).get("code") in _RECODABLE_AS_ONE_OF
+        and "path" not in (e.extensions or {})
+    ]
+    if not candidates:
+        return
+    for error, path in locate(candidates):
+        extensions: dict[str, Any] = dict(error.extensions or {})
+        extensions["code"] = ErrorCode.BAD_USER_INPUT.value
+        if path is not None:
+            extensions["path"] = path
+        error.extensions = extensions
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for an error whose message must not reach the caller (it is masked)."""
+    original = error.original_error
+    # Without a path the error came before execution: the caller's document or
+    # variables were refused (a scalar's ValueError on a bad literal included), and the
+    # message is about the caller's own input. With no original error, graphql-core
+    # wrote it for the caller; a GraphQLError raised on purpose is meant for them too.
+    return (
+        original is not None
+        and error.path is not None
+        and not isinstance(original, GatewayError | GraphQLError)
+    )
+
+
+def mask_unexpected(error: GraphQLError) -> GraphQLError:
+    """``error`` as INTERNAL_SERVER_ERROR with a fresh ``errorId``, logged with that id.
+
+    Only the exception's type and frames are logged, not its text: an unexpected
+    exception's message may hold a caller's email or phone.
+    """
+    error_id = str(uuid.uuid4())
+    original = error.original_error
+    frames = "".join(traceback.format_tb(original.__traceback__)) if original else ""
+    logger.error(
+        "internal error %s in %s: %s\n%s",
+        error_id,
+        ".".join(str(p) for p in error.path or ()),
+        type(original).__qualname__,
+        frames,
+    )
+    return GraphQLError(
+        message=INTERNAL_ERROR_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "errorId": error_id},
+    )
+
+
+def code_request_errors(errors: Sequence[GraphQLError]) -> None:
+    """Codes for the errors still without one once the result is known (in place)."""
+    # With the parser cache a syntax error escapes the extension's hooks, so it is
+    # only seen here.
+    _tag([e for e in errors if isinstance(e, GraphQLSyntaxError)], ErrorCode.GRAPHQL_PARSE_FAILED)
+    # Left without a code and without a path: variables that failed coercion.
+    _tag([e for e in errors if e.path is None], ErrorCode.BAD_USER_INPUT)
+
+
+def readiness_refusal(error: GatewayError) -> dict[str, str]:
+    """The ``/readyz`` body when its UCD call failed: the failure's code."""
+    return {"status": "unavailable", "code": error.code.value}
+
+
+def _tag(errors: Sequence[GraphQLError] | None, code: ErrorCode) -> None:
+    for error in errors or ():
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": code.value}
