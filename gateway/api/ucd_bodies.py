@@ -39,7 +39,7 @@ def key_ref(key: UserKey) -> UserRef:
     """The hashable form of a key; blocked values are dropped, as the UCD ignores them."""
     return UserRef.of(
         insider_id=key.insider_id or None,
-        email=key.email if usable(key.email) else None,
+        email=key.email if usable(key.email, email=True) else None,
         phone_number=key.phone_number if usable(key.phone_number) else None,
         uuid=key.uuid if usable(key.uuid) else None,
         custom=[(c.name, c.value) for c in key.custom or () if usable(c.value)],

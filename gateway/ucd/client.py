@@ -45,18 +45,19 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from gateway.ucd.paths import (
+    ATTRIBUTE_DELETE_PATH,
+    CONTACT_ANONYMIZE_PATH,
+    EXPORT_PATH,
+    IDENTITY_PATH,
+    METADATA_COLUMNS_PATH,
+    PROFILE_PATH,
+    UPSERT_PATH,
+    USER_ANONYMIZE_PATH,
+    USER_DELETE_PATH,
+)
 
 logger = logging.getLogger("gateway.ucd")
-
-UPSERT_PATH: Final = "/api/user/v1/upsert"
-PROFILE_PATH: Final = "/api/user/v1/profile"
-EXPORT_PATH: Final = "/api/raw/v1/export"
-ATTRIBUTE_DELETE_PATH: Final = "/api/user/v1/attribute/delete"
-IDENTITY_PATH: Final = "/api/user/v1/identity"
-CONTACT_ANONYMIZE_PATH: Final = "/api/contact/v1/anonymize"
-USER_ANONYMIZE_PATH: Final = "/api/user/v1/anonymize"
-USER_DELETE_PATH: Final = "/api/user/v1/delete"
-METADATA_COLUMNS_PATH: Final = "/api/user/v3/metadata/columns"
 
 # §3.5.2 check 7: the only 400 that means "someone else holds this value".
 _CONFLICT_TEXT: Final = "new identifier already has a user assigned to it"

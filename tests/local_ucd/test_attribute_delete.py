@@ -10,7 +10,7 @@ import pytest
 
 PATH = "/api/user/v1/attribute/delete"
 ADA = {"email": "ada@example.com"}
-EMPTY_ENVELOPE = {"data": {"successful": {}, "fail": {}}}
+EMPTY_ENVELOPE: dict[str, Any] = {"data": {"successful": {}, "fail": {}}}
 ONE_OK = {"data": {"successful": {"count": 1}, "fail": {}}}
 IDENTIFIER_NOT_HERE = "identifier attributes cannot be deleted here; use the identity API"
 
