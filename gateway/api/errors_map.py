@@ -24,7 +24,7 @@ from typing import Final
 
 from gateway.api.names import EVENT_PARAM_TO_INPUT_FIELD, WRITE_NAME_TO_INPUT_FIELD
 from gateway.api.types import FieldError
-from gateway.coalesce import UserOutcome
+from gateway.ucd.envelope import UserOutcome
 
 __all__ = ["delete_errors", "exception_errors", "upsert_errors"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from gateway.api.inputs import (
     DeleteAttributesInput,
@@ -31,6 +31,7 @@ from gateway.api.inputs import (
 )
 from gateway.api.names import EVENT_PARAM_TO_INPUT_FIELD
 from gateway.errors import BadUserInput
+from gateway.ucd.names import CUSTOM, EVENTS_WITH_REQUIRED_PARAMS, PARAM_TYPES, REQUIRED_PARAMS
 from gateway.ucd.rules import CUSTOM_NAME, EMAIL, EVENT_NAME, PHONE_NUMBER, is_blocked
 
 __all__ = [
@@ -41,29 +42,6 @@ __all__ = [
     "check_upsert_item",
     "raise_first",
 ]
-
-#: §3.1.3: these events need these parameters, reported in this order.
-_REQUIRED_PARAMS: Final = ("event_group_id", "currency", "unit_sale_price")
-_EVENTS_WITH_REQUIRED_PARAMS: Final = frozenset({"purchase", "cart_page_view"})
-#: §4.8.2: type-checked default parameters when sent through ``params``.
-# Not imported from local_ucd/: the gateway speaks the REST contract to any UCD (TEAM.md).
-_STRING_PARAMS: Final = frozenset(
-    {
-        "product_id",
-        "name",
-        "currency",
-        "event_group_id",
-        "url",
-        "locale",
-        "color",
-        "size",
-        "product_image_url",
-        "session_id",
-        "promotion_name",
-        "source",
-    }
-)
-_NUMBER_PARAMS: Final = frozenset({"unit_price", "unit_sale_price", "stock", "promotion_discount"})
 
 
 @dataclass(frozen=True)
@@ -169,28 +147,31 @@ def _check_json_object(value: Any, path: str, what: str) -> list[Problem]:
     return [Problem(path, f"{what} must be an object")]
 
 
+def _param_type_fits(kind: str, value: Any) -> bool:
+    """Whether ``value`` is of the §4.8.2 type ``kind``."""
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "number":
+        return not isinstance(value, bool) and isinstance(value, int | float)
+    if kind == "integer":
+        return (
+            not isinstance(value, bool)
+            and isinstance(value, int | float)
+            and float(value).is_integer()
+        )
+    # string_array (taxonomy), the only other typed parameter.
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def _check_param_types(params: Mapping[str, Any], path: str) -> list[Problem]:
     problems: list[Problem] = []
     for name, value in params.items():
         where = f"{path}.{name}"
-        if name == "custom":
+        kind = PARAM_TYPES.get(name)
+        if name == CUSTOM:
             problems.append(Problem(where, "custom parameters go in the event's custom field"))
-        elif name in _STRING_PARAMS and not isinstance(value, str):
-            problems.append(Problem(where, f"{name} must be string"))
-        elif name in _NUMBER_PARAMS and (
-            isinstance(value, bool) or not isinstance(value, int | float)
-        ):
-            problems.append(Problem(where, f"{name} must be number"))
-        elif name == "quantity" and (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not float(value).is_integer()
-        ):
-            problems.append(Problem(where, "quantity must be integer"))
-        elif name == "taxonomy" and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            problems.append(Problem(where, "taxonomy must be string_array"))
+        elif kind is not None and not _param_type_fits(kind, value):
+            problems.append(Problem(where, f"{name} must be {kind}"))
     return problems
 
 
@@ -205,8 +186,8 @@ def _check_event(event: EventInput, path: str) -> list[Problem]:
     custom: Mapping[str, Any] = event.custom if isinstance(event.custom, Mapping) else {}
     for name in custom:
         problems += _custom_name(name, f"{path}.custom.{name}")
-    if event.name in _EVENTS_WITH_REQUIRED_PARAMS:
-        for param in _REQUIRED_PARAMS:
+    if event.name in EVENTS_WITH_REQUIRED_PARAMS:
+        for param in REQUIRED_PARAMS:
             typed = getattr(event, param)
             if typed is None and params.get(param) is None:
                 problems.append(

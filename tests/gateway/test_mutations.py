@@ -8,10 +8,12 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.coalesce import ProfileReads, UpsertCoalescer
 from gateway.exports import ExportJobs
+from gateway.reads.inflight import ProfileReads
 from gateway.settings import Settings
 from gateway.ucd.client import UcdClient
+from gateway.ucd.requests import ProfileRequest, UserRef
+from gateway.upserts import UpsertCoalescer
 from tests.gateway.conftest import (
     UPSERT,
     CallLog,
@@ -417,7 +419,7 @@ async def test_delete_user_uses_the_delete_endpoint(
     assert [(c.path, c.body) for c in ucd_calls.calls] == [
         ("/api/user/v1/delete", {"identifiers": {"uuid": "u"}})
     ]
-    assert await ucd.profile({"identifiers": {"uuid": "u"}, "attributes": ["iid"]}) is None
+    assert await ucd.profile(ProfileRequest(UserRef(uuid="u"), attributes=("iid",))) is None
 
 
 async def test_a_payload_user_after_an_upsert_in_the_same_operation_is_fresh(

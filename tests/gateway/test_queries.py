@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.exports import ExportJobs
+from gateway.ucd.requests import EventsQuery, ProfileRequest, WantedEvents
 from tests.gateway.conftest import (
     GATEWAY_BASE,
     TYPED_READ_NAMES,
@@ -19,6 +20,7 @@ from tests.gateway.conftest import (
     Gateway,
     UcdWire,
     seed,
+    wire_ref,
 )
 
 TWENTY_FIELDS = """
@@ -641,9 +643,12 @@ async def test_last_travels_as_limit_per_source_and_still_answers_the_newest_n(
     ]
     assert data["user"]["events"] == newest(last)
     # The UCD itself sent at most N per source: 4 web and 2 app purchases exist.
-    answer = await gateway.ucd.profile(call.body)
+    window = call.body["events"]
+    wanted = (WantedEvents("purchase", ("product_id",), last),)
+    events = EventsQuery(window["start_date"], window["end_date"], wanted)
+    answer = await gateway.ucd.profile(ProfileRequest(wire_ref(call.body), events=events))
     assert answer is not None
-    assert len(answer["events"]["purchase"]) == min(last, 4) + min(last, 2)
+    assert len(answer.events["purchase"]) == min(last, 4) + min(last, 2)
 
 
 @pytest.mark.parametrize(

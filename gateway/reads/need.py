@@ -1,12 +1,10 @@
-"""Profile reads: what one operation needs from a user, merged into as few UCD calls as possible.
+"""What one operation needs from one user's profile, and how needs merge into one E2 call.
 
 The GraphQL layer (``gateway.api.selection``) turns a selection into a ``ProfileNeed``;
-resolvers then ask the per-request ``ProfileLoader`` for ``(UserRef, ProfileNeed)``.
-The loader groups the keys of one tick by user, merges their needs into one E2 body
-per user, and sends the distinct users concurrently (the ``UcdClient``'s semaphore is
-the concurrency bound). Every resolver gets the merged answer and filters its own part
-out of it (events by window and ``last``; attributes by name), so merging never has to
-split an answer back up.
+the loader merges the needs of one user into one, and ``request`` writes it as the E2
+request. Every resolver gets the merged answer and filters its own part out of it
+(events by window and ``last``; attributes by name), so merging never has to split an
+answer back up.
 
 Why one window per user: an E2 request has a single ``start_date``/``end_date`` for all
 its wanted events (shared/ucd-rest-api.md §3.2.1). Several ``events(...)`` selections
@@ -32,120 +30,16 @@ without limits (``ProfileReads``).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final, Literal
 
-from aiodataloader import DataLoader
+from gateway.ucd.answers import EventRecord, ProfileAnswer, created_date, event_source
+from gateway.ucd.names import ALL_ATTRIBUTES, IID
+from gateway.ucd.requests import EventsQuery, ProfileRequest, UserRef, WantedEvents
 
-if TYPE_CHECKING:
-    from gateway.coalesce import ProfileReads
-
-__all__ = [
-    "ALL_ATTRIBUTES",
-    "BLOCKED_VALUES",
-    "READ_NAME_ALIASES",
-    "ProfileLoader",
-    "ProfileNeed",
-    "UserRef",
-    "canonical_read_name",
-    "limits_may_hide_events",
-    "profile_body",
-]
-
-#: Identifier values the UCD silently ignores (§4.2): a key made only of these names nobody.
-BLOCKED_VALUES: Final = frozenset({"undefined", "anonymous", "0", "1", "null", ""})
-
-#: Read-name aliases the UCD resolves (§4.7.1 "Read names"); the answer uses the target.
-#: The gateway resolves them itself so that ``attribute(name: "locale")`` finds the ``lo`` key.
-READ_NAME_ALIASES: Final[Mapping[str, str]] = {
-    "gdpr_optin": "gdpr",
-    "locale": "lo",
-    "list_id": "static_segment_id",
-    "em": "email",
-    "pn": "phone_number",
-}
-
-#: Marker for "every attribute" (the UCD's ``"*"``).
-ALL_ATTRIBUTES: Final = "*"
-
-
-def canonical_read_name(name: str, *, custom: bool = False) -> str:
-    """The key the UCD answers under for a requested attribute name.
-
-    >>> canonical_read_name("gdpr_optin"), canonical_read_name("tier", custom=True)
-    ('gdpr', 'c_tier')
-    """
-    if custom:
-        return f"c_{name}"
-    return READ_NAME_ALIASES.get(name, name)
-
-
-def normalise_email(value: str) -> str:
-    """Emails are trimmed and lower-cased everywhere by the UCD (§4.2); so are our keys."""
-    return value.strip().lower()
-
-
-@dataclass(frozen=True)
-class UserRef:
-    """One user as the caller named it: hashable, with the email normalised.
-
-    Two keys that the UCD would look up identically compare equal, so ``users(keys)``
-    with repeated keys costs one call per distinct user.
-    """
-
-    insider_id: str | None = None
-    email: str | None = None
-    phone_number: str | None = None
-    uuid: str | None = None
-    custom: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(
-        cls,
-        *,
-        insider_id: str | None = None,
-        email: str | None = None,
-        phone_number: str | None = None,
-        uuid: str | None = None,
-        custom: Iterable[tuple[str, str]] = (),
-    ) -> UserRef:
-        return cls(
-            insider_id=insider_id,
-            email=normalise_email(email) if email is not None else None,
-            phone_number=phone_number,
-            uuid=uuid,
-            custom=tuple(sorted(custom)),
-        )
-
-    def identifiers(self) -> dict[str, Any]:
-        """The UCD's ``identifiers`` object (empty when the key is an insider_id only)."""
-        ids: dict[str, Any] = {}
-        if self.email is not None:
-            ids["email"] = self.email
-        if self.phone_number is not None:
-            ids["phone_number"] = self.phone_number
-        if self.uuid is not None:
-            ids["uuid"] = self.uuid
-        if self.custom:
-            ids["custom"] = dict(self.custom)
-        return ids
-
-    def body(self) -> dict[str, Any]:
-        """``{"insider_id": ...}`` and/or ``{"identifiers": {...}}`` for E2, E4, E8, E9."""
-        body: dict[str, Any] = {}
-        if self.insider_id is not None:
-            body["insider_id"] = self.insider_id
-        ids = self.identifiers()
-        if ids:
-            body["identifiers"] = ids
-        return body
-
-    def has_non_pii_identifier(self) -> bool:
-        """True when the key still finds the user after its PII is deleted (§3.7.2)."""
-        return self.insider_id is not None or self.uuid is not None or bool(self.custom)
+__all__ = ["Last", "ProfileNeed", "limits_may_hide_events"]
 
 
 #: One event name's bound: the largest ``last`` of its selections and their common window.
@@ -244,6 +138,33 @@ class ProfileNeed:
         """The same need without any ``limit_per_source``."""
         return replace(self, lasts=())
 
+    def request(self, ref: UserRef) -> ProfileRequest:
+        """The E2 request for one user and this (merged) need.
+
+        A need with nothing in it (only ``insiderId`` or ``__typename`` selected) still has
+        to name something (§3.2.2: attributes or events are required): it asks for ``iid``,
+        which every answer carries anyway.
+        """
+        attributes: tuple[str, ...] | Literal["*"] | None = None
+        if self.all_attributes:
+            attributes = ALL_ATTRIBUTES
+        elif self.attributes or not self.events:
+            attributes = tuple(sorted(self.attributes)) or (IID,)
+        events = None
+        if self.events:
+            assert self.window is not None
+            limits = self.limits()
+            events = EventsQuery(
+                self.window[0],
+                self.window[1],
+                tuple(
+                    # §3.2.4; safe by the argument in the module doc (limits).
+                    WantedEvents(name, tuple(sorted(params)), limits.get(name))
+                    for name, params in self.events
+                ),
+            )
+        return ProfileRequest(ref, attributes, events)
+
     @staticmethod
     def merge_all(needs: Iterable[ProfileNeed]) -> ProfileNeed:
         merged = ProfileNeed()
@@ -278,12 +199,12 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND: Final = timedelta(seconds=1)
 
 
-def _epoch_second(created_date: object) -> int | None:
+def _epoch_second(created: object) -> int | None:
     """floor(epoch seconds) of an event's ``created_date``; None when it is no RFC 3339 time."""
-    if not isinstance(created_date, str):
+    if not isinstance(created, str):
         return None
     try:
-        stamp = datetime.fromisoformat(created_date)
+        stamp = datetime.fromisoformat(created)
     except ValueError:
         return None
     if stamp.tzinfo is None:
@@ -291,7 +212,7 @@ def _epoch_second(created_date: object) -> int | None:
     return (stamp - _EPOCH) // _SECOND
 
 
-def limits_may_hide_events(need: ProfileNeed, answer: Mapping[str, Any]) -> bool:
+def limits_may_hide_events(need: ProfileNeed, answer: ProfileAnswer) -> bool:
     """True when a ``limit_per_source`` of ``need`` may have cut events a resolver needs.
 
     The UCD keeps an event when ``floor(its seconds) <= end_date``; a resolver keeps it
@@ -308,108 +229,18 @@ def limits_may_hide_events(need: ProfileNeed, answer: Mapping[str, Any]) -> bool
         return False
     assert need.window is not None
     end = need.window[1]
-    events = answer.get("events") or {}
     for name, limit in limits.items():
-        listed = events.get(name) or ()
+        listed = answer.events_named(name)
         if len(listed) < limit:
             continue
-        per_source: dict[object, list[Any]] = {}
+        per_source: dict[object, list[EventRecord]] = {}
         for event in listed:
-            per_source.setdefault(event.get("source"), []).append(event)
+            per_source.setdefault(event_source(event), []).append(event)
         for full in per_source.values():
             if len(full) < limit:
                 continue
             for event in full:
-                second = _epoch_second(event.get("created_date"))
+                second = _epoch_second(created_date(event))
                 if second is None or second >= end:
                     return True
     return False
-
-
-def profile_body(ref: UserRef, need: ProfileNeed) -> dict[str, Any]:
-    """The E2 request for one user and one (merged) need.
-
-    A need with nothing in it (only ``insiderId`` or ``__typename`` selected) still has
-    to name something (§3.2.2: attributes or events are required): it asks for ``iid``,
-    which every answer carries anyway.
-    """
-    body = ref.body()
-    if need.all_attributes:
-        body["attributes"] = ALL_ATTRIBUTES
-    elif need.attributes or not need.events:
-        body["attributes"] = sorted(need.attributes) or ["iid"]
-    if need.events:
-        assert need.window is not None
-        limits = need.limits()
-        body["events"] = {
-            "start_date": need.window[0],
-            "end_date": need.window[1],
-            "wanted": [_wanted(name, params, limits.get(name)) for name, params in need.events],
-        }
-    return body
-
-
-def _wanted(name: str, params: frozenset[str], limit: int | None) -> dict[str, Any]:
-    item: dict[str, Any] = {"event_name": name, "params": sorted(params)}
-    if limit is not None:
-        # §3.2.4; safe by the argument in the module doc (ProfileNeed.limits).
-        item["limit_per_source"] = limit
-    return item
-
-
-ProfileKey = tuple[UserRef, ProfileNeed]
-Profile = dict[str, Any]
-
-
-@dataclass
-class ProfileLoader:
-    """Per-request loader of ``(UserRef, ProfileNeed)`` -> the UCD's profile answer or None.
-
-    Built in ``build_context`` for every request (aiodataloader binds the running loop,
-    and a shared cache would serve one caller's data to another). Keys of one tick are
-    batched; keys naming the same user merge into one call.
-    """
-
-    reads: ProfileReads
-    _loader: DataLoader[ProfileKey, Profile | None] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._loader = DataLoader(self._batch, loop=asyncio.get_running_loop())
-
-    async def load(self, ref: UserRef, need: ProfileNeed) -> Profile | None:
-        result: Profile | None = await self._loader.load((ref, need))
-        return result
-
-    async def load_many(self, keys: Sequence[ProfileKey]) -> list[Profile | None]:
-        results: list[Profile | None] = await self._loader.load_many(keys)
-        return results
-
-    def clear(self) -> None:
-        """Forget cached answers: called after a mutation changed the UCD's data.
-
-        Also ends the shared reads' generation, so no later read of any request joins a
-        call that was sent before this change (``ProfileReads.invalidate``).
-        """
-        self._loader.clear_all()
-        self.reads.invalidate()
-
-    async def _batch(self, keys: list[ProfileKey]) -> list[Any]:
-        # list[Profile | None | Exception]: aiodataloader rejects a key's future when its
-        # item is an exception, so one failed user does not fail the others' loads.
-        needs: dict[UserRef, ProfileNeed] = {}
-        for ref, need in keys:
-            needs[ref] = needs[ref].merge(need) if ref in needs else need
-        if len(needs) == 1:
-            # One user (the usual single-user request): no gather, no per-user tasks.
-            ((ref, need),) = needs.items()
-            try:
-                answer: Any = await self.reads.fetch(ref, need)
-            except Exception as exc:  # handed to aiodataloader as every key's item
-                answer = exc
-            return [answer] * len(keys)
-        refs = list(needs)
-        answers = await asyncio.gather(
-            *(self.reads.fetch(ref, needs[ref]) for ref in refs), return_exceptions=True
-        )
-        by_ref = dict(zip(refs, answers, strict=True))
-        return [by_ref[ref] for ref, _ in keys]
