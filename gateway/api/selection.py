@@ -19,7 +19,6 @@ events ``{purchase: {product_id, c_gift}}`` over the last 30 days.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,6 +52,7 @@ from gateway.ucd.names import (
     custom_read_name,
 )
 from gateway.ucd.requests import UserRef
+from gateway.ucd.times import epoch_seconds
 
 __all__ = ["FieldScope", "UserSelection", "field_selected", "subfield_scope", "user_selection"]
 
@@ -163,12 +163,6 @@ class _Walk:
         return get_argument_values(field, node, self.variables)
 
 
-def _epoch(value: datetime) -> int:
-    # The UCD compares floor(event seconds) with inclusive integer bounds (§3.2.3), so
-    # flooring both ends fetches a superset of [from, to]; resolvers trim the rest.
-    return math.floor(value.timestamp())
-
-
 def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
     """The need of the ``User`` the field of ``scope`` selects.
 
@@ -236,7 +230,8 @@ def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
             param_name = sub_args["name"]
             params.add(custom_read_name(param_name) if sub_args[_CUSTOM] else param_name)
     wanted = frozenset(params)
-    window = (_epoch(since), _epoch(until))
+    # Floored (gateway.ucd.times.epoch_seconds): a superset of [from, to] the resolvers trim.
+    window = (epoch_seconds(since), epoch_seconds(until))
     event_names = sorted(set(names))
     last: int | None = args.get("last")
     return ProfileNeed(

@@ -20,7 +20,6 @@ from strawberry.scalars import JSON
 
 from gateway.api.described import described_field
 from gateway.api.names import ATTRIBUTE_INPUT_WRITE_NAMES, ATTRIBUTE_TYPES, EVENT_INPUT_PARAMS
-from gateway.api.scalars import parse_datetime
 from gateway.errors import BadUserInput
 from gateway.ucd.answers import EventRecord, ProfileAnswer, created_date, event_source
 from gateway.ucd.names import (
@@ -34,6 +33,7 @@ from gateway.ucd.names import (
     canonical_read_name,
     custom_read_name,
 )
+from gateway.ucd.times import parse_instant
 
 __all__ = [
     "DEFAULT_EVENT_DAYS",
@@ -133,12 +133,8 @@ def _int_list(value: Any) -> list[int] | None:
 
 
 def _datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return None
+    # The same parser as the read path's ``last`` check (need.limits_may_hide_events).
+    return parse_instant(value)
 
 
 #: A converter per UCD type name (§4.7.1, §4.8.2): a value of another type reads as null.

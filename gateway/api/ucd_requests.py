@@ -35,6 +35,7 @@ from gateway.ucd.requests import (
     UserRef,
     WantedEvents,
 )
+from gateway.ucd.times import epoch_seconds
 
 __all__ = [
     "delete_attributes_user",
@@ -135,9 +136,11 @@ def export_request(export: ExportInput, *, hook: str, now: datetime) -> ExportRe
         since = export.from_ or default_from(until)
         if since > until:
             raise BadUserInput("from must not be after to", path="input.from")
+        # Floored like the reads' windows (epoch_seconds); int(timestamp()) truncated
+        # instants before 1970 towards zero, one second late.
         events = EventsQuery(
-            int(since.timestamp()),
-            int(until.timestamp()),
+            epoch_seconds(since),
+            epoch_seconds(until),
             tuple(WantedEvents(e.name, tuple(e.params)) for e in export.events),
         )
     if attributes is None and events is None:

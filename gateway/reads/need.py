@@ -32,12 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Literal
 
 from gateway.ucd.answers import EventRecord, ProfileAnswer, created_date, event_source
 from gateway.ucd.names import ALL_ATTRIBUTES, IID
 from gateway.ucd.requests import EventsQuery, ProfileRequest, UserRef, WantedEvents
+from gateway.ucd.times import epoch_seconds, parse_instant
 
 __all__ = ["Last", "ProfileNeed", "limits_may_hide_events"]
 
@@ -195,23 +195,6 @@ def _merge_lasts(a: ProfileNeed, b: ProfileNeed) -> tuple[Last, ...]:
     return tuple((name, last, window) for name, (last, window) in sorted(bounded.items()))
 
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_SECOND: Final = timedelta(seconds=1)
-
-
-def _epoch_second(created: object) -> int | None:
-    """floor(epoch seconds) of an event's ``created_date``; None when it is no RFC 3339 time."""
-    if not isinstance(created, str):
-        return None
-    try:
-        stamp = datetime.fromisoformat(created)
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        return None
-    return (stamp - _EPOCH) // _SECOND
-
-
 def limits_may_hide_events(need: ProfileNeed, answer: ProfileAnswer) -> bool:
     """True when a ``limit_per_source`` of ``need`` may have cut events a resolver needs.
 
@@ -240,7 +223,9 @@ def limits_may_hide_events(need: ProfileNeed, answer: ProfileAnswer) -> bool:
             if len(full) < limit:
                 continue
             for event in full:
-                second = _epoch_second(created_date(event))
-                if second is None or second >= end:
+                # The resolvers' own parser (gateway.ucd.times): an event they drop as
+                # unparseable must count here too, or ``last: N`` answers fewer than N.
+                stamp = parse_instant(created_date(event))
+                if stamp is None or epoch_seconds(stamp) >= end:
                     return True
     return False

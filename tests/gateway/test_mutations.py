@@ -482,6 +482,25 @@ async def test_start_export_registers_a_job_and_hands_the_ucd_its_webhook(
     }
 
 
+async def test_export_windows_floor_to_whole_seconds_like_reads(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    """Half a second before 1970 is second -1; ``int(timestamp())`` made it second 0."""
+    await gateway.ok(
+        START_EXPORT,
+        {
+            "input": {
+                "segmentId": "1",
+                "events": [{"name": "purchase", "params": []}],
+                "from": "1969-12-31T23:59:59.5Z",
+                "to": "1970-01-01T00:00:09.9Z",
+            }
+        },
+    )
+    (call,) = ucd_calls.to("/api/raw/v1/export")
+    assert (call.body["events"]["start_date"], call.body["events"]["end_date"]) == (-1, 9)
+
+
 async def test_start_export_of_every_attribute_sends_star(
     gateway: Gateway, ucd_calls: CallLog
 ) -> None:

@@ -189,6 +189,11 @@ def event(created: str, source: str = "web") -> dict[str, Any]:
         ),
         pytest.param([event("1970-01-01T00:33:20Z")], False, id="shorter-than-the-limit"),
         pytest.param([event("yesterday"), event("1970-01-01T00:33:19Z")], True, id="unparseable"),
+        pytest.param(
+            [event("1970-01-01T00:33Z"), event("1970-01-01T00:33:19Z")],
+            True,
+            id="not-rfc-3339-though-fromisoformat-reads-it",
+        ),
     ],
 )
 def test_limits_may_hide_events_when_a_full_source_reaches_the_windows_last_second(
