@@ -119,6 +119,7 @@ def test_no_module_outside_the_ucd_package_speaks_the_wire_format(path: Path) ->
     "module",
     [
         "gateway.ucd.envelope",
+        "gateway.ucd.error_keys",
         "gateway.ucd.names",
         "gateway.ucd.requests",
         "gateway.ucd.rules",
