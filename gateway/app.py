@@ -7,8 +7,9 @@ Its lifespan owns, in opening order (closed in reverse):
    client is given: a sibling uvicorn server on 127.0.0.1 in this process and event
    loop, so the gateway reaches it over real HTTP exactly as it reaches Insider's host;
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
-3. the ``UcdClient``, the export job registry and the upsert coalescer (flushed on
-   shutdown, so no accepted write is lost).
+3. the ``UcdClient``, the export job registry, the in-flight sharing of profile reads
+   (``ProfileReads``) and the upsert coalescer (flushed on shutdown, so no accepted
+   write is lost).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
 (``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before
@@ -39,15 +40,17 @@ from strawberry.types import ExecutionResult
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME
-from gateway.coalesce import UpsertCoalescer
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, readiness_refusal
 from gateway.errors import GatewayError
 from gateway.exports import ExportJobs
 from gateway.limits import BodySizeLimit, schema_extensions
+from gateway.reads.inflight import ProfileReads
 from gateway.settings import Settings
+from gateway.ucd.answers import ExportHook
 from gateway.ucd.client import UcdClient
 from gateway.ucd.transport import build_http_client
+from gateway.upserts import UpsertCoalescer
 
 logger = logging.getLogger("gateway.app")
 
@@ -72,6 +75,7 @@ class Runtime:
     ucd: UcdClient
     exports: ExportJobs
     upserts: UpsertCoalescer
+    reads: ProfileReads
     ucd_base_url: str
 
 
@@ -154,6 +158,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             exports=runtime.exports,
             upserts=runtime.upserts,
             settings=runtime.settings,
+            reads=runtime.reads,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -194,11 +199,11 @@ def _export_hook(slot: _RuntimeSlot) -> Callable[[Request], Any]:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return JSONResponse({"error": "body must be JSON"}, status_code=400)
-        url = body.get("url") if isinstance(body, dict) else None
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        hook = ExportHook.from_wire(body)
+        if hook is None:
             return JSONResponse({"error": 'body must be {"url": <http(s) URL>}'}, status_code=400)
         job_id = request.path_params["job_id"]
-        if not slot.get().exports.mark_ready(job_id, request.path_params["token"], url):
+        if not slot.get().exports.mark_ready(job_id, request.path_params["token"], hook.url):
             # Unknown job and wrong token look the same, so the route reveals nothing.
             return JSONResponse({"error": "not found"}, status_code=404)
         logger.info("export job %s is ready", job_id)
@@ -245,6 +250,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 ucd=ucd,
                 exports=ExportJobs(settings.webhook_base_url()),
                 upserts=upserts,
+                reads=ProfileReads(ucd),
                 ucd_base_url=str(http.base_url),
             )
             logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)

@@ -2,7 +2,8 @@
 
 Fake but realistic: example.com / example.org mailboxes and +90555 numbers that belong
 to no one. The same seed gives the same users (timestamps are relative to today's
-date, 00:00 UTC). Pure data, no I/O: the seed command sends it to a UCD.
+date, 00:00 UTC). Pure data, no I/O: the seed command sends it to a UCD. Users are typed E1
+users (``gateway.ucd.requests``); segments are the local UCD's segment definitions (§5).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+
+from gateway.ucd.names import SOURCE
+from gateway.ucd.requests import UpsertEvent, UpsertUser, UserRef
 
 _FIRST = (
     "Ada",
@@ -86,8 +90,8 @@ SEGMENTS: tuple[dict[str, object], ...] = (
 )
 
 
-def demo_users(count: int, *, seed: int) -> Iterator[dict[str, object]]:
-    """``count`` E1 user objects with identifiers, attributes and events of the last 90 days."""
+def demo_users(count: int, *, seed: int) -> Iterator[UpsertUser]:
+    """``count`` E1 users with identifiers, attributes and events of the last 90 days."""
     rng = random.Random(seed)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     for n in range(count):
@@ -95,14 +99,14 @@ def demo_users(count: int, *, seed: int) -> Iterator[dict[str, object]]:
         country, city, locale = rng.choice(_CITIES)
         domain = "example.com" if n % 2 == 0 else "example.org"
         born = datetime(1950, 1, 1, tzinfo=UTC) + timedelta(days=rng.randrange(365 * 55))
-        yield {
-            "identifiers": {
-                "email": f"{first.lower()}.{last.lower()}.{n}@{domain}",
-                "phone_number": f"+90555{n:07d}",
-                "uuid": f"demo-{seed}-{n:07d}",
-                "custom": {"crm_id": f"crm-{seed}-{n}"},
-            },
-            "attributes": {
+        yield UpsertUser(
+            UserRef.of(
+                email=f"{first.lower()}.{last.lower()}.{n}@{domain}",
+                phone_number=f"+90555{n:07d}",
+                uuid=f"demo-{seed}-{n:07d}",
+                custom=[("crm_id", f"crm-{seed}-{n}")],
+            ),
+            attributes={
                 "name": first,
                 "surname": last,
                 "gender": rng.choice(("F", "M")),
@@ -115,19 +119,19 @@ def demo_users(count: int, *, seed: int) -> Iterator[dict[str, object]]:
                 "sms_optin": rng.random() < 0.4,
                 "whatsapp_optin": rng.random() < 0.2,
                 "gdpr_optin": rng.random() < 0.9,
-                "custom": {
-                    "tier": rng.choice(_TIERS),
-                    "favorite_categories": sorted(
-                        {rng.choice(_PRODUCTS)[2][0] for _ in range(rng.randint(1, 3))}
-                    ),
-                    "lifetime_value": round(rng.uniform(0, 2500), 2),
-                },
             },
-            "events": list(_demo_events(rng, today)),
-        }
+            custom_attributes={
+                "tier": rng.choice(_TIERS),
+                "favorite_categories": sorted(
+                    {rng.choice(_PRODUCTS)[2][0] for _ in range(rng.randint(1, 3))}
+                ),
+                "lifetime_value": round(rng.uniform(0, 2500), 2),
+            },
+            events=tuple(_demo_events(rng, today)),
+        )
 
 
-def _demo_events(rng: random.Random, today: datetime) -> Iterator[dict[str, object]]:
+def _demo_events(rng: random.Random, today: datetime) -> Iterator[UpsertEvent]:
     # Within the last 89 days: custom and most default events keep 90 days (§4.8.4).
     for _ in range(rng.randint(1, 8)):
         when = today - timedelta(seconds=rng.randrange(89 * 86400))
@@ -136,28 +140,20 @@ def _demo_events(rng: random.Random, today: datetime) -> Iterator[dict[str, obje
         product = {"product_id": sku, "name": title, "taxonomy": taxonomy, "unit_price": price}
         kind = rng.random()
         if kind < 0.4:
-            yield {
-                "event_name": "session_start",
-                "timestamp": stamp,
-                "event_params": {"source": rng.choice(("web", "app"))},
-            }
+            yield UpsertEvent("session_start", stamp, {SOURCE: rng.choice(("web", "app"))})
         elif kind < 0.75:
-            yield {
-                "event_name": "product_detail_page_view",
-                "timestamp": stamp,
-                "event_params": {**product, "currency": "USD"},
-            }
+            yield UpsertEvent("product_detail_page_view", stamp, {**product, "currency": "USD"})
         else:
             quantity = rng.randint(1, 3)
-            yield {
-                "event_name": "purchase",
-                "timestamp": stamp,
-                "event_params": {
+            yield UpsertEvent(
+                "purchase",
+                stamp,
+                {
                     **product,
                     "currency": "USD",
                     "quantity": quantity,
                     "unit_sale_price": round(price * rng.uniform(0.8, 1), 2),
                     "event_group_id": f"order-{rng.randrange(10**9):09d}",
-                    "custom": {"gift_wrap": rng.random() < 0.1},
                 },
-            }
+                custom={"gift_wrap": rng.random() < 0.1},
+            )

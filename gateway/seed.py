@@ -22,6 +22,8 @@ from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.transport import LocalUcdTransport
 from gateway.ucd.client import UcdClient
+from gateway.ucd.local_segments import ensure_local_segments
+from gateway.ucd.requests import UpsertRequest
 
 __all__ = ["BATCH_SIZE", "SeedResult", "seed_demo_data", "seed_target"]
 
@@ -57,28 +59,12 @@ async def seed_demo_data(
     stream = demo_users(users, seed=seed)
     with tqdm(total=users, unit="user", disable=not progress) as bar:
         while batch := list(itertools.islice(stream, BATCH_SIZE)):
-            envelope = await ucd.upsert({"users": batch})
+            envelope = await ucd.upsert(UpsertRequest(batch))
             ok, failed = ok + envelope.successful_count, failed + envelope.fail_count
             bar.update(len(batch))
     headers = {"X-PARTNER-NAME": partner, "X-REQUEST-TOKEN": token.get_secret_value()}
-    segment_ids = await _demo_segments(http, headers)
+    segment_ids = await ensure_local_segments(http, headers, SEGMENTS)
     return SeedResult(ok=ok, failed=failed, segment_ids=segment_ids)
-
-
-async def _demo_segments(http: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, ...]:
-    listed = await http.get("/api/local/v1/segments", headers=headers)
-    listed.raise_for_status()
-    # Seeding again must not pile up copies of the demo segments.
-    existing = {s["name"]: s["segment_id"] for s in listed.json()["segments"]}
-    segment_ids = []
-    for segment in SEGMENTS:
-        if segment["name"] in existing:
-            segment_ids.append(int(existing[segment["name"]]))
-            continue
-        answer = await http.post("/api/local/v1/segments", json=segment, headers=headers)
-        answer.raise_for_status()
-        segment_ids.append(int(answer.json()["segment_id"]))
-    return tuple(segment_ids)
 
 
 @contextlib.asynccontextmanager

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from gateway.coalesce import ProfileReads, UpsertCoalescer
 from gateway.exports import ExportJobs
-from gateway.loaders import ProfileLoader
+from gateway.reads.inflight import ProfileReads
+from gateway.reads.loader import ProfileLoader
 from gateway.settings import Settings
 from gateway.ucd.client import UcdClient
+from gateway.upserts import UpsertCoalescer
 
 __all__ = ["Context", "build_context"]
 
@@ -36,17 +37,17 @@ async def build_context(
     exports: ExportJobs,
     upserts: UpsertCoalescer,
     settings: Settings,
-    reads: ProfileReads | None = None,
+    reads: ProfileReads,
 ) -> Context:
     """Build one request's context (async: the loader binds the running loop).
 
-    ``reads`` is the process-wide in-flight dedupe of profile calls; by default the one
-    belonging to ``ucd`` (``ProfileReads.for_client``), so the app need not wire it.
+    ``reads`` is the process-wide in-flight sharing of profile calls, made by the app's
+    lifespan like the other services.
     """
     return Context(
         ucd=ucd,
         exports=exports,
         upserts=upserts,
         settings=settings,
-        profiles=ProfileLoader(reads if reads is not None else ProfileReads.for_client(ucd)),
+        profiles=ProfileLoader(reads),
     )

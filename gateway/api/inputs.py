@@ -1,4 +1,4 @@
-"""Input types of the contract. Conversion to UCD bodies lives in ucd_bodies.py.
+"""Input types of the contract. Conversion to UCD requests lives in ucd_requests.py.
 
 Optional fields default to ``UNSET`` so the SDL matches the contract (no ``= null``
 defaults); ``_NullForUnset`` turns an omitted field into ``None`` after construction, so

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import strawberry
@@ -39,12 +40,11 @@ from gateway.api.types import (
     ItemResult,
     UpsertUsersPayload,
 )
-from gateway.api.ucd_bodies import (
+from gateway.api.ucd_requests import (
     delete_attributes_user,
-    export_body,
-    identifier_body,
-    identifier_ref,
+    export_request,
     key_ref,
+    to_identifier,
     upsert_user,
 )
 from gateway.api.validation import (
@@ -55,14 +55,26 @@ from gateway.api.validation import (
     check_upsert_item,
     raise_first,
 )
-from gateway.coalesce import UserOutcome, send_batches
 from gateway.errors import BadUserInput, GatewayError
-from gateway.loaders import ProfileNeed, UserRef
+from gateway.reads.need import ProfileNeed
+from gateway.ucd.batching import send_batches
+from gateway.ucd.envelope import UserOutcome
+from gateway.ucd.requests import (
+    AttributeDeleteRequest,
+    ContactAnonymizeRequest,
+    DeleteUserRequest,
+    IdentityDeleteRequest,
+    IdentityUpdateRequest,
+    UpsertRequest,
+    UserAnonymizeRequest,
+    UserRef,
+)
 
 __all__ = ["Mutation"]
 
 Info = strawberry.Info[Context, Any]
 Item = TypeVar("Item")
+Body = TypeVar("Body")
 
 
 def _refused(index: int, problems: Sequence[Problem]) -> ItemResult:
@@ -76,12 +88,12 @@ def _refused(index: int, problems: Sequence[Problem]) -> ItemResult:
 def _checked(
     items: Sequence[Item],
     check: Callable[[Item, str], Sequence[Problem]],
-    body_of: Callable[[Item], dict[str, Any]],
-) -> tuple[dict[int, ItemResult], list[int], list[dict[str, Any]]]:
-    """Items the UCD would refuse as refused results; the others' indexes and UCD bodies."""
+    body_of: Callable[[Item], Body],
+) -> tuple[dict[int, ItemResult], list[int], list[Body]]:
+    """Items the UCD would refuse as refused results; the others' indexes and UCD users."""
     refused: dict[int, ItemResult] = {}
     sent: list[int] = []
-    bodies: list[dict[str, Any]] = []
+    bodies: list[Body] = []
     for index, item in enumerate(items):
         problems = check(item, f"users.{index}")
         if problems:
@@ -152,8 +164,7 @@ def _changing(ctx: Context) -> Iterator[None]:
 async def _insider_id(info: Info, ref: UserRef) -> str | None:
     """The user's insider_id, read before a change that makes ``ref`` find nobody."""
     profile = await info.context.profiles.load(ref, ProfileNeed())
-    iid = (profile or {}).get("attributes", {}).get("iid")
-    return iid if isinstance(iid, str) else None
+    return profile.insider_id if profile is not None else None
 
 
 @strawberry.type
@@ -173,8 +184,10 @@ class Mutation:
             if len(input.users) == 1 and bodies:
                 outcomes = [await ctx.upserts.submit(bodies[0], skip_hook=input.skip_hook)]
             elif bodies:
-                top = {"skip_hook": input.skip_hook}
-                outcomes = await send_batches(ctx.ucd.upsert, bodies, top)
+                skip_hook = input.skip_hook
+                outcomes = await send_batches(
+                    bodies, lambda users: UpsertRequest(users, skip_hook), ctx.ucd.upsert
+                )
 
         def errors_of(index: int, outcome: UserOutcome) -> list[FieldError]:
             attributes = input.users[index].attributes
@@ -194,7 +207,11 @@ class Mutation:
         ctx = info.context
         refused, sent, bodies = _checked(users, check_delete_item, delete_attributes_user)
         with _changing(ctx):
-            outcomes = await send_batches(ctx.ucd.delete_attributes, bodies) if bodies else []
+            outcomes = (
+                await send_batches(bodies, AttributeDeleteRequest, ctx.ucd.delete_attributes)
+                if bodies
+                else []
+            )
         results = _results(
             len(users),
             refused,
@@ -218,7 +235,7 @@ class Mutation:
         after: UserRef | None
         if ref.insider_id is not None:
             with _changing(ctx):
-                await ctx.ucd.anonymize_contact(ref.insider_id)
+                await ctx.ucd.anonymize_contact(ContactAnonymizeRequest(ref.insider_id))
             after = UserRef(insider_id=ref.insider_id)
         else:
             if ref.has_non_pii_identifier():
@@ -231,7 +248,7 @@ class Mutation:
             else:
                 after = None
             with _changing(ctx):
-                await ctx.ucd.anonymize_user({"identifiers": ref.identifiers()})
+                await ctx.ucd.anonymize_user(UserAnonymizeRequest(ref))
         return DeletePiiPayload(ok=True, _ref=after)
 
     @strawberry.mutation
@@ -239,19 +256,16 @@ class Mutation:
         self, info: Info, old: IdentifierInput, new: IdentifierInput
     ) -> UpdateIdentifierPayload:
         raise_first([*check_identifier(old, "old"), *check_identifier(new, "new")])
-        old_body, new_body = identifier_body(old), identifier_body(new)
-        same_type = old_body.keys() == new_body.keys() and (
-            "custom" not in old_body or old_body["custom"].keys() == new_body["custom"].keys()
-        )
-        if not same_type:
+        old_id, new_id = to_identifier(old), to_identifier(new)
+        if not old_id.same_type(new_id):
             raise BadUserInput("old and new identifiers must be of the same type", path="new")
-        if old_body == new_body:
+        if old_id == new_id:
             # Compared after email normalisation, as the UCD compares them (§3.5.2 check 5).
             raise BadUserInput("identifier values are the same", path="new")
         _selects_user(info)  # its bad arguments are refused before the change
         with _changing(info.context):
-            await info.context.ucd.update_identity(old_body, new_body)
-        return UpdateIdentifierPayload(ok=True, _ref=identifier_ref(new))
+            await info.context.ucd.update_identity(IdentityUpdateRequest(old_id, new_id))
+        return UpdateIdentifierPayload(ok=True, _ref=new_id.ref())
 
     @strawberry.mutation
     async def delete_identifier(
@@ -259,9 +273,10 @@ class Mutation:
     ) -> DeleteIdentifierPayload:
         raise_first(check_identifier(identifier, "identifier"))
         ctx = info.context
-        iid = await _insider_id(info, identifier_ref(identifier)) if _selects_user(info) else None
+        given = to_identifier(identifier)
+        iid = await _insider_id(info, given.ref()) if _selects_user(info) else None
         with _changing(ctx):
-            await ctx.ucd.delete_identity(identifier_body(identifier))
+            await ctx.ucd.delete_identity(IdentityDeleteRequest(given))
         return DeleteIdentifierPayload(
             ok=True, _ref=UserRef(insider_id=iid) if iid is not None else None
         )
@@ -270,7 +285,7 @@ class Mutation:
     async def delete_user(self, info: Info, key: UserKey) -> DeleteUserPayload:
         raise_first(check_key(key, "key"))
         with _changing(info.context):
-            await info.context.ucd.delete_user(key_ref(key).body())
+            await info.context.ucd.delete_user(DeleteUserRequest(key_ref(key)))
         return DeleteUserPayload(ok=True)
 
     @strawberry.mutation
@@ -282,11 +297,10 @@ class Mutation:
         as FAILED with the message, so ``exportJob(jobId)`` tells the same story.
         """
         ctx = info.context
-        body = export_body(input, hook="", now=ctx.now)  # validates before any job exists
+        request = export_request(input, hook="", now=ctx.now)  # validates before any job exists
         record = ctx.exports.create(format=input.format.value, segment_id=str(input.segment_id))
-        body["hook"] = ctx.exports.hook_url(record)
         try:
-            await ctx.ucd.export(body)
+            await ctx.ucd.export(replace(request, hook=ctx.exports.hook_url(record)))
         except GatewayError as exc:
             ctx.exports.mark_failed(record.id, exc.message)
             # The error is this call's own (exports are never coalesced), so adding

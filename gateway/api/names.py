@@ -1,8 +1,13 @@
 """GraphQL field names <-> UCD names, in one place.
 
 Used in both directions: selections are pushed down as UCD read names and parameter
-names (selection.py), inputs are written with UCD write names (mutation.py), and the
-UCD's per-user error keys are mapped back to GraphQL input paths (errors_map.py).
+names (selection.py), inputs are written with UCD write names (ucd_requests.py), answers
+are read into typed fields (types.py), and the UCD's per-user error keys are mapped back
+to GraphQL input paths (errors_map.py).
+
+The UCD's side of each pair is ``gateway.ucd.names``; the GraphQL fields are named after
+it (strawberry camel-cases the python names), with two exceptions: the list field
+``staticSegmentIds`` and ``productName`` for the event parameter ``name``.
 """
 
 from __future__ import annotations
@@ -12,68 +17,43 @@ from typing import Final
 
 from strawberry.utils.str_converters import to_camel_case
 
+from gateway.ucd import names
+
 __all__ = [
     "ATTRIBUTE_INPUT_WRITE_NAMES",
+    "ATTRIBUTE_TYPES",
     "EVENT_FIELD_PARAMS",
     "EVENT_INPUT_PARAMS",
+    "EVENT_PARAM_TO_INPUT_FIELD",
     "USER_FIELD_READ_NAMES",
     "WRITE_NAME_TO_INPUT_FIELD",
 ]
 
-#: User's typed fields -> the read name the UCD answers under (§4.7.1).
+#: The python field names that are not the UCD's name (see the module doc).
+_RENAMED_ATTRIBUTES: Final[Mapping[str, str]] = {names.STATIC_SEGMENT_ID: "static_segment_ids"}
+_RENAMED_PARAMS: Final[Mapping[str, str]] = {names.PRODUCT_NAME: "product_name"}
+
+#: AttributesInput's and User's typed fields (python names) -> the UCD write name (§4.7.1).
+ATTRIBUTE_INPUT_WRITE_NAMES: Final[Mapping[str, str]] = {
+    _RENAMED_ATTRIBUTES.get(write, write): write for write in names.DEFAULT_ATTRIBUTES
+}
+
+#: User's typed fields (python names) -> the UCD type of their attribute (§4.7.1).
+ATTRIBUTE_TYPES: Final[Mapping[str, str]] = {
+    field: names.DEFAULT_ATTRIBUTES[write][1]
+    for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()
+}
+
+#: User's typed fields (GraphQL names) -> the read name the UCD answers under (§4.7.1).
 #: ``gdpr`` is the UCD's key for the GDPR opt-in ("the UCD returns gdpr_optin as gdpr").
 USER_FIELD_READ_NAMES: Final[Mapping[str, str]] = {
-    "email": "email",
-    "phoneNumber": "phone_number",
-    "uuid": "uuid",
-    "name": "name",
-    "surname": "surname",
-    "birthday": "birthday",
-    "gender": "gender",
-    "age": "age",
-    "language": "language",
-    "country": "country",
-    "city": "city",
-    "locale": "lo",
-    "emailOptin": "email_optin",
-    "smsOptin": "sms_optin",
-    "whatsappOptin": "whatsapp_optin",
-    "gdprOptin": "gdpr",
-    "staticSegmentIds": "static_segment_id",
+    to_camel_case(field): names.DEFAULT_ATTRIBUTES[write][0]
+    for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()
 }
 
-#: EventInput's typed fields (python names) -> the default parameter written.
+#: EventInput's and Event's typed fields (python names) -> the default parameter.
 EVENT_INPUT_PARAMS: Final[Mapping[str, str]] = {
-    "product_id": "product_id",
-    "product_name": "name",
-    "taxonomy": "taxonomy",
-    "currency": "currency",
-    "unit_price": "unit_price",
-    "unit_sale_price": "unit_sale_price",
-    "quantity": "quantity",
-    "event_group_id": "event_group_id",
-    "url": "url",
-}
-
-#: AttributesInput's typed fields (python names) -> the UCD write name (§4.7.1).
-ATTRIBUTE_INPUT_WRITE_NAMES: Final[Mapping[str, str]] = {
-    "email": "email",
-    "phone_number": "phone_number",
-    "uuid": "uuid",
-    "name": "name",
-    "surname": "surname",
-    "birthday": "birthday",
-    "gender": "gender",
-    "age": "age",
-    "language": "language",
-    "country": "country",
-    "city": "city",
-    "locale": "locale",
-    "email_optin": "email_optin",
-    "sms_optin": "sms_optin",
-    "whatsapp_optin": "whatsapp_optin",
-    "gdpr_optin": "gdpr_optin",
-    "static_segment_ids": "static_segment_id",
+    _RENAMED_PARAMS.get(param, param): param for param in names.TYPED_EVENT_PARAMS
 }
 
 #: Event's typed fields (GraphQL names) -> the parameter to ask for: the same fields as
@@ -89,10 +69,12 @@ EVENT_PARAM_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
 }
 
 #: UCD write names and aliases -> AttributesInput field (GraphQL name), for errors.
-#: The field names are strawberry's camelCase of the python names; ``lo`` and ``list_id``
-#: are the UCD's other names for ``locale`` and ``static_segment_id`` (§4.7.1).
+#: ``lo`` and ``list_id`` are the UCD's other names for ``locale`` and ``static_segment_id``
+#: (§4.7.1).
 WRITE_NAME_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
     **{write: to_camel_case(field) for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()},
-    "lo": "locale",
-    "list_id": "staticSegmentIds",
+    **{
+        alias: to_camel_case(_RENAMED_ATTRIBUTES.get(target, target))
+        for alias, target in (("lo", names.LOCALE), ("list_id", names.STATIC_SEGMENT_ID))
+    },
 }

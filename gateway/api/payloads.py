@@ -16,7 +16,7 @@ from gateway.api.described import described_field
 from gateway.api.reading import load_user, selection_of
 from gateway.api.types import User
 from gateway.errors import GatewayError
-from gateway.loaders import UserRef
+from gateway.ucd.requests import UserRef
 
 __all__ = [
     "DeleteIdentifierPayload",

@@ -11,7 +11,7 @@ from gateway.api.described import described_field
 from gateway.api.inputs import UserKey
 from gateway.api.reading import read_user, read_users
 from gateway.api.types import ExportFormat, ExportJob, ExportStatus, User
-from gateway.api.ucd_bodies import key_ref
+from gateway.api.ucd_requests import key_ref
 from gateway.api.validation import check_key, raise_first
 from gateway.errors import BadUserInput
 from gateway.exports import ExportJobRecord

@@ -10,7 +10,9 @@ import strawberry
 from gateway.api.context import Context
 from gateway.api.selection import FieldScope, UserSelection, user_selection
 from gateway.api.types import User
-from gateway.loaders import ProfileNeed, UserRef
+from gateway.reads.need import ProfileNeed
+from gateway.ucd.answers import ProfileAnswer
+from gateway.ucd.requests import UserRef
 
 __all__ = ["load_user", "read_user", "read_users", "selection_of"]
 
@@ -22,7 +24,7 @@ def selection_of(info: Info) -> UserSelection:
     return user_selection(FieldScope.of(info), now=info.context.now)
 
 
-def _user(profile: dict[str, Any] | None, ref: UserRef, info: Info) -> User | None:
+def _user(profile: ProfileAnswer | None, ref: UserRef, info: Info) -> User | None:
     if profile is None:
         return None
     return User.from_ucd(

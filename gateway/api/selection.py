@@ -19,11 +19,10 @@ events ``{purchase: {product_id, c_gift}}`` over the last 30 days.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from graphql import (
     FieldNode,
@@ -43,12 +42,27 @@ from strawberry import Info
 from gateway.api.names import EVENT_FIELD_PARAMS, USER_FIELD_READ_NAMES
 from gateway.api.strawberry_internals import raw_info
 from gateway.api.types import check_last, event_window
-from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, canonical_read_name
+from gateway.reads.need import ProfileNeed
+from gateway.ucd.names import (
+    ALL_ATTRIBUTES,
+    EMAIL,
+    IID,
+    PHONE_NUMBER,
+    UUID,
+    canonical_read_name,
+    custom_read_name,
+)
+from gateway.ucd.requests import UserRef
+from gateway.ucd.times import epoch_seconds
 
 __all__ = ["FieldScope", "UserSelection", "field_selected", "subfield_scope", "user_selection"]
 
 #: The identifier views every ``identifiers`` selection reads (§3.2.3).
-_IDENTIFIER_KEYS = frozenset({"email", "phone_number", "uuid"})
+_IDENTIFIER_KEYS = frozenset({EMAIL, PHONE_NUMBER, UUID})
+
+#: GraphQL field and argument names the walk looks up (``User.events``, ``custom:``).
+_EVENTS: Final = "events"
+_CUSTOM: Final = "custom"
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,7 @@ class UserSelection:
         """The need for one key: ``identifiers`` reads the custom names the key used."""
         if not self.identifiers:
             return self.need
-        names = _IDENTIFIER_KEYS | {f"c_{name}" for name, _ in ref.custom}
+        names = _IDENTIFIER_KEYS | {custom_read_name(name) for name, _ in ref.custom}
         return self.need.merge(ProfileNeed(attributes=frozenset(names)))
 
 
@@ -149,12 +163,6 @@ class _Walk:
         return get_argument_values(field, node, self.variables)
 
 
-def _epoch(value: datetime) -> int:
-    # The UCD compares floor(event seconds) with inclusive integer bounds (§3.2.3), so
-    # flooring both ends fetches a superset of [from, to]; resolvers trim the rest.
-    return math.floor(value.timestamp())
-
-
 def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
     """The need of the ``User`` the field of ``scope`` selects.
 
@@ -177,7 +185,7 @@ def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
                 identifiers = True
             elif name == "attribute":
                 args = walk.args(user_fields[name], node)
-                attributes.add(canonical_read_name(args["name"], custom=args["custom"]))
+                attributes.add(canonical_read_name(args["name"], custom=args[_CUSTOM]))
             elif name == "attributes":
                 args = walk.args(user_fields[name], node)
                 names, custom_names = args.get("names"), args.get("customNames")
@@ -188,10 +196,10 @@ def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
                     attributes.update(
                         canonical_read_name(n, custom=True) for n in custom_names or ()
                     )
-            elif name == "events":
+            elif name == _EVENTS:
                 need = need.merge(_events_need(walk, node, now))
             # insiderId (iid comes with every answer) and __typename need nothing.
-    attributes.discard("iid")
+    attributes.discard(IID)
     # No attribute is named "*", but the UCD would read it among names as "every
     # attribute" (§3.2.3): only ``attributes`` without names may ask for that.
     attributes.discard(ALL_ATTRIBUTES)
@@ -202,7 +210,7 @@ def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
 
 
 def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
-    args = walk.args(walk.user.fields["events"], node)
+    args = walk.args(walk.user.fields[_EVENTS], node)
     # Bad arguments fail the whole User field here, before any UCD call: the UCD would
     # refuse start_date > end_date (§3.2.2), and a negative last has no meaning.
     check_last(args.get("last"))
@@ -219,9 +227,11 @@ def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
             params.add(param)
         elif name == "param":
             sub_args = walk.args(event_fields[name], sub)
-            params.add(f"c_{sub_args['name']}" if sub_args["custom"] else sub_args["name"])
+            param_name = sub_args["name"]
+            params.add(custom_read_name(param_name) if sub_args[_CUSTOM] else param_name)
     wanted = frozenset(params)
-    window = (_epoch(since), _epoch(until))
+    # Floored (gateway.ucd.times.epoch_seconds): a superset of [from, to] the resolvers trim.
+    window = (epoch_seconds(since), epoch_seconds(until))
     event_names = sorted(set(names))
     last: int | None = args.get("last")
     return ProfileNeed(

@@ -10,7 +10,7 @@ user, a covering in-flight call), never less.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any, Final
@@ -19,9 +19,21 @@ import strawberry
 from strawberry.scalars import JSON
 
 from gateway.api.described import described_field
-from gateway.api.scalars import parse_datetime
+from gateway.api.names import ATTRIBUTE_INPUT_WRITE_NAMES, ATTRIBUTE_TYPES, EVENT_INPUT_PARAMS
 from gateway.errors import BadUserInput
-from gateway.loaders import canonical_read_name
+from gateway.ucd.answers import EventRecord, ProfileAnswer, created_date, event_source
+from gateway.ucd.names import (
+    CUSTOM_PREFIX,
+    DEFAULT_ATTRIBUTES,
+    EMAIL,
+    IID,
+    PARAM_TYPES,
+    PHONE_NUMBER,
+    UUID,
+    canonical_read_name,
+    custom_read_name,
+)
+from gateway.ucd.times import parse_instant
 
 __all__ = [
     "DEFAULT_EVENT_DAYS",
@@ -75,7 +87,7 @@ class Attribute:
 
 
 def _attribute(key: str, value: Any) -> Attribute:
-    if key.startswith("c_"):
+    if key.startswith(CUSTOM_PREFIX):
         return Attribute(name=key[2:], custom=True, value=value)
     return Attribute(name=key, custom=False, value=value)
 
@@ -121,12 +133,36 @@ def _int_list(value: Any) -> list[int] | None:
 
 
 def _datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return None
+    # The same parser as the read path's ``last`` check (need.limits_may_hide_events).
+    return parse_instant(value)
+
+
+#: A converter per UCD type name (§4.7.1, §4.8.2): a value of another type reads as null.
+_CONVERTERS: Final[Mapping[str, Callable[[Any], Any]]] = {
+    "string": _str,
+    "number": _float,
+    "integer": _int,
+    "boolean": _bool,
+    "date": _datetime,
+    "string_array": _str_list,
+    "number_array": _int_list,
+}
+
+#: Event's typed fields: (python name, parameter, converter).
+_EVENT_FIELDS: Final[tuple[tuple[str, str, Callable[[Any], Any]], ...]] = tuple(
+    (field, param, _CONVERTERS[PARAM_TYPES[param]]) for field, param in EVENT_INPUT_PARAMS.items()
+)
+
+#: User's typed attribute fields: (python name, read name, converter). The contract types
+#: the one number attribute, age, as Int: ``_int`` reads 36.0 as 36 (§2.4 keeps numbers as sent).
+_USER_FIELDS: Final[tuple[tuple[str, str, Callable[[Any], Any]], ...]] = tuple(
+    (
+        field,
+        DEFAULT_ATTRIBUTES[write][0],
+        _int if ATTRIBUTE_TYPES[field] == "number" else _CONVERTERS[ATTRIBUTE_TYPES[field]],
+    )
+    for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()
+)
 
 
 @strawberry.type(description="One event of a user.")
@@ -149,24 +185,16 @@ class Event:
 
     @described_field("Any parameter by its UCD name; custom parameters with custom: true.")
     def param(self, name: str, custom: bool = False) -> JSON | None:
-        return self._params.get(f"c_{name}" if custom else name)
+        return self._params.get(custom_read_name(name) if custom else name)
 
     @classmethod
-    def from_ucd(cls, name: str, timestamp: datetime, raw: Mapping[str, Any]) -> Event:
+    def from_ucd(cls, name: str, timestamp: datetime, raw: EventRecord) -> Event:
         get = raw.get
         return cls(
             name=name,
             timestamp=timestamp,
-            source=_str(get("source")),
-            product_id=_str(get("product_id")),
-            product_name=_str(get("name")),
-            taxonomy=_str_list(get("taxonomy")),
-            currency=_str(get("currency")),
-            unit_price=_float(get("unit_price")),
-            unit_sale_price=_float(get("unit_sale_price")),
-            quantity=_int(get("quantity")),
-            event_group_id=_str(get("event_group_id")),
-            url=_str(get("url")),
+            source=_str(event_source(raw)),
+            **{field: convert(get(param)) for field, param, convert in _EVENT_FIELDS},
             _params=raw,
         )
 
@@ -226,40 +254,22 @@ class User:
     gdpr_optin: bool | None
     static_segment_ids: list[int] | None
     _attributes: strawberry.Private[Mapping[str, Any]]
-    _events: strawberry.Private[Mapping[str, Any]]
+    _profile: strawberry.Private[ProfileAnswer]
     _custom_identifiers: strawberry.Private[tuple[str, ...]]
     _now: strawberry.Private[datetime]
 
     @classmethod
     def from_ucd(
-        cls, profile: Mapping[str, Any], *, custom_identifiers: Iterable[str], now: datetime
+        cls, profile: ProfileAnswer, *, custom_identifiers: Iterable[str], now: datetime
     ) -> User:
         """``custom_identifiers``: the custom identifier names the request's key used."""
-        attrs = profile.get("attributes") or {}
-        events = profile.get("events") or {}
-        get = attrs.get
-        iid = get("iid")
+        get = profile.attributes.get
+        iid = profile.insider_id
         return cls(
-            insider_id=strawberry.ID(iid) if isinstance(iid, str) else None,
-            email=_str(get("email")),
-            phone_number=_str(get("phone_number")),
-            uuid=_str(get("uuid")),
-            name=_str(get("name")),
-            surname=_str(get("surname")),
-            birthday=_datetime(get("birthday")),
-            gender=_str(get("gender")),
-            age=_int(get("age")),
-            language=_str(get("language")),
-            country=_str(get("country")),
-            city=_str(get("city")),
-            locale=_str(get("lo")),
-            email_optin=_bool(get("email_optin")),
-            sms_optin=_bool(get("sms_optin")),
-            whatsapp_optin=_bool(get("whatsapp_optin")),
-            gdpr_optin=_bool(get("gdpr")),
-            static_segment_ids=_int_list(get("static_segment_id")),
-            _attributes=attrs,
-            _events=events,
+            insider_id=strawberry.ID(iid) if iid is not None else None,
+            **{field: convert(get(read)) for field, read, convert in _USER_FIELDS},
+            _attributes=profile.attributes,
+            _profile=profile,
             _custom_identifiers=tuple(custom_identifiers),
             _now=now,
         )
@@ -276,15 +286,15 @@ class User:
         """
         found: list[Identifier] = []
         for kind, key in (
-            (IdentifierType.EMAIL, "email"),
-            (IdentifierType.PHONE_NUMBER, "phone_number"),
-            (IdentifierType.UUID, "uuid"),
+            (IdentifierType.EMAIL, EMAIL),
+            (IdentifierType.PHONE_NUMBER, PHONE_NUMBER),
+            (IdentifierType.UUID, UUID),
         ):
             value = self._attributes.get(key)
             if isinstance(value, str):
                 found.append(Identifier(type=kind, name=key, value=value))
         for name in self._custom_identifiers:
-            value = self._attributes.get(f"c_{name}")
+            value = self._attributes.get(custom_read_name(name))
             if isinstance(value, str):
                 found.append(Identifier(type=IdentifierType.CUSTOM, name=name, value=value))
         return found
@@ -294,7 +304,7 @@ class User:
     )
     def attribute(self, name: str, custom: bool = False) -> Attribute | None:
         key = canonical_read_name(name, custom=custom)
-        if key == "iid" or key not in self._attributes:
+        if key == IID or key not in self._attributes:
             return None
         return _attribute(key, self._attributes[key])
 
@@ -307,13 +317,13 @@ class User:
         # UNSET defaults keep "= null" out of the SDL; omitted and null mean the same.
         if not _given(names) and not _given(custom_names):
             # iid is the profile's id, not an attribute (insiderId carries it).
-            return [_attribute(k, v) for k, v in self._attributes.items() if k != "iid"]
+            return [_attribute(k, v) for k, v in self._attributes.items() if k != IID]
         keys = [canonical_read_name(n) for n in names or ()]
         keys += [canonical_read_name(n, custom=True) for n in custom_names or ()]
         seen: set[str] = set()
         found: list[Attribute] = []
         for key in keys:
-            if key in seen or key == "iid" or key not in self._attributes:
+            if key in seen or key == IID or key not in self._attributes:
                 continue
             seen.add(key)
             found.append(_attribute(key, self._attributes[key]))
@@ -338,8 +348,8 @@ class User:
         check_last(last)
         found: list[Event] = []
         for name in dict.fromkeys(names):
-            for raw in self._events.get(name) or ():
-                stamp = _datetime(raw.get("created_date"))
+            for raw in self._profile.events_named(name):
+                stamp = _datetime(created_date(raw))
                 if stamp is not None and since <= stamp <= until:
                     found.append(Event.from_ucd(name, stamp, raw))
         if len(names) > 1:

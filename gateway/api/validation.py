@@ -18,10 +18,9 @@ Where problems go (decided here, used by query.py and mutation.py):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from gateway.api.inputs import (
     DeleteAttributesInput,
@@ -32,12 +31,10 @@ from gateway.api.inputs import (
 )
 from gateway.api.names import EVENT_PARAM_TO_INPUT_FIELD
 from gateway.errors import BadUserInput
-from gateway.loaders import BLOCKED_VALUES, normalise_email
+from gateway.ucd.names import CUSTOM, EVENTS_WITH_REQUIRED_PARAMS, PARAM_TYPES, REQUIRED_PARAMS
+from gateway.ucd.rules import CUSTOM_NAME, EMAIL, EVENT_NAME, PHONE_NUMBER, is_blocked
 
 __all__ = [
-    "EMAIL_RE",
-    "EVENT_NAME_RE",
-    "PHONE_RE",
     "Problem",
     "check_delete_item",
     "check_identifier",
@@ -45,35 +42,6 @@ __all__ = [
     "check_upsert_item",
     "raise_first",
 ]
-
-# fullmatch and [0-9]: Python's "$" also matches before a final newline and "\d" matches
-# every Unicode digit; the UCD (Go) does neither.
-EMAIL_RE: Final = re.compile(r".+@.+\..+")
-PHONE_RE: Final = re.compile(r"\+[1-9][0-9]{6,14}")
-EVENT_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._-]*")
-
-#: §3.1.3: these events need these parameters, reported in this order.
-_REQUIRED_PARAMS: Final = ("event_group_id", "currency", "unit_sale_price")
-_EVENTS_WITH_REQUIRED_PARAMS: Final = frozenset({"purchase", "cart_page_view"})
-#: §4.8.2: type-checked default parameters when sent through ``params``.
-# Not imported from local_ucd/: the gateway speaks the REST contract to any UCD (TEAM.md).
-_STRING_PARAMS: Final = frozenset(
-    {
-        "product_id",
-        "name",
-        "currency",
-        "event_group_id",
-        "url",
-        "locale",
-        "color",
-        "size",
-        "product_image_url",
-        "session_id",
-        "promotion_name",
-        "source",
-    }
-)
-_NUMBER_PARAMS: Final = frozenset({"unit_price", "unit_sale_price", "stock", "promotion_discount"})
 
 
 @dataclass(frozen=True)
@@ -88,25 +56,25 @@ def raise_first(problems: Iterable[Problem]) -> None:
         raise BadUserInput(problem.message, path=problem.path)
 
 
-def usable(value: str | None) -> bool:
+def usable(value: str | None, *, email: bool = False) -> bool:
     """False for absent and blocked identifier values, which the UCD ignores (§4.2)."""
-    return value is not None and value.strip().lower() not in BLOCKED_VALUES
+    return value is not None and not is_blocked(value, email=email)
 
 
 def _email(value: str, path: str) -> list[Problem]:
-    if EMAIL_RE.fullmatch(normalise_email(value)):
+    if EMAIL.check(value):
         return []
     return [Problem(path, f"not a valid email address: {value}")]
 
 
 def _phone(value: str, path: str) -> list[Problem]:
-    if PHONE_RE.fullmatch(value):
+    if PHONE_NUMBER.check(value):
         return []
     return [Problem(path, f"user has an invalid phone number: {value}")]
 
 
 def _custom_name(name: str, path: str) -> list[Problem]:
-    if 1 <= len(name) <= 128:
+    if CUSTOM_NAME.check(name):
         return []
     return [Problem(path, f"invalid custom name: {name}")]
 
@@ -120,7 +88,7 @@ def check_key(key: UserKey, path: str) -> list[Problem]:
             problems.append(Problem(f"{path}.insiderId", "insiderId must not be empty"))
         else:
             named = True
-    if usable(key.email):
+    if usable(key.email, email=True):
         assert key.email is not None
         problems += _email(key.email, f"{path}.email")
         named = True
@@ -164,7 +132,7 @@ def check_identifier(identifier: IdentifierInput, path: str) -> list[Problem]:
             )
         return problems
     name, value = given[0]
-    if not usable(value):
+    if not usable(value, email=name == "email"):
         return [Problem(f"{path}.{name}", f"not a usable identifier value: {value}")]
     if name == "email":
         return _email(value, f"{path}.email")
@@ -179,34 +147,37 @@ def _check_json_object(value: Any, path: str, what: str) -> list[Problem]:
     return [Problem(path, f"{what} must be an object")]
 
 
+def _param_type_fits(kind: str, value: Any) -> bool:
+    """Whether ``value`` is of the §4.8.2 type ``kind``."""
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "number":
+        return not isinstance(value, bool) and isinstance(value, int | float)
+    if kind == "integer":
+        return (
+            not isinstance(value, bool)
+            and isinstance(value, int | float)
+            and float(value).is_integer()
+        )
+    # string_array (taxonomy), the only other typed parameter.
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def _check_param_types(params: Mapping[str, Any], path: str) -> list[Problem]:
     problems: list[Problem] = []
     for name, value in params.items():
         where = f"{path}.{name}"
-        if name == "custom":
+        kind = PARAM_TYPES.get(name)
+        if name == CUSTOM:
             problems.append(Problem(where, "custom parameters go in the event's custom field"))
-        elif name in _STRING_PARAMS and not isinstance(value, str):
-            problems.append(Problem(where, f"{name} must be string"))
-        elif name in _NUMBER_PARAMS and (
-            isinstance(value, bool) or not isinstance(value, int | float)
-        ):
-            problems.append(Problem(where, f"{name} must be number"))
-        elif name == "quantity" and (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not float(value).is_integer()
-        ):
-            problems.append(Problem(where, "quantity must be integer"))
-        elif name == "taxonomy" and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            problems.append(Problem(where, "taxonomy must be string_array"))
+        elif kind is not None and not _param_type_fits(kind, value):
+            problems.append(Problem(where, f"{name} must be {kind}"))
     return problems
 
 
 def _check_event(event: EventInput, path: str) -> list[Problem]:
     problems: list[Problem] = []
-    if not EVENT_NAME_RE.fullmatch(event.name):
+    if not EVENT_NAME.check(event.name):
         problems.append(Problem(f"{path}.name", f"invalid event name: {event.name}"))
     problems += _check_json_object(event.params, f"{path}.params", "params")
     problems += _check_json_object(event.custom, f"{path}.custom", "custom")
@@ -215,8 +186,8 @@ def _check_event(event: EventInput, path: str) -> list[Problem]:
     custom: Mapping[str, Any] = event.custom if isinstance(event.custom, Mapping) else {}
     for name in custom:
         problems += _custom_name(name, f"{path}.custom.{name}")
-    if event.name in _EVENTS_WITH_REQUIRED_PARAMS:
-        for param in _REQUIRED_PARAMS:
+    if event.name in EVENTS_WITH_REQUIRED_PARAMS:
+        for param in REQUIRED_PARAMS:
             typed = getattr(event, param)
             if typed is None and params.get(param) is None:
                 problems.append(

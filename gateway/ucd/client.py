@@ -28,9 +28,8 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Literal
 
 import httpx
 import orjson
@@ -45,18 +44,33 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from gateway.ucd.answers import MetadataColumn, ProfileAnswer, parse_metadata
+from gateway.ucd.envelope import DataEnvelope, error_text
+from gateway.ucd.paths import (
+    ATTRIBUTE_DELETE_PATH,
+    CONTACT_ANONYMIZE_PATH,
+    EXPORT_PATH,
+    IDENTITY_PATH,
+    METADATA_COLUMNS_PATH,
+    PROFILE_PATH,
+    UPSERT_PATH,
+    USER_ANONYMIZE_PATH,
+    USER_DELETE_PATH,
+)
+from gateway.ucd.requests import (
+    AttributeDeleteRequest,
+    ContactAnonymizeRequest,
+    DeleteUserRequest,
+    ExportRequest,
+    IdentityDeleteRequest,
+    IdentityUpdateRequest,
+    MetadataRequest,
+    ProfileRequest,
+    UpsertRequest,
+    UserAnonymizeRequest,
+)
 
 logger = logging.getLogger("gateway.ucd")
-
-UPSERT_PATH: Final = "/api/user/v1/upsert"
-PROFILE_PATH: Final = "/api/user/v1/profile"
-EXPORT_PATH: Final = "/api/raw/v1/export"
-ATTRIBUTE_DELETE_PATH: Final = "/api/user/v1/attribute/delete"
-IDENTITY_PATH: Final = "/api/user/v1/identity"
-CONTACT_ANONYMIZE_PATH: Final = "/api/contact/v1/anonymize"
-USER_ANONYMIZE_PATH: Final = "/api/user/v1/anonymize"
-USER_DELETE_PATH: Final = "/api/user/v1/delete"
-METADATA_COLUMNS_PATH: Final = "/api/user/v3/metadata/columns"
 
 # §3.5.2 check 7: the only 400 that means "someone else holds this value".
 _CONFLICT_TEXT: Final = "new identifier already has a user assigned to it"
@@ -64,19 +78,7 @@ _CONFLICT_TEXT: Final = "new identifier already has a user assigned to it"
 _AUTH_400_TEXTS: Final = frozenset({"Empty Partner", "Empty Token", "Partner is invalid."})
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class DataEnvelope:
-    """The per-user outcome of E1/E4: ``{"data": {"successful": {...}, "fail": {...}}}``.
-
-    ``errors`` maps the UCD's rule keys (``users.1.identifiers.*.regexp(...)``) to its
-    messages. E4 may answer ``{}`` (§3.4.4), which parses as all zero.
-    """
-
-    successful_count: int
-    fail_count: int
-    errors: dict[str, list[str]]
+MetadataTable = Literal["contacts", "events"]
 
 
 class UcdClient:
@@ -122,59 +124,61 @@ class UcdClient:
 
     # --- endpoints ------------------------------------------------------------------
 
-    async def upsert(self, body: Mapping[str, Any]) -> DataEnvelope:
+    async def upsert(self, request: UpsertRequest) -> DataEnvelope:
         """E1: create or update users; per-user outcomes in the data envelope."""
-        return _parse_envelope(await self._call("POST", UPSERT_PATH, body, retry_safe=True))
+        answer = await self._call("POST", UPSERT_PATH, request.to_wire(), retry_safe=True)
+        return DataEnvelope.from_wire(answer)
 
-    async def profile(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def profile(self, request: ProfileRequest) -> ProfileAnswer | None:
         """E2: one user's attributes and events; None when the UCD has no such user."""
         try:
-            answer = await self._call("POST", PROFILE_PATH, body, retry_safe=True)
+            answer = await self._call("POST", PROFILE_PATH, request.to_wire(), retry_safe=True)
         except NotFound:
             return None
-        if not isinstance(answer, dict):
-            raise UpstreamError("the UCD sent a profile that is not a JSON object", status=200)
-        return answer
+        return ProfileAnswer.from_wire(answer)
 
-    async def export(self, body: Mapping[str, Any]) -> None:
-        """E3: start an export; the link arrives later on the body's ``hook``."""
+    async def export(self, request: ExportRequest) -> None:
+        """E3: start an export; the link arrives later on the request's ``hook``."""
         # Any 200 body is acceptable (§3.3.3 gateway note), so it is not parsed.
-        await self._call("POST", EXPORT_PATH, body, retry_safe=False, parse=False)
+        await self._call("POST", EXPORT_PATH, request.to_wire(), retry_safe=False, parse=False)
 
-    async def delete_attributes(self, body: Mapping[str, Any]) -> DataEnvelope:
+    async def delete_attributes(self, request: AttributeDeleteRequest) -> DataEnvelope:
         """E4: delete whole attributes or array values; answers ``{}`` or the envelope."""
+        body = request.to_wire()
         answer = await self._call("POST", ATTRIBUTE_DELETE_PATH, body, retry_safe=True)
-        return _parse_envelope(answer)
+        return DataEnvelope.from_wire(answer)
 
-    async def update_identity(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    async def update_identity(self, request: IdentityUpdateRequest) -> None:
         """E5: replace the value of one identifier."""
-        body = {"old_identifier": old, "new_identifier": new}
+        body = request.to_wire()
         await self._call("PATCH", IDENTITY_PATH, body, retry_safe=False, parse=False)
 
-    async def delete_identity(self, identifiers: Mapping[str, Any]) -> None:
+    async def delete_identity(self, request: IdentityDeleteRequest) -> None:
         """E6: remove one identifier from its profile (a DELETE with a JSON body)."""
-        body = {"identifiers": identifiers}
+        body = request.to_wire()
         await self._call("DELETE", IDENTITY_PATH, body, retry_safe=False, parse=False)
 
-    async def anonymize_contact(self, insider_id: str) -> None:
+    async def anonymize_contact(self, request: ContactAnonymizeRequest) -> None:
         """E7: delete the PII of the user with this insider_id."""
-        body = {"insider_id": insider_id}
+        body = request.to_wire()
         await self._call("POST", CONTACT_ANONYMIZE_PATH, body, retry_safe=False, parse=False)
 
-    async def anonymize_user(self, body: Mapping[str, Any]) -> None:
+    async def anonymize_user(self, request: UserAnonymizeRequest) -> None:
         """E8: delete the PII of the user given by identifiers (or insider_id)."""
+        body = request.to_wire()
         await self._call("POST", USER_ANONYMIZE_PATH, body, retry_safe=False, parse=False)
 
-    async def delete_user(self, body: Mapping[str, Any]) -> None:
+    async def delete_user(self, request: DeleteUserRequest) -> None:
         """E9: delete a user profile and all its data."""
+        body = request.to_wire()
         await self._call("POST", USER_DELETE_PATH, body, retry_safe=False, parse=False)
 
-    async def metadata_columns(self, table: str) -> list[dict[str, Any]]:
+    async def metadata_columns(self, table: MetadataTable) -> list[MetadataColumn]:
         """E10: the partner's attribute columns (``contacts``) or events (``events``)."""
-        answer = await self._call("POST", METADATA_COLUMNS_PATH, {"table": table}, retry_safe=True)
-        if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
-            raise UpstreamError("the UCD sent metadata that is not a list of objects", status=200)
-        return answer
+        # The table name rather than a MetadataRequest: /readyz calls this with a literal.
+        body = MetadataRequest(table).to_wire()
+        answer = await self._call("POST", METADATA_COLUMNS_PATH, body, retry_safe=True)
+        return parse_metadata(answer)
 
     # --- the one request path ---------------------------------------------------------
 
@@ -182,7 +186,7 @@ class UcdClient:
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any],
+        body: dict[str, Any],
         *,
         retry_safe: bool,
         parse: bool = True,
@@ -258,7 +262,7 @@ def _answer(method: str, path: str, response: httpx.Response, *, parse: bool) ->
     if status in (401, 403):
         logger.error("the UCD refused the gateway's credentials (HTTP %d) on %s", status, path)
         raise UpstreamAuth(f"the UCD refused the gateway's credentials (HTTP {status})")
-    text = _error_text(response)
+    text = error_text(response.content)
     if status == 400:
         if text is not None and _CONFLICT_TEXT in text:
             raise Conflict(text)
@@ -283,20 +287,6 @@ def _json(response: httpx.Response) -> Any:
         ) from None
 
 
-def _error_text(response: httpx.Response) -> str | None:
-    """The text of a Go-style ``{"error"}`` or a ``{"success": false, "message"}`` body."""
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(body, dict):
-        for key in ("error", "message"):
-            value = body.get(key)
-            if isinstance(value, str):
-                return value
-    return None
-
-
 def _retry_after_seconds(response: httpx.Response) -> int:
     """Whole seconds from ``Retry-After`` (§2.6: whole seconds, minimum 1); 1 if absent."""
     raw = response.headers.get("Retry-After", "")
@@ -319,30 +309,3 @@ def _unavailable(method: str, path: str, exc: httpx.TransportError) -> UpstreamU
         what = "dropped the connection"
     logger.error("UCD %s on %s %s (%s)", what, method, path, type(exc).__name__)
     return UpstreamUnavailable(f"the UCD {what} ({method} {path})")
-
-
-def _parse_envelope(answer: Any) -> DataEnvelope:
-    """Parse E1/E4's data envelope; ``{}`` (E4, §3.4.4) means nothing to report."""
-    if answer == {}:
-        return DataEnvelope(successful_count=0, fail_count=0, errors={})
-    data = answer.get("data") if isinstance(answer, dict) else None
-    if not isinstance(data, dict):
-        raise UpstreamError("the UCD sent a body without a data envelope", status=200)
-    successful = data.get("successful") or {}
-    fail = data.get("fail") or {}
-    if not isinstance(successful, dict) or not isinstance(fail, dict):
-        raise UpstreamError("the UCD sent a malformed data envelope", status=200)
-    errors = fail.get("errors") or {}
-    ok_count = successful.get("count", 0)
-    fail_count = fail.get("count", 0)
-    if (
-        not isinstance(ok_count, int)
-        or not isinstance(fail_count, int)
-        or not isinstance(errors, dict)
-        or not all(
-            isinstance(messages, list) and all(isinstance(m, str) for m in messages)
-            for messages in errors.values()
-        )
-    ):
-        raise UpstreamError("the UCD sent a malformed data envelope", status=200)
-    return DataEnvelope(successful_count=ok_count, fail_count=fail_count, errors=errors)

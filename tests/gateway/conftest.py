@@ -36,13 +36,15 @@ from strawberry.types import ExecutionResult
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.app import Runtime, create_app
-from gateway.coalesce import ProfileReads, UpsertCoalescer
 from gateway.exports import ExportJobs
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import FaultConfig, LocalUcdConfig
 from gateway.local_ucd.transport import LocalUcdTransport
+from gateway.reads.inflight import ProfileReads
 from gateway.settings import Settings
 from gateway.ucd.client import UcdClient
+from gateway.ucd.requests import ProfileRequest, UpsertEvent, UpsertRequest, UpsertUser, UserRef
+from gateway.upserts import UpsertCoalescer
 
 UCD_BASE = "http://local-ucd.test"
 GATEWAY_BASE = "http://gateway.test"
@@ -255,18 +257,45 @@ def ucd(ucd_http: httpx.AsyncClient, settings: Settings) -> UcdClient:
     )
 
 
+def wire_ref(body: Mapping[str, Any]) -> UserRef:
+    """The user a body in the UCD's own shape names (``insider_id``, ``identifiers``)."""
+    ids = dict(body.get("identifiers") or {})
+    return UserRef(
+        insider_id=body.get("insider_id"),
+        email=ids.get("email"),
+        phone_number=ids.get("phone_number"),
+        uuid=ids.get("uuid"),
+        custom=tuple((ids.get("custom") or {}).items()),
+    )
+
+
+def wire_user(body: Mapping[str, Any]) -> UpsertUser:
+    """An E1 user written in the UCD's own shape, as the typed request (test set-up)."""
+    attributes = dict(body.get("attributes") or {})
+    custom = attributes.pop("custom", {})
+    events = []
+    for event in body.get("events") or ():
+        params = dict(event.get("event_params") or {})
+        custom_params = params.pop("custom", {})
+        events.append(UpsertEvent(event["event_name"], event["timestamp"], params, custom_params))
+    return UpsertUser(
+        wire_ref(body), attributes, custom, tuple(events), append=body.get("append", True)
+    )
+
+
 async def put_users(ucd: UcdClient, *users: Mapping[str, Any]) -> None:
     """Write users in the UCD's own E1 shape, straight to the UCD (test set-up)."""
-    envelope = await ucd.upsert({"users": list(users)})
+    envelope = await ucd.upsert(UpsertRequest([wire_user(user) for user in users]))
     assert envelope.fail_count == 0, envelope.errors
 
 
 async def insider_id(ucd: UcdClient, identifiers: Mapping[str, Any]) -> str:
     """The insider_id the UCD gave the user these identifiers name."""
-    answer = await ucd.profile({"identifiers": dict(identifiers), "attributes": ["iid"]})
+    user = wire_ref({"identifiers": identifiers})
+    answer = await ucd.profile(ProfileRequest(user, attributes=("iid",)))
     assert answer is not None
-    iid: str = answer["attributes"]["iid"]
-    return iid
+    assert answer.insider_id is not None
+    return answer.insider_id
 
 
 #: The read names of User's 17 typed fields (§4.7.1), written out rather than taken from

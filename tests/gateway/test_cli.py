@@ -160,7 +160,7 @@ async def test_seed_writes_users_that_can_be_read_back_through_the_gateway(
     assert "seeded 25 users (0 failed); segments 2, 3" in capsys.readouterr().out
 
     expected = list(demo_users(25, seed=7))[11]
-    uuid = expected["identifiers"]["uuid"]  # type: ignore[index]
+    uuid = expected.user.uuid
     local = create_local_ucd_app(LocalUcdConfig(data_dir=data))
     async with LifespanManager(local) as ucd:
         upstream = httpx.AsyncClient(
@@ -185,13 +185,12 @@ async def test_seed_writes_users_that_can_be_read_back_through_the_gateway(
                 )
         await upstream.aclose()
     user = orjson.loads(response.content)["data"]["user"]
-    attributes = expected["attributes"]
-    assert isinstance(attributes, dict)
+    attributes = expected.attributes
     assert user == {
-        "email": expected["identifiers"]["email"],  # type: ignore[index]
+        "email": expected.user.email,
         "name": attributes["name"],
         "city": attributes["city"],
-        "attribute": {"value": attributes["custom"]["tier"]},
+        "attribute": {"value": expected.custom_attributes["tier"]},
     }
     names = [s["name"] for s in segments.json()["segments"]]
     assert names == ["All users", *(s["name"] for s in SEGMENTS)]

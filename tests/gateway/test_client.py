@@ -23,7 +23,22 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.settings import Settings
-from gateway.ucd.client import DataEnvelope, UcdClient
+from gateway.ucd.answers import MetadataColumn, ProfileAnswer
+from gateway.ucd.client import UcdClient
+from gateway.ucd.envelope import DataEnvelope
+from gateway.ucd.requests import (
+    AttributeDeleteRequest,
+    ContactAnonymizeRequest,
+    DeleteUserRequest,
+    ExportRequest,
+    Identifier,
+    IdentityDeleteRequest,
+    IdentityUpdateRequest,
+    ProfileRequest,
+    UpsertRequest,
+    UserAnonymizeRequest,
+    UserRef,
+)
 from gateway.ucd.transport import UcdHttpClient, build_http_client
 from tests.gateway.conftest import free_port_url
 
@@ -86,7 +101,12 @@ def make_client(
     return client, seen
 
 
-PROFILE = {"identifiers": {"email": "ada@example.com"}, "attributes": ["name"]}
+PROFILE = ProfileRequest(UserRef(email="ada@example.com"), attributes=("name",))
+PROFILE_BODY = {"identifiers": {"email": "ada@example.com"}, "attributes": ["name"]}
+EXPORT = ExportRequest(7, "csv", "http://gateway.test/hook", attributes="*")
+UUID_A = UserRef(uuid="a")
+UUID_IDENT_A = Identifier("uuid", "a")
+UUID_IDENT_B = Identifier("uuid", "b")
 
 
 # --- requests --------------------------------------------------------------------------
@@ -100,63 +120,68 @@ async def test_every_call_sends_partner_token_and_json_headers() -> None:
     assert request.headers["X-PARTNER-NAME"] == "acme"
     assert request.headers["X-REQUEST-TOKEN"] == TOKEN
     assert request.headers["Content-Type"] == "application/json"
-    assert orjson.loads(request.content) == PROFILE
+    assert orjson.loads(request.content) == PROFILE_BODY
 
 
 @pytest.mark.parametrize(
     ("call", "method", "path", "body"),
     [
         pytest.param(
-            lambda c: c.upsert({"users": []}),
+            lambda c: c.upsert(UpsertRequest(())),
             "POST",
             "/api/user/v1/upsert",
             {"users": []},
             id="upsert",
         ),
         pytest.param(
-            lambda c: c.export({"format": "csv"}),
+            lambda c: c.export(EXPORT),
             "POST",
             "/api/raw/v1/export",
-            {"format": "csv"},
+            {
+                "segment": {"segment_id": 7},
+                "format": "csv",
+                "hook": "http://gateway.test/hook",
+                "attributes": "*",
+            },
             id="export",
         ),
         pytest.param(
-            lambda c: c.delete_attributes({"users": []}),
+            lambda c: c.delete_attributes(AttributeDeleteRequest(())),
             "POST",
             "/api/user/v1/attribute/delete",
             {"users": []},
             id="attribute-delete",
         ),
         pytest.param(
-            lambda c: c.update_identity({"uuid": "a"}, {"uuid": "b"}),
+            lambda c: c.update_identity(IdentityUpdateRequest(UUID_IDENT_A, UUID_IDENT_B)),
             "PATCH",
             "/api/user/v1/identity",
             {"old_identifier": {"uuid": "a"}, "new_identifier": {"uuid": "b"}},
             id="update-identity",
         ),
         pytest.param(
-            lambda c: c.delete_identity({"uuid": "a"}),
+            lambda c: c.delete_identity(IdentityDeleteRequest(UUID_IDENT_A)),
             "DELETE",
             "/api/user/v1/identity",
             {"identifiers": {"uuid": "a"}},
             id="delete-identity",
         ),
         pytest.param(
-            lambda c: c.anonymize_contact("iid-1"),
+            lambda c: c.anonymize_contact(ContactAnonymizeRequest("iid-1")),
             "POST",
             "/api/contact/v1/anonymize",
             {"insider_id": "iid-1"},
             id="anonymize-contact",
         ),
         pytest.param(
-            lambda c: c.anonymize_user({"identifiers": {"uuid": "a"}}),
+            lambda c: c.anonymize_user(UserAnonymizeRequest(UUID_A)),
             "POST",
             "/api/user/v1/anonymize",
             {"identifiers": {"uuid": "a"}},
             id="anonymize-user",
         ),
         pytest.param(
-            lambda c: c.delete_user({"identifiers": {"uuid": "a"}}),
+            lambda c: c.delete_user(DeleteUserRequest(UUID_A)),
             "POST",
             "/api/user/v1/delete",
             {"identifiers": {"uuid": "a"}},
@@ -216,7 +241,9 @@ async def test_metadata_columns_returns_the_array() -> None:
     columns = [{"key": "iid", "display_name": "Profile ID", "type": "string"}]
     script = Script(ucd_json(200, columns))
     client, _ = make_client(script)
-    assert await client.metadata_columns("contacts") == columns
+    assert await client.metadata_columns("contacts") == [
+        MetadataColumn("iid", "Profile ID", "string")
+    ]
     assert orjson.loads(script.requests[0].content) == {"table": "contacts"}
     assert script.requests[0].url.path == "/api/user/v3/metadata/columns"
 
@@ -225,7 +252,7 @@ async def test_export_accepts_any_200_body() -> None:
     """§3.3.3: Insider answers either {} or {"url": ...} or nothing; none is parsed."""
     script = Script(httpx.Response(200, content=b""))
     client, _ = make_client(script)
-    await client.export({"format": "csv"})  # no UpstreamError for the empty body
+    await client.export(EXPORT)  # no UpstreamError for the empty body
     assert len(script.requests) == 1
 
 
@@ -275,7 +302,7 @@ async def test_export_accepts_any_200_body() -> None:
 )
 async def test_data_envelope_is_parsed(body: dict[str, Any], expected: DataEnvelope) -> None:
     client, _ = make_client(Script(ucd_json(200, body)))
-    assert await client.delete_attributes({"users": []}) == expected
+    assert await client.delete_attributes(AttributeDeleteRequest(())) == expected
 
 
 @pytest.mark.parametrize(
@@ -290,7 +317,7 @@ async def test_data_envelope_is_parsed(body: dict[str, Any], expected: DataEnvel
 async def test_malformed_envelope_is_upstream_error(body: Any) -> None:
     client, _ = make_client(Script(ucd_json(200, body)))
     with pytest.raises(UpstreamError) as info:
-        await client.upsert({"users": []})
+        await client.upsert(UpsertRequest(()))
     assert info.value.extensions == {"code": "UPSTREAM_ERROR", "status": 200}
 
 
@@ -319,7 +346,7 @@ async def test_400_passes_the_ucd_text_through_as_bad_user_input() -> None:
     text = "not a valid email address: sample: bad request"
     client, _ = make_client(Script(ucd_json(400, {"error": text})))
     with pytest.raises(BadUserInput) as info:
-        await client.anonymize_user({"identifiers": {"email": "sample"}})
+        await client.anonymize_user(UserAnonymizeRequest(UserRef(email="sample")))
     assert info.value.message == text
     assert info.value.extensions == {"code": "BAD_USER_INPUT"}
 
@@ -328,14 +355,14 @@ async def test_400_success_message_style_is_read_too() -> None:
     text = "Request data is not in valid JSON format."
     client, _ = make_client(Script(ucd_json(400, {"success": False, "message": text})))
     with pytest.raises(BadUserInput, match="valid JSON format"):
-        await client.delete_user({"identifiers": {}})
+        await client.delete_user(DeleteUserRequest(UserRef()))
 
 
 async def test_identifier_taken_is_conflict() -> None:
     text = "new identifier already has a user assigned to it: bad request"
     client, _ = make_client(Script(ucd_json(400, {"error": text})))
     with pytest.raises(Conflict) as info:
-        await client.update_identity({"uuid": "a"}, {"uuid": "b"})
+        await client.update_identity(IdentityUpdateRequest(UUID_IDENT_A, UUID_IDENT_B))
     assert info.value.extensions == {"code": "CONFLICT"}
     assert info.value.message == text
 
@@ -357,7 +384,7 @@ async def test_404_no_data_is_not_found_for_other_calls() -> None:
     body = {"error": "no such user for these identifiers: no data"}
     client, _ = make_client(Script(ucd_json(404, body)))
     with pytest.raises(NotFound) as info:
-        await client.delete_user({"identifiers": {"uuid": "a"}})
+        await client.delete_user(DeleteUserRequest(UUID_A))
     assert info.value.extensions == {"code": "NOT_FOUND"}
     assert "no such user" in info.value.message
 
@@ -404,7 +431,7 @@ async def test_429_waits_retry_after_then_succeeds() -> None:
     script = Script(busy, ucd_json(200, {"attributes": {"iid": "x"}}))
     sleeps = Sleeps()
     client, seen = make_client(script, sleeps)
-    assert await client.profile(PROFILE) == {"attributes": {"iid": "x"}}
+    assert await client.profile(PROFILE) == ProfileAnswer({"iid": "x"}, {})
     assert sleeps.delays == [2]
     assert len(seen) == 2
 
@@ -414,7 +441,7 @@ async def test_429_after_all_retries_is_rate_limited_with_retry_after() -> None:
     sleeps = Sleeps()
     client, seen = make_client(Script(busy), sleeps, max_retries=2)
     with pytest.raises(RateLimited) as info:
-        await client.upsert({"users": []})
+        await client.upsert(UpsertRequest(()))
     assert info.value.extensions == {"code": "RATE_LIMITED", "retryAfter": 3}
     assert len(seen) == 3
     assert sleeps.delays == [3, 3]
@@ -426,7 +453,7 @@ async def test_retry_after_beyond_the_cap_fails_at_once() -> None:
     sleeps = Sleeps()
     client, seen = make_client(Script(busy), sleeps, max_retry_after=5.0)
     with pytest.raises(RateLimited) as info:
-        await client.export({"format": "csv"})
+        await client.export(EXPORT)
     assert info.value.retry_after == 40000
     assert sleeps.delays == []
     assert len(seen) == 1
@@ -454,7 +481,7 @@ async def test_429_is_retried_even_for_calls_that_are_not_safe_to_repeat() -> No
     busy = ucd_json(429, {"error": "rejected: too many requests"}, {"Retry-After": "1"})
     script = Script(busy, ucd_json(200, {}))
     client, seen = make_client(script)
-    await client.delete_user({"identifiers": {"uuid": "a"}})
+    await client.delete_user(DeleteUserRequest(UUID_A))
     assert len(seen) == 2
 
 
@@ -463,7 +490,7 @@ async def test_5xx_is_retried_with_backoff_then_succeeds() -> None:
     script = Script(failed, ucd_json(503, {}), ucd_json(200, [{"key": "iid"}]))
     sleeps = Sleeps()
     client, seen = make_client(script, sleeps, backoff_base=0.1)
-    assert await client.metadata_columns("contacts") == [{"key": "iid"}]
+    assert await client.metadata_columns("contacts") == [MetadataColumn("iid", "iid")]
     assert len(seen) == 3
     assert len(sleeps.delays) == 2
     assert all(0 <= d <= 0.1 * 2**i for i, d in enumerate(sleeps.delays))
@@ -480,7 +507,7 @@ async def test_5xx_after_all_retries_is_upstream_error() -> None:
 async def test_5xx_is_not_retried_for_identity_changes() -> None:
     client, seen = make_client(Script(ucd_json(500, {})), max_retries=2)
     with pytest.raises(UpstreamError):
-        await client.update_identity({"uuid": "a"}, {"uuid": "b"})
+        await client.update_identity(IdentityUpdateRequest(UUID_IDENT_A, UUID_IDENT_B))
     assert len(seen) == 1
 
 
@@ -509,14 +536,14 @@ async def test_transport_errors_become_upstream_unavailable_after_retries(
 async def test_transport_error_then_success_is_invisible_to_the_caller() -> None:
     script = Script(httpx.ConnectError("refused"), ucd_json(200, {"attributes": {}}))
     client, seen = make_client(script)
-    assert await client.profile(PROFILE) == {"attributes": {}}
+    assert await client.profile(PROFILE) == ProfileAnswer({}, {})
     assert len(seen) == 2
 
 
 async def test_transport_error_is_not_retried_for_deletes() -> None:
     client, seen = make_client(Script(httpx.ReadTimeout("slow")), max_retries=2)
     with pytest.raises(UpstreamUnavailable):
-        await client.delete_user({"identifiers": {"uuid": "a"}})
+        await client.delete_user(DeleteUserRequest(UUID_A))
     assert len(seen) == 1
 
 

@@ -10,8 +10,8 @@ def test_demo_users_are_deterministic_and_fake() -> None:
     assert first == list(demo_users(20, seed=3))
     assert first != list(demo_users(20, seed=4))
     for user in first:
-        identifiers = user["identifiers"]
-        assert isinstance(identifiers, dict)
-        assert identifiers["email"].endswith(("@example.com", "@example.org"))
-        assert identifiers["phone_number"].startswith("+90555")
-    assert len({u["identifiers"]["uuid"] for u in first}) == 20  # type: ignore[index]
+        assert user.user.email is not None
+        assert user.user.email.endswith(("@example.com", "@example.org"))
+        assert user.user.phone_number is not None
+        assert user.user.phone_number.startswith("+90555")
+    assert len({u.user.uuid for u in first}) == 20

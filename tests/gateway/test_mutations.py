@@ -8,10 +8,12 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.coalesce import ProfileReads, UpsertCoalescer
 from gateway.exports import ExportJobs
+from gateway.reads.inflight import ProfileReads
 from gateway.settings import Settings
 from gateway.ucd.client import UcdClient
+from gateway.ucd.requests import ProfileRequest, UserRef
+from gateway.upserts import UpsertCoalescer
 from tests.gateway.conftest import (
     UPSERT,
     CallLog,
@@ -417,7 +419,7 @@ async def test_delete_user_uses_the_delete_endpoint(
     assert [(c.path, c.body) for c in ucd_calls.calls] == [
         ("/api/user/v1/delete", {"identifiers": {"uuid": "u"}})
     ]
-    assert await ucd.profile({"identifiers": {"uuid": "u"}, "attributes": ["iid"]}) is None
+    assert await ucd.profile(ProfileRequest(UserRef(uuid="u"), attributes=("iid",))) is None
 
 
 async def test_a_payload_user_after_an_upsert_in_the_same_operation_is_fresh(
@@ -478,6 +480,25 @@ async def test_start_export_registers_a_job_and_hands_the_ucd_its_webhook(
             "wanted": [{"event_name": "purchase", "params": ["product_id", "c_gift"]}],
         },
     }
+
+
+async def test_export_windows_floor_to_whole_seconds_like_reads(
+    gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    """Half a second before 1970 is second -1; ``int(timestamp())`` made it second 0."""
+    await gateway.ok(
+        START_EXPORT,
+        {
+            "input": {
+                "segmentId": "1",
+                "events": [{"name": "purchase", "params": []}],
+                "from": "1969-12-31T23:59:59.5Z",
+                "to": "1970-01-01T00:00:09.9Z",
+            }
+        },
+    )
+    (call,) = ucd_calls.to("/api/raw/v1/export")
+    assert (call.body["events"]["start_date"], call.body["events"]["end_date"]) == (-1, 9)
 
 
 async def test_start_export_of_every_attribute_sends_star(

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.exports import ExportJobs
+from gateway.ucd.requests import EventsQuery, ProfileRequest, WantedEvents
 from tests.gateway.conftest import (
     GATEWAY_BASE,
     TYPED_READ_NAMES,
@@ -19,6 +20,7 @@ from tests.gateway.conftest import (
     Gateway,
     UcdWire,
     seed,
+    wire_ref,
 )
 
 TWENTY_FIELDS = """
@@ -641,9 +643,12 @@ async def test_last_travels_as_limit_per_source_and_still_answers_the_newest_n(
     ]
     assert data["user"]["events"] == newest(last)
     # The UCD itself sent at most N per source: 4 web and 2 app purchases exist.
-    answer = await gateway.ucd.profile(call.body)
+    window = call.body["events"]
+    wanted = (WantedEvents("purchase", ("product_id",), last),)
+    events = EventsQuery(window["start_date"], window["end_date"], wanted)
+    answer = await gateway.ucd.profile(ProfileRequest(wire_ref(call.body), events=events))
     assert answer is not None
-    assert len(answer["events"]["purchase"]) == min(last, 4) + min(last, 2)
+    assert len(answer.events["purchase"]) == min(last, 4) + min(last, 2)
 
 
 @pytest.mark.parametrize(
@@ -785,3 +790,51 @@ async def test_an_unlimited_read_does_not_join_a_limited_call_in_flight(
     assert (await asyncio.wait_for(unlimited, 5))["user"]["events"] == newest(6)
     assert len(ucd_calls.profiles) == 2
     assert gateway.reads.shared == 0
+
+
+@dataclass
+class RewriteProfileAnswers(httpx.AsyncBaseTransport):
+    """Between the gateway and the local UCD: replaces text in E2 answers, so an event's
+    ``created_date`` reaches the gateway in a form the local UCD itself never writes."""
+
+    inner: httpx.AsyncBaseTransport
+    replace: dict[str, str]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path != "/api/user/v1/profile":
+            return response
+        body = await response.aread()
+        for old, new in self.replace.items():
+            body = body.replace(old.encode(), new.encode())
+        return httpx.Response(
+            response.status_code,
+            headers={"content-type": response.headers["content-type"]},
+            content=body,
+        )
+
+
+async def test_last_answers_n_events_when_the_newest_has_a_time_the_resolvers_cannot_read(
+    gateway: Gateway, ucd_transport: UcdWire, ucd_calls: CallLog
+) -> None:
+    """``2026-01-10T10:00Z`` (no seconds) is an instant to ``datetime.fromisoformat`` but
+    not RFC 3339, so the resolvers drop the event. The ``last`` check read it with
+    fromisoformat and kept the limited answer: ``last: 2`` answered one event."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    stamps = [(now - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in (1, 2, 3)]
+    events = [purchase(f"p-{m}", "web", stamp) for m, stamp in zip((1, 2, 3), stamps, strict=True)]
+    await seed(gateway, [{"key": {"uuid": "two"}, "events": events}])
+    ucd_transport.inner = RewriteProfileAnswers(
+        ucd_transport.inner, {stamps[0]: stamps[0].replace(":00Z", "Z")}
+    )
+    ucd_calls.clear()
+    data = await gateway.ok(LAST, {"last": 2})
+    assert data["user"]["events"] == [
+        {"productId": "p-2", "source": "web"},
+        {"productId": "p-3", "source": "web"},
+    ]
+    # The limited call, then the same read without limit_per_source.
+    assert [("limit_per_source" in c.body["events"]["wanted"][0]) for c in ucd_calls.profiles] == [
+        True,
+        False,
+    ]

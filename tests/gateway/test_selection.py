@@ -18,7 +18,9 @@ from gateway.api.schema import build_schema
 from gateway.api.selection import FieldScope, UserSelection, field_selected, user_selection
 from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.errors import BadUserInput
-from gateway.loaders import ALL_ATTRIBUTES, ProfileNeed, UserRef, profile_body
+from gateway.reads.need import ProfileNeed
+from gateway.ucd.names import ALL_ATTRIBUTES
+from gateway.ucd.requests import UserRef
 from tests.gateway.conftest import TYPED_READ_NAMES
 
 SCHEMA = graphql_core_schema(build_schema())
@@ -59,7 +61,7 @@ def test_typed_fields_ask_for_their_read_names() -> None:
 def test_only_insider_id_asks_for_iid_alone() -> None:
     selection = select('{ user(key: {email: "a@b.co"}) { insiderId __typename } }')
     assert selection.need == ProfileNeed()
-    body = profile_body(UserRef.of(email="a@b.co"), selection.need)
+    body = selection.need.request(UserRef.of(email="a@b.co")).to_wire()
     assert body == {"identifiers": {"email": "a@b.co"}, "attributes": ["iid"]}
 
 
@@ -102,7 +104,7 @@ def test_skip_and_include_follow_the_variables() -> None:
 def test_attributes_without_names_asks_for_everything() -> None:
     selection = select('{ user(key: {uuid: "u"}) { email attributes { name value } } }')
     assert attrs(selection) == ALL_ATTRIBUTES
-    assert profile_body(UserRef.of(uuid="u"), selection.need)["attributes"] == "*"
+    assert selection.need.request(UserRef.of(uuid="u")).to_wire()["attributes"] == "*"
 
 
 def test_attributes_with_names_asks_for_those_names() -> None:
@@ -120,10 +122,8 @@ def test_a_star_given_as_a_name_never_asks_for_everything() -> None:
         'attributes(names: ["*", "city"]) { name } } }'
     )
     assert attrs(selection) == frozenset({"city"})
-    body = profile_body(
-        UserRef.of(uuid="u"),
-        select('{ user(key: {uuid: "u"}) { attribute(name: "*") { value } } }').need,
-    )
+    need = select('{ user(key: {uuid: "u"}) { attribute(name: "*") { value } } }').need
+    body = need.request(UserRef.of(uuid="u")).to_wire()
     assert body["attributes"] == ["iid"]
 
 
@@ -161,7 +161,7 @@ def test_events_ask_for_names_params_and_the_default_window() -> None:
     assert selection.need.events == (("cart_page_view", params), ("purchase", params))
     assert selection.need.window == (NOW_S - 30 * DAY, NOW_S)
     assert attrs(selection) == frozenset()
-    body = profile_body(UserRef.of(uuid="u"), selection.need)
+    body = selection.need.request(UserRef.of(uuid="u")).to_wire()
     assert "attributes" not in body
     assert body["events"]["wanted"][1] == {"event_name": "purchase", "params": sorted(params)}
 

@@ -16,7 +16,6 @@ De-duplication against stored events is SQLite's job: ``INSERT OR IGNORE`` on
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from gateway.local_ucd.events.params import (
 )
 from gateway.local_ucd.events.timestamps import fast_timestamp, parse_timestamp
 from gateway.local_ucd.http import render_value
+from gateway.ucd.rules import EVENT_NAME
 
 __all__ = [
     "EVENT_NAME_KEY",
@@ -50,15 +50,13 @@ __all__ = [
     "write_catalog",
 ]
 
-# fullmatch, so a trailing newline does not pass as "$" would let it.
-_EVENT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 # Names repeat across a million events: remember the valid ones (bounded).
 _VALID_NAMES: set[str] = set()
 _VALID_NAMES_LIMIT = 10_000
 
 
 def _valid_name(name: str) -> bool:
-    if _EVENT_NAME_RE.fullmatch(name) is None:
+    if not EVENT_NAME.check(name):
         return False
     if len(_VALID_NAMES) >= _VALID_NAMES_LIMIT:
         _VALID_NAMES.clear()
@@ -67,7 +65,7 @@ def _valid_name(name: str) -> bool:
 
 
 #: The real UCD's key text, verbatim (upper case in the pattern, yet rejected; §3.1.3 note).
-EVENT_NAME_KEY = "event_name.*.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)"
+EVENT_NAME_KEY = f"event_name.*.{EVENT_NAME.key}"
 
 #: Retention on write (§4.8.4); other names (custom events too) keep 90 days.
 _RETENTION_DAYS: dict[str, int] = {

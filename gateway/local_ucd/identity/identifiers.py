@@ -7,13 +7,13 @@ the single-user endpoints can answer with the first message plus ``: bad request
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.local_ucd.http import render_value
+from gateway.ucd.rules import BLOCKED_VALUES, CUSTOM_NAME, EMAIL, PHONE_NUMBER, normalise_email
 
 __all__ = [
     "BLOCKED_VALUES",
@@ -33,21 +33,13 @@ __all__ = [
     "resolve_insider_id",
 ]
 
-EMAIL_PATTERN = r"^.+@.+\..+$"
-PHONE_PATTERN = r"^\+[1-9]\d{6,14}$"
-EMAIL_RE = re.compile(EMAIL_PATTERN, re.DOTALL)
-# [0-9], not \d: Python's \d also matches non-ASCII digits, E.164 does not.
-PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
-
-#: Key suffixes of the format rules (the pattern is part of the key, verbatim).
-EMAIL_KEY = f"regexp({EMAIL_PATTERN})"
-PHONE_KEY = f"regexp({PHONE_PATTERN})"
+#: Key suffixes of the format rules (the pattern is part of the key, verbatim). The rules
+#: themselves are the gateway's too (gateway.ucd.rules), so both sides refuse the same values.
+EMAIL_KEY = EMAIL.key
+PHONE_KEY = PHONE_NUMBER.key
 
 #: The typo is the real UCD's (§3.1.3).
 REQUIRED_MESSAGE = "either insider_id or idenifiers must be specified"
-
-#: Blocked values (§4.2), compared case-insensitively after normalisation.
-BLOCKED_VALUES = frozenset({"undefined", "anonymous", "0", "1", "null", ""})
 
 #: Default identifier kinds in priority order (§4.2); custom ones follow, by name.
 DEFAULT_KINDS: tuple[str, ...] = ("uuid", "email", "phone_number")
@@ -99,11 +91,6 @@ class ParsedIdentity:
     given: bool
 
 
-def normalise_email(value: str) -> str:
-    """Trim surrounding whitespace and lower-case (§4.2)."""
-    return value.strip().lower()
-
-
 def normalise_value(kind: str, value: str) -> str:
     """The stored form of an identifier value: emails normalised, other kinds as sent."""
     return normalise_email(value) if kind == "email" else value
@@ -121,11 +108,11 @@ def format_issue(kind: str, value: str) -> tuple[str, str] | None:
     its own prefix before the rule key (``identifiers.*.`` or ``attributes.email.``).
     """
     if kind == "email":
-        if EMAIL_RE.match(normalise_email(value)):
+        if EMAIL.check(value):
             return None
         return EMAIL_KEY, f"not a valid email address: {value}"
     if kind == "phone_number":
-        if PHONE_RE.match(value):
+        if PHONE_NUMBER.check(value):
             return None
         return PHONE_KEY, f"user has an invalid phone number: {value}"
     return None
@@ -233,9 +220,11 @@ def _parse_custom(
         if item is None:
             continue
         given = True
-        if not 1 <= len(name) <= 128:
+        if not CUSTOM_NAME.check(name):
             issues.append(
-                IdentityIssue("identifiers.custom.*.length(1,128)", f"invalid custom name: {name}")
+                IdentityIssue(
+                    f"identifiers.custom.*.{CUSTOM_NAME.key}", f"invalid custom name: {name}"
+                )
             )
             continue
         if not isinstance(item, str):

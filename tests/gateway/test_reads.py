@@ -1,23 +1,21 @@
-"""Profile needs, their merging, and the per-request loader: gateway.loaders."""
+"""Profile reads: needs and their merging, in-flight sharing, the per-request loader."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from gateway.coalesce import ProfileReads
 from gateway.errors import UpstreamUnavailable
-from gateway.loaders import (
-    ALL_ATTRIBUTES,
-    ProfileLoader,
-    ProfileNeed,
-    UserRef,
-    limits_may_hide_events,
-    profile_body,
-)
+from gateway.reads.inflight import ProfileReads
+from gateway.reads.loader import ProfileLoader
+from gateway.reads.need import ProfileNeed, limits_may_hide_events
+from gateway.ucd.answers import ProfileAnswer
 from gateway.ucd.client import UcdClient
+from gateway.ucd.names import ALL_ATTRIBUTES
+from gateway.ucd.requests import UserRef
 from tests.gateway.conftest import CallLog, UcdWire, fail_when_body_mentions, put_users
 
 PURCHASE = ("purchase", frozenset({"product_id"}))
@@ -29,12 +27,14 @@ def test_user_ref_normalises_the_email_and_orders_custom_identifiers() -> None:
     b = UserRef.of(email="ada@example.com", custom=[("a", "1"), ("b", "2")])
     assert a == b
     assert hash(a) == hash(b)
-    assert a.body() == {"identifiers": {"email": "ada@example.com", "custom": {"a": "1", "b": "2"}}}
+    assert a.to_wire() == {
+        "identifiers": {"email": "ada@example.com", "custom": {"a": "1", "b": "2"}}
+    }
 
 
 def test_user_ref_body_sends_insider_id_and_identifiers() -> None:
     ref = UserRef.of(insider_id="iid-1", uuid="u")
-    assert ref.body() == {"insider_id": "iid-1", "identifiers": {"uuid": "u"}}
+    assert ref.to_wire() == {"insider_id": "iid-1", "identifiers": {"uuid": "u"}}
 
 
 def test_merge_unions_attributes_and_params_and_takes_the_window_hull() -> None:
@@ -71,7 +71,7 @@ def test_covers_needs_attributes_events_params_and_window() -> None:
 
 def test_profile_body_has_one_window_for_every_wanted_event() -> None:
     need = ProfileNeed(frozenset({"name", "email"}), (PURCHASE, VIEW), (100, 400))
-    assert profile_body(UserRef.of(uuid="u"), need) == {
+    assert need.request(UserRef.of(uuid="u")).to_wire() == {
         "identifiers": {"uuid": "u"},
         "attributes": ["email", "name"],
         "events": {
@@ -148,7 +148,7 @@ def test_limits_are_the_largest_last_only_when_every_selection_has_one_over_the_
 ) -> None:
     merged = ProfileNeed.merge_all(needs)
     assert merged.limits() == limits
-    wanted = profile_body(UserRef.of(uuid="u"), merged)["events"]["wanted"]
+    wanted = merged.request(UserRef.of(uuid="u")).to_wire()["events"]["wanted"]
     assert {w["event_name"]: w["limit_per_source"] for w in wanted if "limit_per_source" in w} == (
         limits
     )
@@ -189,12 +189,17 @@ def event(created: str, source: str = "web") -> dict[str, Any]:
         ),
         pytest.param([event("1970-01-01T00:33:20Z")], False, id="shorter-than-the-limit"),
         pytest.param([event("yesterday"), event("1970-01-01T00:33:19Z")], True, id="unparseable"),
+        pytest.param(
+            [event("1970-01-01T00:33Z"), event("1970-01-01T00:33:19Z")],
+            True,
+            id="not-rfc-3339-though-fromisoformat-reads-it",
+        ),
     ],
 )
 def test_limits_may_hide_events_when_a_full_source_reaches_the_windows_last_second(
     events: list[dict[str, Any]], hides: bool
 ) -> None:
-    answer = {"attributes": {}, "events": {"purchase": events}}
+    answer = ProfileAnswer({}, {"purchase": events})
     assert limits_may_hide_events(last(2, "purchase"), answer) is hides
     assert limits_may_hide_events(unbounded("purchase"), answer) is False
 
@@ -220,7 +225,7 @@ async def test_keys_of_one_user_in_one_tick_cost_one_merged_call(
     ]
     assert first is second is third
     assert first is not None
-    assert first["attributes"]["name"] == "Ada"
+    assert first.attributes["name"] == "Ada"
 
 
 async def test_distinct_users_cost_one_call_each_and_unknown_users_are_none(
@@ -238,7 +243,7 @@ async def test_distinct_users_cost_one_call_each_and_unknown_users_are_none(
         ]
     )
     assert len(ucd_calls.profiles) == 2
-    assert [a and a["attributes"]["name"] for a in answers] == ["A", None, "A"]
+    assert [a and a.attributes["name"] for a in answers] == ["A", None, "A"]
 
 
 async def test_clear_makes_the_next_load_ask_again(ucd: UcdClient, ucd_calls: CallLog) -> None:
@@ -266,3 +271,94 @@ async def test_a_failed_call_for_the_only_user_fails_every_key_of_it(
         return_exceptions=True,
     )
     assert [type(r) for r in results] == [UpstreamUnavailable, UpstreamUnavailable]
+
+
+# --- in-flight sharing across requests ------------------------------------------------------
+
+
+async def test_concurrent_reads_of_one_user_share_one_call(
+    ucd_transport: UcdWire, ucd: UcdClient, ucd_calls: CallLog
+) -> None:
+    await put_users(ucd, {"identifiers": {"uuid": "u"}, "attributes": {"name": "A", "city": "X"}})
+    ucd_calls.clear()
+    ucd_transport.delay = 0.02
+    reads = ProfileReads(ucd)
+    ref = UserRef.of(uuid="u")
+    wide = ProfileNeed(frozenset({"name", "city"}))
+    answers = await asyncio.gather(
+        reads.fetch(ref, wide),
+        reads.fetch(ref, ProfileNeed(frozenset({"name"}))),
+        reads.fetch(ref, wide),
+    )
+    assert len(ucd_calls.profiles) == 1
+    assert reads.shared == 2
+    assert answers[0] is answers[1] is answers[2]
+
+
+async def test_a_read_the_flying_call_does_not_cover_sends_its_own(
+    ucd_transport: UcdWire, ucd: UcdClient, ucd_calls: CallLog
+) -> None:
+    await put_users(ucd, {"identifiers": {"uuid": "u"}, "attributes": {"name": "A"}})
+    ucd_calls.clear()
+    ucd_transport.delay = 0.02
+    reads = ProfileReads(ucd)
+    ref = UserRef.of(uuid="u")
+    await asyncio.gather(
+        reads.fetch(ref, ProfileNeed(frozenset({"name"}))),
+        reads.fetch(ref, ProfileNeed(frozenset({"city"}))),
+        reads.fetch(UserRef.of(uuid="other"), ProfileNeed(frozenset({"name"}))),
+    )
+    assert len(ucd_calls.profiles) == 3
+    # Landed calls are forgotten: a later read asks again.
+    await reads.fetch(ref, ProfileNeed(frozenset({"name"})))
+    assert len(ucd_calls.profiles) == 4
+
+
+def views(*, last: int | None) -> ProfileNeed:
+    window = (0, 2_000_000_000)
+    return ProfileNeed(
+        events=(("view", frozenset({"url"})),),
+        window=window,
+        lasts=() if last is None else (("view", last, window),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("flying", "joining", "calls"),
+    [
+        pytest.param(5, None, 2, id="limited-call-unlimited-need"),
+        pytest.param(5, 6, 2, id="limited-call-larger-last"),
+        pytest.param(5, 3, 1, id="limited-call-smaller-last"),
+        pytest.param(None, 3, 1, id="unlimited-call-limited-need"),
+    ],
+)
+async def test_a_read_joins_a_limited_call_only_when_the_limit_cuts_nothing_it_needs(
+    ucd_transport: UcdWire,
+    ucd: UcdClient,
+    ucd_calls: CallLog,
+    flying: int | None,
+    joining: int | None,
+    calls: int,
+) -> None:
+    now = datetime.now(UTC)
+    events = [
+        {"event_name": "view", "timestamp": (now - timedelta(hours=i)).isoformat()}
+        for i in range(8)
+    ]
+    await put_users(ucd, {"identifiers": {"uuid": "u"}, "events": events})
+    ucd_calls.clear()
+    ucd_transport.delay = 0.02
+    reads = ProfileReads(ucd)
+    ref = UserRef.of(uuid="u")
+    first, second = await asyncio.gather(
+        reads.fetch(ref, views(last=flying)), reads.fetch(ref, views(last=joining))
+    )
+    assert len(ucd_calls.profiles) == calls
+    assert reads.shared == 2 - calls
+    assert first is not None
+    assert second is not None
+    assert len(first.events["view"]) == (flying or 8)
+    if calls == 2:
+        assert len(second.events["view"]) == (joining or 8)
+    else:
+        assert second is first

@@ -1,30 +1,31 @@
-"""Batched writes, the upsert coalescer and in-flight read sharing: gateway.coalesce."""
+"""Batched writes (gateway.ucd.batching) and the upsert coalescer (gateway.upserts)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 import pytest
 
-from gateway.coalesce import (
-    MAX_BODY_BYTES,
-    ProfileReads,
-    UpsertCoalescer,
-    plan_chunks,
-    send_batches,
-    split_envelope,
-)
 from gateway.errors import UpstreamError
-from gateway.loaders import ProfileNeed, UserRef
-from gateway.ucd.client import DataEnvelope, UcdClient
-from tests.gateway.conftest import CallLog, UcdWire, put_users
+from gateway.ucd.batching import MAX_BODY_BYTES, frame_bytes, plan_chunks, send_batches
+from gateway.ucd.client import UcdClient
+from gateway.ucd.envelope import DataEnvelope
+from gateway.ucd.requests import ProfileRequest, UpsertRequest, UpsertUser, UserRef
+from gateway.upserts import UpsertCoalescer
+from tests.gateway.conftest import CallLog, UcdWire, wire_user
+
+#: The size of an E1 request without users.
+FRAME = frame_bytes(UpsertRequest((), skip_hook=False))
 
 
-def user(i: int, **extra: Any) -> dict[str, Any]:
-    return {"identifiers": {"uuid": f"u-{i}"}, "attributes": {"age": i}, **extra}
+def user(i: int) -> UpsertUser:
+    return wire_user({"identifiers": {"uuid": f"u-{i}"}, "attributes": {"age": i}})
+
+
+def skipping_hooks(users: Sequence[UpsertUser]) -> UpsertRequest:
+    return UpsertRequest(users, skip_hook=True)
 
 
 def test_split_envelope_gives_each_user_its_own_errors() -> None:
@@ -37,7 +38,7 @@ def test_split_envelope_gives_each_user_its_own_errors() -> None:
             "users.2.insider_id.required": ["either"],
         },
     )
-    outcomes = split_envelope(envelope, 3)
+    outcomes = envelope.split(3)
     assert [o.ok for o in outcomes] == [True, False, False]
     assert outcomes[1].errors == {
         "identifiers.*.regexp(^.+@.+\\..+$)": ["not a valid email address: x"]
@@ -46,7 +47,7 @@ def test_split_envelope_gives_each_user_its_own_errors() -> None:
 
 
 def test_plan_chunks_cuts_at_1000_users() -> None:
-    chunks, too_big = plan_chunks([10] * 2500, {"skip_hook": False})
+    chunks, too_big = plan_chunks([10] * 2500, FRAME)
     assert [len(c) for c in chunks] == [1000, 1000, 500]
     assert too_big == []
     assert [i for c in chunks for i in c] == list(range(2500))
@@ -54,15 +55,16 @@ def test_plan_chunks_cuts_at_1000_users() -> None:
 
 def test_plan_chunks_keeps_every_body_under_5_000_000_bytes() -> None:
     frame = len(orjson.dumps({"users": [], "skip_hook": False}))
+    assert frame == FRAME
     size = 1_000_000
-    chunks, _ = plan_chunks([size] * 12, {"skip_hook": False})
+    chunks, _ = plan_chunks([size] * 12, FRAME)
     for chunk in chunks:
         assert frame + size * len(chunk) + len(chunk) - 1 <= MAX_BODY_BYTES
     assert [len(c) for c in chunks] == [4, 4, 4]
 
 
 def test_plan_chunks_reports_a_user_too_big_for_any_request() -> None:
-    chunks, too_big = plan_chunks([10, MAX_BODY_BYTES, 10], {})
+    chunks, too_big = plan_chunks([10, MAX_BODY_BYTES, 10], frame_bytes(UpsertRequest(())))
     assert chunks == [[0, 2]]
     assert too_big == [1]
 
@@ -71,23 +73,23 @@ async def test_2500_users_cost_3_upsert_calls_sent_concurrently(
     ucd_transport: UcdWire, ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
     ucd_transport.delay = 0.02
-    outcomes = await send_batches(ucd.upsert, [user(i) for i in range(2500)], {"skip_hook": True})
+    outcomes = await send_batches([user(i) for i in range(2500)], skipping_hooks, ucd.upsert)
     assert len(ucd_calls.upserts) == 3
     assert [len(c.body["users"]) for c in ucd_calls.upserts] == [1000, 1000, 500]
     assert all(c.body["skip_hook"] is True for c in ucd_calls.upserts)
     assert all(not isinstance(o, BaseException) and o.ok for o in outcomes)
     assert ucd_transport.max_in_flight == 3  # concurrent, not one after the other
-    last = await ucd.profile({"identifiers": {"uuid": "u-2499"}, "attributes": ["age"]})
+    last = await ucd.profile(ProfileRequest(UserRef(uuid="u-2499"), attributes=("age",)))
     assert last is not None
-    assert last["attributes"]["age"] == 2499
+    assert last.attributes["age"] == 2499
 
 
 async def test_send_batches_maps_errors_back_to_the_input_index(
     ucd: UcdClient, ucd_calls: CallLog
 ) -> None:
     users = [user(i) for i in range(1500)]
-    users[1200] = {"identifiers": {"email": "nope"}, "attributes": {"age": 1}}
-    outcomes = await send_batches(ucd.upsert, users)
+    users[1200] = wire_user({"identifiers": {"email": "nope"}, "attributes": {"age": 1}})
+    outcomes = await send_batches(users, UpsertRequest, ucd.upsert)
     failed = [i for i, o in enumerate(outcomes) if isinstance(o, BaseException) or not o.ok]
     assert failed == [1200]
     bad = outcomes[1200]
@@ -99,7 +101,7 @@ async def test_send_batches_maps_errors_back_to_the_input_index(
     "ucd_faults", [{"endpoints": {"upsert": {"error_500_rate": 1}}}], indirect=True
 )
 async def test_send_batches_reports_a_failed_request_per_user(ucd: UcdClient) -> None:
-    outcomes = await send_batches(ucd.upsert, [user(1), user(2)])
+    outcomes = await send_batches([user(1), user(2)], UpsertRequest, ucd.upsert)
     assert all(isinstance(o, UpstreamError) for o in outcomes)
 
 
@@ -108,7 +110,7 @@ async def test_200_concurrent_single_user_upserts_in_one_window_cost_one_call(
 ) -> None:
     coalescer = UpsertCoalescer(ucd, window_ms=20)
     users = [user(i) for i in range(200)]
-    users[7] = {"identifiers": {"phone_number": "12345"}, "attributes": {"age": 1}}
+    users[7] = wire_user({"identifiers": {"phone_number": "12345"}, "attributes": {"age": 1}})
     outcomes = await asyncio.gather(*(coalescer.submit(u) for u in users))
     assert len(ucd_calls.upserts) == 1
     assert len(ucd_calls.upserts[0].body["users"]) == 200
@@ -124,7 +126,7 @@ async def test_each_caller_waits_for_the_ucd_answer(ucd_transport: UcdWire, ucd:
     await asyncio.sleep(0.02)
     assert not task.done()  # the window passed; the UCD has not answered yet
     assert (await task).ok
-    assert await ucd.profile({"identifiers": {"uuid": "u-1"}, "attributes": ["age"]}) is not None
+    assert await ucd.profile(ProfileRequest(UserRef(uuid="u-1"), attributes=("age",))) is not None
 
 
 async def test_skip_hook_values_never_share_a_call(ucd: UcdClient, ucd_calls: CallLog) -> None:
@@ -171,94 +173,6 @@ async def test_a_failed_call_fails_every_caller_with_its_error(
     )
     assert all(isinstance(r, UpstreamError) for r in results)
     assert len(ucd_calls.upserts) == 3  # one call for both, retried twice
-
-
-async def test_concurrent_reads_of_one_user_share_one_call(
-    ucd_transport: UcdWire, ucd: UcdClient, ucd_calls: CallLog
-) -> None:
-    await put_users(ucd, {"identifiers": {"uuid": "u"}, "attributes": {"name": "A", "city": "X"}})
-    ucd_calls.clear()
-    ucd_transport.delay = 0.02
-    reads = ProfileReads(ucd)
-    ref = UserRef.of(uuid="u")
-    wide = ProfileNeed(frozenset({"name", "city"}))
-    answers = await asyncio.gather(
-        reads.fetch(ref, wide),
-        reads.fetch(ref, ProfileNeed(frozenset({"name"}))),
-        reads.fetch(ref, wide),
-    )
-    assert len(ucd_calls.profiles) == 1
-    assert reads.shared == 2
-    assert answers[0] is answers[1] is answers[2]
-
-
-async def test_a_read_the_flying_call_does_not_cover_sends_its_own(
-    ucd_transport: UcdWire, ucd: UcdClient, ucd_calls: CallLog
-) -> None:
-    await put_users(ucd, {"identifiers": {"uuid": "u"}, "attributes": {"name": "A"}})
-    ucd_calls.clear()
-    ucd_transport.delay = 0.02
-    reads = ProfileReads(ucd)
-    ref = UserRef.of(uuid="u")
-    await asyncio.gather(
-        reads.fetch(ref, ProfileNeed(frozenset({"name"}))),
-        reads.fetch(ref, ProfileNeed(frozenset({"city"}))),
-        reads.fetch(UserRef.of(uuid="other"), ProfileNeed(frozenset({"name"}))),
-    )
-    assert len(ucd_calls.profiles) == 3
-    # Landed calls are forgotten: a later read asks again.
-    await reads.fetch(ref, ProfileNeed(frozenset({"name"})))
-    assert len(ucd_calls.profiles) == 4
-
-
-def views(*, last: int | None) -> ProfileNeed:
-    window = (0, 2_000_000_000)
-    return ProfileNeed(
-        events=(("view", frozenset({"url"})),),
-        window=window,
-        lasts=() if last is None else (("view", last, window),),
-    )
-
-
-@pytest.mark.parametrize(
-    ("flying", "joining", "calls"),
-    [
-        pytest.param(5, None, 2, id="limited-call-unlimited-need"),
-        pytest.param(5, 6, 2, id="limited-call-larger-last"),
-        pytest.param(5, 3, 1, id="limited-call-smaller-last"),
-        pytest.param(None, 3, 1, id="unlimited-call-limited-need"),
-    ],
-)
-async def test_a_read_joins_a_limited_call_only_when_the_limit_cuts_nothing_it_needs(
-    ucd_transport: UcdWire,
-    ucd: UcdClient,
-    ucd_calls: CallLog,
-    flying: int | None,
-    joining: int | None,
-    calls: int,
-) -> None:
-    now = datetime.now(UTC)
-    events = [
-        {"event_name": "view", "timestamp": (now - timedelta(hours=i)).isoformat()}
-        for i in range(8)
-    ]
-    await put_users(ucd, {"identifiers": {"uuid": "u"}, "events": events})
-    ucd_calls.clear()
-    ucd_transport.delay = 0.02
-    reads = ProfileReads(ucd)
-    ref = UserRef.of(uuid="u")
-    first, second = await asyncio.gather(
-        reads.fetch(ref, views(last=flying)), reads.fetch(ref, views(last=joining))
-    )
-    assert len(ucd_calls.profiles) == calls
-    assert reads.shared == 2 - calls
-    assert first is not None
-    assert second is not None
-    assert len(first["events"]["view"]) == (flying or 8)
-    if calls == 2:
-        assert len(second["events"]["view"]) == (joining or 8)
-    else:
-        assert second is first
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,118 @@
+r"""The UCD's identifier and name rules, as one table (shared/ucd-rest-api.md §3.1.3, §4.2).
+
+Both sides check with this table: the gateway's input validation (``gateway.api.validation``,
+before any UCD call) and the local UCD (``gateway.local_ucd.identifiers`` and ``.events``), so
+what one refuses the other refuses too. It imports only the standard library, because the local
+UCD may import nothing else from the gateway.
+
+Each rule keeps the UCD's rule text verbatim, as it appears in its error keys (E1's
+``users.1.identifiers.*.regexp(^.+@.+\..+$)``), and checks the way the UCD's Go regexps do:
+
+* ``fullmatch`` and no ``re.DOTALL``: Python's ``$`` also matches before a final newline and
+  DOTALL lets ``.`` match one, so ``"+905551112233\n"`` and ``"a\nb@x.io"`` would pass; Go
+  refuses both.
+* ``[0-9]``, not ``\d``: Python's ``\d`` matches every Unicode digit (``"+٩٠٥٥٥١١١٢٢٣٣"``);
+  Go's is ASCII.
+* The event-name text says ``[a-zA-Z0-9._-]`` but the UCD refuses upper case (§3.1.3 note):
+  the text is the UCD's, the pattern is what it enforces.
+
+    >>> PHONE_NUMBER.check("+905551112233"), PHONE_NUMBER.check("+905551112233\n")
+    (True, False)
+    >>> EMAIL.check(" Ada@Example.COM "), EMAIL.check("a\nb@x.io")
+    (True, False)
+    >>> f"identifiers.*.{EMAIL.key}"
+    'identifiers.*.regexp(^.+@.+\\..+$)'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "BLOCKED",
+    "BLOCKED_VALUES",
+    "CUSTOM_NAME",
+    "EMAIL",
+    "EVENT_NAME",
+    "PHONE_NUMBER",
+    "RULES",
+    "Rule",
+    "is_blocked",
+    "normalise_email",
+    "normalise_identifier",
+]
+
+#: Identifier values the UCD ignores (§4.2), compared case-insensitively after normalisation.
+BLOCKED_VALUES: Final = frozenset({"undefined", "anonymous", "0", "1", "null", ""})
+
+
+def normalise_email(value: str) -> str:
+    """Emails are trimmed and lower-cased before validation, matching and storage (§4.2)."""
+    return value.strip().lower()
+
+
+def normalise_identifier(kind: str, value: str) -> str:
+    """The stored form of an identifier value: emails normalised, every other kind as sent.
+
+    >>> normalise_identifier("email", " A@B.io "), normalise_identifier("uuid", " A ")
+    ('a@b.io', ' A ')
+    """
+    return normalise_email(value) if kind == "email" else value
+
+
+def is_blocked(value: str, *, email: bool = False) -> bool:
+    """True when the UCD silently ignores this identifier value (§4.2): compared after
+    normalisation, which only emails have.
+
+    >>> is_blocked(" NULL ", email=True), is_blocked(" null ")
+    (True, False)
+    """
+    return BLOCKED.check(normalise_email(value) if email else value)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: its name, the UCD's text of it in error keys, and the check itself.
+
+    ``check(value)`` is True when the value passes (for ``BLOCKED``: when it is blocked).
+    ``key`` is empty for a rule the UCD reports under no key of its own.
+    """
+
+    name: str
+    key: str
+    check: Callable[[str], bool]
+
+
+def _matches(
+    pattern: str, *, normalise: Callable[[str], str] | None = None
+) -> Callable[[str], bool]:
+    compiled = re.compile(pattern)
+    if normalise is None:
+        return lambda value: compiled.fullmatch(value) is not None
+    return lambda value: compiled.fullmatch(normalise(value)) is not None
+
+
+#: §4.2: checked on the normalised email (trimmed, lower-cased).
+EMAIL: Final = Rule(
+    "email", r"regexp(^.+@.+\..+$)", _matches(r".+@.+\..+", normalise=normalise_email)
+)
+#: §4.2: E.164, ASCII digits only.
+PHONE_NUMBER: Final = Rule(
+    "phone_number", r"regexp(^\+[1-9]\d{6,14}$)", _matches(r"\+[1-9][0-9]{6,14}")
+)
+#: §3.1.3: the key text allows upper case, the UCD does not (see the module doc).
+EVENT_NAME: Final = Rule(
+    "event_name", "regexp(^[a-z0-9][a-zA-Z0-9._-]*$)", _matches(r"[a-z0-9][a-z0-9._-]*")
+)
+#: §3.1.3: custom identifier, attribute and event parameter names have 1 to 128 characters.
+CUSTOM_NAME: Final = Rule("custom_name", "length(1,128)", lambda name: 1 <= len(name) <= 128)
+#: §4.2: a blocked value (already normalised) is never matched nor stored; no error of its own.
+BLOCKED: Final = Rule("blocked", "", lambda value: value.lower() in BLOCKED_VALUES)
+
+#: Every rule by name.
+RULES: Final[Mapping[str, Rule]] = {
+    rule.name: rule for rule in (EMAIL, PHONE_NUMBER, EVENT_NAME, CUSTOM_NAME, BLOCKED)
+}

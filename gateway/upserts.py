@@ -1,0 +1,127 @@
+"""Cross-request coalescing of single-user upserts into one E1 call.
+
+``UpsertCoalescer`` is created once per process (the app's lifespan) and shared by every
+request: single-user upserts arriving within a short window go to the UCD as one E1 call;
+each caller gets only its own user's outcome, after the UCD answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from gateway.ucd.batching import MAX_BODY_BYTES, MAX_USERS_PER_CALL, TOO_BIG, wire_bytes
+from gateway.ucd.client import UcdClient
+from gateway.ucd.envelope import UserOutcome
+from gateway.ucd.requests import UpsertRequest, UpsertUser
+
+__all__ = ["UpsertCoalescer"]
+
+
+@dataclass
+class _Pending:
+    user: UpsertUser
+    size: int
+    future: asyncio.Future[UserOutcome]
+
+
+@dataclass
+class _Batch:
+    """Users waiting for the same flush; one batch per distinct ``skip_hook``."""
+
+    pending: list[_Pending] = field(default_factory=list)
+    used: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class UpsertCoalescer:
+    """Collects single-user upserts for ``window_ms`` and sends them as one E1 call.
+
+    Why: a burst of 200 one-user mutations would otherwise be 200 E1 calls against a
+    25,000/min pool (§2.6). The window starts with the first waiting user; a batch that
+    reaches 1,000 users or the byte limit is sent at once. Users with different
+    ``skip_hook`` never share a call (it is a request-level flag). Two users of one call
+    that name the same person are applied in order by the UCD (§3.1.4), as if sent one
+    after the other.
+    """
+
+    def __init__(self, ucd: UcdClient, *, window_ms: float) -> None:
+        self._ucd = ucd
+        self._window = max(window_ms, 0.0) / 1000.0
+        self._batches: dict[bool, _Batch] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._closed = False
+        # The request without users, per skip_hook: what every call pays besides its users.
+        self._frames = {
+            flag: wire_bytes(UpsertRequest((), skip_hook=flag)) for flag in (False, True)
+        }
+
+    async def submit(self, user: UpsertUser, *, skip_hook: bool = False) -> UserOutcome:
+        """Queue one E1 user; returns its outcome once the UCD has answered.
+
+        Raises the gateway error of the whole call (e.g. ``UpstreamUnavailable``) when
+        the call as a whole failed.
+        """
+        size = wire_bytes(user)
+        frame = self._frames[skip_hook]
+        if frame + size > MAX_BODY_BYTES:
+            return TOO_BIG
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[UserOutcome] = loop.create_future()
+        batch = self._batches.get(skip_hook)
+        if batch is not None and (
+            len(batch.pending) >= MAX_USERS_PER_CALL
+            or frame + batch.used + size + 1 > MAX_BODY_BYTES
+        ):
+            self._flush(skip_hook)
+            batch = None
+        if batch is None:
+            batch = self._batches[skip_hook] = _Batch()
+            if self._closed:
+                # Shutting down: nothing may wait for a timer that aclose already ran.
+                loop.call_soon(self._flush, skip_hook)
+            else:
+                batch.timer = loop.call_later(self._window, self._flush, skip_hook)
+        batch.pending.append(_Pending(user, size, future))
+        batch.used += size + (1 if len(batch.pending) > 1 else 0)
+        if len(batch.pending) >= MAX_USERS_PER_CALL:
+            # Full: waiting longer cannot add anyone to this call.
+            self._flush(skip_hook)
+        return await future
+
+    def _flush(self, skip_hook: bool) -> None:
+        batch = self._batches.pop(skip_hook, None)
+        if batch is None or not batch.pending:
+            return
+        if batch.timer is not None:
+            batch.timer.cancel()
+        task = asyncio.get_running_loop().create_task(self._send(batch.pending, skip_hook))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _send(self, pending: list[_Pending], skip_hook: bool) -> None:
+        request = UpsertRequest([p.user for p in pending], skip_hook=skip_hook)
+        try:
+            envelope = await self._ucd.upsert(request)
+        except Exception as exc:
+            for p in pending:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        except BaseException:
+            # Cancelled (loop shutting down): the callers must not wait forever.
+            for p in pending:
+                if not p.future.done():
+                    p.future.cancel()
+            raise
+        for p, outcome in zip(pending, envelope.split(len(pending)), strict=True):
+            if not p.future.done():
+                p.future.set_result(outcome)
+
+    async def aclose(self) -> None:
+        """Send everything still waiting and wait for every call on the wire."""
+        self._closed = True
+        for skip_hook in list(self._batches):
+            self._flush(skip_hook)
+        while self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
