@@ -1,4 +1,4 @@
-"""GraphQL inputs -> typed UCD requests (shared/ucd-rest-api.md §3.1, §3.3-§3.8).
+"""GraphQL inputs -> typed UCD requests (docs/ucd-rest-api.md §3.1, §3.3-§3.8).
 
 Only values the caller gave are written: an omitted (or null) input field is left out of
 the request, because the UCD ignores nulls anyway (§4.7.4) and every byte counts against

@@ -1,6 +1,6 @@
 """Checks of input the UCD would refuse, run before any UCD call.
 
-The rules are the UCD's own (shared/ucd-rest-api.md §3.1.3, §4.2, §4.8): formats of
+The rules are the UCD's own (docs/ucd-rest-api.md §3.1.3, §4.2, §4.8): formats of
 email and phone number, event names, the required parameters of ``purchase`` and
 ``cart_page_view``, custom names of 1 to 128 characters, keys that name nobody. Each
 problem is a ``Problem(path, message)`` whose path is the GraphQL input path

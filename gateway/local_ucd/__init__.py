@@ -17,5 +17,6 @@ App-wide plumbing stays here: ``app`` (routing and the request pipeline), ``conf
 ``ratelimit``, ``faults``, ``hooks`` and ``callbacks`` (outbound POSTs), ``timefmt``, and
 ``transport`` (reaching the app in-process over httpx).
 
-Nothing here imports the rest of ``gateway``.
+Nothing here imports the rest of ``gateway`` but ``gateway.ucd.rules``: the identifier and
+name rules are the contract's, and one table keeps the gateway and the local UCD agreeing.
 """

@@ -7,7 +7,7 @@ request. Every resolver gets the merged answer and filters its own part out of i
 answer back up.
 
 Why one window per user: an E2 request has a single ``start_date``/``end_date`` for all
-its wanted events (shared/ucd-rest-api.md §3.2.1). Several ``events(...)`` selections
+its wanted events (docs/ucd-rest-api.md §3.2.1). Several ``events(...)`` selections
 of one user are therefore merged into the *hull* of their windows. The alternative, one
 call per disjoint window, costs a UCD call and ``1 + names`` quota units per window
 (§2.6); the hull may fetch events in the gap between two windows, which the resolvers

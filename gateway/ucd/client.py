@@ -3,7 +3,7 @@
 The client receives an ``httpx.AsyncClient`` whose ``base_url`` is the UCD (the real
 host, a local UCD server, or an in-process ``ASGITransport``); it never creates one.
 
-Status mapping (shared/ucd-rest-api.md §2.2, §2.5, §3):
+Status mapping (docs/ucd-rest-api.md §2.2, §2.5, §3):
 
     200                      parsed body (or nothing, for calls that return None)
     400 "new identifier already has a user assigned to it"  -> Conflict

@@ -1,6 +1,6 @@
 """The UCD's names: attributes (write and read names), event parameters and their types.
 
-Everything here is the UCD's vocabulary (shared/ucd-rest-api.md §4.7, §4.8); the GraphQL
+Everything here is the UCD's vocabulary (docs/ucd-rest-api.md §4.7, §4.8); the GraphQL
 layer maps its own field names onto these (``gateway.api.names``).
 
 Read names differ from write names in a few places (§4.7.1): the UCD is written

@@ -1,4 +1,4 @@
-"""The UCD's endpoint paths (shared/ucd-rest-api.md §3), relative to its base URL.
+"""The UCD's endpoint paths (docs/ucd-rest-api.md §3), relative to its base URL.
 
 E1-E10 are Insider's; ``LOCAL_SEGMENTS_PATH`` exists on the local UCD only (§5), where the
 seed command creates its demo segments.

@@ -1,4 +1,4 @@
-r"""The UCD's identifier and name rules, as one table (shared/ucd-rest-api.md §3.1.3, §4.2).
+r"""The UCD's identifier and name rules, as one table (docs/ucd-rest-api.md §3.1.3, §4.2).
 
 Both sides check with this table: the gateway's input validation (``gateway.api.validation``,
 before any UCD call) and the local UCD (``gateway.local_ucd.identifiers`` and ``.events``), so
