@@ -233,19 +233,34 @@ def test_imports_point_down_the_layers() -> None:
     assert wrong == []
 
 
+#: The contract's own rules and vocabulary, standard library only: both sides use them, so
+#: the gateway and the local UCD cannot disagree on what an identifier or a name is.
+SHARED_WITH_THE_LOCAL_UCD: Final = ("gateway.ucd.rules", "gateway.ucd.names")
+
+
 def test_the_local_ucd_imports_only_itself_and_the_shared_rules() -> None:
     """The local UCD stands alone (it runs as its own server); it shares with the
-    gateway only the UCD's identifier and name rules, which are the contract's."""
+    gateway only the contract's rules and names."""
     graph = _graph()
     wrong = {
         f"{MODULES[name].where} imports {target}"
         for name, targets in graph.items()
         if _inside(name, ("gateway.local_ucd",))
         for target in targets
-        if not _inside(target, ("gateway.local_ucd", "gateway.ucd.rules"))
+        if not _inside(target, ("gateway.local_ucd", *SHARED_WITH_THE_LOCAL_UCD))
         and target not in ("gateway", "gateway.ucd")
     }
     assert sorted(wrong) == []
+
+
+def test_the_shared_rules_and_names_need_only_the_standard_library() -> None:
+    wrong = sorted(
+        f"{MODULES[name].where} imports {target}"
+        for name in SHARED_WITH_THE_LOCAL_UCD
+        for target in _imports(MODULES[name])
+        if target.split(".")[0] == "gateway" or target.startswith(".")
+    )
+    assert wrong == []
 
 
 def test_the_ucd_client_does_not_import_the_layers_above_it() -> None:

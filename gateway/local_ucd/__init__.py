@@ -17,6 +17,7 @@ App-wide plumbing stays here: ``app`` (routing and the request pipeline), ``conf
 ``ratelimit``, ``faults``, ``hooks`` and ``callbacks`` (outbound POSTs), ``timefmt``, and
 ``transport`` (reaching the app in-process over httpx).
 
-Nothing here imports the rest of ``gateway`` but ``gateway.ucd.rules``: the identifier and
-name rules are the contract's, and one table keeps the gateway and the local UCD agreeing.
+Nothing here imports the rest of ``gateway`` but ``gateway.ucd.rules`` and ``gateway.ucd.names``:
+the identifier rules and the names are the contract's, and one table of each keeps the
+gateway and the local UCD agreeing.
 """

@@ -1,9 +1,10 @@
 r"""The UCD's identifier and name rules, as one table (docs/ucd-rest-api.md §3.1.3, §4.2).
 
 Both sides check with this table: the gateway's input validation (``gateway.api.validation``,
-before any UCD call) and the local UCD (``gateway.local_ucd.identifiers`` and ``.events``), so
-what one refuses the other refuses too. It imports only the standard library, because the local
-UCD may import nothing else from the gateway.
+before any UCD call) and the local UCD (``gateway.local_ucd.identity.identifiers`` and
+``gateway.local_ucd.events.writing``), so what one refuses the other refuses too. It
+imports only the standard library, because the local UCD may import nothing else from the
+gateway.
 
 Each rule keeps the UCD's rule text verbatim, as it appears in its error keys (E1's
 ``users.1.identifiers.*.regexp(^.+@.+\..+$)``), and checks the way the UCD's Go regexps do:

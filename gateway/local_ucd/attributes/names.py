@@ -9,6 +9,9 @@ The identifier attributes ``email``, ``phone_number`` and ``uuid`` are views of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+from gateway.ucd.names import READ_NAME_ALIASES
 
 __all__ = [
     "DEFAULT_ATTRIBUTES",
@@ -65,14 +68,9 @@ for _attr in DEFAULT_ATTRIBUTES:
         _BY_WRITE[_alias] = _attr
 _BY_READ: dict[str, DefaultAttribute] = {a.read_name: a for a in DEFAULT_ATTRIBUTES}
 
-# Extra read-side spellings (§4.7.1): the write name of gdpr, and the short identifier names.
-_READ_SPELLINGS: dict[str, str] = {
-    "gdpr_optin": "gdpr",
-    "locale": "lo",
-    "list_id": "static_segment_id",
-    "em": "email",
-    "pn": "phone_number",
-}
+# Extra read-side spellings (§4.7.1): the write name of gdpr, and the short identifier
+# names; the contract's, shared with the gateway's push-down (gateway.ucd.names).
+_READ_SPELLINGS: Final = READ_NAME_ALIASES
 
 
 def by_write_name(name: str) -> DefaultAttribute | None:

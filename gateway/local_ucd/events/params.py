@@ -9,10 +9,11 @@ parameters (names of 1 to 128 characters). [LOCAL] A null parameter counts as ab
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from gateway.local_ucd.events.digest import plain_values
 from gateway.local_ucd.http import render_value
+from gateway.ucd.names import EVENTS_WITH_REQUIRED_PARAMS, PARAM_TYPES, REQUIRED_PARAMS
 
 __all__ = [
     "PARAM_TYPES",
@@ -25,33 +26,10 @@ __all__ = [
     "report_default_params",
 ]
 
-#: Type-checked default parameters (§4.8.2); every other root key takes any JSON value.
-PARAM_TYPES: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "product_id",
-            "name",
-            "currency",
-            "event_group_id",
-            "url",
-            "locale",
-            "color",
-            "size",
-            "product_image_url",
-            "session_id",
-            "promotion_name",
-            "source",
-        ),
-        "string",
-    ),
-    "taxonomy": "string_array",
-    **dict.fromkeys(("unit_price", "unit_sale_price", "stock", "promotion_discount"), "number"),
-    "quantity": "integer",
-}
-
-#: Parameters ``purchase`` and ``cart_page_view`` require, in the order of the messages.
-REQUIRED_PARAMS: tuple[str, ...] = ("event_group_id", "currency", "unit_sale_price")
-REQUIRING_EVENTS = frozenset({"purchase", "cart_page_view"})
+#: Type-checked default parameters (§4.8.2; every other root key takes any JSON value), and
+#: the parameters ``purchase`` and ``cart_page_view`` require, in the order of the messages:
+#: the contract's vocabulary, shared with the gateway's input checks (gateway.ucd.names).
+REQUIRING_EVENTS: Final = EVENTS_WITH_REQUIRED_PARAMS
 
 
 def _param_type_ok(value: Any, type_name: str) -> bool:

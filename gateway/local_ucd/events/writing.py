@@ -25,7 +25,6 @@ import orjson
 
 from gateway.local_ucd.events.digest import dedupe_digest, plain_values
 from gateway.local_ucd.events.params import (
-    PARAM_TYPES,
     REQUIRED_PARAMS,
     REQUIRING_EVENTS,
     custom_names_ok,
@@ -40,7 +39,6 @@ from gateway.ucd.rules import EVENT_NAME
 
 __all__ = [
     "EVENT_NAME_KEY",
-    "PARAM_TYPES",
     "CatalogKey",
     "EventRow",
     "PreparedEvent",
