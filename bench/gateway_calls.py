@@ -4,7 +4,7 @@ The gateway and the local UCD run in this process (the local UCD behind
 ``LocalUcdTransport``, the gateway app behind ``httpx.ASGITransport``), and an httpx event
 hook counts every request the gateway sends to the UCD. The counts are deterministic; the
 tests assert the same numbers (tests/gateway/test_queries.py, test_mutations.py,
-test_coalesce.py). ``python -m bench gateway_calls``.
+test_upserts.py, test_reads.py). ``python -m bench gateway_calls``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A large answer through the gateway: one user with 1,000 events of 5 parameters.
 
-shared/perf-notes.md puts result completion at ~10 µs per output object; this measures
+docs/perf-notes.md puts result completion at ~10 µs per output object; this measures
 what a frontend pays for a long event list, end to end in-process (gateway app and local
 UCD in this process, so the time includes the local UCD's work too), against the same
 profile call sent straight to the local UCD. ``python -m bench gateway_large_profile``.

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     max_retry_after: float = Field(default=5.0, ge=0)
     upsert_window_ms: float = Field(default=5.0, ge=0)
     # "aiohttp": httpx's API over aiohttp's connection pool, ~2.4x the throughput of
-    # httpx's own transport here (shared/perf-notes.md); "httpx" keeps httpx's default.
+    # httpx's own transport here (docs/perf-notes.md); "httpx" keeps httpx's default.
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
 
     # --- the HTTP server ------------------------------------------------------------

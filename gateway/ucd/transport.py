@@ -4,7 +4,7 @@ The code speaks httpx everywhere (``AsyncClient``, ``MockTransport`` and ``ASGIT
 in tests); only the production transport underneath is chosen here. httpx-aiohttp's
 transport keeps httpx's API and runs requests on aiohttp's connection pool, which
 measured ~2.4x the requests/s of httpx's default transport on these machines
-(shared/perf-notes.md); ``UCD_GATEWAY_HTTP_TRANSPORT=httpx`` switches back.
+(docs/perf-notes.md); ``UCD_GATEWAY_HTTP_TRANSPORT=httpx`` switches back.
 """
 
 from __future__ import annotations
