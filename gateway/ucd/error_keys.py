@@ -4,11 +4,14 @@ E1 and E4 report a refused user as ``users.N.<path>.<rule>``; once the envelope 
 per user (``envelope.DataEnvelope.split``), what is left is ``<path>.<rule>``. The rule
 is the last part: a name with arguments in parentheses, which may hold dots of their own
 (``regexp(^.+@.+\..+$)``), or a bare word (``required``, ``exists``, ``identifier``).
+The path may hold dots and parentheses of its own, in a custom name.
 
     >>> ErrorKey.parse(r"identifiers.*.regexp(^.+@.+\..+$)")
     ErrorKey(path=('identifiers', '*'), rule='regexp(^.+@.+\\..+$)')
     >>> ErrorKey.parse("events.2.event_params.*.required")
     ErrorKey(path=('events', '2', 'event_params', '*'), rule='required')
+    >>> ErrorKey.parse("attributes.custom.size(cm).type(string)")
+    ErrorKey(path=('attributes', 'custom', 'size(cm)'), rule='type(string)')
     >>> ErrorKey.parse("type(object)")
     ErrorKey(path=(), rule='type(object)')
 """
@@ -26,9 +29,12 @@ from gateway.ucd.rules import PHONE_NUMBER as PHONE_RULE
 
 __all__ = ["ErrorKey", "identifier_kind", "required_param"]
 
-#: ``<path>.<name>(<args>)``: the first ``.name(`` starts the rule, so dots inside the
-#: arguments stay in the rule.
-_WITH_ARGS: Final = re.compile(r"(?:(?P<path>.*?)\.)?(?P<rule>[a-z_]+\(.*\))", re.DOTALL)
+#: ``<path>.<name>(<args>)``: the rule is the *last* ``name(args)``, whose arguments hold
+#: no parentheses (none of the UCD's rules do, §3.1.3) but may hold dots. The path is
+#: greedy because a custom name may hold anything, parentheses included (§3.1.3: 1-128
+#: characters): ``attributes.custom.size(cm).type(string)`` is the name ``size(cm)``
+#: and the rule ``type(string)``, not the rule ``size(cm).type(string)``.
+_WITH_ARGS: Final = re.compile(r"(?:(?P<path>.*)\.)?(?P<rule>[a-z_]+\([^()]*\))", re.DOTALL)
 #: §3.1.3: "<param> parameter is required on <event> event".
 _REQUIRED_PARAM: Final = re.compile(r"([a-z_]+) parameter is required on ")
 
