@@ -44,7 +44,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from gateway.ucd.answers import MetadataColumn, ProfileAnswer, parse_metadata
+from gateway.ucd.answers import MetadataColumn, ProfileAnswer, check_metadata, parse_metadata
 from gateway.ucd.envelope import DataEnvelope, error_text
 from gateway.ucd.paths import (
     ATTRIBUTE_DELETE_PATH,
@@ -174,11 +174,21 @@ class UcdClient:
         await self._call("POST", USER_DELETE_PATH, body, retry_safe=False, parse=False)
 
     async def metadata_columns(self, table: MetadataTable) -> list[MetadataColumn]:
-        """E10: the partner's attribute columns (``contacts``) or events (``events``)."""
-        # The table name rather than a MetadataRequest: /readyz calls this with a literal.
+        """E10: the partner's attribute columns (``contacts``) or events (``events``);
+        entries without a string ``key`` are skipped (``answers.parse_metadata``)."""
+        return parse_metadata(await self._metadata(table))
+
+    async def check_ready(self) -> None:
+        """``/readyz``: E10 on ``contacts`` answers a JSON array of objects.
+
+        Nothing reads the columns, so they are not parsed: the UCD is ready when it
+        answers the gateway's credentials with the shape E10 has (§3.9).
+        """
+        check_metadata(await self._metadata("contacts"))
+
+    async def _metadata(self, table: MetadataTable) -> Any:
         body = MetadataRequest(table).to_wire()
-        answer = await self._call("POST", METADATA_COLUMNS_PATH, body, retry_safe=True)
-        return parse_metadata(answer)
+        return await self._call("POST", METADATA_COLUMNS_PATH, body, retry_safe=True)
 
     # --- the one request path ---------------------------------------------------------
 

@@ -116,6 +116,51 @@ async def test_readyz_is_200_when_the_ucd_answers() -> None:
     assert response.json() == {"status": "ready"}
 
 
+#: E10 answers of shapes the gateway does not know: §3.9 is undocumented publicly.
+ODD_METADATA = [
+    {"key": "iid", "display_name": "Profile ID", "type": "string"},
+    {"display_name": "an entry without a key"},
+    {"key": 5, "type": ["x"]},
+    {"key": "purchase", "params": "not a list"},
+    {"key": "cart", "params": [{"no": "key"}, "not an object"]},
+    {},
+]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [pytest.param(ODD_METADATA, id="odd-entries"), pytest.param([], id="no-entries")],
+)
+async def test_readyz_is_200_when_the_ucd_answers_any_list_of_objects(
+    columns: list[Any],
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=columns)
+
+    async with gateway(handler) as (client, _):
+        response = await client.get("/readyz")
+    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"key": "iid"}, id="an-object"),
+        pytest.param([{"key": "iid"}, "iid"], id="a-string-among-objects"),
+    ],
+)
+async def test_readyz_is_503_upstream_error_when_the_answer_is_not_a_list_of_objects(
+    answer: object,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    async with gateway(handler) as (client, _):
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "code": "UPSTREAM_ERROR"}
+
+
 async def readyz(http: httpx.AsyncClient, **overrides: Any) -> httpx.Response:
     """``GET /readyz`` of a gateway whose UCD is behind ``http``."""
     async with serve_gateway(settings(**overrides), http) as gw:

@@ -333,6 +333,43 @@ async def test_profile_that_is_not_an_object_is_upstream_error() -> None:
         await client.profile(PROFILE)
 
 
+async def test_metadata_entries_without_a_string_key_are_skipped() -> None:
+    """E10 is undocumented publicly (§3.9): entries of other shapes are not errors."""
+    columns = [
+        {"key": "iid", "display_name": "Profile ID", "type": "string"},
+        {"display_name": "no key"},
+        {"key": 5},
+        {"key": "purchase", "params": [{"key": "currency", "type": "string"}, {"type": "x"}]},
+        {"key": "cart", "params": "not a list"},
+    ]
+    client, _ = make_client(Script(ucd_json(200, columns)))
+    assert await client.metadata_columns("events") == [
+        MetadataColumn("iid", "Profile ID", "string"),
+        MetadataColumn(
+            "purchase", "purchase", params=(MetadataColumn("currency", "currency", "string"),)
+        ),
+        MetadataColumn("cart", "cart"),
+    ]
+
+
+async def test_the_readiness_check_asks_e10_for_the_contacts_table() -> None:
+    script = Script(ucd_json(200, [{"odd": True}]))
+    client, _ = make_client(script)
+    await client.check_ready()
+    assert script.requests[0].url.path == "/api/user/v3/metadata/columns"
+    assert orjson.loads(script.requests[0].content) == {"table": "contacts"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [pytest.param({"key": "iid"}, id="an-object"), pytest.param(["iid"], id="a-list-of-strings")],
+)
+async def test_the_readiness_check_refuses_what_is_not_a_list_of_objects(answer: object) -> None:
+    client, _ = make_client(Script(ucd_json(200, answer)))
+    with pytest.raises(UpstreamError, match="not a list of objects"):
+        await client.check_ready()
+
+
 async def test_metadata_that_is_not_a_list_is_upstream_error() -> None:
     client, _ = make_client(Script(ucd_json(200, {"key": "iid"})))
     with pytest.raises(UpstreamError):
