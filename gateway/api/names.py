@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_FIELD_PARAMS",
     "EVENT_INPUT_PARAMS",
     "EVENT_PARAM_TO_INPUT_FIELD",
+    "KEY_FIELDS",
     "USER_FIELD_READ_NAMES",
     "WRITE_NAME_TO_INPUT_FIELD",
 ]
@@ -68,13 +69,15 @@ EVENT_PARAM_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
     param: to_camel_case(field) for field, param in EVENT_INPUT_PARAMS.items()
 }
 
-#: UCD write names and aliases -> AttributesInput field (GraphQL name), for errors.
-#: ``lo`` and ``list_id`` are the UCD's other names for ``locale`` and ``static_segment_id``
-#: (§4.7.1).
+#: UCD write names -> AttributesInput field (GraphQL name), for errors. The UCD's other
+#: write names (``names.WRITE_NAME_ALIASES``) are resolved by gateway.ucd.error_keys.
 WRITE_NAME_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
-    **{write: to_camel_case(field) for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()},
-    **{
-        alias: to_camel_case(_RENAMED_ATTRIBUTES.get(target, target))
-        for alias, target in (("lo", names.LOCALE), ("list_id", names.STATIC_SEGMENT_ID))
-    },
+    write: to_camel_case(field) for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()
+}
+
+#: The UCD's ways of naming a user -> UserKey field (GraphQL name), for errors: the
+#: fields are named after them (``insider_id`` -> ``insiderId``).
+KEY_FIELDS: Final[Mapping[str, str]] = {
+    kind: to_camel_case(kind)
+    for kind in (names.INSIDER_ID, names.EMAIL, names.PHONE_NUMBER, names.UUID, names.CUSTOM)
 }
