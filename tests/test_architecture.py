@@ -200,7 +200,6 @@ LAYERS: Final[dict[str, int]] = {
     "reads": 3,
     "upserts": 3,
     "exports": 3,
-    "demo_data": 3,
     "local_ucd": 3,
     "api": 4,
     "embedded": 4,

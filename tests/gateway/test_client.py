@@ -26,6 +26,7 @@ from gateway.settings import Settings
 from gateway.ucd.answers import MetadataColumn, ProfileAnswer
 from gateway.ucd.client import UcdClient
 from gateway.ucd.envelope import DataEnvelope
+from gateway.ucd.local_segments import LocalSegment, SegmentCondition, SegmentDefinition
 from gateway.ucd.requests import (
     AttributeDeleteRequest,
     ContactAnonymizeRequest,
@@ -246,6 +247,74 @@ async def test_metadata_columns_returns_the_array() -> None:
     ]
     assert orjson.loads(script.requests[0].content) == {"table": "contacts"}
     assert script.requests[0].url.path == "/api/user/v3/metadata/columns"
+
+
+# --- the local UCD's segment endpoint (§5.5) -----------------------------------------------
+
+GOLD = SegmentDefinition("Gold", (SegmentCondition("c_tier", "eq", "gold"),))
+
+
+async def test_local_segments_are_listed_with_a_bodiless_get_and_the_partner_headers() -> None:
+    listed = {"segments": [{"segment_id": 1, "name": "All users", "conditions": []}]}
+    script = Script(ucd_json(200, listed))
+    client, _ = make_client(script)
+    assert await client.local_segments() == [LocalSegment(1, "All users")]
+    request = script.requests[0]
+    assert (request.method, request.url.path) == ("GET", "/api/local/v1/segments")
+    assert request.content == b""
+    assert request.headers["X-PARTNER-NAME"] == "acme"
+    assert request.headers["X-REQUEST-TOKEN"] == TOKEN
+
+
+async def test_a_local_segment_is_created_from_its_definition() -> None:
+    script = Script(ucd_json(200, {"segment_id": 4}))
+    client, _ = make_client(script)
+    assert await client.create_local_segment(GOLD) == 4
+    request = script.requests[0]
+    assert (request.method, request.url.path) == ("POST", "/api/local/v1/segments")
+    assert orjson.loads(request.content) == {
+        "name": "Gold",
+        "conditions": [{"attribute": "c_tier", "operator": "eq", "value": "gold"}],
+    }
+    assert request.headers["X-REQUEST-TOKEN"] == TOKEN
+
+
+async def test_a_refused_segment_is_bad_user_input_and_not_retried() -> None:
+    script = Script(ucd_json(400, {"error": "name must be defined: bad request"}))
+    client, seen = make_client(script)
+    with pytest.raises(BadUserInput, match="name must be defined"):
+        await client.create_local_segment(GOLD)
+    assert len(seen) == 1
+
+
+async def test_creating_a_segment_is_not_repeated_after_a_5xx() -> None:
+    client, seen = make_client(Script(ucd_json(500, {})))
+    with pytest.raises(UpstreamError):
+        await client.create_local_segment(GOLD)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda c: c.local_segments(), id="list"),
+        pytest.param(lambda c: c.create_local_segment(GOLD), id="create"),
+    ],
+)
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param([], id="not-an-object"),
+        pytest.param({"segments": [{"segment_id": "2", "name": "x"}]}, id="string-id"),
+        pytest.param({"segment_id": True, "segments": [{"name": "x"}]}, id="no-id"),
+    ],
+)
+async def test_a_malformed_segment_answer_is_upstream_error(
+    call: Callable[[UcdClient], Any], body: Any
+) -> None:
+    client, _ = make_client(Script(ucd_json(200, body)))
+    with pytest.raises(UpstreamError):
+        await call(client)
 
 
 async def test_export_accepts_any_200_body() -> None:
