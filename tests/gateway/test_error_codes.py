@@ -25,7 +25,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from tests.gateway.test_app import USER_QUERY, gateway
+from tests.gateway.conftest import USER_QUERY, app_gateway
 
 README = Path(__file__).parents[2] / "README.md"
 #: The paragraph the README's error table follows.
@@ -212,7 +212,7 @@ async def test_every_code_is_answered_over_http(code: ErrorCode) -> None:
     """Each code of the table, provoked through the app; a new code needs a request here."""
     provocation = PROVOCATIONS.get(code)
     assert provocation is not None, f"add a request answered with {code} to PROVOCATIONS"
-    async with gateway(provocation.ucd, **provocation.settings) as (client, _):
+    async with app_gateway(provocation.ucd, **provocation.settings) as (client, _):
         response = await client.post("/graphql", json={"query": provocation.query})
     assert response.status_code == provocation.status
     assert response.headers["content-type"].startswith("application/json")
