@@ -113,6 +113,20 @@ def _subclasses(cls: type[GatewayError]) -> Iterator[type[GatewayError]]:
         yield from _subclasses(sub)
 
 
+#: Each error class and the code it must answer with, written out: the classes take
+#: theirs from ErrorCode, and this is what they must have taken.
+EXPECTED_CODES: Mapping[type[GatewayError], str] = {
+    GatewayError: "INTERNAL_SERVER_ERROR",
+    BadUserInput: "BAD_USER_INPUT",
+    NotFound: "NOT_FOUND",
+    Conflict: "CONFLICT",
+    RateLimited: "RATE_LIMITED",
+    UpstreamAuth: "UPSTREAM_AUTH",
+    UpstreamUnavailable: "UPSTREAM_UNAVAILABLE",
+    UpstreamError: "UPSTREAM_ERROR",
+}
+
+
 def test_gateway_errors_take_their_code_from_the_table() -> None:
     raised = [
         GatewayError("m"),
@@ -125,12 +139,13 @@ def test_gateway_errors_take_their_code_from_the_table() -> None:
         UpstreamError("m", status=500),
     ]
     assert {type(e) for e in raised} == {GatewayError, *_subclasses(GatewayError)}
+    assert set(EXPECTED_CODES) == {type(e) for e in raised}, "add the new class's code"
     for error in raised:
-        assert error.code in ERROR_CODES
+        expected = EXPECTED_CODES[type(error)]
         code = error.extensions["code"]
-        # A plain str on the wire and in logs, equal to the table's member.
+        # A plain str on the wire and in logs, the code this class must answer with.
         assert type(code) is str
-        assert code == error.code
+        assert (error.code, code) == (expected, expected), type(error)
         declared = {key for key, _ in ERROR_CODES[error.code].extensions}
         assert set(error.extensions) - {"code"} <= declared, type(error)
 
