@@ -185,7 +185,7 @@ async def _healthz(request: Request) -> Response:
 def _readyz(slot: _RuntimeSlot) -> Callable[[Request], Any]:
     async def readyz(request: Request) -> Response:
         try:
-            await slot.get().ucd.metadata_columns("contacts")
+            await slot.get().ucd.check_ready()
         except GatewayError as exc:
             return JSONResponse(readiness_refusal(exc), status_code=503)
         return JSONResponse({"status": "ready"})

@@ -21,7 +21,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -265,12 +264,13 @@ def _seed(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
             )
 
+    # Every call of the seed goes through UcdClient, which maps httpx's errors to these.
     try:
         result = asyncio.run(run())
-    except (UpstreamUnavailable, httpx.TransportError) as exc:
+    except UpstreamUnavailable as exc:
         print(f"ucd-gateway seed: cannot reach the UCD: {exc}", file=sys.stderr)
         return 1
-    except (GatewayError, httpx.HTTPError) as exc:
+    except GatewayError as exc:
         print(f"ucd-gateway seed: the UCD refused the demo data: {exc}", file=sys.stderr)
         return 1
     segments = ", ".join(map(str, result.segment_ids))

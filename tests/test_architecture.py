@@ -200,7 +200,6 @@ LAYERS: Final[dict[str, int]] = {
     "reads": 3,
     "upserts": 3,
     "exports": 3,
-    "demo_data": 3,
     "local_ucd": 3,
     "api": 4,
     "embedded": 4,
@@ -287,13 +286,35 @@ def test_no_production_module_imports_a_testing_helper() -> None:
     assert not [m.where for m in MODULES.values() if m.path.stem in ("testing", "conftest")]
 
 
+#: GraphQL names that are also UCD body keys, where a module uses them as GraphQL names:
+#: (module, literal) -> why. Keep it short; real wire knowledge belongs in gateway/ucd.
+GRAPHQL_NAMES: Final[dict[tuple[str, str], str]] = {
+    # The selection walk reads GraphQL selections and argument maps, keyed by the schema's
+    # field and argument names.
+    ("gateway.api.selection", "identifiers"): "the User.identifiers field",
+    ("gateway.api.selection", "attributes"): "the User.attributes field",
+    ("gateway.api.selection", "events"): "the User.events field and its arguments",
+    ("gateway.api.selection", "custom"): "the custom: argument of attribute() and param()",
+    # Input checks name the input field at fault in a path or a message.
+    ("gateway.api.validation", "email"): "IdentifierInput.email, named in the error path",
+    ("gateway.api.validation", "uuid"): "IdentifierInput.uuid, named in the error path",
+    ("gateway.api.validation", "params"): "EventInput.params, named in the error message",
+    ("gateway.api.validation", "custom"): "the custom field of EventInput and AttributesInput",
+}
+
+
 def _wire_uses(module: Module) -> Iterator[str]:
-    """UCD paths anywhere, and UCD body keys used as keys: in a dict display, a
-    subscript, or the first argument of ``.get``/``.pop``/``.setdefault``."""
+    """UCD paths anywhere, and UCD body keys where they act as keys or values of a body:
+    in a dict display (as a key), a subscript, the first argument of
+    ``.get``/``.pop``/``.setdefault``, a positional argument of any call, an element of a
+    tuple, list or set display, or a comparison (``x == "events"``, ``x in ("whole",)``).
+    ``GRAPHQL_NAMES`` lets a module use a literal that is one of its GraphQL names."""
 
     def key(node: ast.AST | None) -> str | None:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return node.value if node.value in WIRE_KEYS else None
+            value = node.value
+            if value in WIRE_KEYS and (module.name, value) not in GRAPHQL_NAMES:
+                return value
         return None
 
     for node in ast.walk(module.tree):
@@ -311,14 +332,18 @@ def _wire_uses(module: Module) -> Iterator[str]:
         elif isinstance(node, ast.Subscript):
             if (found := key(node.slice)) is not None:
                 yield f"{module.where}:{line}: body key {found!r} in a subscript"
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("get", "pop", "setdefault")
-            and node.args
-            and (found := key(node.args[0])) is not None
-        ):
-            yield f"{module.where}:{line}: body key {found!r} in .{node.func.attr}()"
+        elif isinstance(node, ast.Call):
+            for arg in node.args:
+                if (found := key(arg)) is not None:
+                    yield f"{module.where}:{line}: body key {found!r} as a call argument"
+        elif isinstance(node, ast.Tuple | ast.List | ast.Set):
+            for element in node.elts:
+                if (found := key(element)) is not None:
+                    yield f"{module.where}:{line}: body key {found!r} in a display"
+        elif isinstance(node, ast.Compare):
+            for operand in (node.left, *node.comparators):
+                if (found := key(operand)) is not None:
+                    yield f"{module.where}:{line}: body key {found!r} in a comparison"
 
 
 def test_only_the_wire_packages_know_ucd_paths_and_body_keys() -> None:
@@ -331,6 +356,20 @@ def test_only_the_wire_packages_know_ucd_paths_and_body_keys() -> None:
     assert wrong == []
 
 
+def test_every_graphql_name_allowed_is_used_and_explained() -> None:
+    """An entry of ``GRAPHQL_NAMES`` that no longer matches a literal of its module is
+    stale, and each says why the literal is a GraphQL name there."""
+    literals = {
+        (name, node.value)
+        for name, module in MODULES.items()
+        for node in ast.walk(module.tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    assert sorted(set(GRAPHQL_NAMES) - literals) == []
+    assert all(reason.strip() for reason in GRAPHQL_NAMES.values())
+    assert all(literal in WIRE_KEYS for _, literal in GRAPHQL_NAMES)
+
+
 def test_the_wire_check_sees_paths_and_keys() -> None:
     """The check above can fail: each kind of use is found in a sample module."""
     source = (
@@ -339,9 +378,34 @@ def test_the_wire_check_sees_paths_and_keys() -> None:
         'x = b["identifiers"]\n'
         'y = b.get("events")\n'
         'z = {"data": 1, "errors": []}\n'
+        'f("whole")\n'
+        'k = ("event_name", "data")\n'
+        'l = ["timestamp"]\n'
+        's = {"partial"}\n'
+        'c = x == "attributes"\n'
+        'd = x in ("custom", "data")\n'
+        'e = g(name="events", key=b)\n'
     )
     sample = Module("sample", ROOT / "sample.py", ast.parse(source))
-    assert len(list(_wire_uses(sample))) == 4
+    found = [use.split(": ", 1)[1] for use in _wire_uses(sample)]
+    assert found == [
+        "UCD path '/api/user/v1/profile'",
+        "body key 'insider_id' in a dict",
+        "body key 'identifiers' in a subscript",
+        "body key 'events' as a call argument",
+        "body key 'whole' as a call argument",
+        "body key 'event_name' in a display",
+        "body key 'timestamp' in a display",
+        "body key 'partial' in a display",
+        "body key 'attributes' in a comparison",
+        "body key 'custom' in a display",
+    ]
+    # An allowed GraphQL name passes in its own module only.
+    graphql = ast.parse('x == "events"\ny == "whole"\n')
+    allowed = Module("gateway.api.selection", ROOT / "selection.py", graphql)
+    assert [use.split(": ", 1)[1] for use in _wire_uses(allowed)] == [
+        "body key 'whole' in a comparison"
+    ]
 
 
 def _spec_sections() -> set[str]:

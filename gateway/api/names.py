@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from strawberry.utils.str_converters import to_camel_case
-
+from gateway.api.strawberry_internals import graphql_name
 from gateway.ucd import names
 
 __all__ = [
@@ -25,6 +24,7 @@ __all__ = [
     "EVENT_FIELD_PARAMS",
     "EVENT_INPUT_PARAMS",
     "EVENT_PARAM_TO_INPUT_FIELD",
+    "KEY_FIELDS",
     "USER_FIELD_READ_NAMES",
     "WRITE_NAME_TO_INPUT_FIELD",
 ]
@@ -47,7 +47,7 @@ ATTRIBUTE_TYPES: Final[Mapping[str, str]] = {
 #: User's typed fields (GraphQL names) -> the read name the UCD answers under (§4.7.1).
 #: ``gdpr`` is the UCD's key for the GDPR opt-in ("the UCD returns gdpr_optin as gdpr").
 USER_FIELD_READ_NAMES: Final[Mapping[str, str]] = {
-    to_camel_case(field): names.DEFAULT_ATTRIBUTES[write][0]
+    graphql_name(field): names.DEFAULT_ATTRIBUTES[write][0]
     for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()
 }
 
@@ -60,21 +60,23 @@ EVENT_INPUT_PARAMS: Final[Mapping[str, str]] = {
 #: EventInput's. ``name``, ``timestamp`` (``created_date``) and ``source`` come with every
 #: event (§3.2.3), so they ask for nothing.
 EVENT_FIELD_PARAMS: Final[Mapping[str, str]] = {
-    to_camel_case(field): param for field, param in EVENT_INPUT_PARAMS.items()
+    graphql_name(field): param for field, param in EVENT_INPUT_PARAMS.items()
 }
 
 #: Default parameter -> EventInput field (GraphQL name), for mapping errors back.
 EVENT_PARAM_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
-    param: to_camel_case(field) for field, param in EVENT_INPUT_PARAMS.items()
+    param: graphql_name(field) for field, param in EVENT_INPUT_PARAMS.items()
 }
 
-#: UCD write names and aliases -> AttributesInput field (GraphQL name), for errors.
-#: ``lo`` and ``list_id`` are the UCD's other names for ``locale`` and ``static_segment_id``
-#: (§4.7.1).
+#: UCD write names -> AttributesInput field (GraphQL name), for errors. The UCD's other
+#: write names (``names.WRITE_NAME_ALIASES``) are resolved by gateway.ucd.error_keys.
 WRITE_NAME_TO_INPUT_FIELD: Final[Mapping[str, str]] = {
-    **{write: to_camel_case(field) for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()},
-    **{
-        alias: to_camel_case(_RENAMED_ATTRIBUTES.get(target, target))
-        for alias, target in (("lo", names.LOCALE), ("list_id", names.STATIC_SEGMENT_ID))
-    },
+    write: graphql_name(field) for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()
+}
+
+#: The UCD's ways of naming a user -> UserKey field (GraphQL name), for errors: the
+#: fields are named after them (``insider_id`` -> ``insiderId``).
+KEY_FIELDS: Final[Mapping[str, str]] = {
+    kind: graphql_name(kind)
+    for kind in (names.INSIDER_ID, names.EMAIL, names.PHONE_NUMBER, names.UUID, names.CUSTOM)
 }

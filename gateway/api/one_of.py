@@ -16,7 +16,7 @@ this module finds the argument behind the error:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from graphql import (
     ArgumentNode,
@@ -33,10 +33,9 @@ from graphql import (
 )
 from graphql.language import Visitor
 
-__all__ = ["refused_arguments"]
+from gateway.api.strawberry_internals import is_one_of_refusal
 
-#: Part of the message of strawberry's @oneOf validation rule (and of its coercion check).
-_MESSAGE: Final = "OneOf Input Object"
+__all__ = ["refused_arguments"]
 
 
 class _Arguments(Visitor):
@@ -96,7 +95,7 @@ def refused_arguments(
     ``one_of_types``: names of the @oneOf input types (strawberry keeps that flag on its
     own definitions, not on graphql-core's types).
     """
-    relevant = [e for e in errors if _MESSAGE in e.message]
+    relevant = [e for e in errors if is_one_of_refusal(e)]
     if not relevant or document is None:
         return []
     arguments = _arguments(document)

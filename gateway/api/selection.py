@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from graphql import (
     FieldNode,
@@ -59,10 +59,6 @@ __all__ = ["FieldScope", "UserSelection", "field_selected", "subfield_scope", "u
 
 #: The identifier views every ``identifiers`` selection reads (§3.2.3).
 _IDENTIFIER_KEYS = frozenset({EMAIL, PHONE_NUMBER, UUID})
-
-#: GraphQL field and argument names the walk looks up (``User.events``, ``custom:``).
-_EVENTS: Final = "events"
-_CUSTOM: Final = "custom"
 
 
 @dataclass(frozen=True)
@@ -185,7 +181,7 @@ def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
                 identifiers = True
             elif name == "attribute":
                 args = walk.args(user_fields[name], node)
-                attributes.add(canonical_read_name(args["name"], custom=args[_CUSTOM]))
+                attributes.add(canonical_read_name(args["name"], custom=args["custom"]))
             elif name == "attributes":
                 args = walk.args(user_fields[name], node)
                 names, custom_names = args.get("names"), args.get("customNames")
@@ -196,7 +192,7 @@ def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
                     attributes.update(
                         canonical_read_name(n, custom=True) for n in custom_names or ()
                     )
-            elif name == _EVENTS:
+            elif name == "events":
                 need = need.merge(_events_need(walk, node, now))
             # insiderId (iid comes with every answer) and __typename need nothing.
     attributes.discard(IID)
@@ -210,7 +206,7 @@ def user_selection(scope: FieldScope, *, now: datetime) -> UserSelection:
 
 
 def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
-    args = walk.args(walk.user.fields[_EVENTS], node)
+    args = walk.args(walk.user.fields["events"], node)
     # Bad arguments fail the whole User field here, before any UCD call: the UCD would
     # refuse start_date > end_date (§3.2.2), and a negative last has no meaning.
     check_last(args.get("last"))
@@ -228,7 +224,7 @@ def _events_need(walk: _Walk, node: FieldNode, now: datetime) -> ProfileNeed:
         elif name == "param":
             sub_args = walk.args(event_fields[name], sub)
             param_name = sub_args["name"]
-            params.add(custom_read_name(param_name) if sub_args[_CUSTOM] else param_name)
+            params.add(custom_read_name(param_name) if sub_args["custom"] else param_name)
     wanted = frozenset(params)
     # Floored (gateway.ucd.times.epoch_seconds): a superset of [from, to] the resolvers trim.
     window = (epoch_seconds(since), epoch_seconds(until))

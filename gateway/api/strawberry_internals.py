@@ -12,6 +12,8 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
   its @oneOf and ``Maybe`` rules);
 * ``limiter_rules(*limiters)``: the rules of strawberry's validation-rule extensions;
 * ``one_of_type_names(schema)``: the @oneOf input types (the flag is strawberry's);
+* ``is_one_of_refusal(error)``: whether an error is strawberry's @oneOf refusal (its text);
+* ``graphql_name(name)``: the GraphQL name strawberry gives a Python field name;
 * ``CachedNameConverter``: a hook into strawberry's naming of fields and arguments;
 * ``ErrorHookSchema``: a hook that sees every error of a request before masking;
 * ``MaskingExtension``: MaskErrors driven by two functions, without its slow check;
@@ -38,6 +40,7 @@ from strawberry.schema.name_converter import NameConverter
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 from strawberry.utils.logging import StrawberryLogger
+from strawberry.utils.str_converters import to_camel_case
 
 __all__ = [
     "ERROR_LOGGER_NAME",
@@ -45,6 +48,8 @@ __all__ = [
     "ErrorHookSchema",
     "MaskingExtension",
     "graphql_core_schema",
+    "graphql_name",
+    "is_one_of_refusal",
     "limiter_rules",
     "one_of_type_names",
     "raw_info",
@@ -55,6 +60,10 @@ __all__ = [
 
 #: strawberry's ``StrawberryLogger`` writes every error with its message here.
 ERROR_LOGGER_NAME: Final = StrawberryLogger.logger.name
+
+#: Part of the message of strawberry's @oneOf validation rule and of its coercion check
+#: ("OneOf Input Object 'Pick' must specify exactly one key.").
+_ONE_OF_MESSAGE: Final = "OneOf Input Object"
 
 
 def raw_info(info: strawberry.Info[Any, Any]) -> GraphQLResolveInfo[Any]:
@@ -81,8 +90,8 @@ def validate(
     """Validation as strawberry runs it: ``rules`` plus its @oneOf and ``Maybe`` rules.
 
     graphql-core's ``validate`` alone would let a @oneOf input with two keys through:
-    strawberry checks @oneOf with a rule of its own (the message gateway.api.one_of
-    looks for comes from it).
+    strawberry checks @oneOf with a rule of its own (the message ``is_one_of_refusal``
+    reads comes from it).
     """
     return validate_document(schema, document, rules)
 
@@ -94,6 +103,22 @@ def limiter_rules(*limiters: AddValidationRules) -> tuple[type[ASTValidationRule
     build them once and key a validation cache on them.
     """
     return tuple(rule for limiter in limiters for rule in limiter.validation_rules)
+
+
+def is_one_of_refusal(error: GraphQLError) -> bool:
+    """True for strawberry's refusal of a @oneOf input without exactly one key, a literal
+    (its validation rule) or a variable (its coercion check). Neither carries a code or
+    a type of its own, so the message is what tells them apart."""
+    return _ONE_OF_MESSAGE in error.message
+
+
+def graphql_name(name: str) -> str:
+    """The GraphQL name strawberry gives the Python field or argument ``name`` with its
+    default naming (``auto_camel_case``): ``gdpr_optin`` -> ``gdprOptin``.
+
+    For tables that pair a GraphQL field with a UCD name (gateway/api/names.py).
+    """
+    return to_camel_case(name)
 
 
 def one_of_type_names(schema: strawberry.Schema) -> frozenset[str]:

@@ -4,6 +4,7 @@
 ``names`` (attribute and parameter names), ``requests`` / ``answers`` / ``envelope`` /
 ``error_keys`` (typed bodies and their parsing), ``times`` (RFC 3339 and epoch seconds),
 ``batching`` (E1/E4 size limits), ``client`` (the typed calls and the status-to-error
-mapping) and ``transport`` (the pooled ``httpx.AsyncClient`` they run on). Import from
-those modules directly.
+mapping), ``transport`` (the pooled ``httpx.AsyncClient`` they run on),
+``local_segments`` (the local UCD's own segment endpoint) and ``demo_data`` (what
+``ucd-gateway seed`` sends). Import from those modules directly.
 """

@@ -25,6 +25,7 @@ __all__ = [
     "ExportHook",
     "MetadataColumn",
     "ProfileAnswer",
+    "check_metadata",
     "created_date",
     "event_source",
     "parse_metadata",
@@ -87,23 +88,45 @@ class MetadataColumn:
     params: tuple[MetadataColumn, ...] = ()
 
 
+def check_metadata(body: Any) -> None:
+    """Raise ``UpstreamError`` unless E10 answered a JSON array of objects.
+
+    All that ``/readyz`` asks of the UCD: E10 is undocumented publicly (§3.9), so the
+    entries themselves are not checked, and an entry the gateway does not know is fine.
+    """
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        raise UpstreamError("the UCD sent metadata that is not a list of objects", status=200)
+
+
 def parse_metadata(body: Any) -> list[MetadataColumn]:
-    """E10's top-level array of columns."""
-    if not isinstance(body, list):
-        raise UpstreamError("the UCD sent metadata that is not a list of objects", status=200)
-    return [_column(item) for item in body]
+    """E10's top-level array of columns, read leniently.
+
+    The array must be a list of objects (``check_metadata``); an entry without a string
+    ``key`` is skipped rather than failing the answer (§3.9 is undocumented publicly, so
+    the UCD may add entries of other shapes), at every level of ``params``.
+    """
+    check_metadata(body)
+    return _columns(body)
 
 
-def _column(item: Any) -> MetadataColumn:
-    if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-        raise UpstreamError("the UCD sent metadata that is not a list of objects", status=200)
+def _columns(items: Any) -> list[MetadataColumn]:
+    if not isinstance(items, list):
+        return []
+    return [_column(item) for item in items if isinstance(item, dict) and _has_key(item)]
+
+
+def _has_key(item: Mapping[str, Any]) -> bool:
+    return isinstance(item.get("key"), str)
+
+
+def _column(item: Mapping[str, Any]) -> MetadataColumn:
+    key: str = item["key"]
     kind = item.get("type")
-    params = item.get("params") or ()
     return MetadataColumn(
-        key=item["key"],
-        display_name=str(item.get("display_name", item["key"])),
+        key=key,
+        display_name=str(item.get("display_name", key)),
         type=kind if isinstance(kind, str) else None,
-        params=tuple(_column(p) for p in params) if isinstance(params, list) else (),
+        params=tuple(_columns(item.get("params"))),
     )
 
 

@@ -19,7 +19,8 @@ Status mapping (docs/ucd-rest-api.md §2.2, §2.5, §3):
 Retries: a 429 means the UCD did not run the request (§2.6: "A 429 is never
 counted"), so every call retries it. 5xx answers and transport errors are retried
 only for calls that are safe to repeat (profile, metadata, upsert, attribute
-delete); repeating an identity change or an export could do the work twice.
+delete, the local segment list); repeating an identity change, an export or a segment
+creation could do the work twice.
 """
 
 from __future__ import annotations
@@ -44,13 +45,20 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from gateway.ucd.answers import MetadataColumn, ProfileAnswer, parse_metadata
+from gateway.ucd.answers import MetadataColumn, ProfileAnswer, check_metadata, parse_metadata
 from gateway.ucd.envelope import DataEnvelope, error_text
+from gateway.ucd.local_segments import (
+    LocalSegment,
+    SegmentDefinition,
+    parse_created_segment,
+    parse_local_segments,
+)
 from gateway.ucd.paths import (
     ATTRIBUTE_DELETE_PATH,
     CONTACT_ANONYMIZE_PATH,
     EXPORT_PATH,
     IDENTITY_PATH,
+    LOCAL_SEGMENTS_PATH,
     METADATA_COLUMNS_PATH,
     PROFILE_PATH,
     UPSERT_PATH,
@@ -174,11 +182,39 @@ class UcdClient:
         await self._call("POST", USER_DELETE_PATH, body, retry_safe=False, parse=False)
 
     async def metadata_columns(self, table: MetadataTable) -> list[MetadataColumn]:
-        """E10: the partner's attribute columns (``contacts``) or events (``events``)."""
-        # The table name rather than a MetadataRequest: /readyz calls this with a literal.
+        """E10: the partner's attribute columns (``contacts``) or events (``events``);
+        entries without a string ``key`` are skipped (``answers.parse_metadata``)."""
+        return parse_metadata(await self._metadata(table))
+
+    async def check_ready(self) -> None:
+        """``/readyz``: E10 on ``contacts`` answers a JSON array of objects.
+
+        Nothing reads the columns, so they are not parsed: the UCD is ready when it
+        answers the gateway's credentials with the shape E10 has (§3.9).
+        """
+        check_metadata(await self._metadata("contacts"))
+
+    async def _metadata(self, table: MetadataTable) -> Any:
         body = MetadataRequest(table).to_wire()
-        answer = await self._call("POST", METADATA_COLUMNS_PATH, body, retry_safe=True)
-        return parse_metadata(answer)
+        return await self._call("POST", METADATA_COLUMNS_PATH, body, retry_safe=True)
+
+    # --- the local UCD only (§5.5) -----------------------------------------------------
+
+    async def local_segments(self) -> list[LocalSegment]:
+        """The local UCD's segments, "All users" (id 1) first.
+
+        Insider's UCD has no such endpoint (it answers 404, an ``UpstreamError``): the
+        local UCD's own, for the seed command.
+        """
+        answer = await self._call("GET", LOCAL_SEGMENTS_PATH, None, retry_safe=True)
+        return parse_local_segments(answer)
+
+    async def create_local_segment(self, segment: SegmentDefinition) -> int:
+        """Define a segment on the local UCD; its new id. The local UCD's own endpoint,
+        like ``local_segments``; not retried, since a repeat would define it twice."""
+        body = segment.to_wire()
+        answer = await self._call("POST", LOCAL_SEGMENTS_PATH, body, retry_safe=False)
+        return parse_created_segment(answer)
 
     # --- the one request path ---------------------------------------------------------
 
@@ -186,12 +222,13 @@ class UcdClient:
         self,
         method: str,
         path: str,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
         *,
         retry_safe: bool,
         parse: bool = True,
     ) -> Any:
-        content = orjson.dumps(body)
+        # None: a request without a body (the local UCD's GET).
+        content = orjson.dumps(body) if body is not None else None
         attempt = 0
         while True:
             try:
@@ -225,7 +262,7 @@ class UcdClient:
                 continue
             return _answer(method, path, response, parse=parse)
 
-    async def _send(self, method: str, path: str, content: bytes) -> httpx.Response:
+    async def _send(self, method: str, path: str, content: bytes | None) -> httpx.Response:
         url = self._url(path)
         async with self._semaphore:
             self.calls += 1

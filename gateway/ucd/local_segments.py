@@ -1,37 +1,81 @@
-"""The local UCD's segment endpoint (§5, ``/api/local/v1/segments``): made-up segments.
+"""The local UCD's segment endpoint (§5.5, ``/api/local/v1/segments``): typed bodies.
 
-Insider's UCD has no such endpoint (segments are made in its panel); the local UCD lets
-the seed command define its demo segments, so E3 exports have something to export.
+Insider's UCD has no such endpoint (its segments are made in its panel); the local UCD
+lets the seed command define its demo segments, so E3 exports have something to export.
+``UcdClient.local_segments`` and ``UcdClient.create_local_segment`` call it.
+
+    >>> SegmentDefinition("Gold", (SegmentCondition("c_tier", "eq", "gold"),)).to_wire()
+    {'name': 'Gold', 'conditions': [{'attribute': 'c_tier', 'operator': 'eq', 'value': 'gold'}]}
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-import httpx
+from gateway.errors import UpstreamError
 
-from gateway.ucd.paths import LOCAL_SEGMENTS_PATH
+__all__ = [
+    "LocalSegment",
+    "SegmentCondition",
+    "SegmentDefinition",
+    "parse_created_segment",
+    "parse_local_segments",
+]
 
-__all__ = ["ensure_local_segments"]
+#: §5.5's operators; ``exists`` compares presence with ``value`` (a boolean).
+Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte", "contains", "exists"]
 
 
-async def ensure_local_segments(
-    http: httpx.AsyncClient, headers: Mapping[str, str], segments: Iterable[Mapping[str, object]]
-) -> tuple[int, ...]:
-    """The ids of ``segments`` (``{"name", "conditions"}``), creating those not there yet.
+@dataclass(frozen=True, slots=True)
+class SegmentCondition:
+    """One condition; ``attribute`` is a read name (§4.7.1: ``city``, ``c_tier``...)."""
 
-    Seeding again must not pile up copies, so a segment whose name exists is reused.
-    Raises ``httpx.HTTPStatusError`` when the endpoint refuses.
-    """
-    listed = await http.get(LOCAL_SEGMENTS_PATH, headers=headers)
-    listed.raise_for_status()
-    existing = {s["name"]: s["segment_id"] for s in listed.json()["segments"]}
-    segment_ids = []
-    for segment in segments:
-        if segment["name"] in existing:
-            segment_ids.append(int(existing[segment["name"]]))
-            continue
-        answer = await http.post(LOCAL_SEGMENTS_PATH, json=dict(segment), headers=headers)
-        answer.raise_for_status()
-        segment_ids.append(int(answer.json()["segment_id"]))
-    return tuple(segment_ids)
+    attribute: str
+    operator: Operator
+    value: object
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"attribute": self.attribute, "operator": self.operator, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDefinition:
+    """The ``POST`` body: a named segment whose conditions are ANDed (none: every user)."""
+
+    name: str
+    conditions: tuple[SegmentCondition, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "conditions": [c.to_wire() for c in self.conditions]}
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSegment:
+    """One segment of the ``GET`` answer (its conditions are not read)."""
+
+    segment_id: int
+    name: str
+
+
+def parse_local_segments(body: Any) -> list[LocalSegment]:
+    """``{"segments": [{"segment_id", "name", ...}, ...]}``, in ascending id."""
+    listed = body.get("segments") if isinstance(body, dict) else None
+    if not isinstance(listed, list):
+        raise UpstreamError("the local UCD sent a segment list without segments", status=200)
+    segments = []
+    for item in listed:
+        segment_id = item.get("segment_id") if isinstance(item, dict) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        if type(segment_id) is not int or not isinstance(name, str):
+            raise UpstreamError("the local UCD sent a malformed segment", status=200)
+        segments.append(LocalSegment(segment_id, name))
+    return segments
+
+
+def parse_created_segment(body: Any) -> int:
+    """``{"segment_id": <int>}``: the id of the segment just created."""
+    segment_id = body.get("segment_id") if isinstance(body, dict) else None
+    if type(segment_id) is not int:
+        raise UpstreamError("the local UCD sent no id for the new segment", status=200)
+    return segment_id

@@ -21,6 +21,7 @@ __all__ = [
     "EMAIL",
     "EVENTS_WITH_REQUIRED_PARAMS",
     "IID",
+    "INSIDER_ID",
     "LOCALE",
     "PARAM_TYPES",
     "PHONE_NUMBER",
@@ -31,6 +32,7 @@ __all__ = [
     "STATIC_SEGMENT_ID",
     "TYPED_EVENT_PARAMS",
     "UUID",
+    "WRITE_NAME_ALIASES",
     "canonical_read_name",
     "custom_read_name",
 ]
@@ -43,6 +45,8 @@ CUSTOM: Final = "custom"
 
 #: The profile's id as a read name (§3.2.3): every E2 answer carries it.
 IID: Final = "iid"
+#: The profile's id where a request names a user by it (§3.1.2), and in error keys.
+INSIDER_ID: Final = "insider_id"
 #: "Every attribute" (§3.2.2), in E2 and E3 requests.
 ALL_ATTRIBUTES: Final = "*"
 #: Read-name prefix of custom attributes and identifiers, and of custom event parameters.
@@ -59,6 +63,11 @@ READ_NAME_ALIASES: Final[Mapping[str, str]] = {
     "em": EMAIL,
     "pn": PHONE_NUMBER,
 }
+
+#: The UCD's other write names for two attributes the gateway writes under the names
+#: below (§4.7.1 table: ``lo`` for ``locale``, ``list_id`` for ``static_segment_id``);
+#: the UCD's error keys use whichever name the request used.
+WRITE_NAME_ALIASES: Final[Mapping[str, str]] = {"lo": LOCALE, "list_id": STATIC_SEGMENT_ID}
 
 #: The default attributes (§4.7.1) by the name the gateway writes, in the spec's order,
 #: with the name the UCD answers under and its type (as named in the UCD's error texts).

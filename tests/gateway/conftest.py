@@ -11,6 +11,8 @@
        (b) ``gateway_http``: create_app(settings, http_client=ucd_http) behind
            httpx.ASGITransport + LifespanManager (HTTP tests); the local UCD's webhooks
            reach this app in-process
+    (c) ``app_gateway(handler=None, **settings)``: the same app over a scripted UCD
+        (``handler``) or a fresh local UCD, for app tests that need no fixture
 
 Push-down and call counts are asserted on ``ucd_calls``: the method, path and JSON body
 of every request the gateway sent to the UCD, in order (retries included).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -446,3 +449,64 @@ async def gateway_http(
 ) -> AsyncIterator[GatewayHttp]:
     async with serve_gateway(settings, ucd_http, hooks) as served:
         yield served
+
+
+# --- (c) the app over a scripted UCD or a fresh local UCD, without fixtures ----------------
+
+#: A scripted UCD: answers each request (httpx.MockTransport's handler).
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def app_settings(**overrides: Any) -> Settings:
+    """Settings of an app under test: a UCD at a placeholder URL, no retries."""
+    values: dict[str, Any] = {"ucd_base_url": "http://ucd.test", "max_retries": 0}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@contextlib.asynccontextmanager
+async def upstream(handler: Handler | None) -> AsyncIterator[httpx.AsyncClient]:
+    """The real local UCD (in a temporary data dir), or ``handler`` where it cannot answer
+    as a test needs (a 400 echoing personal data, an exception inside the transport).
+
+    Tests that need the local UCD with faults or a call log use the fixtures above."""
+    if handler is not None:
+        transport = httpx.MockTransport(handler)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ucd") as http:
+            yield http
+        return
+    with tempfile.TemporaryDirectory() as data_dir:
+        config = LocalUcdConfig(data_dir=Path(data_dir), public_base_url="http://ucd")
+        async with (
+            running_local_ucd(config) as ucd_app,
+            httpx.AsyncClient(transport=LocalUcdTransport(ucd_app), base_url="http://ucd") as http,
+        ):
+            yield http
+
+
+@contextlib.asynccontextmanager
+async def app_gateway(
+    handler: Handler | None = None, **overrides: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Starlette]]:
+    """``create_app`` with its lifespan over ``upstream(handler)``: a client and the app."""
+    async with upstream(handler) as http:
+        app = create_app(app_settings(**overrides), http_client=http)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                yield client, app
+
+
+def runtime(app: Starlette) -> Runtime:
+    return app.state.runtime.get()  # type: ignore[no-any-return]
+
+
+async def graphql(client: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
+    response = await client.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    return orjson.loads(response.content)  # type: ignore[no-any-return]
+
+
+#: A query whose one field costs one profile call.
+USER_QUERY = '{ user(key: {uuid: "u-1"}) { insiderId name } }'

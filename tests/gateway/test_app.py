@@ -1,39 +1,34 @@
 """The gateway app over HTTP: probes, webhook, what is logged, GraphiQL, lifespan.
 
 Limits and masking are in test_limits.py, the embedded local UCD in test_embedded.py;
-both use the small harness here (``gateway``, ``graphql``, ``settings``, ``runtime``).
+they share conftest's app harness (``app_gateway``, ``graphql``, ``app_settings``,
+``runtime``) with this module.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import tempfile
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from asgi_lifespan import LifespanManager
-from starlette.applications import Starlette
 
 from gateway.api.schema import build_schema
-from gateway.app import Runtime, create_app
+from gateway.app import create_app
 from gateway.exports import ExportStatus
-from gateway.local_ucd.config import LocalUcdConfig
-from gateway.local_ucd.transport import LocalUcdTransport
-from gateway.settings import Settings
 from tests.gateway.conftest import (
     TOKEN,
+    USER_QUERY,
     CallLog,
+    app_gateway,
+    app_settings,
     free_port_url,
-    running_local_ucd,
+    graphql,
+    runtime,
     serve_gateway,
 )
 
-Handler = Callable[[httpx.Request], httpx.Response]
 PROFILE = {"attributes": {"iid": "iid-1", "name": "Ada", "email": "ada@example.com"}}
 
 
@@ -44,65 +39,13 @@ def ucd_answer(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=PROFILE)
 
 
-def settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"ucd_base_url": "http://ucd.test", "max_retries": 0}
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-@contextlib.asynccontextmanager
-async def upstream(handler: Handler | None) -> AsyncIterator[httpx.AsyncClient]:
-    """The real local UCD (in a temporary data dir), or ``handler`` where it cannot answer
-    as a test needs (a 400 echoing personal data, an exception inside the transport).
-
-    Tests that need the local UCD with faults or a call log use conftest's fixtures."""
-    if handler is not None:
-        transport = httpx.MockTransport(handler)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ucd") as http:
-            yield http
-        return
-    with tempfile.TemporaryDirectory() as data_dir:
-        config = LocalUcdConfig(data_dir=Path(data_dir), public_base_url="http://ucd")
-        async with (
-            running_local_ucd(config) as ucd_app,
-            httpx.AsyncClient(transport=LocalUcdTransport(ucd_app), base_url="http://ucd") as http,
-        ):
-            yield http
-
-
-@contextlib.asynccontextmanager
-async def gateway(
-    handler: Handler | None = None, **overrides: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, Starlette]]:
-    async with upstream(handler) as http:
-        app = create_app(settings(**overrides), http_client=http)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(manager.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                yield client, app
-
-
-def runtime(app: Starlette) -> Runtime:
-    return app.state.runtime.get()  # type: ignore[no-any-return]
-
-
-async def graphql(client: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
-    response = await client.post("/graphql", json={"query": query, "variables": variables})
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/json")
-    return orjson.loads(response.content)  # type: ignore[no-any-return]
-
-
-USER_QUERY = '{ user(key: {uuid: "u-1"}) { insiderId name } }'
-
-
 # --- probes ----------------------------------------------------------------------------
 
 
 async def test_healthz_answers_without_asking_the_ucd(
     ucd_http: httpx.AsyncClient, ucd_calls: CallLog
 ) -> None:
-    async with serve_gateway(settings(), ucd_http) as gw:
+    async with serve_gateway(app_settings(), ucd_http) as gw:
         response = await gw.client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
@@ -110,15 +53,60 @@ async def test_healthz_answers_without_asking_the_ucd(
 
 
 async def test_readyz_is_200_when_the_ucd_answers() -> None:
-    async with gateway() as (client, _):
+    async with app_gateway() as (client, _):
         response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
 
 
+#: E10 answers of shapes the gateway does not know: §3.9 is undocumented publicly.
+ODD_METADATA = [
+    {"key": "iid", "display_name": "Profile ID", "type": "string"},
+    {"display_name": "an entry without a key"},
+    {"key": 5, "type": ["x"]},
+    {"key": "purchase", "params": "not a list"},
+    {"key": "cart", "params": [{"no": "key"}, "not an object"]},
+    {},
+]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [pytest.param(ODD_METADATA, id="odd-entries"), pytest.param([], id="no-entries")],
+)
+async def test_readyz_is_200_when_the_ucd_answers_any_list_of_objects(
+    columns: list[Any],
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=columns)
+
+    async with app_gateway(handler) as (client, _):
+        response = await client.get("/readyz")
+    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"key": "iid"}, id="an-object"),
+        pytest.param([{"key": "iid"}, "iid"], id="a-string-among-objects"),
+    ],
+)
+async def test_readyz_is_503_upstream_error_when_the_answer_is_not_a_list_of_objects(
+    answer: object,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    async with app_gateway(handler) as (client, _):
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "code": "UPSTREAM_ERROR"}
+
+
 async def readyz(http: httpx.AsyncClient, **overrides: Any) -> httpx.Response:
     """``GET /readyz`` of a gateway whose UCD is behind ``http``."""
-    async with serve_gateway(settings(**overrides), http) as gw:
+    async with serve_gateway(app_settings(**overrides), http) as gw:
         return await gw.client.get("/readyz")
 
 
@@ -154,7 +142,7 @@ async def test_readyz_is_503_upstream_unavailable_when_nothing_listens() -> None
 
 
 async def test_webhook_with_the_right_token_marks_the_job_ready() -> None:
-    async with gateway() as (client, app):
+    async with app_gateway() as (client, app):
         exports = runtime(app).exports
         job = exports.create(format="csv", segment_id="1")
         hook = exports.hook_url(job)
@@ -170,7 +158,7 @@ async def test_webhook_with_the_right_token_marks_the_job_ready() -> None:
 
 @pytest.mark.parametrize("which", ["wrong-token", "unknown-job"])
 async def test_webhook_with_a_wrong_token_or_job_is_404(which: str) -> None:
-    async with gateway() as (client, app):
+    async with app_gateway() as (client, app):
         job = runtime(app).exports.create(format="csv", segment_id="1")
         job_id, token = (job.id, "x" * 43) if which == "wrong-token" else ("nope", job.token)
         response = await client.post(f"/hooks/exports/{job_id}/{token}", json={"url": "http://x/y"})
@@ -189,7 +177,7 @@ async def test_webhook_with_a_wrong_token_or_job_is_404(which: str) -> None:
     ],
 )
 async def test_webhook_with_a_bad_body_is_400(body: bytes) -> None:
-    async with gateway() as (client, app):
+    async with app_gateway() as (client, app):
         job = runtime(app).exports.create(format="csv", segment_id="1")
         response = await client.post(f"/hooks/exports/{job.id}/{job.token}", content=body)
         assert response.status_code == 400
@@ -208,7 +196,7 @@ async def test_the_ucds_message_reaches_the_caller_but_not_the_log(
         return httpx.Response(400, json={"error": text})
 
     caplog.set_level(logging.DEBUG)
-    async with gateway(handler) as (client, _):
+    async with app_gateway(handler) as (client, _):
         body = await graphql(client, '{ user(key: {uuid: "ada@@example.com"}) { name } }')
     (error,) = body["errors"]
     assert error["message"] == text
@@ -217,7 +205,7 @@ async def test_the_ucds_message_reaches_the_caller_but_not_the_log(
 
 
 def test_access_log_lines_hide_the_webhook_token() -> None:
-    create_app(settings())
+    create_app(app_settings())
     record = logging.LogRecord(
         "uvicorn.access",
         logging.INFO,
@@ -235,7 +223,7 @@ def test_access_log_lines_hide_the_webhook_token() -> None:
 
 def test_access_log_lines_hide_query_strings() -> None:
     """A GET /graphql carries the query and its variables (emails, phones) in the URL."""
-    create_app(settings())
+    create_app(app_settings())
     record = logging.LogRecord(
         "uvicorn.access",
         logging.INFO,
@@ -278,7 +266,7 @@ async def test_errors_echoing_the_callers_input_are_not_logged_by_the_schema(
 
 
 async def test_browsers_get_graphiql() -> None:
-    async with gateway() as (client, _):
+    async with app_gateway() as (client, _):
         response = await client.get("/graphql", headers={"Accept": "text/html"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -293,7 +281,7 @@ async def test_a_given_http_client_is_used_and_left_open() -> None:
         return ucd_answer(request)
 
     upstream = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://ucd")
-    app = create_app(settings(partner="acme"), http_client=upstream)
+    app = create_app(app_settings(partner="acme"), http_client=upstream)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:

@@ -17,10 +17,10 @@ from asgi_lifespan import LifespanManager
 
 from gateway.app import create_app
 from gateway.cli import main
-from gateway.demo_data import SEGMENTS, demo_users
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.settings import Settings, reachable_host
+from gateway.ucd.demo_data import SEGMENTS, demo_users
 
 
 @pytest.fixture(autouse=True)
@@ -193,7 +193,7 @@ async def test_seed_writes_users_that_can_be_read_back_through_the_gateway(
         "attribute": {"value": expected.custom_attributes["tier"]},
     }
     names = [s["name"] for s in segments.json()["segments"]]
-    assert names == ["All users", *(s["name"] for s in SEGMENTS)]
+    assert names == ["All users", *(s.name for s in SEGMENTS)]
 
 
 def test_seed_again_reuses_the_demo_segments(

@@ -26,6 +26,7 @@ from gateway.settings import Settings
 from gateway.ucd.answers import MetadataColumn, ProfileAnswer
 from gateway.ucd.client import UcdClient
 from gateway.ucd.envelope import DataEnvelope
+from gateway.ucd.local_segments import LocalSegment, SegmentCondition, SegmentDefinition
 from gateway.ucd.requests import (
     AttributeDeleteRequest,
     ContactAnonymizeRequest,
@@ -248,6 +249,74 @@ async def test_metadata_columns_returns_the_array() -> None:
     assert script.requests[0].url.path == "/api/user/v3/metadata/columns"
 
 
+# --- the local UCD's segment endpoint (§5.5) -----------------------------------------------
+
+GOLD = SegmentDefinition("Gold", (SegmentCondition("c_tier", "eq", "gold"),))
+
+
+async def test_local_segments_are_listed_with_a_bodiless_get_and_the_partner_headers() -> None:
+    listed = {"segments": [{"segment_id": 1, "name": "All users", "conditions": []}]}
+    script = Script(ucd_json(200, listed))
+    client, _ = make_client(script)
+    assert await client.local_segments() == [LocalSegment(1, "All users")]
+    request = script.requests[0]
+    assert (request.method, request.url.path) == ("GET", "/api/local/v1/segments")
+    assert request.content == b""
+    assert request.headers["X-PARTNER-NAME"] == "acme"
+    assert request.headers["X-REQUEST-TOKEN"] == TOKEN
+
+
+async def test_a_local_segment_is_created_from_its_definition() -> None:
+    script = Script(ucd_json(200, {"segment_id": 4}))
+    client, _ = make_client(script)
+    assert await client.create_local_segment(GOLD) == 4
+    request = script.requests[0]
+    assert (request.method, request.url.path) == ("POST", "/api/local/v1/segments")
+    assert orjson.loads(request.content) == {
+        "name": "Gold",
+        "conditions": [{"attribute": "c_tier", "operator": "eq", "value": "gold"}],
+    }
+    assert request.headers["X-REQUEST-TOKEN"] == TOKEN
+
+
+async def test_a_refused_segment_is_bad_user_input_and_not_retried() -> None:
+    script = Script(ucd_json(400, {"error": "name must be defined: bad request"}))
+    client, seen = make_client(script)
+    with pytest.raises(BadUserInput, match="name must be defined"):
+        await client.create_local_segment(GOLD)
+    assert len(seen) == 1
+
+
+async def test_creating_a_segment_is_not_repeated_after_a_5xx() -> None:
+    client, seen = make_client(Script(ucd_json(500, {})))
+    with pytest.raises(UpstreamError):
+        await client.create_local_segment(GOLD)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda c: c.local_segments(), id="list"),
+        pytest.param(lambda c: c.create_local_segment(GOLD), id="create"),
+    ],
+)
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param([], id="not-an-object"),
+        pytest.param({"segments": [{"segment_id": "2", "name": "x"}]}, id="string-id"),
+        pytest.param({"segment_id": True, "segments": [{"name": "x"}]}, id="no-id"),
+    ],
+)
+async def test_a_malformed_segment_answer_is_upstream_error(
+    call: Callable[[UcdClient], Any], body: Any
+) -> None:
+    client, _ = make_client(Script(ucd_json(200, body)))
+    with pytest.raises(UpstreamError):
+        await call(client)
+
+
 async def test_export_accepts_any_200_body() -> None:
     """§3.3.3: Insider answers either {} or {"url": ...} or nothing; none is parsed."""
     script = Script(httpx.Response(200, content=b""))
@@ -331,6 +400,43 @@ async def test_profile_that_is_not_an_object_is_upstream_error() -> None:
     client, _ = make_client(Script(ucd_json(200, ["x"])))
     with pytest.raises(UpstreamError):
         await client.profile(PROFILE)
+
+
+async def test_metadata_entries_without_a_string_key_are_skipped() -> None:
+    """E10 is undocumented publicly (§3.9): entries of other shapes are not errors."""
+    columns = [
+        {"key": "iid", "display_name": "Profile ID", "type": "string"},
+        {"display_name": "no key"},
+        {"key": 5},
+        {"key": "purchase", "params": [{"key": "currency", "type": "string"}, {"type": "x"}]},
+        {"key": "cart", "params": "not a list"},
+    ]
+    client, _ = make_client(Script(ucd_json(200, columns)))
+    assert await client.metadata_columns("events") == [
+        MetadataColumn("iid", "Profile ID", "string"),
+        MetadataColumn(
+            "purchase", "purchase", params=(MetadataColumn("currency", "currency", "string"),)
+        ),
+        MetadataColumn("cart", "cart"),
+    ]
+
+
+async def test_the_readiness_check_asks_e10_for_the_contacts_table() -> None:
+    script = Script(ucd_json(200, [{"odd": True}]))
+    client, _ = make_client(script)
+    await client.check_ready()
+    assert script.requests[0].url.path == "/api/user/v3/metadata/columns"
+    assert orjson.loads(script.requests[0].content) == {"table": "contacts"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [pytest.param({"key": "iid"}, id="an-object"), pytest.param(["iid"], id="a-list-of-strings")],
+)
+async def test_the_readiness_check_refuses_what_is_not_a_list_of_objects(answer: object) -> None:
+    client, _ = make_client(Script(ucd_json(200, answer)))
+    with pytest.raises(UpstreamError, match="not a list of objects"):
+        await client.check_ready()
 
 
 async def test_metadata_that_is_not_a_list_is_upstream_error() -> None:

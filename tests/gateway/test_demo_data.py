@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.demo_data import demo_users
+from gateway.ucd.demo_data import demo_users
 
 
 def test_demo_users_are_deterministic_and_fake() -> None:

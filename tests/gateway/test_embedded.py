@@ -11,14 +11,14 @@ from asgi_lifespan import LifespanManager
 
 from gateway.app import create_app
 from gateway.embedded import EmbeddedUcdError, run_local_ucd
-from tests.gateway.test_app import graphql, runtime, settings
+from tests.gateway.conftest import app_settings, graphql, runtime
 
 
 async def test_without_a_ucd_url_the_embedded_local_ucd_is_reached_over_http(
     tmp_path: Path,
 ) -> None:
     app = create_app(
-        settings(ucd_base_url=None, local_ucd_port=0, local_ucd_data_dir=tmp_path / "ucd")
+        app_settings(ucd_base_url=None, local_ucd_port=0, local_ucd_data_dir=tmp_path / "ucd")
     )
     async with LifespanManager(app) as manager:
         base_url = runtime(app).ucd_base_url
@@ -39,7 +39,7 @@ async def test_a_taken_port_is_an_embedded_ucd_error_naming_the_setting(tmp_path
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        config = settings(local_ucd_port=port, local_ucd_data_dir=tmp_path / "ucd")
+        config = app_settings(local_ucd_port=port, local_ucd_data_dir=tmp_path / "ucd")
         with pytest.raises(EmbeddedUcdError, match=f"127.0.0.1:{port}.*LOCAL_UCD_PORT"):
             async with run_local_ucd(config):
                 pass

@@ -25,7 +25,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from tests.gateway.test_app import USER_QUERY, gateway
+from tests.gateway.conftest import USER_QUERY, app_gateway
 
 README = Path(__file__).parents[2] / "README.md"
 #: The paragraph the README's error table follows.
@@ -113,6 +113,20 @@ def _subclasses(cls: type[GatewayError]) -> Iterator[type[GatewayError]]:
         yield from _subclasses(sub)
 
 
+#: Each error class and the code it must answer with, written out: the classes take
+#: theirs from ErrorCode, and this is what they must have taken.
+EXPECTED_CODES: Mapping[type[GatewayError], str] = {
+    GatewayError: "INTERNAL_SERVER_ERROR",
+    BadUserInput: "BAD_USER_INPUT",
+    NotFound: "NOT_FOUND",
+    Conflict: "CONFLICT",
+    RateLimited: "RATE_LIMITED",
+    UpstreamAuth: "UPSTREAM_AUTH",
+    UpstreamUnavailable: "UPSTREAM_UNAVAILABLE",
+    UpstreamError: "UPSTREAM_ERROR",
+}
+
+
 def test_gateway_errors_take_their_code_from_the_table() -> None:
     raised = [
         GatewayError("m"),
@@ -125,12 +139,13 @@ def test_gateway_errors_take_their_code_from_the_table() -> None:
         UpstreamError("m", status=500),
     ]
     assert {type(e) for e in raised} == {GatewayError, *_subclasses(GatewayError)}
+    assert set(EXPECTED_CODES) == {type(e) for e in raised}, "add the new class's code"
     for error in raised:
-        assert error.code in ERROR_CODES
+        expected = EXPECTED_CODES[type(error)]
         code = error.extensions["code"]
-        # A plain str on the wire and in logs, equal to the table's member.
+        # A plain str on the wire and in logs, the code this class must answer with.
         assert type(code) is str
-        assert code == error.code
+        assert (error.code, code) == (expected, expected), type(error)
         declared = {key for key, _ in ERROR_CODES[error.code].extensions}
         assert set(error.extensions) - {"code"} <= declared, type(error)
 
@@ -212,7 +227,7 @@ async def test_every_code_is_answered_over_http(code: ErrorCode) -> None:
     """Each code of the table, provoked through the app; a new code needs a request here."""
     provocation = PROVOCATIONS.get(code)
     assert provocation is not None, f"add a request answered with {code} to PROVOCATIONS"
-    async with gateway(provocation.ucd, **provocation.settings) as (client, _):
+    async with app_gateway(provocation.ucd, **provocation.settings) as (client, _):
         response = await client.post("/graphql", json={"query": provocation.query})
     assert response.status_code == provocation.status
     assert response.headers["content-type"].startswith("application/json")

@@ -19,12 +19,13 @@ from gateway.ucd.client import UcdClient
 from gateway.ucd.envelope import DataEnvelope, UserOutcome
 from gateway.ucd.error_keys import ErrorKey
 from gateway.ucd.paths import ATTRIBUTE_DELETE_PATH, UPSERT_PATH
-from tests.gateway.conftest import TOKEN, put_users
+from tests.gateway.conftest import TOKEN, UPSERT, Gateway, put_users, seed
 
 AUTH = {"X-PARTNER-NAME": "local", "X-REQUEST-TOKEN": TOKEN}
 T = "2026-01-10T10:00:00Z"
-#: The AttributesInput.custom names of the upserted item, in input order.
-CUSTOM_NAMES = ("tier", "vip", "a.b")
+#: The AttributesInput.custom names of the upserted item, in input order. Custom names
+#: may hold any character (§3.1.3), so some hold the dots and parentheses of a key.
+CUSTOM_NAMES = ("tier", "vip", "a.b", "size(cm)", "v1.2(beta)", "a(b", "type(string)")
 
 E1_KEYS = [
     # identity (§3.1.3): one key for every default identifier; the rule or message tells
@@ -71,6 +72,26 @@ E1_KEYS = [
     ),
     ("attributes.custom.a.b.type(string)", "a.b must be string: 1", "attributes.custom.2"),
     ("attributes.custom.other.type(string)", "other must be string: 1", "attributes.custom.other"),
+    (
+        "attributes.custom.size(cm).type(supported)",
+        "size(cm) must be string, number...",
+        "attributes.custom.3",
+    ),
+    (
+        "attributes.custom.v1.2(beta).type(supported)",
+        "v1.2(beta) must be string, number...",
+        "attributes.custom.4",
+    ),
+    (
+        "attributes.custom.a(b.type(supported)",
+        "a(b must be string, number...",
+        "attributes.custom.5",
+    ),
+    (
+        "attributes.custom.type(string).type(number)",
+        "type(string) must be number: x",
+        "attributes.custom.6",
+    ),
     ("attributes.custom.*.length(1,128)", "invalid custom name: ", "attributes.custom"),
     ("attributes.custom.type(object)", "custom must be object: x", "attributes.custom"),
     ("attributes.min(1)", "attributes must contain at least one attribute", "attributes"),
@@ -128,6 +149,7 @@ E4_KEYS = [
     ("partial.tags.type(array)", "tags must be array: x", "values"),
     ("partial.type(object)", "partial must be object: x", "values"),
     ("custom.partial.tags.type(array)", "tags must be array: x", "values"),
+    ("custom.partial.size(cm).type(array)", "size(cm) must be array: x", "values"),
     ("custom.partial.type(object)", "partial must be object: x", "values"),
     ("custom.type(object)", "custom must be object: x", ""),
     ("type(object)", "user must be object: x", ""),
@@ -185,6 +207,30 @@ def test_a_request_that_failed_as_a_whole_names_the_item() -> None:
             "type(string)",
             id="dots-in-the-name",
         ),
+        pytest.param(
+            "attributes.custom.size(cm).type(string)",
+            ("attributes", "custom", "size(cm)"),
+            "type(string)",
+            id="parentheses-in-the-name",
+        ),
+        pytest.param(
+            "attributes.custom.v1.2(beta).type(supported)",
+            ("attributes", "custom", "v1", "2(beta)"),
+            "type(supported)",
+            id="dots-and-parentheses-in-the-name",
+        ),
+        pytest.param(
+            "attributes.custom.a(b.type(string)",
+            ("attributes", "custom", "a(b"),
+            "type(string)",
+            id="unbalanced-parenthesis-in-the-name",
+        ),
+        pytest.param(
+            "custom.partial.f(x).g.type(array)",
+            ("custom", "partial", "f(x)", "g"),
+            "type(array)",
+            id="a-rule-in-the-name",
+        ),
         pytest.param("whole.identifier", ("whole",), "identifier", id="bare-rule"),
         pytest.param("type(object)", (), "type(object)", id="rule-only"),
     ],
@@ -195,67 +241,128 @@ def test_error_keys_split_into_path_and_rule(key: str, path: tuple[str, ...], ru
 
 # --- the tables hold the local UCD's real keys ------------------------------------------------
 
-#: E1 users the UCD refuses, one or more keys each (§3.1.3).
-REFUSED_UPSERTS: list[Any] = [
-    {"identifiers": {"email": "x"}, "attributes": {"name": "a"}},
-    {"identifiers": {"phone_number": "12345"}, "attributes": {"name": "a"}},
-    {"identifiers": {"uuid": 1}, "attributes": {"name": "a"}},
-    {"identifiers": {"fax": "1"}, "attributes": {"name": "a"}},
-    {"identifiers": {"custom": {"": "v"}}, "attributes": {"name": "a"}},
-    {"identifiers": {"custom": "x"}, "attributes": {"name": "a"}},
-    {"attributes": {"name": "a"}},
-    {"insider_id": 5, "attributes": {"name": "a"}},
-    {
-        "identifiers": {"uuid": "u"},
-        "attributes": {
-            "email": "bad",
-            "gdpr_optin": "yes",
-            "lo": 1,
-            "list_id": "x",
-            "custom": {"vip": {"a": 1}, "": 1},
-        },
-    },
-    {"identifiers": {"uuid": "u"}, "attributes": {"custom": "x"}},
-    {"identifiers": {"uuid": "u"}, "attributes": {}},
-    {
-        "identifiers": {"uuid": "u"},
-        "events": [
-            {"event_name": "Bad", "timestamp": T},
-            {"timestamp": T},
-            {"event_name": "x", "timestamp": "yesterday"},
-            {"event_name": "purchase", "timestamp": T},
-            {
-                "event_name": "x",
-                "timestamp": T,
-                "event_params": {"quantity": 1.5, "name": 3, "color": 1, "custom": {"": 1}},
+#: E1 users the UCD refuses, each with every key the local UCD answers for it (§3.1.3).
+REFUSED_UPSERTS: list[tuple[Any, set[str]]] = [
+    (
+        {"identifiers": {"email": "x"}, "attributes": {"name": "a"}},
+        {r"identifiers.*.regexp(^.+@.+\..+$)"},
+    ),
+    (
+        {"identifiers": {"phone_number": "12345"}, "attributes": {"name": "a"}},
+        {r"identifiers.*.regexp(^\+[1-9]\d{6,14}$)"},
+    ),
+    ({"identifiers": {"uuid": 1}, "attributes": {"name": "a"}}, {"identifiers.*.type(string)"}),
+    (
+        {"identifiers": {"fax": "1"}, "attributes": {"name": "a"}},
+        {"identifiers.*.in(defaults_column)"},
+    ),
+    (
+        {"identifiers": {"custom": {"": "v"}}, "attributes": {"name": "a"}},
+        {"identifiers.custom.*.length(1,128)"},
+    ),
+    (
+        {"identifiers": {"custom": "x"}, "attributes": {"name": "a"}},
+        {"identifiers.custom.type(object)"},
+    ),
+    ({"attributes": {"name": "a"}}, {"identifiers.required", "insider_id.required"}),
+    ({"insider_id": 5, "attributes": {"name": "a"}}, {"insider_id.type(string)"}),
+    (
+        {
+            "identifiers": {"uuid": "u"},
+            "attributes": {
+                "email": "bad",
+                "gdpr_optin": "yes",
+                "lo": 1,
+                "list_id": "x",
+                "custom": {"vip": {"a": 1}, "": 1},
             },
-            {"event_name": "x", "timestamp": T, "event_params": {"custom": "x"}},
-            {"event_name": "x", "timestamp": T, "event_params": "x"},
-            "x",
-        ],
-    },
-    {"identifiers": {"uuid": "u"}, "events": "x"},
-    "x",
+        },
+        {
+            r"attributes.email.regexp(^.+@.+\..+$)",
+            "attributes.gdpr_optin.type(boolean)",
+            "attributes.lo.type(string)",
+            "attributes.list_id.type(number_array)",
+            "attributes.custom.vip.type(supported)",
+            "attributes.custom.*.length(1,128)",
+        },
+    ),
+    (
+        {
+            "identifiers": {"uuid": "u"},
+            "attributes": {"custom": {"size(cm)": {"a": 1}, "v1.2(beta)": [{}], "a(b": {}}},
+        },
+        {
+            "attributes.custom.size(cm).type(supported)",
+            "attributes.custom.v1.2(beta).type(supported)",
+            "attributes.custom.a(b.type(supported)",
+        },
+    ),
+    (
+        {"identifiers": {"uuid": "u"}, "attributes": {"custom": "x"}},
+        {"attributes.custom.type(object)"},
+    ),
+    ({"identifiers": {"uuid": "u"}, "attributes": {}}, {"attributes.min(1)"}),
+    (
+        {
+            "identifiers": {"uuid": "u"},
+            "events": [
+                {"event_name": "Bad", "timestamp": T},
+                {"timestamp": T},
+                {"event_name": "x", "timestamp": "yesterday"},
+                {"event_name": "purchase", "timestamp": T},
+                {
+                    "event_name": "x",
+                    "timestamp": T,
+                    "event_params": {"quantity": 1.5, "name": 3, "color": 1, "custom": {"": 1}},
+                },
+                {"event_name": "x", "timestamp": T, "event_params": {"custom": "x"}},
+                {"event_name": "x", "timestamp": T, "event_params": "x"},
+                "x",
+            ],
+        },
+        {
+            "events.0.event_name.*.regexp(^[a-z0-9][a-zA-Z0-9._-]*$)",
+            "events.1.event_name.required",
+            "events.2.timestamp.type(date)",
+            "events.3.event_params.*.required",
+            "events.4.event_params.quantity.type(integer)",
+            "events.4.event_params.name.type(string)",
+            "events.4.event_params.color.type(string)",
+            "events.4.event_params.custom.*.length(1,128)",
+            "events.5.event_params.custom.type(object)",
+            "events.6.event_params.type(object)",
+            "events.7.type(object)",
+        },
+    ),
+    ({"identifiers": {"uuid": "u"}, "events": "x"}, {"events.type(array)"}),
+    ("x", {"type(object)"}),
 ]
 
-#: E4 users the UCD refuses (§3.4.3).
-REFUSED_DELETES: list[Any] = [
-    {"identifiers": {"uuid": "nobody"}, "whole": ["name"]},
-    {"identifiers": {"email": "x"}, "whole": ["name"]},
-    {"identifiers": {"uuid": "u"}, "whole": "x"},
-    {"identifiers": {"uuid": "u"}},
-    {"identifiers": {"uuid": "u"}, "custom": {"whole": "x"}},
-    {"identifiers": {"uuid": "u"}, "partial": {"tags": "x"}},
-    {"identifiers": {"uuid": "u"}, "partial": "x"},
-    {"identifiers": {"uuid": "u"}, "custom": {"partial": {"tags": "x"}}},
-    {"identifiers": {"uuid": "u"}, "custom": {"partial": "x"}},
-    {"identifiers": {"uuid": "u"}, "custom": "x"},
-    "x",
+#: E4 users the UCD refuses, each with every key the local UCD answers for it (§3.4.3).
+REFUSED_DELETES: list[tuple[Any, set[str]]] = [
+    ({"identifiers": {"uuid": "nobody"}, "whole": ["name"]}, {"identifiers.exists"}),
+    ({"identifiers": {"email": "x"}, "whole": ["name"]}, {r"identifiers.*.regexp(^.+@.+\..+$)"}),
+    ({"identifiers": {"uuid": "u"}, "whole": "x"}, {"whole.type(array)"}),
+    ({"identifiers": {"uuid": "u"}}, {"whole.required"}),
+    ({"identifiers": {"uuid": "u"}, "custom": {"whole": "x"}}, {"custom.whole.type(array)"}),
+    ({"identifiers": {"uuid": "u"}, "partial": {"tags": "x"}}, {"partial.tags.type(array)"}),
+    ({"identifiers": {"uuid": "u"}, "partial": "x"}, {"partial.type(object)"}),
+    (
+        {"identifiers": {"uuid": "u"}, "custom": {"partial": {"tags": "x"}}},
+        {"custom.partial.tags.type(array)"},
+    ),
+    (
+        {"identifiers": {"uuid": "u"}, "custom": {"partial": {"size(cm)": "x"}}},
+        {"custom.partial.size(cm).type(array)"},
+    ),
+    ({"identifiers": {"uuid": "u"}, "custom": {"partial": "x"}}, {"custom.partial.type(object)"}),
+    ({"identifiers": {"uuid": "u"}, "custom": "x"}, {"custom.type(object)"}),
+    ("x", {"type(object)"}),
 ]
 
 
 @pytest.mark.parametrize(
-    ("path", "users", "table"),
+    ("path", "refused", "table"),
     [
         pytest.param(UPSERT_PATH, REFUSED_UPSERTS, E1_KEYS, id="upsert"),
         pytest.param(ATTRIBUTE_DELETE_PATH, REFUSED_DELETES, E4_KEYS, id="attribute-delete"),
@@ -265,15 +372,31 @@ async def test_the_tables_hold_every_key_the_local_ucd_answers(
     ucd: UcdClient,
     ucd_http: httpx.AsyncClient,
     path: str,
-    users: list[Any],
+    refused: list[tuple[Any, set[str]]],
     table: list[tuple[str, str, str]],
 ) -> None:
     await put_users(ucd, {"identifiers": {"uuid": "u"}, "attributes": {"name": "A"}})
+    users = [user for user, _ in refused]
     response = await ucd_http.post(path, json={"users": users}, headers=AUTH)
-    envelope = DataEnvelope.from_wire(response.json())
-    outcomes = envelope.split(len(users))
-    assert all(not outcome.ok for outcome in outcomes)
+    outcomes = DataEnvelope.from_wire(response.json()).split(len(users))
+    assert [set(outcome.errors) for outcome in outcomes] == [keys for _, keys in refused]
     known = {key for key, _, _ in table}
     answered = {key for outcome in outcomes for key in outcome.errors}
     assert answered <= known, answered - known
-    assert len(answered) >= len(users)
+
+
+async def test_a_custom_name_with_parentheses_maps_to_its_input_index(gateway: Gateway) -> None:
+    """Through the gateway and the local UCD: custom types fixed as string, then numbers
+    sent; each refusal lands on the AttributesInput.custom item that carried the name."""
+    odd = ["size(cm)", "v1.2(beta)", "a(b"]
+
+    def item(value: object) -> dict[str, Any]:
+        custom = [{"name": name, "value": value} for name in ["tier", *odd]]
+        return {"key": {"uuid": "u"}, "attributes": {"custom": custom}}
+
+    await seed(gateway, [item("s")])
+    data = await gateway.ok(UPSERT, {"input": {"users": [item(1)]}})
+    (result,) = data["upsertUsers"]["results"]
+    assert [error["path"] for error in result["errors"]] == [
+        f"users.0.attributes.custom.{index}" for index in range(4)
+    ]

@@ -15,14 +15,13 @@ from graphql import parse, specified_rules
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.limits import RequestGuards, ValidationCache, parse_cache_info
-from tests.gateway.conftest import GatewayHttp
-from tests.gateway.test_app import USER_QUERY, gateway, graphql
+from tests.gateway.conftest import USER_QUERY, GatewayHttp, app_gateway, graphql
 
 # --- size and query limits ---------------------------------------------------------------
 
 
 async def test_body_over_the_limit_is_413_before_parsing() -> None:
-    async with gateway(max_body_bytes=200) as (client, _):
+    async with app_gateway(max_body_bytes=200) as (client, _):
         query = "{ " + "__typename " * 30 + "}"
         response = await client.post("/graphql", json={"query": query})
     assert response.status_code == 413
@@ -39,7 +38,7 @@ async def test_chunked_body_over_the_limit_is_413() -> None:
             yield b"__typename "
         yield b'}"}'
 
-    async with gateway(max_body_bytes=200) as (client, _):
+    async with app_gateway(max_body_bytes=200) as (client, _):
         response = await client.post(
             "/graphql", content=chunks(), headers={"Content-Type": "application/json"}
         )
@@ -50,7 +49,7 @@ async def test_chunked_body_under_the_limit_reaches_graphql() -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"query": "{ __typename }"}'
 
-    async with gateway(max_body_bytes=200) as (client, _):
+    async with app_gateway(max_body_bytes=200) as (client, _):
         response = await client.post(
             "/graphql", content=chunks(), headers={"Content-Type": "application/json"}
         )
@@ -60,7 +59,7 @@ async def test_chunked_body_under_the_limit_reaches_graphql() -> None:
 
 async def test_query_deeper_than_the_limit_is_refused() -> None:
     query = '{ user(key: {uuid: "u"}) { events(names: ["x"]) { name } } }'
-    async with gateway(max_query_depth=1) as (client, _):
+    async with app_gateway(max_query_depth=1) as (client, _):
         assert "errors" not in await graphql(client, USER_QUERY)  # depth 1 is allowed
         body = await graphql(client, query)
     (error,) = body["errors"]
@@ -71,7 +70,7 @@ async def test_query_deeper_than_the_limit_is_refused() -> None:
 
 async def test_too_many_aliases_are_refused() -> None:
     aliases = " ".join(f'u{i}: user(key: {{uuid: "u{i}"}}) {{ name }}' for i in range(4))
-    async with gateway(max_aliases=3) as (client, _):
+    async with app_gateway(max_aliases=3) as (client, _):
         body = await graphql(client, "{ " + aliases + " }")
     (error,) = body["errors"]
     assert error["message"] == "4 aliases found. Allowed: 3"
@@ -79,7 +78,7 @@ async def test_too_many_aliases_are_refused() -> None:
 
 
 async def test_too_many_tokens_are_refused() -> None:
-    async with gateway(max_tokens=10) as (client, _):
+    async with app_gateway(max_tokens=10) as (client, _):
         body = await graphql(client, USER_QUERY)
     (error,) = body["errors"]
     assert "Document contains more than 10 tokens" in error["message"]
@@ -87,7 +86,7 @@ async def test_too_many_tokens_are_refused() -> None:
 
 
 async def test_queries_within_the_default_limits_run() -> None:
-    async with gateway() as (client, _):
+    async with app_gateway() as (client, _):
         written = await graphql(
             client,
             'mutation { upsertUsers(input: {users: [{key: {uuid: "u-1"}, attributes: '
@@ -106,7 +105,7 @@ def _guards(app: Any) -> RequestGuards:
 
 
 async def test_repeated_queries_hit_the_parser_cache() -> None:
-    async with gateway() as (client, _):
+    async with app_gateway() as (client, _):
         await graphql(client, USER_QUERY)
         before = parse_cache_info()
         for _ in range(3):
@@ -118,7 +117,7 @@ async def test_repeated_queries_hit_the_parser_cache() -> None:
 
 async def test_repeated_queries_hit_the_validation_cache() -> None:
     """The limit rules are built once per app; per-request rule classes would miss every time."""
-    async with gateway() as (client, app):
+    async with app_gateway() as (client, app):
         cache = _guards(app).validation_cache
         await graphql(client, USER_QUERY)
         hits, misses = cache.hits, cache.misses
@@ -162,7 +161,7 @@ async def test_unexpected_exception_is_masked_with_an_error_id_that_is_logged(
         raise RuntimeError(f"boom for {email}")
 
     caplog.set_level(logging.DEBUG)
-    async with gateway(handler) as (client, _):
+    async with app_gateway(handler) as (client, _):
         body = await graphql(client, USER_QUERY)
     (error,) = body["errors"]
     assert error["message"] == "Internal server error"
@@ -197,7 +196,7 @@ async def test_a_scalar_refusing_the_callers_value_is_not_masked(
     query: str, variables: dict[str, Any], code: str
 ) -> None:
     """The DateTime scalar's ValueError is about the caller's input, not a server fault."""
-    async with gateway() as (client, _):
+    async with app_gateway() as (client, _):
         body = await graphql(client, query, **variables)
     (error,) = body["errors"]
     assert error["extensions"] == {"code": code}

@@ -33,12 +33,15 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionResult
 
+from gateway.api.names import ATTRIBUTE_INPUT_WRITE_NAMES, EVENT_INPUT_PARAMS, KEY_FIELDS
 from gateway.api.strawberry_internals import (
     ERROR_LOGGER_NAME,
     CachedNameConverter,
     ErrorHookSchema,
     MaskingExtension,
     graphql_core_schema,
+    graphql_name,
+    is_one_of_refusal,
     limiter_rules,
     one_of_type_names,
     raw_info,
@@ -161,6 +164,7 @@ def test_validate_refuses_a_one_of_literal_with_the_object_as_its_node() -> None
     assert graphql_core_validate(core, document, specified_rules) == []
     (error,) = validate(core, document, tuple(specified_rules))
     assert error.message == ONE_OF_MESSAGE, "strawberry's @oneOf message changed"
+    assert is_one_of_refusal(error)
     operation = document.definitions[0]
     assert isinstance(operation, OperationDefinitionNode)
     (field,) = operation.selection_set.selections
@@ -181,8 +185,16 @@ def test_a_one_of_variable_is_refused_at_execution_without_node_or_path() -> Non
     assert result.errors is not None
     (error,) = result.errors
     assert error.message == ONE_OF_MESSAGE
+    assert is_one_of_refusal(error)
     assert (error.nodes, error.path) == (None, None)
     assert not (error.extensions or {}).get("code"), "strawberry now codes @oneOf errors"
+
+
+def test_other_validation_errors_are_not_one_of_refusals() -> None:
+    core = graphql_core_schema(small_schema())
+    errors = validate(core, parse("{ nope person { firstName } }"), tuple(specified_rules))
+    assert len(errors) == 2
+    assert not any(is_one_of_refusal(error) for error in errors)
 
 
 def test_limiter_rules_are_the_limiters_validation_rules() -> None:
@@ -202,6 +214,38 @@ def test_one_of_type_names_are_the_one_of_inputs() -> None:
     assert one_of_type_names(small_schema()) == frozenset({"Pick"})
 
 
+# --- naming ------------------------------------------------------------------------------
+
+#: The GraphQL names of the Python names gateway/api/names.py converts that have an
+#: underscore (the others stay as they are): the fields of AttributesInput, EventInput
+#: and UserKey the gateway pairs with UCD names.
+CAMEL_CASED = {
+    "phone_number": "phoneNumber",
+    "email_optin": "emailOptin",
+    "sms_optin": "smsOptin",
+    "whatsapp_optin": "whatsappOptin",
+    "gdpr_optin": "gdprOptin",
+    "static_segment_ids": "staticSegmentIds",
+    "product_id": "productId",
+    "product_name": "productName",
+    "unit_price": "unitPrice",
+    "unit_sale_price": "unitSalePrice",
+    "event_group_id": "eventGroupId",
+    "insider_id": "insiderId",
+}
+
+
+def test_graphql_name_is_strawberrys_name_for_the_names_the_gateway_converts() -> None:
+    converted = {*ATTRIBUTE_INPUT_WRITE_NAMES, *EVENT_INPUT_PARAMS, *KEY_FIELDS}
+    assert set(CAMEL_CASED) <= converted, "a row of CAMEL_CASED is no longer converted"
+    assert {name: graphql_name(name) for name in converted} == {
+        name: CAMEL_CASED.get(name, name) for name in converted
+    }
+    # The same naming strawberry's schema uses (Person.first_name is firstName).
+    assert "firstName: String!" in small_schema().as_str()
+    assert graphql_name("first_name") == "firstName"
+
+
 # --- the name converter hook -------------------------------------------------------------
 
 
@@ -217,8 +261,18 @@ def test_a_name_converter_names_fields_and_arguments_through_apply_naming_config
 
 def test_the_cached_name_converter_names_as_strawberry_does_and_is_asked_per_request() -> None:
     asked: list[str] = []
+    converted: list[str] = []
 
-    class Counting(CachedNameConverter):
+    class CountingBase(NameConverter):
+        """Under the cache in the method order: counts the conversions actually run."""
+
+        def apply_naming_config(self, name: str) -> str:
+            converted.append(name)
+            return super().apply_naming_config(name)
+
+    class Counting(CachedNameConverter, CountingBase):
+        """Over the cache: counts every time strawberry asks."""
+
         def apply_naming_config(self, name: str) -> str:
             asked.append(name)
             return super().apply_naming_config(name)
@@ -226,10 +280,16 @@ def test_the_cached_name_converter_names_as_strawberry_does_and_is_asked_per_req
     cached = small_schema(config=StrawberryConfig(name_converter=Counting()))
     assert cached.as_str() == small_schema().as_str()
     asked.clear()
-    result = run(cached, '{ person(pick: {firstName: "Ada"}) { firstName } }')
-    assert result.errors is None, result.errors
+    query = '{ person(pick: {firstName: "Ada"}) { firstName } }'
+    for _ in range(2):
+        result = run(cached, query)
+        assert result.errors is None, result.errors
     # Converting the arguments names their fields again, on every request: the cache's why.
-    assert "first_name" in asked, "strawberry no longer names arguments per request"
+    assert asked.count("first_name") >= 2, "strawberry no longer names arguments per request"
+    # ... and each distinct name was converted once, however often it was asked for.
+    assert converted, "the cache no longer calls the base converter"
+    assert sorted(set(converted)) == sorted(converted), "a name was converted twice"
+    assert "first_name" in converted
 
 
 # --- the error hook ----------------------------------------------------------------------

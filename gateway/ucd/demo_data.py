@@ -3,7 +3,11 @@
 Fake but realistic: example.com / example.org mailboxes and +90555 numbers that belong
 to no one. The same seed gives the same users (timestamps are relative to today's
 date, 00:00 UTC). Pure data, no I/O: the seed command sends it to a UCD. Users are typed E1
-users (``gateway.ucd.requests``); segments are the local UCD's segment definitions (§5).
+users (``requests.UpsertUser``); segments are the local UCD's segment definitions (§5.5).
+
+It lives in ``gateway/ucd`` because it is content in the UCD's own vocabulary, sent as
+it is: attribute write names (§4.7.1), event parameter names (§4.8.2) and segment
+conditions on read names. Nothing in it is the gateway's or GraphQL's.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from gateway.ucd.names import SOURCE
+from gateway.ucd.local_segments import SegmentCondition, SegmentDefinition
+from gateway.ucd.names import PRODUCT_NAME, SOURCE, custom_read_name
 from gateway.ucd.requests import UpsertEvent, UpsertUser, UserRef
+
+__all__ = ["SEGMENTS", "demo_users"]
 
 _FIRST = (
     "Ada",
@@ -74,19 +81,18 @@ _PRODUCTS = (
     ("SKU-3002", "Phone case", ["Electronics", "Accessories"], 14.99),
 )
 _TIERS = ("bronze", "bronze", "bronze", "silver", "silver", "gold")
+#: The custom attribute holding the tier, and the segment of its best customers.
+_TIER = "tier"
 
-SEGMENTS: tuple[dict[str, object], ...] = (
-    {
-        "name": "Gold tier",
-        "conditions": [{"attribute": "c_tier", "operator": "eq", "value": "gold"}],
-    },
-    {
-        "name": "Istanbul email opt-ins",
-        "conditions": [
-            {"attribute": "city", "operator": "eq", "value": "Istanbul"},
-            {"attribute": "email_optin", "operator": "eq", "value": True},
-        ],
-    },
+SEGMENTS: tuple[SegmentDefinition, ...] = (
+    SegmentDefinition("Gold tier", (SegmentCondition(custom_read_name(_TIER), "eq", "gold"),)),
+    SegmentDefinition(
+        "Istanbul email opt-ins",
+        (
+            SegmentCondition("city", "eq", "Istanbul"),
+            SegmentCondition("email_optin", "eq", True),
+        ),
+    ),
 )
 
 
@@ -121,7 +127,7 @@ def demo_users(count: int, *, seed: int) -> Iterator[UpsertUser]:
                 "gdpr_optin": rng.random() < 0.9,
             },
             custom_attributes={
-                "tier": rng.choice(_TIERS),
+                _TIER: rng.choice(_TIERS),
                 "favorite_categories": sorted(
                     {rng.choice(_PRODUCTS)[2][0] for _ in range(rng.randint(1, 3))}
                 ),
@@ -137,7 +143,12 @@ def _demo_events(rng: random.Random, today: datetime) -> Iterator[UpsertEvent]:
         when = today - timedelta(seconds=rng.randrange(89 * 86400))
         stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
         sku, title, taxonomy, price = rng.choice(_PRODUCTS)
-        product = {"product_id": sku, "name": title, "taxonomy": taxonomy, "unit_price": price}
+        product = {
+            "product_id": sku,
+            PRODUCT_NAME: title,
+            "taxonomy": taxonomy,
+            "unit_price": price,
+        }
         kind = rng.random()
         if kind < 0.4:
             yield UpsertEvent("session_start", stamp, {SOURCE: rng.choice(("web", "app"))})
