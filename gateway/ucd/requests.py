@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import orjson
 
@@ -26,12 +26,14 @@ from gateway.ucd.rules import normalise_email
 __all__ = [
     "AttributeDeleteRequest",
     "AttributeDeleteUser",
+    "Attributes",
     "ContactAnonymizeRequest",
     "DeleteUserRequest",
     "EncodedUser",
     "EventsQuery",
     "ExportRequest",
     "Identifier",
+    "IdentifierKind",
     "IdentityDeleteRequest",
     "IdentityUpdateRequest",
     "MetadataRequest",
@@ -42,9 +44,22 @@ __all__ = [
     "UserAnonymizeRequest",
     "UserRef",
     "WantedEvents",
+    "WireIdentifiers",
 ]
 
+#: E2's and E3's ``attributes``: read names, or ``"*"`` for every attribute (§3.2.2).
 Attributes = tuple[str, ...] | Literal["*"]
+#: The identifier kinds (§4.2); a custom identifier also has a name.
+IdentifierKind = Literal["email", "phone_number", "uuid", "custom"]
+
+
+class WireIdentifiers(TypedDict, total=False):
+    """The ``identifiers`` object of a request (§3.1.1): only the kinds that were given."""
+
+    email: str
+    phone_number: str
+    uuid: str
+    custom: dict[str, str]
 
 
 # --- naming a user ------------------------------------------------------------------------
@@ -82,9 +97,9 @@ class UserRef:
             custom=tuple(sorted(custom)),
         )
 
-    def identifiers(self) -> dict[str, Any]:
+    def identifiers(self) -> WireIdentifiers:
         """The UCD's ``identifiers`` object (empty when the key is an insider_id only)."""
-        ids: dict[str, Any] = {}
+        ids: WireIdentifiers = {}
         if self.email is not None:
             ids[EMAIL] = self.email
         if self.phone_number is not None:
@@ -116,12 +131,12 @@ class Identifier:
     or custom, ``name`` the custom identifier's name. Emails are normalised, so two values
     the UCD compares as equal are equal here too (§3.5.2 check 5)."""
 
-    kind: str
+    kind: IdentifierKind
     value: str
     name: str = ""
 
     @classmethod
-    def of(cls, kind: str, value: str, name: str = "") -> Identifier:
+    def of(cls, kind: IdentifierKind, value: str, name: str = "") -> Identifier:
         return cls(kind, normalise_email(value) if kind == EMAIL else value, name)
 
     def same_type(self, other: Identifier) -> bool:
@@ -189,14 +204,7 @@ class ProfileRequest:
     events: EventsQuery | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        body = self.user.to_wire()
-        if self.attributes is not None:
-            body["attributes"] = (
-                self.attributes if isinstance(self.attributes, str) else [*self.attributes]
-            )
-        if self.events is not None:
-            body["events"] = self.events.to_wire()
-        return body
+        return _with_selection(self.user.to_wire(), self.attributes, self.events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,13 +223,18 @@ class ExportRequest:
             "format": self.format,
             "hook": self.hook,
         }
-        if self.attributes is not None:
-            body["attributes"] = (
-                self.attributes if isinstance(self.attributes, str) else [*self.attributes]
-            )
-        if self.events is not None:
-            body["events"] = self.events.to_wire()
-        return body
+        return _with_selection(body, self.attributes, self.events)
+
+
+def _with_selection(
+    body: dict[str, Any], attributes: Attributes | None, events: EventsQuery | None
+) -> dict[str, Any]:
+    """``body`` with E2's and E3's ``attributes`` and ``events`` (§3.2.1, §3.3.1), if given."""
+    if attributes is not None:
+        body["attributes"] = attributes if isinstance(attributes, str) else [*attributes]
+    if events is not None:
+        body["events"] = events.to_wire()
+    return body
 
 
 # --- writes ---------------------------------------------------------------------------------
