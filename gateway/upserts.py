@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from gateway.ucd.batching import MAX_BODY_BYTES, MAX_USERS_PER_CALL, TOO_BIG, wire_bytes
 from gateway.ucd.client import UcdClient
 from gateway.ucd.envelope import UserOutcome
-from gateway.ucd.requests import UpsertRequest, UpsertUser
+from gateway.ucd.requests import EncodedUser, UpsertRequest, UpsertUser
 
 __all__ = ["UpsertCoalescer"]
 
 
 @dataclass
 class _Pending:
-    user: UpsertUser
-    size: int
+    #: Encoded once, when it was measured, and sent as it is.
+    user: EncodedUser
     future: asyncio.Future[UserOutcome]
 
 
@@ -62,7 +62,8 @@ class UpsertCoalescer:
         Raises the gateway error of the whole call (e.g. ``UpstreamUnavailable``) when
         the call as a whole failed.
         """
-        size = wire_bytes(user)
+        encoded = EncodedUser.of(user)
+        size = encoded.size
         frame = self._frames[skip_hook]
         if frame + size > MAX_BODY_BYTES:
             return TOO_BIG
@@ -82,7 +83,7 @@ class UpsertCoalescer:
                 loop.call_soon(self._flush, skip_hook)
             else:
                 batch.timer = loop.call_later(self._window, self._flush, skip_hook)
-        batch.pending.append(_Pending(user, size, future))
+        batch.pending.append(_Pending(encoded, future))
         batch.used += size + (1 if len(batch.pending) > 1 else 0)
         if len(batch.pending) >= MAX_USERS_PER_CALL:
             # Full: waiting longer cannot add anyone to this call.

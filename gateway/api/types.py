@@ -10,7 +10,7 @@ user, a covering in-flight call), never less.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any, Final
@@ -19,17 +19,37 @@ import strawberry
 from strawberry.scalars import JSON
 
 from gateway.api.described import described_field
-from gateway.api.names import ATTRIBUTE_INPUT_WRITE_NAMES, ATTRIBUTE_TYPES, EVENT_INPUT_PARAMS
 from gateway.errors import BadUserInput
 from gateway.ucd.answers import EventRecord, ProfileAnswer, created_date, event_source
 from gateway.ucd.names import (
+    AGE,
+    BIRTHDAY,
+    CITY,
+    COUNTRY,
+    CURRENCY,
     CUSTOM_PREFIX,
-    DEFAULT_ATTRIBUTES,
     EMAIL,
+    EMAIL_OPTIN,
+    EVENT_GROUP_ID,
+    GDPR,
+    GENDER,
     IID,
-    PARAM_TYPES,
+    LANGUAGE,
+    LO,
+    NAME,
     PHONE_NUMBER,
+    PRODUCT_ID,
+    PRODUCT_NAME,
+    QUANTITY,
+    SMS_OPTIN,
+    STATIC_SEGMENT_ID,
+    SURNAME,
+    TAXONOMY,
+    UNIT_PRICE,
+    UNIT_SALE_PRICE,
+    URL,
     UUID,
+    WHATSAPP_OPTIN,
     canonical_read_name,
     custom_read_name,
 )
@@ -88,7 +108,7 @@ class Attribute:
 
 def _attribute(key: str, value: Any) -> Attribute:
     if key.startswith(CUSTOM_PREFIX):
-        return Attribute(name=key[2:], custom=True, value=value)
+        return Attribute(name=key.removeprefix(CUSTOM_PREFIX), custom=True, value=value)
     return Attribute(name=key, custom=False, value=value)
 
 
@@ -132,39 +152,6 @@ def _int_list(value: Any) -> list[int] | None:
     return None if any(i is None for i in ints) else [i for i in ints if i is not None]
 
 
-def _datetime(value: Any) -> datetime | None:
-    # The same parser as the read path's ``last`` check (need.limits_may_hide_events).
-    return parse_instant(value)
-
-
-#: A converter per UCD type name (§4.7.1, §4.8.2): a value of another type reads as null.
-_CONVERTERS: Final[Mapping[str, Callable[[Any], Any]]] = {
-    "string": _str,
-    "number": _float,
-    "integer": _int,
-    "boolean": _bool,
-    "date": _datetime,
-    "string_array": _str_list,
-    "number_array": _int_list,
-}
-
-#: Event's typed fields: (python name, parameter, converter).
-_EVENT_FIELDS: Final[tuple[tuple[str, str, Callable[[Any], Any]], ...]] = tuple(
-    (field, param, _CONVERTERS[PARAM_TYPES[param]]) for field, param in EVENT_INPUT_PARAMS.items()
-)
-
-#: User's typed attribute fields: (python name, read name, converter). The contract types
-#: the one number attribute, age, as Int: ``_int`` reads 36.0 as 36 (§2.4 keeps numbers as sent).
-_USER_FIELDS: Final[tuple[tuple[str, str, Callable[[Any], Any]], ...]] = tuple(
-    (
-        field,
-        DEFAULT_ATTRIBUTES[write][0],
-        _int if ATTRIBUTE_TYPES[field] == "number" else _CONVERTERS[ATTRIBUTE_TYPES[field]],
-    )
-    for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()
-)
-
-
 @strawberry.type(description="One event of a user.")
 class Event:
     name: str
@@ -189,12 +176,25 @@ class Event:
 
     @classmethod
     def from_ucd(cls, name: str, timestamp: datetime, raw: EventRecord) -> Event:
+        """A value of another type than §4.8.2's reads as null.
+
+        Spelled out, one keyword per field: this runs once per event of every answer,
+        and building a dict to unpack with ``**`` cost ~40% more (2.1 µs -> 2.9 µs).
+        """
         get = raw.get
         return cls(
             name=name,
             timestamp=timestamp,
             source=_str(event_source(raw)),
-            **{field: convert(get(param)) for field, param, convert in _EVENT_FIELDS},
+            product_id=_str(get(PRODUCT_ID)),
+            product_name=_str(get(PRODUCT_NAME)),
+            taxonomy=_str_list(get(TAXONOMY)),
+            currency=_str(get(CURRENCY)),
+            unit_price=_float(get(UNIT_PRICE)),
+            unit_sale_price=_float(get(UNIT_SALE_PRICE)),
+            quantity=_int(get(QUANTITY)),
+            event_group_id=_str(get(EVENT_GROUP_ID)),
+            url=_str(get(URL)),
             _params=raw,
         )
 
@@ -253,7 +253,6 @@ class User:
     whatsapp_optin: bool | None
     gdpr_optin: bool | None
     static_segment_ids: list[int] | None
-    _attributes: strawberry.Private[Mapping[str, Any]]
     _profile: strawberry.Private[ProfileAnswer]
     _custom_identifiers: strawberry.Private[tuple[str, ...]]
     _now: strawberry.Private[datetime]
@@ -262,13 +261,33 @@ class User:
     def from_ucd(
         cls, profile: ProfileAnswer, *, custom_identifiers: Iterable[str], now: datetime
     ) -> User:
-        """``custom_identifiers``: the custom identifier names the request's key used."""
+        """``custom_identifiers``: the custom identifier names the request's key used.
+
+        One keyword per field, as in ``Event.from_ucd`` (no dict unpacked with ``**``). A
+        value of another type than §4.7.1's reads as null; the contract types the one
+        number attribute, age, as Int, and ``_int`` reads 36.0 as 36 (§2.4).
+        """
         get = profile.attributes.get
         iid = profile.insider_id
         return cls(
             insider_id=strawberry.ID(iid) if iid is not None else None,
-            **{field: convert(get(read)) for field, read, convert in _USER_FIELDS},
-            _attributes=profile.attributes,
+            email=_str(get(EMAIL)),
+            phone_number=_str(get(PHONE_NUMBER)),
+            uuid=_str(get(UUID)),
+            name=_str(get(NAME)),
+            surname=_str(get(SURNAME)),
+            birthday=parse_instant(get(BIRTHDAY)),
+            gender=_str(get(GENDER)),
+            age=_int(get(AGE)),
+            language=_str(get(LANGUAGE)),
+            country=_str(get(COUNTRY)),
+            city=_str(get(CITY)),
+            locale=_str(get(LO)),
+            email_optin=_bool(get(EMAIL_OPTIN)),
+            sms_optin=_bool(get(SMS_OPTIN)),
+            whatsapp_optin=_bool(get(WHATSAPP_OPTIN)),
+            gdpr_optin=_bool(get(GDPR)),
+            static_segment_ids=_int_list(get(STATIC_SEGMENT_ID)),
             _profile=profile,
             _custom_identifiers=tuple(custom_identifiers),
             _now=now,
@@ -284,17 +303,18 @@ class User:
         types custom identifiers as plain ``string`` (§3.9), so the gateway cannot tell
         them apart. The names the caller used in its key are known to be identifiers.
         """
+        attributes = self._profile.attributes
         found: list[Identifier] = []
         for kind, key in (
             (IdentifierType.EMAIL, EMAIL),
             (IdentifierType.PHONE_NUMBER, PHONE_NUMBER),
             (IdentifierType.UUID, UUID),
         ):
-            value = self._attributes.get(key)
+            value = attributes.get(key)
             if isinstance(value, str):
                 found.append(Identifier(type=kind, name=key, value=value))
         for name in self._custom_identifiers:
-            value = self._attributes.get(custom_read_name(name))
+            value = attributes.get(custom_read_name(name))
             if isinstance(value, str):
                 found.append(Identifier(type=IdentifierType.CUSTOM, name=name, value=value))
         return found
@@ -304,9 +324,10 @@ class User:
     )
     def attribute(self, name: str, custom: bool = False) -> Attribute | None:
         key = canonical_read_name(name, custom=custom)
-        if key == IID or key not in self._attributes:
+        attributes = self._profile.attributes
+        if key == IID or key not in attributes:
             return None
-        return _attribute(key, self._attributes[key])
+        return _attribute(key, attributes[key])
 
     @described_field("Attributes by name. Both lists omitted: every attribute the user has.")
     def attributes(
@@ -314,19 +335,20 @@ class User:
         names: list[str] | None = strawberry.UNSET,
         custom_names: list[str] | None = strawberry.UNSET,
     ) -> list[Attribute]:
+        attributes = self._profile.attributes
         # UNSET defaults keep "= null" out of the SDL; omitted and null mean the same.
         if not _given(names) and not _given(custom_names):
             # iid is the profile's id, not an attribute (insiderId carries it).
-            return [_attribute(k, v) for k, v in self._attributes.items() if k != IID]
+            return [_attribute(k, v) for k, v in attributes.items() if k != IID]
         keys = [canonical_read_name(n) for n in names or ()]
         keys += [canonical_read_name(n, custom=True) for n in custom_names or ()]
         seen: set[str] = set()
         found: list[Attribute] = []
         for key in keys:
-            if key in seen or key == IID or key not in self._attributes:
+            if key in seen or key == IID or key not in attributes:
                 continue
             seen.add(key)
-            found.append(_attribute(key, self._attributes[key]))
+            found.append(_attribute(key, attributes[key]))
         return found
 
     @described_field(
@@ -349,7 +371,9 @@ class User:
         found: list[Event] = []
         for name in dict.fromkeys(names):
             for raw in self._profile.events_named(name):
-                stamp = _datetime(created_date(raw))
+                # The same parser as the read path's ``last`` check
+                # (need.limits_may_hide_events), so both agree on every event's time.
+                stamp = parse_instant(created_date(raw))
                 if stamp is not None and since <= stamp <= until:
                     found.append(Event.from_ucd(name, stamp, raw))
         if len(names) > 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from gateway.api.inputs import (
     DeleteAttributesInput,
@@ -27,6 +27,7 @@ from gateway.errors import BadUserInput
 from gateway.ucd import names
 from gateway.ucd.requests import (
     AttributeDeleteUser,
+    Attributes,
     EventsQuery,
     ExportRequest,
     Identifier,
@@ -123,7 +124,7 @@ def export_request(export: ExportInput, *, hook: str, now: datetime) -> ExportRe
         segment_id = int(export.segment_id)
     except ValueError:
         raise BadUserInput("segmentId must be an integer", path="input.segmentId") from None
-    attributes: tuple[str, ...] | Literal["*"] | None = None
+    attributes: Attributes | None = None
     if export.attributes is None and export.custom_attributes is None:
         attributes = names.ALL_ATTRIBUTES
     else:

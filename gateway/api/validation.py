@@ -148,19 +148,26 @@ def _check_json_object(value: Any, path: str, what: str) -> list[Problem]:
 
 
 def _param_type_fits(kind: str, value: Any) -> bool:
-    """Whether ``value`` is of the §4.8.2 type ``kind``."""
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "number":
-        return not isinstance(value, bool) and isinstance(value, int | float)
-    if kind == "integer":
-        return (
-            not isinstance(value, bool)
-            and isinstance(value, int | float)
-            and float(value).is_integer()
-        )
-    # string_array (taxonomy), the only other typed parameter.
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    """Whether ``value`` is of the §4.8.2 type ``kind``; False for a type it does not know.
+
+    An unknown type fits nothing, so a type added to PARAM_TYPES without a case here is
+    refused loudly in tests rather than checked as some other type.
+    """
+    match kind:
+        case "string":
+            return isinstance(value, str)
+        case "number":
+            return not isinstance(value, bool) and isinstance(value, int | float)
+        case "integer":
+            return (
+                not isinstance(value, bool)
+                and isinstance(value, int | float)
+                and float(value).is_integer()
+            )
+        case "string_array":
+            return isinstance(value, list) and all(isinstance(v, str) for v in value)
+        case _:
+            return False
 
 
 def _check_param_types(params: Mapping[str, Any], path: str) -> list[Problem]:

@@ -32,11 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from gateway.ucd.answers import EventRecord, ProfileAnswer, created_date, event_source
 from gateway.ucd.names import ALL_ATTRIBUTES, IID
-from gateway.ucd.requests import EventsQuery, ProfileRequest, UserRef, WantedEvents
+from gateway.ucd.requests import Attributes, EventsQuery, ProfileRequest, UserRef, WantedEvents
 from gateway.ucd.times import epoch_seconds, parse_instant
 
 __all__ = ["Last", "ProfileNeed", "limits_may_hide_events"]
@@ -145,7 +144,7 @@ class ProfileNeed:
         to name something (§3.2.2: attributes or events are required): it asks for ``iid``,
         which every answer carries anyway.
         """
-        attributes: tuple[str, ...] | Literal["*"] | None = None
+        attributes: Attributes | None = None
         if self.all_attributes:
             attributes = ALL_ATTRIBUTES
         elif self.attributes or not self.events:

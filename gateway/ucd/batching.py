@@ -3,7 +3,8 @@
 ``plan_chunks`` decides which users share a request; ``send_batches`` sends the chunks of
 one operation concurrently and hands each user its own outcome (or its request's error).
 Sizes are measured as the client writes the body (orjson), so a planned request is never
-refused for its size.
+refused for its size. Each user is written and encoded once (``EncodedUser``): that
+encoding is both its measure and what its request sends.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import Any, Final, Protocol, TypeVar
 import orjson
 
 from gateway.ucd.envelope import DataEnvelope, UserOutcome
+from gateway.ucd.requests import AttributeDeleteUser, EncodedUser, UpsertUser
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_USERS_PER_CALL",
     "TOO_BIG",
-    "frame_bytes",
     "plan_chunks",
     "send_batches",
     "wire_bytes",
@@ -41,18 +42,13 @@ class Wire(Protocol):
     def to_wire(self) -> dict[str, Any]: ...
 
 
-User = TypeVar("User", bound=Wire)
 Request = TypeVar("Request", bound=Wire)
 
 
 def wire_bytes(item: Wire) -> int:
-    """Bytes of ``item`` as the client writes it."""
+    """Bytes of ``item`` as the client writes it; of a request without users
+    (``{"users":[],...}``), what every chunk pays besides its users."""
     return len(orjson.dumps(item.to_wire()))
-
-
-def frame_bytes(empty: Wire) -> int:
-    """Bytes of a request with no users (``{"users":[],...}``): what every chunk pays."""
-    return wire_bytes(empty)
 
 
 def plan_chunks(sizes: Sequence[int], frame: int) -> tuple[list[list[int]], list[int]]:
@@ -84,24 +80,25 @@ def plan_chunks(sizes: Sequence[int], frame: int) -> tuple[list[list[int]], list
 
 
 async def send_batches(
-    users: Sequence[User],
-    request: Callable[[Sequence[User]], Request],
+    users: Sequence[UpsertUser] | Sequence[AttributeDeleteUser],
+    request: Callable[[Sequence[EncodedUser]], Request],
     send: Callable[[Request], Awaitable[DataEnvelope]],
 ) -> list[UserOutcome | BaseException]:
     """Send users in as few requests as the limits allow, concurrently.
 
-    ``request(users)`` builds one E1 or E4 request (``request(())`` measures the frame);
-    ``send`` is the client's call. Each item of the result is the user's outcome, or the
-    exception its request raised (the caller decides whether one failed chunk fails the
-    whole operation).
+    ``request(users)`` builds one E1 or E4 request of already written users
+    (``request(())`` measures the frame); ``send`` is the client's call. Each item of the
+    result is the user's outcome, or the exception its request raised (the caller decides
+    whether one failed chunk fails the whole operation).
     """
-    chunks, _ = plan_chunks([wire_bytes(user) for user in users], frame_bytes(request(())))
+    encoded = [EncodedUser.of(user) for user in users]
+    chunks, _ = plan_chunks([user.size for user in encoded], wire_bytes(request(())))
     # Every user a chunk holds gets its own result below; the others keep TOO_BIG.
     results: list[UserOutcome | BaseException] = [TOO_BIG] * len(users)
 
     async def run(chunk: list[int]) -> None:
         try:
-            envelope = await send(request([users[i] for i in chunk]))
+            envelope = await send(request([encoded[i] for i in chunk]))
         except Exception as exc:  # reported per user; the caller raises or maps it
             for i in chunk:
                 results[i] = exc

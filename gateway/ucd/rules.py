@@ -1,8 +1,9 @@
 r"""The UCD's identifier and name rules, as one table (docs/ucd-rest-api.md §3.1.3, §4.2).
 
 Both sides check with this table: the gateway's input validation (``gateway.api.validation``,
-before any UCD call) and the local UCD (``gateway.local_ucd.identity.identifiers`` and
-``gateway.local_ucd.events.writing``), so what one refuses the other refuses too. It
+before any UCD call) and the local UCD (its identity checks, upsert validation, event
+writing and segment conditions), so what one refuses the other refuses too; both also
+normalise and block identifier values with the functions here, never with copies. It
 imports only the standard library, because the local UCD may import nothing else from the
 gateway.
 

@@ -10,7 +10,9 @@ from graphql import GraphQLError, parse
 from gateway.api.one_of import refused_arguments
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import graphql_core_schema
+from gateway.api.validation import _param_type_fits
 from gateway.error_pipeline import code_one_of_refusals
+from gateway.ucd.names import PARAM_TYPES
 from tests.gateway.conftest import UPSERT, CallLog, Gateway, seed
 
 
@@ -408,3 +410,30 @@ async def test_users_with_more_keys_than_allowed_is_refused_before_any_ucd_call(
         "message": f"keys must not contain more than {limit} keys (UCD_GATEWAY_MAX_USER_KEYS)",
     }
     assert ucd_calls.calls == []
+
+
+#: A value of each §4.8.2 type that fits it, one that does not, per type name.
+PARAM_SAMPLES = {
+    "string": ("EUR", 1),
+    "number": (1.5, True),
+    "integer": (3.0, 3.5),
+    "string_array": (["a", "b"], ["a", 1]),
+}
+
+
+@pytest.mark.parametrize(("kind", "samples"), PARAM_SAMPLES.items(), ids=list(PARAM_SAMPLES))
+def test_each_parameter_type_is_checked_as_itself(kind: str, samples: tuple[Any, Any]) -> None:
+    fits, misfits = samples
+    assert _param_type_fits(kind, fits)
+    assert not _param_type_fits(kind, misfits)
+
+
+def test_every_typed_parameter_has_a_type_the_check_knows() -> None:
+    assert set(PARAM_TYPES.values()) == set(PARAM_SAMPLES)
+
+
+@pytest.mark.parametrize("kind", ["date", "number_array", "String", ""])
+def test_a_type_the_check_does_not_know_fits_nothing(kind: str) -> None:
+    """It used to be checked as string_array, so a list of strings passed."""
+    assert not _param_type_fits(kind, ["a", "b"])
+    assert not _param_type_fits(kind, "a")

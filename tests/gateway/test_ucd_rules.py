@@ -4,6 +4,10 @@ Each row is checked three times: against ``gateway.ucd.rules`` itself, against t
 gateway's input validation (refused before any UCD call, with the UCD's message), and
 against the local UCD over HTTP (E1's per-user error key and message, §3.1.3). The two
 newline rows are the ones Python's ``$`` and ``re.DOTALL`` used to let through.
+
+The blocked values of §4.2 have their own rows (``BLOCKED_ROWS``): they are compared after
+normalisation, which only emails have, so ``" NULL "`` is blocked as an email while a UUID
+or a phone number ``" null "`` is used as sent.
 """
 
 from __future__ import annotations
@@ -16,7 +20,16 @@ import orjson
 import pytest
 
 from gateway.ucd.paths import PROFILE_PATH, UPSERT_PATH
-from gateway.ucd.rules import CUSTOM_NAME, EMAIL, EVENT_NAME, PHONE_NUMBER, RULES, Rule
+from gateway.ucd.rules import (
+    BLOCKED,
+    CUSTOM_NAME,
+    EMAIL,
+    EVENT_NAME,
+    PHONE_NUMBER,
+    RULES,
+    Rule,
+    normalise_identifier,
+)
 from tests.gateway.conftest import TOKEN, UPSERT, CallLog, Gateway
 
 AUTH = {"X-PARTNER-NAME": "local", "X-REQUEST-TOKEN": TOKEN}
@@ -30,26 +43,28 @@ class Row:
     ok: bool
 
 
-ROWS = [
-    pytest.param(Row(EMAIL, "ada@example.com", True), id="email"),
-    pytest.param(Row(EMAIL, " Ada@Example.COM ", True), id="email-normalised"),
-    pytest.param(Row(EMAIL, "a\nb@x.io", False), id="email-embedded-newline"),
-    pytest.param(Row(EMAIL, "sample", False), id="email-no-at"),
-    pytest.param(Row(EMAIL, "a@b", False), id="email-no-dot"),
-    pytest.param(Row(PHONE_NUMBER, "+905551112233", True), id="phone"),
-    pytest.param(Row(PHONE_NUMBER, "+905551112233\n", False), id="phone-trailing-newline"),
-    pytest.param(Row(PHONE_NUMBER, "05551112233", False), id="phone-no-plus"),
-    pytest.param(Row(PHONE_NUMBER, "+90555", False), id="phone-too-short"),
-    pytest.param(Row(PHONE_NUMBER, "+٩٠٥٥٥١١١٢٢٣٣", False), id="phone-arabic-digits"),
-    pytest.param(Row(EVENT_NAME, "page_view", True), id="event"),
-    pytest.param(Row(EVENT_NAME, "cart.v2_step-1", True), id="event-punctuation"),
-    pytest.param(Row(EVENT_NAME, "Page_view", False), id="event-upper-case"),
-    pytest.param(Row(EVENT_NAME, "page_view\n", False), id="event-trailing-newline"),
-    pytest.param(Row(EVENT_NAME, "_page_view", False), id="event-leading-underscore"),
-    pytest.param(Row(CUSTOM_NAME, "t" * 128, True), id="custom-name-128"),
-    pytest.param(Row(CUSTOM_NAME, "t" * 129, False), id="custom-name-129"),
-    pytest.param(Row(CUSTOM_NAME, "", False), id="custom-name-empty"),
+#: (id, row) as a plain typed list: pytest's params hold their values as ``object``.
+NAMED_ROWS: list[tuple[str, Row]] = [
+    ("email", Row(EMAIL, "ada@example.com", True)),
+    ("email-normalised", Row(EMAIL, " Ada@Example.COM ", True)),
+    ("email-embedded-newline", Row(EMAIL, "a\nb@x.io", False)),
+    ("email-no-at", Row(EMAIL, "sample", False)),
+    ("email-no-dot", Row(EMAIL, "a@b", False)),
+    ("phone", Row(PHONE_NUMBER, "+905551112233", True)),
+    ("phone-trailing-newline", Row(PHONE_NUMBER, "+905551112233\n", False)),
+    ("phone-no-plus", Row(PHONE_NUMBER, "05551112233", False)),
+    ("phone-too-short", Row(PHONE_NUMBER, "+90555", False)),
+    ("phone-arabic-digits", Row(PHONE_NUMBER, "+٩٠٥٥٥١١١٢٢٣٣", False)),
+    ("event", Row(EVENT_NAME, "page_view", True)),
+    ("event-punctuation", Row(EVENT_NAME, "cart.v2_step-1", True)),
+    ("event-upper-case", Row(EVENT_NAME, "Page_view", False)),
+    ("event-trailing-newline", Row(EVENT_NAME, "page_view\n", False)),
+    ("event-leading-underscore", Row(EVENT_NAME, "_page_view", False)),
+    ("custom-name-128", Row(CUSTOM_NAME, "t" * 128, True)),
+    ("custom-name-129", Row(CUSTOM_NAME, "t" * 129, False)),
+    ("custom-name-empty", Row(CUSTOM_NAME, "", False)),
 ]
+ROWS = [pytest.param(row, id=name) for name, row in NAMED_ROWS]
 
 #: What the gateway refuses each rule with: the GraphQL input path and the UCD's message.
 GATEWAY_REFUSAL = {
@@ -99,7 +114,7 @@ def ucd_user(row: Row) -> dict[str, Any]:
 
 
 def test_every_rule_has_a_row() -> None:
-    checked = {param.values[0].rule.name for param in ROWS}  # type: ignore[union-attr]
+    checked = {row.rule.name for _, row in NAMED_ROWS}
     assert checked == set(RULES) - {"blocked"}
 
 
@@ -152,3 +167,118 @@ async def test_a_single_user_call_refuses_a_trailing_newline_with_the_ucd_text(
     assert response.json() == {
         "error": "user has an invalid phone number: +905551112233\n: bad request"
     }
+
+
+# --- blocked values (§4.2) ------------------------------------------------------------------
+
+#: The local UCD's answer when no identifier is left (§3.1.3; the typo is the UCD's).
+REQUIRED = "either insider_id or idenifiers must be specified"
+
+
+@dataclass(frozen=True)
+class BlockedRow:
+    """An identifier value next to a blocked one, and what each side makes of it.
+
+    ``refusal`` is the gateway's (input path, message), or None when it sends the user;
+    ``ucd_errors`` is E1's per-user errors for the same value, or None when it is stored.
+    """
+
+    field: str
+    kind: str
+    value: str
+    blocked: bool
+    refusal: tuple[str, str] | None
+    ucd_errors: dict[str, list[str]] | None
+
+
+BLOCKED_ROWS = [
+    pytest.param(
+        # UUIDs are used exactly as sent: " null " is not "null", so it names a user.
+        BlockedRow("uuid", "uuid", " null ", False, None, None),
+        id="uuid-padded-null-is-used-as-sent",
+    ),
+    pytest.param(
+        # Emails are trimmed and lower-cased first: " NULL " is "null", ignored, so the key
+        # names nobody; the gateway refuses it before any call, the UCD answers required.
+        BlockedRow(
+            "email",
+            "email",
+            " NULL ",
+            True,
+            ("users.0.key", "the key must give an insiderId or at least one identifier value"),
+            {
+                "users.0.identifiers.required": [REQUIRED],
+                "users.0.insider_id.required": [REQUIRED],
+            },
+        ),
+        id="email-padded-null-is-blocked",
+    ),
+    pytest.param(
+        # Phone numbers are used as sent: " null " is not blocked, and not E.164 either.
+        BlockedRow(
+            "phoneNumber",
+            "phone_number",
+            " null ",
+            False,
+            ("users.0.key.phoneNumber", "user has an invalid phone number:  null "),
+            {
+                r"users.0.identifiers.*.regexp(^\+[1-9]\d{6,14}$)": [
+                    "user has an invalid phone number:  null "
+                ]
+            },
+        ),
+        id="phone-padded-null-is-refused-for-its-format",
+    ),
+]
+
+USER_BY_UUID = (
+    "query($uuid: String!) { user(key: {uuid: $uuid}) { uuid identifiers { name value } } }"
+)
+
+
+@pytest.mark.parametrize("row", BLOCKED_ROWS)
+def test_a_value_is_blocked_only_once_normalised(row: BlockedRow) -> None:
+    assert BLOCKED.check(normalise_identifier(row.kind, row.value)) is row.blocked
+
+
+@pytest.mark.parametrize("row", BLOCKED_ROWS)
+async def test_the_gateway_sends_or_refuses_a_value_next_to_a_blocked_one(
+    row: BlockedRow, gateway: Gateway, ucd_calls: CallLog
+) -> None:
+    item = {
+        "key": {row.field: row.value},
+        "events": [{"name": "session_start", "timestamp": TIMESTAMP}],
+    }
+    data = await gateway.ok(UPSERT, {"input": {"users": [item]}})
+    result = data["upsertUsers"]["results"][0]
+    if row.refusal is not None:
+        path, message = row.refusal
+        assert result == {"index": 0, "ok": False, "errors": [{"path": path, "message": message}]}
+        assert ucd_calls.calls == []
+        return
+    assert result == {"index": 0, "ok": True, "errors": []}
+    # Sent as the UCD uses it (not trimmed), and found again by the same value.
+    assert [c.body["users"][0]["identifiers"] for c in ucd_calls.upserts] == [{row.kind: row.value}]
+    found = await gateway.ok(USER_BY_UUID, {"uuid": row.value})
+    assert found["user"] == {
+        "uuid": row.value,
+        "identifiers": [{"name": row.kind, "value": row.value}],
+    }
+
+
+@pytest.mark.parametrize("row", BLOCKED_ROWS)
+async def test_the_local_ucd_stores_or_refuses_a_value_next_to_a_blocked_one(
+    row: BlockedRow, ucd_http: httpx.AsyncClient
+) -> None:
+    user = {
+        "identifiers": {row.kind: row.value},
+        "events": [{"event_name": "session_start", "timestamp": TIMESTAMP}],
+    }
+    response = await ucd_http.post(UPSERT_PATH, json={"users": [user]}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    data = orjson.loads(response.content)["data"]
+    if row.ucd_errors is None:
+        assert data["successful"]["count"] == 1, data
+        return
+    assert data["fail"]["count"] == 1
+    assert data["fail"]["errors"] == row.ucd_errors

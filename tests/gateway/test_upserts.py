@@ -4,28 +4,53 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import pytest
 
 from gateway.errors import UpstreamError
-from gateway.ucd.batching import MAX_BODY_BYTES, frame_bytes, plan_chunks, send_batches
+from gateway.ucd.batching import MAX_BODY_BYTES, plan_chunks, send_batches, wire_bytes
 from gateway.ucd.client import UcdClient
 from gateway.ucd.envelope import DataEnvelope
-from gateway.ucd.requests import ProfileRequest, UpsertRequest, UpsertUser, UserRef
+from gateway.ucd.requests import (
+    AttributeDeleteRequest,
+    AttributeDeleteUser,
+    EncodedUser,
+    ProfileRequest,
+    UpsertRequest,
+    UpsertUser,
+    UserRef,
+)
 from gateway.upserts import UpsertCoalescer
 from tests.gateway.conftest import CallLog, UcdWire, wire_user
 
 #: The size of an E1 request without users.
-FRAME = frame_bytes(UpsertRequest((), skip_hook=False))
+FRAME = wire_bytes(UpsertRequest((), skip_hook=False))
 
 
 def user(i: int) -> UpsertUser:
     return wire_user({"identifiers": {"uuid": f"u-{i}"}, "attributes": {"age": i}})
 
 
-def skipping_hooks(users: Sequence[UpsertUser]) -> UpsertRequest:
+def skipping_hooks(users: Sequence[EncodedUser]) -> UpsertRequest:
     return UpsertRequest(users, skip_hook=True)
+
+
+@dataclass(frozen=True, slots=True)
+class CountedUser(UpsertUser):
+    """An E1 user that counts how often its body is written."""
+
+    writes: list[int] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        self.writes.append(1)
+        return UpsertUser.to_wire(self)
+
+
+def counted(i: int) -> CountedUser:
+    return CountedUser(UserRef(uuid=f"u-{i}"), attributes={"age": i})
 
 
 def test_split_envelope_gives_each_user_its_own_errors() -> None:
@@ -64,9 +89,52 @@ def test_plan_chunks_keeps_every_body_under_5_000_000_bytes() -> None:
 
 
 def test_plan_chunks_reports_a_user_too_big_for_any_request() -> None:
-    chunks, too_big = plan_chunks([10, MAX_BODY_BYTES, 10], frame_bytes(UpsertRequest(())))
+    chunks, too_big = plan_chunks([10, MAX_BODY_BYTES, 10], wire_bytes(UpsertRequest(())))
     assert chunks == [[0, 2]]
     assert too_big == [1]
+
+
+@pytest.mark.parametrize(
+    ("plain", "request_of"),
+    [
+        pytest.param(user(1), lambda users: UpsertRequest(users, skip_hook=True), id="E1"),
+        pytest.param(
+            AttributeDeleteUser(UserRef(uuid="u-1"), whole=("age",), custom_partial={"t": [1]}),
+            AttributeDeleteRequest,
+            id="E4",
+        ),
+    ],
+)
+def test_a_rendered_user_is_sent_byte_for_byte_as_it_was_measured(
+    plain: UpsertUser | AttributeDeleteUser, request_of: Any
+) -> None:
+    encoded = EncodedUser.of(plain)
+    assert encoded.size == len(orjson.dumps(plain.to_wire()))
+    sent = orjson.dumps(request_of([encoded, encoded]).to_wire())
+    assert sent == orjson.dumps(request_of([plain, plain]).to_wire())
+    assert len(sent) == wire_bytes(request_of(())) + 2 * encoded.size + 1
+
+
+async def test_send_batches_writes_each_user_once(ucd: UcdClient, ucd_calls: CallLog) -> None:
+    """Measuring a user's size and sending it share one to_wire() and one encoding."""
+    users = [counted(i) for i in range(1500)]
+    outcomes = await send_batches(users, UpsertRequest, ucd.upsert)
+    assert [len(c.body["users"]) for c in ucd_calls.upserts] == [1000, 500]
+    assert all(not isinstance(o, BaseException) and o.ok for o in outcomes)
+    assert [len(u.writes) for u in users] == [1] * 1500
+
+
+async def test_the_coalescer_writes_each_user_once(ucd: UcdClient, ucd_calls: CallLog) -> None:
+    coalescer = UpsertCoalescer(ucd, window_ms=1)
+    users = [counted(i) for i in range(10)]
+    outcomes = await asyncio.gather(*(coalescer.submit(u) for u in users))
+    assert len(ucd_calls.upserts) == 1
+    assert ucd_calls.upserts[0].body["users"][3] == {
+        "identifiers": {"uuid": "u-3"},
+        "attributes": {"age": 3},
+    }
+    assert all(o.ok for o in outcomes)
+    assert [len(u.writes) for u in users] == [1] * 10
 
 
 async def test_2500_users_cost_3_upsert_calls_sent_concurrently(

@@ -36,10 +36,11 @@ from gateway.local_ucd.events.writing import (
     write_catalog,
 )
 from gateway.local_ucd.http import ApiError, data_envelope
-from gateway.local_ucd.identity.identifiers import DEFAULT_KINDS, normalise_value
+from gateway.local_ucd.identity.identifiers import DEFAULT_KINDS
 from gateway.local_ucd.identity.resolution import Conflict, Resolver
 from gateway.local_ucd.services import UcdRequest
 from gateway.local_ucd.timefmt import to_us
+from gateway.ucd.rules import normalise_identifier
 
 __all__ = ["MAX_USERS", "UpsertOutcome", "handle_upsert", "upsert_users"]
 
@@ -215,7 +216,7 @@ def _likely_identifiers(users: Sequence[Any]) -> list[tuple[str, str, str]]:
             for kind in DEFAULT_KINDS:
                 value = source.get(kind)
                 if type(value) is str:
-                    found.append((kind, "", normalise_value(kind, value)))
+                    found.append((kind, "", normalise_identifier(kind, value)))
             custom = source.get("custom")
             if type(custom) is dict:
                 found.extend(

@@ -18,13 +18,8 @@ from gateway.local_ucd.attributes.names import by_write_name
 from gateway.local_ucd.attributes.writing import CustomName, CustomNames, classify_value, fits_type
 from gateway.local_ucd.events.writing import PreparedEvent, check_events
 from gateway.local_ucd.http import render_value
-from gateway.local_ucd.identity.identifiers import (
-    Identifier,
-    format_issue,
-    is_blocked,
-    normalise_value,
-    parse_identity,
-)
+from gateway.local_ucd.identity.identifiers import Identifier, format_issue, parse_identity
+from gateway.ucd.rules import BLOCKED, normalise_identifier
 
 __all__ = [
     "CheckedEvents",
@@ -217,7 +212,7 @@ def _check_attributes(
                         f"{name} must be string: {render_value(value)}",
                     )
                 )
-            elif not is_blocked(value):
+            elif not BLOCKED.check(value):
                 attach_only.append(Identifier("custom", name, value))
             continue
         fixed = entry.type if entry is not None else None
@@ -254,8 +249,8 @@ def _check_identifier_attribute(
             (f"attributes.{key}.type(string)", f"{key} must be string: {render_value(value)}")
         )
         return
-    normalised = normalise_value(key, value)
-    if is_blocked(normalised):
+    normalised = normalise_identifier(key, value)
+    if BLOCKED.check(normalised):
         return
     issue = format_issue(key, value)
     if issue is not None:

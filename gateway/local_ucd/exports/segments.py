@@ -21,8 +21,8 @@ import orjson
 from gateway.local_ucd.attributes.names import resolve_read_name
 from gateway.local_ucd.attributes.views import load_attribute_maps
 from gateway.local_ucd.http import ApiError
-from gateway.local_ucd.identity.identifiers import normalise_email
 from gateway.local_ucd.store.json_values import is_number, json_equal
+from gateway.ucd.rules import normalise_email
 
 __all__ = [
     "ALL_USERS",

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.local_ucd.http import render_value
-from gateway.ucd.rules import BLOCKED_VALUES, CUSTOM_NAME, EMAIL, PHONE_NUMBER, normalise_email
+from gateway.ucd.rules import BLOCKED, CUSTOM_NAME, EMAIL, PHONE_NUMBER, normalise_identifier
 
 __all__ = [
-    "BLOCKED_VALUES",
     "DEFAULT_KINDS",
     "REQUIRED_MESSAGE",
     "Identifier",
@@ -24,11 +23,8 @@ __all__ = [
     "ParsedIdentity",
     "find_owner",
     "format_issue",
-    "is_blocked",
     "is_custom_attribute",
     "lookup_profile",
-    "normalise_email",
-    "normalise_value",
     "parse_identity",
     "resolve_insider_id",
 ]
@@ -89,16 +85,6 @@ class ParsedIdentity:
     #: An insider_id or at least one identifier entry with a non-blocked value was given
     #: (an invalid value counts as given, §3.1.3).
     given: bool
-
-
-def normalise_value(kind: str, value: str) -> str:
-    """The stored form of an identifier value: emails normalised, other kinds as sent."""
-    return normalise_email(value) if kind == "email" else value
-
-
-def is_blocked(value: str) -> bool:
-    """A blocked value is never matched nor stored (§4.2). ``value`` is already normalised."""
-    return value.lower() in BLOCKED_VALUES
 
 
 def format_issue(kind: str, value: str) -> tuple[str, str] | None:
@@ -179,8 +165,9 @@ def parse_identity(
                     )
                 )
                 continue
-            normalised = normalise_value(key, value)
-            if is_blocked(normalised):
+            normalised = normalise_identifier(key, value)
+            # §4.2: compared once normalised; a blocked value is ignored, not an error.
+            if BLOCKED.check(normalised):
                 continue
             given = True
             issue = format_issue(key, value)
@@ -215,7 +202,8 @@ def _parse_custom(
         return True
     given = False
     for name, item in value.items():
-        if isinstance(item, str) and is_blocked(item):
+        # Custom values are used as sent (§4.2): nothing to normalise before the check.
+        if isinstance(item, str) and BLOCKED.check(item):
             continue
         if item is None:
             continue
