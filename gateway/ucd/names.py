@@ -14,28 +14,55 @@ from collections.abc import Mapping
 from typing import Final
 
 __all__ = [
+    "AGE",
     "ALL_ATTRIBUTES",
+    "BIRTHDAY",
+    "CITY",
+    "COUNTRY",
+    "CURRENCY",
     "CUSTOM",
     "CUSTOM_PREFIX",
     "DEFAULT_ATTRIBUTES",
     "EMAIL",
+    "EMAIL_OPTIN",
     "EVENTS_WITH_REQUIRED_PARAMS",
+    "EVENT_GROUP_ID",
+    "GDPR",
+    "GDPR_OPTIN",
+    "GENDER",
     "IID",
     "INSIDER_ID",
+    "LANGUAGE",
+    "LO",
     "LOCALE",
+    "NAME",
     "PARAM_TYPES",
     "PHONE_NUMBER",
+    "PRODUCT_ID",
     "PRODUCT_NAME",
+    "QUANTITY",
     "READ_NAME_ALIASES",
     "REQUIRED_PARAMS",
+    "SMS_OPTIN",
     "SOURCE",
     "STATIC_SEGMENT_ID",
+    "SURNAME",
+    "TAXONOMY",
     "TYPED_EVENT_PARAMS",
+    "UNIT_PRICE",
+    "UNIT_SALE_PRICE",
+    "URL",
     "UUID",
+    "WHATSAPP_OPTIN",
     "WRITE_NAME_ALIASES",
     "canonical_read_name",
     "custom_read_name",
 ]
+
+# One constant per name the gateway reads or writes outside this package, so no other
+# module spells a UCD name as a literal (tests/test_architecture.py), and so the hot
+# constructors of gateway.api.types can spell each keyword argument out (a table
+# unpacked with ** cost ~40% more per event).
 
 #: The default identifier kinds (§4.2); custom identifiers sit under ``custom``.
 EMAIL: Final = "email"
@@ -52,22 +79,38 @@ ALL_ATTRIBUTES: Final = "*"
 #: Read-name prefix of custom attributes and identifiers, and of custom event parameters.
 CUSTOM_PREFIX: Final = "c_"
 
+#: The other default attributes (§4.7.1), by the name the gateway writes. Two are read
+#: under another name: gdpr_optin as ``gdpr`` and locale as ``lo``.
+NAME: Final = "name"
+SURNAME: Final = "surname"
+GENDER: Final = "gender"
+AGE: Final = "age"
+BIRTHDAY: Final = "birthday"
+LANGUAGE: Final = "language"
+COUNTRY: Final = "country"
+CITY: Final = "city"
 LOCALE: Final = "locale"
+LO: Final = "lo"
+EMAIL_OPTIN: Final = "email_optin"
+SMS_OPTIN: Final = "sms_optin"
+WHATSAPP_OPTIN: Final = "whatsapp_optin"
+GDPR_OPTIN: Final = "gdpr_optin"
+GDPR: Final = "gdpr"
 STATIC_SEGMENT_ID: Final = "static_segment_id"
 
 #: Read-name aliases the UCD resolves (§4.7.1 "Read names"); the answer uses the target.
 READ_NAME_ALIASES: Final[Mapping[str, str]] = {
-    "gdpr_optin": "gdpr",
-    LOCALE: "lo",
+    GDPR_OPTIN: GDPR,
+    LOCALE: LO,
     "list_id": STATIC_SEGMENT_ID,
     "em": EMAIL,
     "pn": PHONE_NUMBER,
 }
 
 #: The UCD's other write names for two attributes the gateway writes under the names
-#: below (§4.7.1 table: ``lo`` for ``locale``, ``list_id`` for ``static_segment_id``);
+#: above (§4.7.1 table: ``lo`` for ``locale``, ``list_id`` for ``static_segment_id``);
 #: the UCD's error keys use whichever name the request used.
-WRITE_NAME_ALIASES: Final[Mapping[str, str]] = {"lo": LOCALE, "list_id": STATIC_SEGMENT_ID}
+WRITE_NAME_ALIASES: Final[Mapping[str, str]] = {LO: LOCALE, "list_id": STATIC_SEGMENT_ID}
 
 #: The default attributes (§4.7.1) by the name the gateway writes, in the spec's order,
 #: with the name the UCD answers under and its type (as named in the UCD's error texts).
@@ -77,19 +120,19 @@ DEFAULT_ATTRIBUTES: Final[Mapping[str, tuple[str, str]]] = {
         (EMAIL, "string"),
         (PHONE_NUMBER, "string"),
         (UUID, "string"),
-        ("name", "string"),
-        ("surname", "string"),
-        ("gender", "string"),
-        ("age", "number"),
-        ("birthday", "date"),
-        ("language", "string"),
-        ("country", "string"),
-        ("city", "string"),
+        (NAME, "string"),
+        (SURNAME, "string"),
+        (GENDER, "string"),
+        (AGE, "number"),
+        (BIRTHDAY, "date"),
+        (LANGUAGE, "string"),
+        (COUNTRY, "string"),
+        (CITY, "string"),
         (LOCALE, "string"),
-        ("email_optin", "boolean"),
-        ("sms_optin", "boolean"),
-        ("whatsapp_optin", "boolean"),
-        ("gdpr_optin", "boolean"),
+        (EMAIL_OPTIN, "boolean"),
+        (SMS_OPTIN, "boolean"),
+        (WHATSAPP_OPTIN, "boolean"),
+        (GDPR_OPTIN, "boolean"),
         (STATIC_SEGMENT_ID, "number_array"),
     )
 }
@@ -113,33 +156,41 @@ def canonical_read_name(name: str, *, custom: bool = False) -> str:
 
 # --- event parameters (§4.8.2) ---------------------------------------------------------
 
+PRODUCT_ID: Final = "product_id"
 #: The default parameter the product's name is written as (the GraphQL field is productName).
 PRODUCT_NAME: Final = "name"
+TAXONOMY: Final = "taxonomy"
+CURRENCY: Final = "currency"
+UNIT_PRICE: Final = "unit_price"
+UNIT_SALE_PRICE: Final = "unit_sale_price"
+QUANTITY: Final = "quantity"
+EVENT_GROUP_ID: Final = "event_group_id"
+URL: Final = "url"
 #: The event's source (§4.8.2): a string parameter on write, a field of every event on read.
 SOURCE: Final = "source"
 
 #: The default parameters the gateway types, in the order of its GraphQL fields.
 TYPED_EVENT_PARAMS: Final = (
-    "product_id",
+    PRODUCT_ID,
     PRODUCT_NAME,
-    "taxonomy",
-    "currency",
-    "unit_price",
-    "unit_sale_price",
-    "quantity",
-    "event_group_id",
-    "url",
+    TAXONOMY,
+    CURRENCY,
+    UNIT_PRICE,
+    UNIT_SALE_PRICE,
+    QUANTITY,
+    EVENT_GROUP_ID,
+    URL,
 )
 
 #: §4.8.2: the type-checked default parameters and their type names (as in error texts).
 PARAM_TYPES: Final[Mapping[str, str]] = {
     **dict.fromkeys(
         (
-            "product_id",
+            PRODUCT_ID,
             PRODUCT_NAME,
-            "currency",
-            "event_group_id",
-            "url",
+            CURRENCY,
+            EVENT_GROUP_ID,
+            URL,
             LOCALE,
             "color",
             "size",
@@ -150,69 +201,11 @@ PARAM_TYPES: Final[Mapping[str, str]] = {
         ),
         "string",
     ),
-    "taxonomy": "string_array",
-    **dict.fromkeys(("unit_price", "unit_sale_price", "stock", "promotion_discount"), "number"),
-    "quantity": "integer",
+    TAXONOMY: "string_array",
+    **dict.fromkeys((UNIT_PRICE, UNIT_SALE_PRICE, "stock", "promotion_discount"), "number"),
+    QUANTITY: "integer",
 }
 
 #: §3.1.3: these events need these parameters, reported in this order.
-REQUIRED_PARAMS: Final = ("event_group_id", "currency", "unit_sale_price")
+REQUIRED_PARAMS: Final = (EVENT_GROUP_ID, CURRENCY, UNIT_SALE_PRICE)
 EVENTS_WITH_REQUIRED_PARAMS: Final = frozenset({"purchase", "cart_page_view"})
-
-
-# --- read names of the typed fields ------------------------------------------------------
-# One constant per key that gateway.api.types reads out of an E2 answer, so its hot
-# constructors can spell each keyword argument out (a table unpacked with ** cost ~40%
-# more per event) without writing the UCD's keys as literals outside gateway/ucd.
-
-#: The typed default event parameters (§4.8.2) besides PRODUCT_NAME, as written and read.
-PRODUCT_ID: Final = "product_id"
-TAXONOMY: Final = "taxonomy"
-CURRENCY: Final = "currency"
-UNIT_PRICE: Final = "unit_price"
-UNIT_SALE_PRICE: Final = "unit_sale_price"
-QUANTITY: Final = "quantity"
-EVENT_GROUP_ID: Final = "event_group_id"
-URL: Final = "url"
-
-#: The default attributes' read names (§4.7.1) besides EMAIL, PHONE_NUMBER, UUID and
-#: STATIC_SEGMENT_ID. Two differ from the write name: gdpr_optin reads as ``gdpr`` and
-#: locale as ``lo``.
-NAME: Final = "name"
-SURNAME: Final = "surname"
-GENDER: Final = "gender"
-AGE: Final = "age"
-BIRTHDAY: Final = "birthday"
-LANGUAGE: Final = "language"
-COUNTRY: Final = "country"
-CITY: Final = "city"
-LO: Final = "lo"
-EMAIL_OPTIN: Final = "email_optin"
-SMS_OPTIN: Final = "sms_optin"
-WHATSAPP_OPTIN: Final = "whatsapp_optin"
-GDPR: Final = "gdpr"
-
-# Kept apart from the list at the top so that this block stays one separate piece.
-__all__ += [
-    "AGE",
-    "BIRTHDAY",
-    "CITY",
-    "COUNTRY",
-    "CURRENCY",
-    "EMAIL_OPTIN",
-    "EVENT_GROUP_ID",
-    "GDPR",
-    "GENDER",
-    "LANGUAGE",
-    "LO",
-    "NAME",
-    "PRODUCT_ID",
-    "QUANTITY",
-    "SMS_OPTIN",
-    "SURNAME",
-    "TAXONOMY",
-    "UNIT_PRICE",
-    "UNIT_SALE_PRICE",
-    "URL",
-    "WHATSAPP_OPTIN",
-]

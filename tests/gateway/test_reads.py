@@ -69,7 +69,7 @@ def test_covers_needs_attributes_events_params_and_window() -> None:
     assert ProfileNeed(ALL_ATTRIBUTES).covers(ProfileNeed(frozenset({"c_tier"})))
 
 
-def test_profile_body_has_one_window_for_every_wanted_event() -> None:
+def test_a_profile_request_has_one_window_for_every_wanted_event() -> None:
     need = ProfileNeed(frozenset({"name", "email"}), (PURCHASE, VIEW), (100, 400))
     assert need.request(UserRef.of(uuid="u")).to_wire() == {
         "identifiers": {"uuid": "u"},

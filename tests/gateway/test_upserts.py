@@ -53,7 +53,7 @@ def counted(i: int) -> CountedUser:
     return CountedUser(UserRef(uuid=f"u-{i}"), attributes={"age": i})
 
 
-def test_split_envelope_gives_each_user_its_own_errors() -> None:
+def test_a_data_envelope_splits_into_each_users_own_errors() -> None:
     envelope = DataEnvelope(
         1,
         2,
