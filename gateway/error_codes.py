@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    MAX_COST_EXCEEDED = "MAX_COST_EXCEEDED"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ),
         ErrorCode.PAYLOAD_TOO_LARGE: CodeDoc(
             "the request body is over UCD_GATEWAY_MAX_BODY_BYTES; HTTP 413, before any parsing"
+        ),
+        ErrorCode.MAX_COST_EXCEEDED: CodeDoc(
+            "the operation would make more UCD calls than "
+            "UCD_GATEWAY_MAX_UCD_CALLS_PER_OPERATION; refused before any UCD call"
         ),
     }
 )

@@ -12,6 +12,9 @@ without a code gets one here:
 3. ``code_one_of_refusals(errors, locate)``: a @oneOf input without exactly one key is
    BAD_USER_INPUT naming the argument (``locate`` is gateway.api.one_of's path finder),
    more precise than step 2's code, which it replaces (the schema's error hook);
+3b. ``cost_exceeded(planned, limit)``: MAX_COST_EXCEEDED, the one error of an operation
+   whose planned UCD calls are over the limit, answered instead of executing it
+   (gateway/api/budget.py, from the request extension's ``on_execute``);
 4. ``is_unexpected(error)`` / ``mask_unexpected(error)``: INTERNAL_SERVER_ERROR with an
    ``errorId`` instead of an unexpected exception's message, and the log line with the
    same id (the request extension's masking);
@@ -42,6 +45,7 @@ __all__ = [
     "code_one_of_refusals",
     "code_request_errors",
     "code_validation_errors",
+    "cost_exceeded",
     "is_unexpected",
     "mask_unexpected",
     "payload_too_large",
@@ -100,6 +104,15 @@ def code_one_of_refusals(errors: Sequence[GraphQLError], locate: LocateOneOfArgu
         if path is not None:
             extensions["path"] = path
         error.extensions = extensions
+
+
+def cost_exceeded(planned: int, limit: int) -> GraphQLError:
+    """The refusal of an operation that would make ``planned`` UCD calls, over ``limit``."""
+    return GraphQLError(
+        f"this operation would make {planned} UCD calls; the limit is {limit} "
+        "(UCD_GATEWAY_MAX_UCD_CALLS_PER_OPERATION)",
+        extensions={"code": ErrorCode.MAX_COST_EXCEEDED.value},
+    )
 
 
 def is_unexpected(error: GraphQLError) -> bool:

@@ -4,7 +4,8 @@
   before anything parses it.
 * ``schema_extensions(settings)``: the strawberry extension of every GraphQL request
   (``GatewayExtension``): the token, depth and alias limits, the parser and validation
-  caches, stable error codes for refused documents, and masking of unexpected errors.
+  caches, stable error codes for refused documents, and masking of unexpected errors;
+  its ``on_execute`` runs the operation budget (gateway/api/budget.py).
 
 Every refusal is answered by gateway/error_pipeline.py, so a refused request always
 gets the same shape: a message meant for the caller and an ``extensions.code`` to
@@ -34,6 +35,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
+from gateway.api.budget import CostLimits, OperationBudget
 from gateway.api.strawberry_internals import (
     MaskingExtension,
     graphql_core_schema,
@@ -139,6 +141,7 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
             max_tokens=settings.max_tokens,
             validation_rules=limit_rules,
             validation_cache=ValidationCache(),
+            cost_limits=CostLimits(settings.max_ucd_calls_per_operation, settings.max_user_keys),
         )
     ]
 
@@ -204,6 +207,7 @@ class RequestGuards:
     max_tokens: int
     validation_rules: tuple[type[ASTValidationRule], ...]
     validation_cache: ValidationCache
+    cost_limits: CostLimits
 
     def __call__(self) -> GatewayExtension:
         return GatewayExtension(self)
@@ -231,6 +235,7 @@ class GatewayExtension(MaskingExtension):
     def __init__(self, guards: RequestGuards) -> None:
         super().__init__(should_mask=is_unexpected, mask=mask_unexpected)
         self._guards = guards
+        self._budget: OperationBudget | None = None
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -255,3 +260,14 @@ class GatewayExtension(MaskingExtension):
         use_validation_errors(context, errors)
         yield
         code_validation_errors(context.pre_execution_errors)
+
+    def on_execute(self) -> Iterator[None]:
+        # The operation budget (gateway/api/budget.py): planned with the variables
+        # coerced, refused over the limit, or its UCD calls counted.
+        self._budget = OperationBudget(self._guards.cost_limits)
+        with self._budget.executing(self.execution_context):
+            yield
+
+    def get_results(self) -> dict[str, Any]:
+        # extensions.cost, on every operation that reached execution.
+        return self._budget.results() if self._budget is not None else {}

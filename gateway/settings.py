@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # users(keys) costs one profile call per distinct user, and the UCD's profile quota is
     # 1,000 units a minute (§2.6): one request must not be able to spend it all.
     max_user_keys: int = Field(default=100, ge=1)
+    # The UCD calls one operation may plan (gateway/api/budget.py): 50 aliases of
+    # users(keys) would otherwise be 5,000 profile calls from a single request.
+    max_ucd_calls_per_operation: int = Field(default=100, ge=1)
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""

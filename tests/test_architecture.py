@@ -294,6 +294,8 @@ GRAPHQL_NAMES: Final[dict[tuple[str, str], str]] = {
     ("gateway.api.selection", "attributes"): "the User.attributes field",
     ("gateway.api.selection", "events"): "the User.events field and its arguments",
     ("gateway.api.selection", "custom"): "the custom: argument of attribute() and param()",
+    # The operation budget counts the users of users(keys) and of list inputs.
+    ("gateway.api.budget", "users"): "the users field and the users of mutation inputs",
     # Input checks name the input field at fault in a path or a message.
     ("gateway.api.validation", "email"): "IdentifierInput.email, named in the error path",
     ("gateway.api.validation", "uuid"): "IdentifierInput.uuid, named in the error path",

@@ -19,7 +19,7 @@ events ``{purchase: {product_id, c_gift}}`` over the last 30 days.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,7 +55,14 @@ from gateway.ucd.names import (
 from gateway.ucd.requests import UserRef
 from gateway.ucd.times import epoch_seconds
 
-__all__ = ["FieldScope", "UserSelection", "field_selected", "subfield_scope", "user_selection"]
+__all__ = [
+    "FieldScope",
+    "UserSelection",
+    "field_selected",
+    "response_fields",
+    "subfield_scope",
+    "user_selection",
+]
 
 #: The identifier views every ``identifiers`` selection reads (§3.2.3).
 _IDENTIFIER_KEYS = frozenset({EMAIL, PHONE_NUMBER, UUID})
@@ -154,6 +161,41 @@ class _Walk:
                     and self.included(node)
                 ):
                     yield from self.fields(fragment.selection_set, type_name, seen | {name})
+
+    def grouped(
+        self, selection_sets: Iterable[SelectionSetNode | None], type_name: str
+    ) -> dict[str, list[FieldNode]]:
+        """The fields of ``selection_sets`` on ``type_name`` by response key, as
+        graphql-core's executor collects them: each named fragment is expanded once,
+        however often it is spread, so the walk is linear in the document."""
+        grouped: dict[str, list[FieldNode]] = {}
+        visited: set[str] = set()
+
+        def collect(selection_set: SelectionSetNode) -> None:
+            for node in selection_set.selections:
+                if isinstance(node, FieldNode):
+                    if self.included(node):
+                        key = node.alias.value if node.alias else node.name.value
+                        grouped.setdefault(key, []).append(node)
+                elif isinstance(node, InlineFragmentNode):
+                    condition = node.type_condition
+                    if self.included(node) and (
+                        condition is None or condition.name.value == type_name
+                    ):
+                        collect(node.selection_set)
+                elif isinstance(node, FragmentSpreadNode):
+                    name = node.name.value
+                    if name in visited or not self.included(node):
+                        continue
+                    visited.add(name)
+                    fragment = self.fragments.get(name)
+                    if fragment is not None and fragment.type_condition.name.value == type_name:
+                        collect(fragment.selection_set)
+
+        for selection_set in selection_sets:
+            if selection_set is not None:
+                collect(selection_set)
+        return grouped
 
     def args(self, field: GraphQLField, node: FieldNode) -> dict[str, Any]:
         return get_argument_values(field, node, self.variables)
@@ -257,6 +299,20 @@ def subfield_scope(scope: FieldScope, *, type_name: str, field_name: str) -> Fie
     if not nodes:
         return None
     return FieldScope(scope.schema, scope.fragments, scope.variables, nodes)
+
+
+def response_fields(
+    scope: FieldScope, *, type_name: str, selection_set: SelectionSetNode | None = None
+) -> dict[str, list[FieldNode]]:
+    """The fields selected on ``type_name`` under the field of ``scope`` (or, given
+    ``selection_set``, in it: an operation's root), by response key, with the nodes of
+    each key: what graphql-core resolves once per key. ``@skip``/``@include`` are
+    evaluated and each named fragment is expanded once (linear in the document).
+    """
+    walk = _Walk(scope)
+    if selection_set is not None:
+        return walk.grouped([selection_set], type_name)
+    return walk.grouped([node.selection_set for node in scope.field_nodes], type_name)
 
 
 def field_selected(scope: FieldScope, *, type_name: str, field_name: str) -> bool:

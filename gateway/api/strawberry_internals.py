@@ -19,6 +19,8 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
 * ``MaskingExtension``: MaskErrors driven by two functions, without its slow check;
 * ``use_parsed_document`` / ``use_validation_errors``: an extension's own parse and
   validation, which strawberry then skips;
+* ``refuse_execution``: an extension's answer instead of executing the operation;
+* ``resolver_arguments``: a field's arguments as strawberry hands them to its resolver;
 * ``ERROR_LOGGER_NAME``: the logger strawberry writes error messages to.
 """
 
@@ -35,10 +37,12 @@ from graphql import (
     GraphQLResolveInfo,
     GraphQLSchema,
 )
+from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import AddValidationRules, MaskErrors
 from strawberry.schema.name_converter import NameConverter
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
+from strawberry.types.arguments import convert_arguments
 from strawberry.utils.logging import StrawberryLogger
 from strawberry.utils.str_converters import to_camel_case
 
@@ -53,6 +57,8 @@ __all__ = [
     "limiter_rules",
     "one_of_type_names",
     "raw_info",
+    "refuse_execution",
+    "resolver_arguments",
     "use_parsed_document",
     "use_validation_errors",
     "validate",
@@ -217,3 +223,27 @@ def use_validation_errors(context: ExecutionContext, errors: list[GraphQLError])
     """From an ``on_validate`` hook (before its yield): strawberry answers with ``errors``
     (none: the document is valid) and does not validate the document itself."""
     context.pre_execution_errors = errors
+
+
+def refuse_execution(context: ExecutionContext, errors: list[GraphQLError]) -> None:
+    """From an ``on_execute`` hook (before its yield): strawberry answers with ``errors``
+    (and ``data: null``) and does not execute the operation; no resolver runs."""
+    context.result = GraphQLExecutionResult(data=None, errors=errors)
+
+
+def resolver_arguments(
+    schema: strawberry.Schema, type_name: str, field_name: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """The keyword arguments strawberry hands the resolver of ``type_name.field_name``
+    (GraphQL names), given graphql-core's coerced argument ``values``: Python names, input
+    objects as their classes (``UserKey``...), so a caller can reuse the resolvers' checks.
+    """
+    field = schema.get_field_for_type(field_name, type_name)
+    if field is None:
+        raise KeyError(f"{type_name}.{field_name}")
+    return convert_arguments(
+        values,
+        field.arguments,
+        scalar_registry=schema.schema_converter.scalar_registry,
+        config=schema.config,
+    )

@@ -46,6 +46,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.ucd.answers import MetadataColumn, ProfileAnswer, check_metadata, parse_metadata
+from gateway.ucd.call_count import count_call
 from gateway.ucd.envelope import DataEnvelope, error_text
 from gateway.ucd.local_segments import (
     LocalSegment,
@@ -266,6 +267,7 @@ class UcdClient:
         url = self._url(path)
         async with self._semaphore:
             self.calls += 1
+            count_call()
             return await self._http.request(method, url, content=content, headers=self._headers)
 
     def _url(self, path: str) -> httpx.URL:

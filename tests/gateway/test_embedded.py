@@ -30,7 +30,10 @@ async def test_without_a_ucd_url_the_embedded_local_ucd_is_reached_over_http(
         transport = httpx.ASGITransport(manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             body = await graphql(client, '{ user(key: {uuid: "nobody"}) { name } }')
-    assert body == {"data": {"user": None}}
+    assert body == {
+        "data": {"user": None},
+        "extensions": {"cost": {"ucdCalls": {"planned": 1, "actual": 1}}},
+    }
     assert (tmp_path / "ucd" / "ucd.sqlite3").exists()
 
 

@@ -219,6 +219,10 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
     ErrorCode.PAYLOAD_TOO_LARGE: Provocation(
         "{ " + "__typename " * 30 + "}", settings={"max_body_bytes": 200}, status=413
     ),
+    ErrorCode.MAX_COST_EXCEEDED: Provocation(
+        '{ a: user(key: {uuid: "a"}) { name } b: user(key: {uuid: "b"}) { name } }',
+        settings={"max_ucd_calls_per_operation": 1},
+    ),
 }
 
 

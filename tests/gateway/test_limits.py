@@ -54,7 +54,11 @@ async def test_chunked_body_under_the_limit_reaches_graphql() -> None:
             "/graphql", content=chunks(), headers={"Content-Type": "application/json"}
         )
     assert response.status_code == 200
-    assert response.json() == {"data": {"__typename": "Query"}}
+    # __typename costs no UCD call, and says so in extensions.cost.
+    assert response.json() == {
+        "data": {"__typename": "Query"},
+        "extensions": {"cost": {"ucdCalls": {"planned": 0, "actual": 0}}},
+    }
 
 
 async def test_query_deeper_than_the_limit_is_refused() -> None:
@@ -93,7 +97,10 @@ async def test_queries_within_the_default_limits_run() -> None:
             '{name: "Ada"}}]}) { successCount } }',
         )
         body = await graphql(client, USER_QUERY)
-    assert written == {"data": {"upsertUsers": {"successCount": 1}}}
+    assert written == {
+        "data": {"upsertUsers": {"successCount": 1}},
+        "extensions": {"cost": {"ucdCalls": {"planned": 1, "actual": 1}}},
+    }
     assert body["data"]["user"]["name"] == "Ada"
     assert body["data"]["user"]["insiderId"]
 

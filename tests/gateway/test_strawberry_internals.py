@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import strawberry
@@ -45,6 +45,8 @@ from gateway.api.strawberry_internals import (
     limiter_rules,
     one_of_type_names,
     raw_info,
+    refuse_execution,
+    resolver_arguments,
     use_parsed_document,
     use_validation_errors,
     validate,
@@ -429,3 +431,53 @@ def test_errors_given_in_on_validate_replace_strawberrys_validation() -> None:
     result = run(small_schema(extensions=[lambda: valid]), "{ a nope }")
     # graphql-core's executor skips the unknown field: validation did not run.
     assert (result.data, result.errors) == ({"a": "a"}, None), "strawberry validated anyway"
+
+
+# --- an extension's refusal to execute, and a resolver's arguments ------------------------
+
+
+class _Refusing(SchemaExtension):
+    refused: ClassVar[GraphQLError] = GraphQLError("over the budget")
+    ran: ClassVar[list[str]] = []
+
+    def on_execute(self) -> Iterator[None]:
+        refuse_execution(self.execution_context, [self.refused])
+        yield
+
+
+def test_a_result_given_in_on_execute_is_answered_and_nothing_executes() -> None:
+    """gateway/api/budget.py refuses an operation over the UCD-call budget this way."""
+
+    @strawberry.type
+    class Counting:
+        @strawberry.field
+        def a(self) -> str:
+            _Refusing.ran.append("a")
+            return "a"
+
+    result = strawberry.Schema(Counting, extensions=[_Refusing]).execute_sync("{ a }")
+    assert (result.data, result.errors) == (None, [_Refusing.refused])
+    assert _Refusing.ran == [], "strawberry executed the operation despite the given result"
+
+
+def test_an_extensions_results_are_the_responses_extensions() -> None:
+    """``get_results`` is how the gateway adds ``extensions.cost`` (gateway/limits.py)."""
+
+    class Cost(SchemaExtension):
+        def get_results(self) -> dict[str, Any]:
+            return {"cost": 1}
+
+    result = small_schema(extensions=[Cost]).execute_sync("{ a }")
+    assert result.extensions == {"cost": 1}
+
+
+def test_resolver_arguments_are_what_strawberry_hands_the_resolver() -> None:
+    """GraphQL names to Python names, input objects to their classes; the budget reuses the
+    resolvers' key checks on them (gateway/api/budget.py)."""
+    arguments = resolver_arguments(
+        small_schema(), "Query", "person", {"pick": {"firstName": "Ada"}}
+    )
+    assert arguments == {"pick": Pick(first_name="Ada")}
+    assert isinstance(arguments["pick"], Pick)
+    with pytest.raises(KeyError):
+        resolver_arguments(small_schema(), "Query", "nobody", {})

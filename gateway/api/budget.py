@@ -1,0 +1,247 @@
+"""The operation budget: the UCD calls an operation will make, planned before it runs.
+
+``users(keys)`` is capped per field (``UCD_GATEWAY_MAX_USER_KEYS``), but 50 aliases of it
+were 5,000 profile calls from one request, against a profile quota of 1,000 a minute
+(§2.6). So every operation is planned after validation, with its variables coerced, and
+one that would make more than ``UCD_GATEWAY_MAX_UCD_CALLS_PER_OPERATION`` calls is
+refused with MAX_COST_EXCEEDED before any of them. ``extensions.cost.ucdCalls`` reports
+the plan and the calls actually made (gateway/ucd/call_count.py), as Shopify reports
+query cost.
+
+What each root field costs, as the resolvers and the loader spend it:
+
+* ``user(key)``, ``users(keys)``: one profile call per distinct ``UserRef`` of the whole
+  query: the loads of one operation start in one tick, and the loader merges the needs
+  of one user into one call. A field its resolver refuses before any call (a bad key,
+  more keys than ``UCD_GATEWAY_MAX_USER_KEYS``) costs nothing;
+* ``upsertUsers``, ``deleteAttributes``: one E1/E4 call per 1,000 users
+  (``ucd/batching.py``; a body over 5,000,000 bytes may take one more, rare);
+* ``updateIdentifier``, ``deleteUser``, ``startExport``: one call; ``deletePii``,
+  ``deleteIdentifier``: one, plus the payload's ``user`` read-back when selected, plus
+  the read of the insider_id they make first when the key cannot find the user after
+  the change (see gateway/api/mutation.py).
+
+Mutations run one after the other and each clears the loader, so their costs add up.
+Actual may be lower than planned (a read joined another request's call, a field failed)
+or, rarely, higher: a retried call counts again, and a read whose ``last`` limit may
+hide events is sent again without it (gateway/reads/need.py).
+
+Example: ``{ a: users(keys: [K1, K2]) { name }  b: user(key: K1) { email } }`` plans 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import strawberry
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLObjectType,
+    OperationType,
+    get_named_type,
+)
+from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.utilities import get_operation_ast
+from strawberry.types import ExecutionContext
+
+from gateway.api.inputs import UserKey
+from gateway.api.selection import FieldScope, response_fields
+from gateway.api.strawberry_internals import (
+    graphql_core_schema,
+    refuse_execution,
+    resolver_arguments,
+)
+from gateway.api.ucd_requests import key_ref
+from gateway.api.validation import check_key
+from gateway.error_pipeline import cost_exceeded
+from gateway.ucd.batching import MAX_USERS_PER_CALL
+from gateway.ucd.call_count import CallCount, counting_calls
+from gateway.ucd.requests import UserRef
+
+__all__ = ["MUTATION_COSTS", "CostLimits", "OperationBudget", "planned_calls"]
+
+
+@dataclass(frozen=True)
+class CostLimits:
+    """The settings a plan needs: the budget, and the key cap the ``users`` resolver applies."""
+
+    max_calls: int
+    max_user_keys: int
+
+
+class _Root:
+    """One operation's root fields, with what planning them needs."""
+
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        scope: FieldScope,
+        root: GraphQLObjectType,
+        variables: VariableValues,
+        limits: CostLimits,
+    ) -> None:
+        self.schema = schema
+        self.scope = scope
+        self.root = root
+        self.variables = variables
+        self.limits = limits
+
+    def raw_args(self, node: FieldNode) -> dict[str, Any]:
+        """graphql-core's coerced arguments (GraphQL names, input objects as dicts)."""
+        return get_argument_values(self.root.fields[node.name.value], node, self.variables)
+
+    def args(self, node: FieldNode) -> dict[str, Any]:
+        """The arguments as the resolver receives them (``UserKey``...)."""
+        return resolver_arguments(self.schema, self.root.name, node.name.value, self.raw_args(node))
+
+    def reads_back(self, nodes: Sequence[FieldNode]) -> bool:
+        """True when the payload's ``user`` is selected (each fragment walked once)."""
+        payload = get_named_type(self.root.fields[nodes[0].name.value].type)
+        scope = FieldScope(self.scope.schema, self.scope.fragments, self.scope.variables, nodes)
+        selected = response_fields(scope, type_name=payload.name)
+        return any(group[0].name.value == "user" for group in selected.values())
+
+    def users(self, fields: Iterable[Sequence[FieldNode]]) -> set[UserRef]:
+        """The distinct users the query's ``user`` and ``users`` fields read."""
+        refs: set[UserRef] = set()
+        for nodes in fields:
+            name = nodes[0].name.value
+            if name == "user":
+                refs.update(_refs([self.args(nodes[0])["key"]]))
+            elif name == "users":
+                keys: list[UserKey] = self.args(nodes[0])["keys"]
+                if len(keys) <= self.limits.max_user_keys:  # else refused, no call
+                    refs.update(_refs(keys))
+        return refs
+
+
+def _refs(keys: Sequence[UserKey]) -> list[UserRef]:
+    """The users ``keys`` name, as the loader keys them; none when the resolver refuses
+    one of them (it checks every key before any call)."""
+    if any(check_key(key, "key") for key in keys):
+        return []
+    return [key_ref(key) for key in keys]
+
+
+def _batched(count: int) -> int:
+    return math.ceil(count / MAX_USERS_PER_CALL)
+
+
+def _upsert_users(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    # The raw list's length: converting 1,000 inputs to count them would double the work.
+    return _batched(len(root.raw_args(nodes[0])["input"]["users"]))
+
+
+def _delete_attributes(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    return _batched(len(root.raw_args(nodes[0])["users"]))
+
+
+def _delete_pii(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    if not root.reads_back(nodes):
+        return 1
+    ref = key_ref(root.args(nodes[0])["key"])
+    # Only email/phone given: they are gone afterwards, so the insider_id is read first.
+    looks_up = ref.insider_id is None and not ref.has_non_pii_identifier()
+    return 2 + looks_up
+
+
+def _update_identifier(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    return 1 + root.reads_back(nodes)
+
+
+def _delete_identifier(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    # With ``user`` selected: the insider_id is read first, then the user by it after.
+    return 3 if root.reads_back(nodes) else 1
+
+
+def _one_call(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    return 1
+
+
+#: UCD calls of each mutation field (GraphQL names); tests/gateway/test_budget.py holds
+#: its keys equal to the schema's mutations, so a new mutation cannot go unplanned.
+MUTATION_COSTS: Final[Mapping[str, Callable[[_Root, Sequence[FieldNode]], int]]] = {
+    "upsertUsers": _upsert_users,
+    "deleteAttributes": _delete_attributes,
+    "deletePii": _delete_pii,
+    "updateIdentifier": _update_identifier,
+    "deleteIdentifier": _delete_identifier,
+    "deleteUser": _one_call,
+    "startExport": _one_call,
+}
+
+
+def planned_calls(
+    schema: strawberry.Schema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+    limits: CostLimits,
+) -> int:
+    """The UCD calls the operation will make; 0 when it cannot run (no such operation,
+    variables that do not fit their types: execution refuses those before any call)."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return 0
+    core = graphql_core_schema(schema)
+    coerced = get_variable_values(core, operation.variable_definitions or (), dict(variables or {}))
+    if isinstance(coerced, list):
+        return 0
+    root_type = core.get_root_type(operation.operation)
+    if root_type is None:
+        return 0
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    scope = FieldScope(core, fragments, coerced.coerced, ())
+    root = _Root(schema, scope, root_type, coerced, limits)
+    fields = response_fields(scope, type_name=root_type.name, selection_set=operation.selection_set)
+    if operation.operation is OperationType.MUTATION:
+        return sum(
+            MUTATION_COSTS.get(nodes[0].name.value, _no_call)(root, nodes)
+            for nodes in fields.values()
+        )
+    return len(root.users(fields.values()))
+
+
+def _no_call(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    return 0  # __typename
+
+
+class OperationBudget:
+    """One operation's budget: planned before it executes, its calls counted while it does."""
+
+    def __init__(self, limits: CostLimits) -> None:
+        self._limits = limits
+        self.planned = 0
+        self._count = CallCount()
+
+    @contextlib.contextmanager
+    def executing(self, context: ExecutionContext) -> Iterator[None]:
+        """Around execution (an ``on_execute`` hook): plans, then refuses the operation
+        when it is over the budget, or counts the calls it makes."""
+        assert context.graphql_document is not None
+        self.planned = planned_calls(
+            context.schema,
+            context.graphql_document,
+            context.operation_name,
+            context.variables,
+            self._limits,
+        )
+        if self.planned > self._limits.max_calls:
+            refuse_execution(context, [cost_exceeded(self.planned, self._limits.max_calls)])
+            yield
+            return
+        with counting_calls() as count:
+            self._count = count
+            yield
+
+    def results(self) -> dict[str, Any]:
+        """The response's ``extensions`` entry."""
+        return {"cost": {"ucdCalls": {"planned": self.planned, "actual": self._count.calls}}}
