@@ -42,6 +42,7 @@ from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLError,
     GraphQLObjectType,
     OperationType,
     get_named_type,
@@ -59,7 +60,7 @@ from gateway.api.strawberry_internals import (
 )
 from gateway.api.ucd_requests import key_ref
 from gateway.api.validation import check_key
-from gateway.error_pipeline import cost_exceeded
+from gateway.error_pipeline import cost_exceeded, mask_unexpected
 from gateway.ucd.batching import MAX_USERS_PER_CALL
 from gateway.ucd.call_count import CallCount, counting_calls
 from gateway.ucd.requests import UserRef
@@ -227,13 +228,22 @@ class OperationBudget:
         """Around execution (an ``on_execute`` hook): plans, then refuses the operation
         when it is over the budget, or counts the calls it makes."""
         assert context.graphql_document is not None
-        self.planned = planned_calls(
-            context.schema,
-            context.graphql_document,
-            context.operation_name,
-            context.variables,
-            self._limits,
-        )
+        try:
+            self.planned = planned_calls(
+                context.schema,
+                context.graphql_document,
+                context.operation_name,
+                context.variables,
+                self._limits,
+            )
+        except Exception as exc:  # a fault in the planner, not in the caller's request
+            # Fail closed: an operation whose cost is unknown does not run, and the
+            # exception's text (which may hold the caller's input) never reaches them.
+            refuse_execution(
+                context, [mask_unexpected(GraphQLError("planning", original_error=exc))]
+            )
+            yield
+            return
         if self.planned > self._limits.max_calls:
             refuse_execution(context, [cost_exceeded(self.planned, self._limits.max_calls)])
             yield

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from graphql import GraphQLObjectType
 
+from gateway.api import budget
 from gateway.api.budget import MUTATION_COSTS
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import graphql_core_schema
@@ -187,6 +188,33 @@ async def test_a_field_its_resolver_refuses_costs_nothing(
 async def test_one_user_costs_one_call(gateway_http: GatewayHttp) -> None:
     query = '{ user(key: {uuid: "u-1"}) { name } }'
     assert await ran(gateway_http, query) == {"planned": 1, "actual": 1}
+
+
+async def test_a_fault_in_the_planner_fails_closed_and_keeps_its_text_out(
+    gateway_http: GatewayHttp,
+    ucd_calls: CallLog,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A planner bug must neither let an operation of unknown cost run nor show the
+    exception's text (which may echo the caller's input) to the caller or the log."""
+
+    email = "ada@example.com"
+
+    def broken(*_: object) -> int:
+        raise ValueError(email)  # the frames are logged; their source line names no value
+
+    monkeypatch.setattr(budget, "planned_calls", broken)
+    body = await gateway_http.post(
+        "query($e: String!) { user(key: {email: $e}) { name } }", {"e": email}
+    )
+    (error,) = body["errors"]
+    assert error["message"] == "Internal server error"
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert error["extensions"]["errorId"] in caplog.text
+    assert email not in caplog.text
+    assert body["data"] is None
+    assert ucd_calls.calls == []
 
 
 async def test_an_upsert_of_2500_users_plans_three_calls(
