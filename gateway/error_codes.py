@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UPSTREAM_OUTCOME_UNKNOWN = "UPSTREAM_OUTCOME_UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ),
         ErrorCode.PAYLOAD_TOO_LARGE: CodeDoc(
             "the request body is over UCD_GATEWAY_MAX_BODY_BYTES; HTTP 413, before any parsing"
+        ),
+        ErrorCode.UPSTREAM_OUTCOME_UNKNOWN: CodeDoc(
+            "a write that is not safe to repeat (identifier change, delete, anonymize, export) "
+            "reached or may have reached the UCD, but its answer was lost: it may or may not "
+            "have been applied; the gateway did not repeat it"
         ),
     }
 )
