@@ -33,6 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
@@ -49,6 +50,7 @@ from gateway.reads.inflight import ProfileReads
 from gateway.settings import Settings
 from gateway.ucd.answers import ExportHook
 from gateway.ucd.client import UcdClient
+from gateway.ucd.deadline import operation_deadline
 from gateway.ucd.transport import build_http_client
 from gateway.upserts import UpsertCoalescer
 
@@ -149,6 +151,12 @@ class GatewayGraphQL(GraphQL[Any, None]):
         super().__init__(schema, graphql_ide="graphiql")
         self._slot = slot
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One deadline per operation: every UCD call it makes, retries and waits included,
+        # ends by then (UCD_GATEWAY_OPERATION_TIMEOUT, gateway/ucd/deadline.py).
+        with operation_deadline(self._slot.get().settings.operation_timeout):
+            await super().__call__(scope, receive, send)
+
     async def get_context(self, request: Any, response: Any) -> Any:
         # Per request: dataloaders bind the running loop and must not leak data
         # between callers (style.md #6).
@@ -242,6 +250,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 max_concurrency=settings.max_concurrency,
                 max_retries=settings.max_retries,
                 max_retry_after=settings.max_retry_after,
+                request_timeout=settings.request_timeout,
             )
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             stack.push_async_callback(upserts.aclose)

@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     MAX_COST_EXCEEDED = "MAX_COST_EXCEEDED"
+    UPSTREAM_OUTCOME_UNKNOWN = "UPSTREAM_OUTCOME_UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ErrorCode.MAX_COST_EXCEEDED: CodeDoc(
             "the operation would make more UCD calls than "
             "UCD_GATEWAY_MAX_UCD_CALLS_PER_OPERATION; refused before any UCD call"
+        ),
+        ErrorCode.UPSTREAM_OUTCOME_UNKNOWN: CodeDoc(
+            "a write that is not safe to repeat (identifier change, delete, anonymize, export) "
+            "reached or may have reached the UCD, but its answer was lost: it may or may not "
+            "have been applied; the gateway did not repeat it"
         ),
     }
 )

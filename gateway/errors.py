@@ -11,6 +11,7 @@ exception into the GraphQL response, so a resolver only has to raise one of thes
     ├── RateLimited           the UCD answered 429 after our retries (retryAfter, seconds)
     ├── UpstreamAuth          the UCD refused the gateway's credentials (401/403)
     ├── UpstreamUnavailable   timeout, refused or dropped connection
+    ├── UpstreamOutcomeUnknown  a write not safe to repeat lost its answer
     └── UpstreamError         the UCD sent an unexpected status or body
 
 Messages never contain the UCD token. A message may repeat the caller's own
@@ -85,6 +86,13 @@ class UpstreamUnavailable(GatewayError):
     code: ClassVar[ErrorCode] = ErrorCode.UPSTREAM_UNAVAILABLE
 
 
+class UpstreamOutcomeUnknown(GatewayError):
+    """Raised when a write that is not safe to repeat may have reached the UCD, but its
+    answer was lost: it may or may not have been applied, and it is not sent again."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.UPSTREAM_OUTCOME_UNKNOWN
+
+
 class UpstreamError(GatewayError):
     """Raised when the UCD answers with an unexpected status or an unparseable body."""
 
@@ -105,5 +113,6 @@ __all__ = [
     "RateLimited",
     "UpstreamAuth",
     "UpstreamError",
+    "UpstreamOutcomeUnknown",
     "UpstreamUnavailable",
 ]

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=2, ge=0)
     # Longest Retry-After we are willing to sleep inside one GraphQL request.
     max_retry_after: float = Field(default=5.0, ge=0)
+    # All UCD work of one GraphQL operation (attempts, backoff, Retry-After waits) ends
+    # within this many seconds: a caller hears UPSTREAM_UNAVAILABLE rather than hang.
+    operation_timeout: float = Field(default=10.0, gt=0)
     upsert_window_ms: float = Field(default=5.0, ge=0)
     # "aiohttp": httpx's API over aiohttp's connection pool, ~2.4x the throughput of
     # httpx's own transport here (docs/perf-notes.md); "httpx" keeps httpx's default.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from gateway.ucd import deadline as deadlines
 from gateway.ucd.batching import MAX_BODY_BYTES, MAX_USERS_PER_CALL, TOO_BIG, wire_bytes
 from gateway.ucd.client import UcdClient
 from gateway.ucd.envelope import UserOutcome
@@ -23,6 +24,8 @@ class _Pending:
     #: Encoded once, when it was measured, and sent as it is.
     user: EncodedUser
     future: asyncio.Future[UserOutcome]
+    #: The caller's operation deadline (gateway/ucd/deadline.py); None outside one.
+    deadline: float | None
 
 
 @dataclass
@@ -83,12 +86,12 @@ class UpsertCoalescer:
                 loop.call_soon(self._flush, skip_hook)
             else:
                 batch.timer = loop.call_later(self._window, self._flush, skip_hook)
-        batch.pending.append(_Pending(encoded, future))
+        batch.pending.append(_Pending(encoded, future, deadlines.current()))
         batch.used += size + (1 if len(batch.pending) > 1 else 0)
         if len(batch.pending) >= MAX_USERS_PER_CALL:
             # Full: waiting longer cannot add anyone to this call.
             self._flush(skip_hook)
-        return await future
+        return await deadlines.await_shared(future)
 
     def _flush(self, skip_hook: bool) -> None:
         batch = self._batches.pop(skip_hook, None)
@@ -103,7 +106,11 @@ class UpsertCoalescer:
     async def _send(self, pending: list[_Pending], skip_hook: bool) -> None:
         request = UpsertRequest([p.user for p in pending], skip_hook=skip_hook)
         try:
-            envelope = await self._ucd.upsert(request)
+            # The call serves every caller in it, so it runs until the latest of their
+            # deadlines; each caller stops waiting at its own (submit). The task has its
+            # own copy of the context: setting the deadline here changes no one else's.
+            with deadlines.use(deadlines.latest(p.deadline for p in pending)):
+                envelope = await self._ucd.upsert(request)
         except Exception as exc:
             for p in pending:
                 if not p.future.done():

@@ -13,6 +13,7 @@ import asyncio
 from gateway.reads.need import ProfileNeed, limits_may_hide_events
 from gateway.ucd.answers import ProfileAnswer
 from gateway.ucd.client import UcdClient
+from gateway.ucd.deadline import await_shared
 from gateway.ucd.requests import UserRef
 
 __all__ = ["ProfileReads"]
@@ -51,8 +52,10 @@ class ProfileReads:
         for flying, generation, future in self._flights.get(ref, ()):
             if generation == self._generation and flying.covers(need):
                 self.shared += 1
-                # shield: one waiter being cancelled must not cancel the others' call.
-                answer: ProfileAnswer | None = await asyncio.shield(future)
+                # Shielded: this waiter giving up must not cancel the others' call. The
+                # call runs under the deadline of the request that sent it (the task
+                # inherits its context); this one stops at its own.
+                answer: ProfileAnswer | None = await await_shared(future)
                 return answer
         future = asyncio.ensure_future(self._read(ref, need))
         entry = (need, self._generation, future)
@@ -69,7 +72,7 @@ class ProfileReads:
                     del self._flights[ref]
 
         future.add_done_callback(landed)
-        answer = await asyncio.shield(future)
+        answer = await await_shared(future)
         return answer
 
     async def _read(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:

@@ -14,22 +14,42 @@ Status mapping (docs/ucd-rest-api.md §2.2, §2.5, §3):
     404 other (unknown path) -> UpstreamError: the base URL does not point at a UCD
     429                      -> retried after Retry-After, then RateLimited(retryAfter)
     5xx, unexpected status, unparseable body -> UpstreamError
-    timeouts, refused or dropped connections -> UpstreamUnavailable
+    no answer: refused, reset or dropped connection, timeout -> UpstreamUnavailable,
+        or UpstreamOutcomeUnknown for a call not safe to repeat that may have been sent
 
 Retries: a 429 means the UCD did not run the request (§2.6: "A 429 is never
-counted"), so every call retries it. 5xx answers and transport errors are retried
-only for calls that are safe to repeat (profile, metadata, upsert, attribute
-delete, the local segment list); repeating an identity change, an export or a segment
-creation could do the work twice.
+counted"), and a refused connection means it never left, so every call retries those.
+5xx answers and answers lost after the request may have been sent are retried only for
+calls that are safe to repeat:
+
+* profile, metadata and the local segment list only read;
+* an upsert sent twice leaves the same user: attributes are set to the same values,
+  arrays append without duplicates (§4.7.4) and identical events are stored once
+  (§4.8.3: same name, instant and parameters), so the repeat adds nothing;
+* an attribute delete sent twice deletes what is already gone.
+
+Repeating an identity change, a delete, an anonymization, an export or a segment
+creation could do the work twice or answer as if the first had failed (a 404 after the
+delete went through); when such a call's answer is lost, the caller hears that the
+outcome is unknown (UpstreamOutcomeUnknown), never "unavailable", which would say it was
+not done.
+
+Deadlines (gateway/ucd/deadline.py): inside a GraphQL operation, every attempt gets the
+lesser of the request timeout and the time left, and no backoff or Retry-After wait
+starts that would end past the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import errno
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import httpx
@@ -43,8 +63,10 @@ from gateway.errors import (
     RateLimited,
     UpstreamAuth,
     UpstreamError,
+    UpstreamOutcomeUnknown,
     UpstreamUnavailable,
 )
+from gateway.ucd import deadline as deadlines
 from gateway.ucd.answers import MetadataColumn, ProfileAnswer, check_metadata, parse_metadata
 from gateway.ucd.call_count import count_call
 from gateway.ucd.envelope import DataEnvelope, error_text
@@ -103,6 +125,7 @@ class UcdClient:
         max_retries: int = 2,
         max_retry_after: float = 5.0,
         backoff_base: float = 0.05,
+        request_timeout: float | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
@@ -124,6 +147,11 @@ class UcdClient:
         self._max_retries = max_retries
         self._max_retry_after = max_retry_after
         self._backoff_base = backoff_base
+        # One attempt's bound as a whole (see _send); by default the read timeout ``http``
+        # was built with (UCD_GATEWAY_REQUEST_TIMEOUT for build_http_client's client).
+        self._request_timeout = (
+            request_timeout if request_timeout is not None else http.timeout.read
+        )
         self._sleep = sleep
         self.calls = 0
 
@@ -230,23 +258,38 @@ class UcdClient:
     ) -> Any:
         # None: a request without a body (the local UCD's GET).
         content = orjson.dumps(body) if body is not None else None
+        deadline = deadlines.current()
         attempt = 0
         while True:
+            budget = self._budget(deadline)
+            if budget is not None and budget <= 0:
+                raise _out_of_time(method, path, sent_before=attempt > 0)
             try:
-                response = await self._send(method, path, content)
-            except httpx.TransportError as exc:
-                if retry_safe and attempt < self._max_retries:
-                    await self._backoff(attempt, path, type(exc).__name__)
-                    attempt += 1
-                    continue
-                raise _unavailable(method, path, exc) from exc
+                response = await self._send(method, path, content, budget)
+            except _AttemptFailed as failed:
+                if failed.maybe_sent and not retry_safe:
+                    # The UCD may have done it: repeating could do it twice, and calling
+                    # it unavailable would tell the caller it was not done.
+                    raise _outcome_unknown(method, path, failed) from failed.__cause__
+                # A request that never left is safe to send again, whatever it is.
+                if attempt < self._max_retries:
+                    delay = self._backoff_delay(attempt)
+                    if _fits(deadline, delay):
+                        await self._backoff(attempt, path, failed.kind, delay)
+                        attempt += 1
+                        continue
+                raise _unavailable(method, path, failed) from failed.__cause__
 
             status = response.status_code
             if status == 429:
                 retry_after = _retry_after_seconds(response)
-                # Honour Retry-After, but never sleep longer than the cap inside one
-                # GraphQL request: past the cap the caller is better served by the error.
-                if attempt < self._max_retries and retry_after <= self._max_retry_after:
+                # Honour Retry-After, but never sleep longer than the cap, nor past the
+                # operation's deadline: then the caller is better served by the error.
+                if (
+                    attempt < self._max_retries
+                    and retry_after <= self._max_retry_after
+                    and _fits(deadline, retry_after)
+                ):
                     logger.warning(
                         "UCD rate limited %s %s; retrying in %d s", method, path, retry_after
                     )
@@ -258,17 +301,53 @@ class UcdClient:
                     retry_after=retry_after,
                 )
             if status >= 500 and retry_safe and attempt < self._max_retries:
-                await self._backoff(attempt, path, f"HTTP {status}")
-                attempt += 1
-                continue
+                delay = self._backoff_delay(attempt)
+                if _fits(deadline, delay):
+                    await self._backoff(attempt, path, f"HTTP {status}", delay)
+                    attempt += 1
+                    continue
             return _answer(method, path, response, parse=parse)
 
-    async def _send(self, method: str, path: str, content: bytes | None) -> httpx.Response:
+    def _budget(self, deadline: float | None) -> float | None:
+        """Seconds one attempt may take: the request timeout, or less if the deadline is
+        nearer. None: no bound (a client built with ``timeout=None``, outside operations)."""
+        if deadline is None:
+            return self._request_timeout
+        left = deadline - time.monotonic()
+        return left if self._request_timeout is None else min(self._request_timeout, left)
+
+    async def _send(
+        self, method: str, path: str, content: bytes | None, budget: float | None
+    ) -> httpx.Response:
+        """One attempt, bounded by ``budget`` as a whole: the wait for a slot, the answer
+        and its body. httpx's and aiohttp's read timeouts apply to each read, so a UCD
+        that sends a byte a second would otherwise never time out.
+
+        Raises ``_AttemptFailed`` saying what happened and whether the request may have
+        reached the UCD.
+        """
         url = self._url(path)
-        async with self._semaphore:
-            self.calls += 1
-            count_call()
-            return await self._http.request(method, url, content=content, headers=self._headers)
+        stage: _Stage = "queued"
+        try:
+            async with asyncio.timeout(budget):
+                async with self._semaphore:
+                    stage = "sent"
+                    self.calls += 1
+                    count_call()
+                    request = self._http.build_request(
+                        method, url, content=content, headers=self._headers
+                    )
+                    response = await self._http.send(request, stream=True)
+                    stage = "reading"
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                    return response
+        except TimeoutError as exc:
+            raise _timed_out(stage) from exc
+        except httpx.TransportError as exc:
+            raise _transport_failure(exc, reading=stage == "reading") from exc
 
     def _url(self, path: str) -> httpx.URL:
         """``path`` merged with the client's ``base_url``, as httpx merges it.
@@ -286,9 +365,11 @@ class UcdClient:
             url = self._urls[path] = self._http.build_request("GET", path).url
         return url
 
-    async def _backoff(self, attempt: int, path: str, reason: str) -> None:
+    def _backoff_delay(self, attempt: int) -> float:
         # Exponential backoff with full jitter: 0..base, 0..2*base, 0..4*base ...
-        delay = random.uniform(0, self._backoff_base * 2**attempt)
+        return random.uniform(0, self._backoff_base * 2**attempt)
+
+    async def _backoff(self, attempt: int, path: str, reason: str, delay: float) -> None:
         logger.warning("UCD call to %s failed (%s); retry %d", path, reason, attempt + 1)
         await self._sleep(delay)
 
@@ -327,24 +408,160 @@ def _json(response: httpx.Response) -> Any:
 
 
 def _retry_after_seconds(response: httpx.Response) -> int:
-    """Whole seconds from ``Retry-After`` (§2.6: whole seconds, minimum 1); 1 if absent."""
-    raw = response.headers.get("Retry-After", "")
+    """Whole seconds from ``Retry-After`` (§2.6: whole seconds, minimum 1); 1 if absent.
+
+    RFC 9110 (section 10.2.3) allows seconds or an HTTP date; neither UCD sends a date, but a proxy
+    in front of one may. A date is counted from now; one already past, or a header that
+    is neither, waits the minimum.
+    """
+    raw = response.headers.get("Retry-After", "").strip()
     try:
         seconds = float(raw)
     except ValueError:
-        # The HTTP-date form is legal but neither UCD sends it; wait the minimum.
-        return 1
+        seconds = _seconds_until(raw)
     if not math.isfinite(seconds):
         return 1
     return max(1, math.ceil(seconds))
 
 
-def _unavailable(method: str, path: str, exc: httpx.TransportError) -> UpstreamUnavailable:
+def _seconds_until(http_date: str) -> float:
+    """Seconds from now to an HTTP date (negative when past); 0 when it is not one.
+
+    >>> _seconds_until("Wed, 21 Oct 2015 07:28:00 GMT") < 0, _seconds_until("soon")
+    (True, 0.0)
+    """
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:
+        # "-0000" parses without a zone; HTTP dates are GMT (RFC 9110, section 5.6.7).
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime.now(UTC)).total_seconds()
+
+
+# --- an attempt without an answer ------------------------------------------------------
+
+#: How far an attempt got: waiting for a slot (nothing sent), sent (no answer yet),
+#: reading the answer's body.
+_Stage = Literal["queued", "sent", "reading"]
+
+
+class _AttemptFailed(Exception):
+    """One attempt ended without an answer: what the UCD did, as a caller reads it
+    ("reset the connection"), why, in a few words ("connection reset"), and whether the
+    request may have reached the UCD."""
+
+    def __init__(self, what: str, reason: str, *, maybe_sent: bool, kind: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.reason = reason
+        self.maybe_sent = maybe_sent
+        #: The exception's type, for the log (messages may echo the request).
+        self.kind = kind
+
+
+def _timed_out(stage: _Stage) -> _AttemptFailed:
+    """The attempt's own timer (``_send``'s budget) ran out at ``stage``."""
+    if stage == "reading":
+        return _AttemptFailed(
+            "did not finish its answer in time",
+            "answer not finished in time",
+            maybe_sent=True,
+            kind="TimeoutError",
+        )
+    # "queued": every slot stayed busy; the request was never sent.
+    return _AttemptFailed(
+        "did not answer in time",
+        "no answer in time",
+        maybe_sent=stage == "sent",
+        kind="TimeoutError",
+    )
+
+
+def _transport_failure(exc: httpx.TransportError, *, reading: bool) -> _AttemptFailed:
+    """What an httpx error says happened. Verified over real sockets with both transports
+    (tests/gateway/test_client_faults.py): refused -> ConnectError; reset -> ReadError
+    (``UcdAiohttpTransport`` maps aiohttp's ECONNRESET there too); closed without an answer
+    -> RemoteProtocolError; no answer -> ReadTimeout.
+
+    Not sent: no connection was made (ConnectError, ConnectTimeout), none was free
+    (PoolTimeout), or httpx refused the request itself (UnsupportedProtocol, ...).
+    Every other error comes once the request may have been written.
+    """
+    kind = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError):
+        return _AttemptFailed(
+            "refused the connection", "connection refused", maybe_sent=False, kind=kind
+        )
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return _AttemptFailed(
+            "did not answer in time", "no connection in time", maybe_sent=False, kind=kind
+        )
     if isinstance(exc, httpx.TimeoutException):
-        what = "did not answer in time"
-    elif isinstance(exc, httpx.ConnectError):
-        what = "refused the connection"
+        if reading:
+            return _AttemptFailed(
+                "did not finish its answer in time",
+                "answer not finished in time",
+                maybe_sent=True,
+                kind=kind,
+            )
+        return _AttemptFailed(
+            "did not answer in time", "no answer in time", maybe_sent=True, kind=kind
+        )
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+        if _is_reset(exc):
+            return _AttemptFailed(
+                "reset the connection", "connection reset", maybe_sent=True, kind=kind
+            )
+        return _AttemptFailed(
+            "dropped the connection", "connection dropped", maybe_sent=True, kind=kind
+        )
+    return _AttemptFailed("could not be reached", "not reached", maybe_sent=False, kind=kind)
+
+
+def _is_reset(exc: BaseException) -> bool:
+    """True when the chain of causes holds a connection reset by the peer (ECONNRESET)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chains are short; the bound guards against a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionResetError) or (
+            isinstance(seen, OSError) and seen.errno == errno.ECONNRESET
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _fits(deadline: float | None, delay: float) -> bool:
+    """A wait of ``delay`` seconds ends before the deadline (always, without one)."""
+    return deadline is None or time.monotonic() + delay < deadline
+
+
+def _out_of_time(method: str, path: str, *, sent_before: bool) -> UpstreamUnavailable:
+    if sent_before:
+        what = "did not answer within the operation's deadline"
     else:
-        what = "dropped the connection"
-    logger.error("UCD %s on %s %s (%s)", what, method, path, type(exc).__name__)
+        what = "was not called: the operation's deadline had passed"
+    logger.error("UCD %s on %s %s", what, method, path)
     return UpstreamUnavailable(f"the UCD {what} ({method} {path})")
+
+
+def _unavailable(method: str, path: str, failed: _AttemptFailed) -> UpstreamUnavailable:
+    logger.error("UCD %s on %s %s (%s)", failed.what, method, path, failed.kind)
+    return UpstreamUnavailable(f"the UCD {failed.what} ({method} {path})")
+
+
+def _outcome_unknown(method: str, path: str, failed: _AttemptFailed) -> UpstreamOutcomeUnknown:
+    logger.error(
+        "UCD %s on %s %s (%s); the call may have been applied",
+        failed.what,
+        method,
+        path,
+        failed.kind,
+    )
+    return UpstreamOutcomeUnknown(
+        f"the UCD may or may not have applied {method} {path}: its answer was lost "
+        f"({failed.reason})"
+    )

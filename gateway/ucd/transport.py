@@ -58,10 +58,13 @@ class UcdHttpClient(httpx.AsyncClient):
 class UcdAiohttpTransport(AiohttpTransport):
     """httpx-aiohttp's transport, with connection failures reported as httpx reports them.
 
-    httpx-aiohttp maps both a refused connection (``ClientConnectorError``) and a
-    connection dropped mid-answer (``ServerDisconnectedError``) to
-    ``httpx.ConnectTimeout``, so the UCD client would call both a timeout. httpx's
-    own transport raises ``ConnectError`` and ``RemoteProtocolError``; so does this one.
+    httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` it has no entry for to
+    ``httpx.ConnectTimeout``: a refused connection (``ClientConnectorError``), one dropped
+    mid-answer (``ServerDisconnectedError``) and one reset by the peer (``ClientOSError``,
+    ECONNRESET) would all read as "the request was never sent". httpx's own transport
+    raises ``ConnectError``, ``RemoteProtocolError`` and ``ReadError``; so does this one.
+    Which of them it is decides whether the request may have reached the UCD (see
+    ``gateway.ucd.client``). Only a real connect timeout stays ``ConnectTimeout``.
     """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -73,6 +76,13 @@ class UcdAiohttpTransport(AiohttpTransport):
                 raise httpx.RemoteProtocolError(str(exc), request=request) from cause
             if isinstance(cause, aiohttp.ClientConnectorError):
                 raise httpx.ConnectError(str(exc), request=request) from cause
+            if isinstance(cause, aiohttp.ConnectionTimeoutError):
+                raise
+            if isinstance(cause, aiohttp.ServerTimeoutError):
+                raise httpx.ReadTimeout(str(exc), request=request) from cause
+            if isinstance(cause, aiohttp.ClientConnectionError):
+                # Connected, then the socket failed (a reset): the request may be sent.
+                raise httpx.ReadError(str(exc), request=request) from cause
             raise
 
 

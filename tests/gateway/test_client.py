@@ -20,6 +20,7 @@ from gateway.errors import (
     RateLimited,
     UpstreamAuth,
     UpstreamError,
+    UpstreamOutcomeUnknown,
     UpstreamUnavailable,
 )
 from gateway.settings import Settings
@@ -570,7 +571,7 @@ async def test_retry_after_beyond_the_cap_fails_at_once() -> None:
     [
         pytest.param("0.2", 1, id="fraction-rounds-up-to-minimum"),
         pytest.param("", 1, id="missing"),
-        pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", 1, id="http-date"),
+        pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", 1, id="past-http-date"),
     ],
 )
 async def test_retry_after_is_whole_seconds_at_least_one(header: str, expected: int) -> None:
@@ -646,11 +647,24 @@ async def test_transport_error_then_success_is_invisible_to_the_caller() -> None
     assert len(seen) == 2
 
 
-async def test_transport_error_is_not_retried_for_deletes() -> None:
+async def test_a_delete_whose_answer_is_lost_is_not_retried_and_its_outcome_unknown() -> None:
     client, seen = make_client(Script(httpx.ReadTimeout("slow")), max_retries=2)
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(UpstreamOutcomeUnknown) as info:
         await client.delete_user(DeleteUserRequest(UUID_A))
+    assert info.value.extensions == {"code": "UPSTREAM_OUTCOME_UNKNOWN"}
+    assert info.value.message == (
+        "the UCD may or may not have applied POST /api/user/v1/delete: "
+        "its answer was lost (no answer in time)"
+    )
     assert len(seen) == 1
+
+
+async def test_a_delete_that_was_never_sent_is_retried() -> None:
+    """A refused connection means the request never left: sending it again is safe."""
+    script = Script(httpx.ConnectError("refused"), ucd_json(200, {}))
+    client, seen = make_client(script, max_retries=2)
+    await client.delete_user(DeleteUserRequest(UUID_A))
+    assert len(seen) == 2
 
 
 async def test_concurrency_is_bounded() -> None:

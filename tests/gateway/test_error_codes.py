@@ -23,6 +23,7 @@ from gateway.errors import (
     RateLimited,
     UpstreamAuth,
     UpstreamError,
+    UpstreamOutcomeUnknown,
     UpstreamUnavailable,
 )
 from tests.gateway.conftest import USER_QUERY, app_gateway
@@ -124,6 +125,7 @@ EXPECTED_CODES: Mapping[type[GatewayError], str] = {
     UpstreamAuth: "UPSTREAM_AUTH",
     UpstreamUnavailable: "UPSTREAM_UNAVAILABLE",
     UpstreamError: "UPSTREAM_ERROR",
+    UpstreamOutcomeUnknown: "UPSTREAM_OUTCOME_UNKNOWN",
 }
 
 
@@ -137,6 +139,7 @@ def test_gateway_errors_take_their_code_from_the_table() -> None:
         UpstreamAuth("m"),
         UpstreamUnavailable("m"),
         UpstreamError("m", status=500),
+        UpstreamOutcomeUnknown("m"),
     ]
     assert {type(e) for e in raised} == {GatewayError, *_subclasses(GatewayError)}
     assert set(EXPECTED_CODES) == {type(e) for e in raised}, "add the new class's code"
@@ -222,6 +225,10 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
     ErrorCode.MAX_COST_EXCEEDED: Provocation(
         '{ a: user(key: {uuid: "a"}) { name } b: user(key: {uuid: "b"}) { name } }',
         settings={"max_ucd_calls_per_operation": 1},
+    ),
+    ErrorCode.UPSTREAM_OUTCOME_UNKNOWN: Provocation(
+        'mutation { deleteUser(key: {uuid: "u-1"}) { ok } }',
+        _raise(lambda r: httpx.ReadError("connection reset", request=r)),
     ),
 }
 
