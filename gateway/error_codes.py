@@ -84,7 +84,9 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ),
         ErrorCode.GRAPHQL_VALIDATION_FAILED: CodeDoc(
             "the document does not fit the schema, or is deeper or has more aliases than "
-            "UCD_GATEWAY_MAX_QUERY_DEPTH or UCD_GATEWAY_MAX_ALIASES allow"
+            "UCD_GATEWAY_MAX_QUERY_DEPTH or UCD_GATEWAY_MAX_ALIASES allow, or more fields or "
+            "directives than UCD_GATEWAY_MAX_FIELDS or UCD_GATEWAY_MAX_DIRECTIVES, or "
+            "fragments that spread themselves"
         ),
         ErrorCode.PAYLOAD_TOO_LARGE: CodeDoc(
             "the request body is over UCD_GATEWAY_MAX_BODY_BYTES; HTTP 413, before any parsing"

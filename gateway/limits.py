@@ -3,9 +3,10 @@
 * ``BodySizeLimit``: an ASGI middleware; a body over ``max_body_bytes`` gets HTTP 413
   before anything parses it.
 * ``schema_extensions(settings)``: the strawberry extension of every GraphQL request
-  (``GatewayExtension``): the token, depth and alias limits, the parser and validation
-  caches, stable error codes for refused documents, and masking of unexpected errors;
-  its ``on_execute`` runs the operation budget (gateway/api/budget.py).
+  (``GatewayExtension``): the token limit, the document limits (fields, depth, aliases,
+  directives, gateway/document_limits.py), the parser and validation caches, stable
+  error codes for refused documents, and masking of unexpected errors; its
+  ``on_execute`` runs the operation budget (gateway/api/budget.py).
 
 Every refusal is answered by gateway/error_pipeline.py, so a refused request always
 gets the same shape: a message meant for the caller and an ``extensions.code`` to
@@ -29,21 +30,17 @@ from graphql import (
 )
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import (
-    MaxAliasesLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from strawberry.extensions import SchemaExtension
 
 from gateway.api.budget import CostLimits, OperationBudget
 from gateway.api.strawberry_internals import (
     MaskingExtension,
     graphql_core_schema,
-    limiter_rules,
     use_parsed_document,
     use_validation_errors,
     validate,
 )
+from gateway.document_limits import DocumentLimits
 from gateway.error_pipeline import (
     code_validation_errors,
     is_unexpected,
@@ -127,20 +124,18 @@ class BodySizeLimit:
 def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """The extensions every request runs: one ``RequestGuards`` (limits, caches, codes, masking).
 
-    Factories, not instances: strawberry builds fresh extensions per request. The
-    depth and alias rules are built once, though: each limiter instance makes a new
-    rule class, and the validation cache keys on the rules, so per-request rule classes
-    would make every validation a cache miss (measured: ~10 ms per request).
+    Factories, not instances: strawberry builds fresh extensions per request.
     """
-    limit_rules = limiter_rules(
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+    limits = DocumentLimits(
+        max_fields=settings.max_fields,
+        max_query_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_directives=settings.max_directives,
     )
     return [
         RequestGuards(
             max_tokens=settings.max_tokens,
-            validation_rules=limit_rules,
-            validation_cache=ValidationCache(),
+            validation_cache=ValidationCache(limits=limits),
             cost_limits=CostLimits(settings.max_ucd_calls_per_operation, settings.max_user_keys),
         )
     ]
@@ -159,6 +154,11 @@ def parse_cache_info() -> Any:
 class ValidationCache:
     """Validation errors per query text, confirmed by the identity of the parsed document.
 
+    With ``limits``, a document is first measured against them (one linear pass,
+    gateway/document_limits.py) and one over a limit gets that one error: the
+    validation rules, some of which expand fragments, never see it. The refusal is
+    cached like any other answer.
+
     strawberry's ValidationCache keys an ``lru_cache`` on the document itself, and hashing
     a ``DocumentNode`` walks its whole tree on every request. The parser cache hands out
     the same document object for the same text, so the text (with the rules) is the key
@@ -167,8 +167,11 @@ class ValidationCache:
     is checked the same way, so one cache never answers for another schema.
     """
 
-    def __init__(self, maxsize: int = PARSE_CACHE_SIZE) -> None:
+    def __init__(
+        self, maxsize: int = PARSE_CACHE_SIZE, *, limits: DocumentLimits | None = None
+    ) -> None:
         self._maxsize = maxsize
+        self._limits = limits
         self._entries: dict[
             tuple[str, tuple[type[ASTValidationRule], ...]],
             tuple[GraphQLSchema, DocumentNode, list[GraphQLError]],
@@ -184,14 +187,14 @@ class ValidationCache:
         rules: tuple[type[ASTValidationRule], ...],
     ) -> list[GraphQLError]:
         if query is None:  # a document given without its text: nothing to key on
-            return validate(schema, document, rules)
+            return self._validate(schema, document, rules)
         key = (query, rules)
         entry = self._entries.get(key)
         if entry is not None and entry[0] is schema and entry[1] is document:
             self.hits += 1
             return entry[2]
         self.misses += 1
-        errors = validate(schema, document, rules)
+        errors = self._validate(schema, document, rules)
         if entry is None and len(self._entries) >= self._maxsize:
             # Oldest first (dicts keep insertion order): bounded, like the parser cache,
             # so unique query texts cannot grow memory without limit.
@@ -199,13 +202,23 @@ class ValidationCache:
         self._entries[key] = (schema, document, errors)
         return errors
 
+    def _validate(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        refusal = self._limits.check(document) if self._limits is not None else None
+        if refusal is not None:
+            return [refusal]
+        return validate(schema, document, rules)
+
 
 @dataclass(frozen=True)
 class RequestGuards:
     """The per-app settings of ``GatewayExtension``; called, it builds one for a request."""
 
     max_tokens: int
-    validation_rules: tuple[type[ASTValidationRule], ...]
     validation_cache: ValidationCache
     cost_limits: CostLimits
 
@@ -217,8 +230,10 @@ class GatewayExtension(MaskingExtension):
     """Everything a request passes through in strawberry, as one operation-level extension.
 
     * the token limit (strawberry's MaxTokensLimiter) and the parser cache (ParserCache);
-    * the depth and alias rules (AddValidationRules), validated through ``ValidationCache``;
-    * a stable ``extensions.code`` on validation errors (the depth and alias limits
+    * the document limits (fields, depth, aliases, directives: one linear pass, in place
+      of strawberry's QueryDepthLimiter and MaxAliasesLimiter, which follow every
+      spread of every fragment), then validation, both through ``ValidationCache``;
+    * a stable ``extensions.code`` on validation errors (the document limits
       included). Syntax errors (the token limit included) are coded by the HTTP view:
       with the parser cache they escape the parse hooks;
     * masking of unexpected errors (MaskErrors): the caller sees "Internal server error"
@@ -240,7 +255,6 @@ class GatewayExtension(MaskingExtension):
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
         context.parse_options["max_tokens"] = self._guards.max_tokens
-        context.validation_rules = context.validation_rules + self._guards.validation_rules
         yield from super().on_operation()
 
     def on_parse(self) -> Iterator[None]:

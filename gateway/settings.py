@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=10, ge=1)
     max_aliases: int = Field(default=50, ge=1)
     max_tokens: int = Field(default=10_000, ge=1)
+    # Fields selected after fragment expansion: a fragment spread twice per level selects
+    # 2**levels fields from a few hundred bytes (gateway/document_limits.py).
+    max_fields: int = Field(default=1_000, ge=1)
+    max_directives: int = Field(default=50, ge=1)
     # users(keys) costs one profile call per distinct user, and the UCD's profile quota is
     # 1,000 units a minute (§2.6): one request must not be able to spend it all.
     max_user_keys: int = Field(default=100, ge=1)

@@ -203,6 +203,7 @@ LAYERS: Final[dict[str, int]] = {
     "api": 4,
     "embedded": 4,
     "seed": 4,
+    "document_limits": 4,
     "limits": 5,
     "app": 6,
     "cli": 7,

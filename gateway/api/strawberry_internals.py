@@ -10,7 +10,6 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
 * ``graphql_core_schema(schema)``: graphql-core's ``GraphQLSchema`` under the schema;
 * ``validate(schema, document, rules)``: strawberry's validation (graphql-core's, plus
   its @oneOf and ``Maybe`` rules);
-* ``limiter_rules(*limiters)``: the rules of strawberry's validation-rule extensions;
 * ``one_of_type_names(schema)``: the @oneOf input types (the flag is strawberry's);
 * ``is_one_of_refusal(error)``: whether an error is strawberry's @oneOf refusal (its text);
 * ``graphql_name(name)``: the GraphQL name strawberry gives a Python field name;
@@ -38,7 +37,7 @@ from graphql import (
     GraphQLSchema,
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
-from strawberry.extensions import AddValidationRules, MaskErrors
+from strawberry.extensions import MaskErrors
 from strawberry.schema.name_converter import NameConverter
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
@@ -54,7 +53,6 @@ __all__ = [
     "graphql_core_schema",
     "graphql_name",
     "is_one_of_refusal",
-    "limiter_rules",
     "one_of_type_names",
     "raw_info",
     "refuse_execution",
@@ -100,15 +98,6 @@ def validate(
     reads comes from it).
     """
     return validate_document(schema, document, rules)
-
-
-def limiter_rules(*limiters: AddValidationRules) -> tuple[type[ASTValidationRule], ...]:
-    """The validation rules of strawberry's rule-adding extensions (QueryDepthLimiter...).
-
-    Each limiter instance builds a new rule class; taking the rules out lets a caller
-    build them once and key a validation cache on them.
-    """
-    return tuple(rule for limiter in limiters for rule in limiter.validation_rules)
 
 
 def is_one_of_refusal(error: GraphQLError) -> bool:

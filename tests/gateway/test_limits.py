@@ -77,7 +77,7 @@ async def test_too_many_aliases_are_refused() -> None:
     async with app_gateway(max_aliases=3) as (client, _):
         body = await graphql(client, "{ " + aliases + " }")
     (error,) = body["errors"]
-    assert error["message"] == "4 aliases found. Allowed: 3"
+    assert error["message"] == "4 aliases found. Allowed: 3 (UCD_GATEWAY_MAX_ALIASES)"
     assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
 
 

@@ -23,12 +23,11 @@ from graphql import (
     GraphQLSchema,
     ObjectValueNode,
     OperationDefinitionNode,
-    ValidationRule,
     parse,
     specified_rules,
 )
 from graphql import validate as graphql_core_validate
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionResult
@@ -42,7 +41,6 @@ from gateway.api.strawberry_internals import (
     graphql_core_schema,
     graphql_name,
     is_one_of_refusal,
-    limiter_rules,
     one_of_type_names,
     raw_info,
     refuse_execution,
@@ -197,19 +195,6 @@ def test_other_validation_errors_are_not_one_of_refusals() -> None:
     errors = validate(core, parse("{ nope person { firstName } }"), tuple(specified_rules))
     assert len(errors) == 2
     assert not any(is_one_of_refusal(error) for error in errors)
-
-
-def test_limiter_rules_are_the_limiters_validation_rules() -> None:
-    core = graphql_core_schema(small_schema())
-    rules = limiter_rules(QueryDepthLimiter(max_depth=1), MaxAliasesLimiter(max_alias_count=1))
-    assert len(rules) == 2
-    assert all(issubclass(rule, ValidationRule) for rule in rules)
-    deep = validate(
-        core, parse('{ person(pick: {firstName: "a"}) { friend { firstName } } }'), rules
-    )
-    assert [e.message for e in deep] == ["'anonymous' exceeds maximum operation depth of 1"]
-    aliased = validate(core, parse("{ x: a y: a }"), rules)
-    assert [e.message for e in aliased] == ["2 aliases found. Allowed: 1"]
 
 
 def test_one_of_type_names_are_the_one_of_inputs() -> None:
