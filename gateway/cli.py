@@ -35,7 +35,7 @@ from gateway.settings import Settings, reachable_host
 EXIT_CONFIG = 2
 #: Where the local UCD's token comes from, for its banner (the partner it accepts is
 #: ``settings.partner`` with ``settings.token``; see ``_local_ucd_config``).
-TOKEN_SOURCE = "set by UCD_GATEWAY_TOKEN (not shown)"
+TOKEN_SOURCE = "set by UCD_GATEWAY_TOKEN (not shown)"  # noqa: S105  # a description, not a token
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

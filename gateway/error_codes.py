@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    BAD_REQUEST = "BAD_REQUEST"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,13 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ),
         ErrorCode.PAYLOAD_TOO_LARGE: CodeDoc(
             "the request body is over UCD_GATEWAY_MAX_BODY_BYTES; HTTP 413, before any parsing"
+        ),
+        ErrorCode.BAD_REQUEST: CodeDoc(
+            "the HTTP request is not a GraphQL request the gateway takes: the body is not "
+            "one JSON object, or query, variables, operationName or extensions has the "
+            "wrong type (HTTP 400); a mutation over GET (400); GraphiQL asked for while "
+            "UCD_GATEWAY_GRAPHIQL is off (404); a method other than GET and POST (405); "
+            "a body that is not application/json (415)"
         ),
     }
 )

@@ -3,8 +3,9 @@
 * ``BodySizeLimit``: an ASGI middleware; a body over ``max_body_bytes`` gets HTTP 413
   before anything parses it.
 * ``schema_extensions(settings)``: the strawberry extension of every GraphQL request
-  (``GatewayExtension``): the token, depth and alias limits, the parser and validation
-  caches, stable error codes for refused documents, and masking of unexpected errors.
+  (``GatewayExtension``): the token, depth and alias limits, introspection when it is
+  off (``UCD_GATEWAY_INTROSPECTION``), the parser and validation caches, stable error
+  codes for refused documents, and masking of unexpected errors.
 
 Every refusal is answered by gateway/error_pipeline.py, so a refused request always
 gets the same shape: a message meant for the caller and an ``extensions.code`` to
@@ -24,6 +25,7 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
     parse,
 )
 from starlette.responses import Response
@@ -134,11 +136,17 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
     )
+    if not settings.introspection:
+        # graphql-core's rule refuses __schema and __type (not __typename); it is
+        # strawberry's DisableIntrospection without an extension of its own per request.
+        limit_rules = (*limit_rules, NoSchemaIntrospectionCustomRule)
     return [
         RequestGuards(
             max_tokens=settings.max_tokens,
             validation_rules=limit_rules,
-            validation_cache=ValidationCache(),
+            # Suggestions go with introspection: "Did you mean 'email'?" reads the schema
+            # out to whoever guesses near a field's name.
+            validation_cache=ValidationCache(hide_suggestions=not settings.introspection),
         )
     ]
 
@@ -162,10 +170,12 @@ class ValidationCache:
     here and the stored document being this very object confirms the hit: one parsed anew (say,
     after it left the parser cache) is validated again and replaces the entry. The schema
     is checked the same way, so one cache never answers for another schema.
+    ``hide_suggestions`` is fixed per cache, so no entry answers with the other setting.
     """
 
-    def __init__(self, maxsize: int = PARSE_CACHE_SIZE) -> None:
+    def __init__(self, maxsize: int = PARSE_CACHE_SIZE, *, hide_suggestions: bool = False) -> None:
         self._maxsize = maxsize
+        self.hide_suggestions = hide_suggestions
         self._entries: dict[
             tuple[str, tuple[type[ASTValidationRule], ...]],
             tuple[GraphQLSchema, DocumentNode, list[GraphQLError]],
@@ -181,14 +191,14 @@ class ValidationCache:
         rules: tuple[type[ASTValidationRule], ...],
     ) -> list[GraphQLError]:
         if query is None:  # a document given without its text: nothing to key on
-            return validate(schema, document, rules)
+            return validate(schema, document, rules, hide_suggestions=self.hide_suggestions)
         key = (query, rules)
         entry = self._entries.get(key)
         if entry is not None and entry[0] is schema and entry[1] is document:
             self.hits += 1
             return entry[2]
         self.misses += 1
-        errors = validate(schema, document, rules)
+        errors = validate(schema, document, rules, hide_suggestions=self.hide_suggestions)
         if entry is None and len(self._entries) >= self._maxsize:
             # Oldest first (dicts keep insertion order): bounded, like the parser cache,
             # so unique query texts cannot grow memory without limit.

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     # 1,000 units a minute (§2.6): one request must not be able to spend it all.
     max_user_keys: int = Field(default=100, ge=1)
 
+    # --- schema exposure ------------------------------------------------------------
+    # Off: __schema and __type are refused and no error suggests a field name ("Did you
+    # mean ...?"), so the schema is not readable from outside; __typename still works.
+    introspection: bool = True
+    # Off: GET /graphql from a browser is 404 instead of the GraphiQL page.
+    graphiql: bool = True
+
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""
         if self.public_url:

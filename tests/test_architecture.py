@@ -204,6 +204,7 @@ LAYERS: Final[dict[str, int]] = {
     "embedded": 4,
     "seed": 4,
     "limits": 5,
+    "request_bodies": 5,
     "app": 6,
     "cli": 7,
     "__main__": 8,

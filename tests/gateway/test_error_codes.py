@@ -184,6 +184,8 @@ class Provocation:
     settings: Mapping[str, Any] = field(default_factory=dict)
     status: int = 200
     extras: frozenset[str] = frozenset()
+    #: The JSON body to post instead of ``{"query": query}``.
+    body: Any = None
 
 
 PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
@@ -219,6 +221,7 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
     ErrorCode.PAYLOAD_TOO_LARGE: Provocation(
         "{ " + "__typename " * 30 + "}", settings={"max_body_bytes": 200}, status=413
     ),
+    ErrorCode.BAD_REQUEST: Provocation("", body="{ __typename }", status=400),
 }
 
 
@@ -228,7 +231,8 @@ async def test_every_code_is_answered_over_http(code: ErrorCode) -> None:
     provocation = PROVOCATIONS.get(code)
     assert provocation is not None, f"add a request answered with {code} to PROVOCATIONS"
     async with app_gateway(provocation.ucd, **provocation.settings) as (client, _):
-        response = await client.post("/graphql", json={"query": provocation.query})
+        body = provocation.body if provocation.body is not None else {"query": provocation.query}
+        response = await client.post("/graphql", json=body)
     assert response.status_code == provocation.status
     assert response.headers["content-type"].startswith("application/json")
     (error,) = orjson.loads(response.content)["errors"]
