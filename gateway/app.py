@@ -29,24 +29,34 @@ from typing import Any
 import httpx
 import orjson
 import strawberry
+from cross_web import AsyncHTTPRequestAdapter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
 
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
-from gateway.api.strawberry_internals import ERROR_LOGGER_NAME
+from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
 from gateway.embedded import run_local_ucd
-from gateway.error_pipeline import code_request_errors, readiness_refusal
+from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
 from gateway.errors import GatewayError
 from gateway.exports import ExportJobs
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.reads.inflight import ProfileReads
+from gateway.request_bodies import (
+    JSON_MEDIA_TYPE,
+    graphql_request,
+    media_type,
+    refusal_response,
+    unsupported,
+)
 from gateway.settings import Settings
 from gateway.ucd.answers import ExportHook
 from gateway.ucd.client import UcdClient
@@ -145,11 +155,34 @@ def _install_log_filters() -> None:
 
 
 class GatewayGraphQL(GraphQL[Any, None]):
-    """Strawberry's ASGI view with a per-request context and orjson bodies."""
+    """Strawberry's ASGI view with a per-request context, orjson bodies, and every refused
+    request answered in the GraphQL error shape (gateway/request_bodies.py)."""
 
-    def __init__(self, schema: strawberry.Schema, slot: _RuntimeSlot) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+    def __init__(self, schema: strawberry.Schema, slot: _RuntimeSlot, settings: Settings) -> None:
+        # Without an IDE strawberry answers a browser's GET with 404 (UCD_GATEWAY_GRAPHIQL).
+        super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
         self._slot = slot
+        self._hide_suggestions = not settings.introspection
+
+    async def run(  # type: ignore[override]  # HTTP only: the route takes no websockets
+        self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
+    ) -> Response:
+        try:
+            response = await super().run(request, context, root_value)
+        except RequestRefused as refused:
+            return refusal_response(refused)
+        assert isinstance(response, Response)  # an HTTP request gets an HTTP response
+        return response
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method != "POST":
+            # GET: query parameters are strings, and strawberry checks the rest itself.
+            return await super().parse_http_body(request)
+        if media_type(request.content_type) != JSON_MEDIA_TYPE:
+            raise unsupported(request.content_type)
+        return graphql_request(self.parse_json(await request.get_body()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One deadline per operation: every UCD call it makes, retries and waits included,
@@ -174,6 +207,8 @@ class GatewayGraphQL(GraphQL[Any, None]):
         # their codes only here (gateway/error_pipeline.py, step 5).
         if result.errors:
             code_request_errors(result.errors)
+            if self._hide_suggestions:
+                drop_suggestions(result.errors)
         return await super().process_result(request, result)
 
     def encode_json(self, data: object) -> bytes:
@@ -270,7 +305,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
 
     app = Starlette(
         routes=[
-            Route("/graphql", GatewayGraphQL(schema, slot), methods=["GET", "POST"]),
+            # Every method reaches the view, so a PUT is refused in the same shape (405).
+            Route("/graphql", GatewayGraphQL(schema, slot, settings)),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),

@@ -33,6 +33,9 @@ from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
 
 EXIT_CONFIG = 2
+#: Where the local UCD's token comes from, for its banner (the partner it accepts is
+#: ``settings.partner`` with ``settings.token``; see ``_local_ucd_config``).
+TOKEN_SOURCE = "set by UCD_GATEWAY_TOKEN (not shown)"  # noqa: S105  # a description, not a token
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -220,7 +223,8 @@ def _local_ucd(args: argparse.Namespace) -> int:
         banner=(
             f"local UCD on {config.base_url}\n"
             f"  partner: {settings.partner}\n"
-            f"  token:   {settings.token.get_secret_value()}\n"
+            # Never the token itself: banners end up in terminals, CI logs and screenshots.
+            f"  token:   {TOKEN_SOURCE}\n"
             f"  data:    {config.data_dir}"
         ),
     )

@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     MAX_COST_EXCEEDED = "MAX_COST_EXCEEDED"
     UPSTREAM_OUTCOME_UNKNOWN = "UPSTREAM_OUTCOME_UNKNOWN"
+    BAD_REQUEST = "BAD_REQUEST"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,13 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
             "a write that is not safe to repeat (identifier change, delete, anonymize, export) "
             "reached or may have reached the UCD, but its answer was lost: it may or may not "
             "have been applied; the gateway did not repeat it"
+        ),
+        ErrorCode.BAD_REQUEST: CodeDoc(
+            "the HTTP request is not a GraphQL request the gateway takes: the body is not "
+            "one JSON object, or query, variables, operationName or extensions has the "
+            "wrong type (HTTP 400); a mutation over GET (400); GraphiQL asked for while "
+            "UCD_GATEWAY_GRAPHIQL is off (404); a method other than GET and POST (405); "
+            "a body that is not application/json (415)"
         ),
     }
 )

@@ -5,7 +5,9 @@ Codes come from the table in gateway/error_codes.py. ``GatewayError`` carries it
 without a code gets one here:
 
 1. ``payload_too_large(max_bytes)``: the 413 body, before anything parses the request
-   (``gateway.limits.BodySizeLimit``);
+   (``gateway.limits.BodySizeLimit``); ``bad_request(message)``: the body of a 400, 404,
+   405 or 415 to an HTTP request that is not a GraphQL request the gateway takes (a body
+   that is not one JSON object, a field of the wrong type; ``gateway.request_bodies``);
 2. ``code_validation_errors(errors)``: GRAPHQL_VALIDATION_FAILED on the errors the
    validation rules found, the depth and alias limits included (the request extension's
    ``on_validate``);
@@ -21,6 +23,8 @@ without a code gets one here:
 5. ``code_request_errors(errors)``: GRAPHQL_PARSE_FAILED and BAD_USER_INPUT for what is
    still without a code once the result is known: syntax errors (the token limit
    included) and variables that failed coercion (the HTTP view's ``process_result``);
+   ``drop_suggestions(errors)``, there too when introspection is off: no "Did you mean
+   ...?" in refused variables (validation hides its own, graphql-core's flag);
 6. ``readiness_refusal(error)``: the code ``/readyz`` answers with when the UCD fails.
 
 A code already set is never overwritten, except by step 3.
@@ -29,6 +33,7 @@ A code already set is never overwritten, except by step 3.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -42,10 +47,12 @@ from gateway.errors import GatewayError
 __all__ = [
     "INTERNAL_ERROR_MESSAGE",
     "LocateOneOfArguments",
+    "bad_request",
     "code_one_of_refusals",
     "code_request_errors",
     "code_validation_errors",
     "cost_exceeded",
+    "drop_suggestions",
     "is_unexpected",
     "mask_unexpected",
     "payload_too_large",
@@ -74,6 +81,12 @@ def payload_too_large(max_bytes: int) -> dict[str, Any]:
     return {
         "errors": [{"message": message, "extensions": {"code": ErrorCode.PAYLOAD_TOO_LARGE.value}}]
     }
+
+
+def bad_request(message: str) -> dict[str, Any]:
+    """The JSON body refusing an HTTP request GraphQL never sees, with ``message`` (about
+    the request's shape, never echoing its content)."""
+    return {"errors": [{"message": message, "extensions": {"code": ErrorCode.BAD_REQUEST.value}}]}
 
 
 def code_validation_errors(errors: Sequence[GraphQLError] | None) -> None:
@@ -163,6 +176,25 @@ def code_request_errors(errors: Sequence[GraphQLError]) -> None:
     _tag([e for e in errors if isinstance(e, GraphQLSyntaxError)], ErrorCode.GRAPHQL_PARSE_FAILED)
     # Left without a code and without a path: variables that failed coercion.
     _tag([e for e in errors if e.path is None], ErrorCode.BAD_USER_INPUT)
+
+
+#: graphql-core's suggestion (``graphql.pyutils.did_you_mean``): " Did you mean 'a' or
+#: 'b'?", or " Did you mean the enum value 'A'?"; GraphQL names hold no "?".
+_SUGGESTION: Final = re.compile(r" Did you mean [^?]*\?")
+
+
+def drop_suggestions(errors: Sequence[GraphQLError]) -> None:
+    """Messages without graphql-core's "Did you mean ...?" (in place).
+
+    strawberry coerces variables without graphql-core's ``hide_suggestions`` flag, so a
+    misspelt input field in a variable would still name the schema's fields:
+
+    >>> error = GraphQLError("Field 'emial' is not defined by type 'Key'. Did you mean 'email'?")
+    >>> drop_suggestions([error]); error.message
+    "Field 'emial' is not defined by type 'Key'."
+    """
+    for error in errors:
+        error.message = _SUGGESTION.sub("", error.message)
 
 
 def readiness_refusal(error: GatewayError) -> dict[str, str]:

@@ -4,9 +4,10 @@
   before anything parses it.
 * ``schema_extensions(settings)``: the strawberry extension of every GraphQL request
   (``GatewayExtension``): the token limit, the document limits (fields, depth, aliases,
-  directives, gateway/document_limits.py), the parser and validation caches, stable
-  error codes for refused documents, and masking of unexpected errors; its
-  ``on_execute`` runs the operation budget (gateway/api/budget.py).
+  directives, gateway/document_limits.py), introspection when it is off
+  (``UCD_GATEWAY_INTROSPECTION``), the parser and validation caches, stable error codes
+  for refused documents, and masking of unexpected errors; its ``on_execute`` runs the
+  operation budget (gateway/api/budget.py).
 
 Every refusal is answered by gateway/error_pipeline.py, so a refused request always
 gets the same shape: a message meant for the caller and an ``extensions.code`` to
@@ -26,6 +27,7 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
     parse,
 )
 from starlette.responses import Response
@@ -132,10 +134,20 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
         max_aliases=settings.max_aliases,
         max_directives=settings.max_directives,
     )
+    extra_rules: tuple[type[ASTValidationRule], ...] = ()
+    if not settings.introspection:
+        # graphql-core's rule refuses __schema and __type (not __typename); it is
+        # strawberry's DisableIntrospection without an extension of its own per request.
+        extra_rules = (NoSchemaIntrospectionCustomRule,)
     return [
         RequestGuards(
             max_tokens=settings.max_tokens,
-            validation_cache=ValidationCache(limits=limits),
+            validation_rules=extra_rules,
+            # Suggestions go with introspection: "Did you mean 'email'?" reads the schema
+            # out to whoever guesses near a field's name.
+            validation_cache=ValidationCache(
+                limits=limits, hide_suggestions=not settings.introspection
+            ),
             cost_limits=CostLimits(settings.max_ucd_calls_per_operation, settings.max_user_keys),
         )
     ]
@@ -165,13 +177,19 @@ class ValidationCache:
     here and the stored document being this very object confirms the hit: one parsed anew (say,
     after it left the parser cache) is validated again and replaces the entry. The schema
     is checked the same way, so one cache never answers for another schema.
+    ``hide_suggestions`` is fixed per cache, so no entry answers with the other setting.
     """
 
     def __init__(
-        self, maxsize: int = PARSE_CACHE_SIZE, *, limits: DocumentLimits | None = None
+        self,
+        maxsize: int = PARSE_CACHE_SIZE,
+        *,
+        limits: DocumentLimits | None = None,
+        hide_suggestions: bool = False,
     ) -> None:
         self._maxsize = maxsize
         self._limits = limits
+        self.hide_suggestions = hide_suggestions
         self._entries: dict[
             tuple[str, tuple[type[ASTValidationRule], ...]],
             tuple[GraphQLSchema, DocumentNode, list[GraphQLError]],
@@ -211,7 +229,7 @@ class ValidationCache:
         refusal = self._limits.check(document) if self._limits is not None else None
         if refusal is not None:
             return [refusal]
-        return validate(schema, document, rules)
+        return validate(schema, document, rules, hide_suggestions=self.hide_suggestions)
 
 
 @dataclass(frozen=True)
@@ -219,6 +237,8 @@ class RequestGuards:
     """The per-app settings of ``GatewayExtension``; called, it builds one for a request."""
 
     max_tokens: int
+    #: Rules beside graphql-core's own: NoSchemaIntrospectionCustomRule when it is off.
+    validation_rules: tuple[type[ASTValidationRule], ...]
     validation_cache: ValidationCache
     cost_limits: CostLimits
 
@@ -255,6 +275,7 @@ class GatewayExtension(MaskingExtension):
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
         context.parse_options["max_tokens"] = self._guards.max_tokens
+        context.validation_rules = context.validation_rules + self._guards.validation_rules
         yield from super().on_operation()
 
     def on_parse(self) -> Iterator[None]:

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # users(keys) would otherwise be 5,000 profile calls from a single request.
     max_ucd_calls_per_operation: int = Field(default=100, ge=1)
 
+    # --- schema exposure ------------------------------------------------------------
+    # Off: __schema and __type are refused and no error suggests a field name ("Did you
+    # mean ...?"), so the schema is not readable from outside; __typename still works.
+    introspection: bool = True
+    # Off: GET /graphql from a browser is 404 instead of the GraphiQL page.
+    graphiql: bool = True
+
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""
         if self.public_url:

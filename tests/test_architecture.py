@@ -205,6 +205,7 @@ LAYERS: Final[dict[str, int]] = {
     "seed": 4,
     "document_limits": 4,
     "limits": 5,
+    "request_bodies": 5,
     "app": 6,
     "cli": 7,
     "__main__": 8,

@@ -8,8 +8,9 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
 
 * ``raw_info(info)``: graphql-core's resolve info (its fields) under strawberry's ``Info``;
 * ``graphql_core_schema(schema)``: graphql-core's ``GraphQLSchema`` under the schema;
-* ``validate(schema, document, rules)``: strawberry's validation (graphql-core's, plus
-  its @oneOf and ``Maybe`` rules);
+* ``validate(schema, document, rules, *, hide_suggestions=False)``: strawberry's
+  validation (graphql-core's, plus its @oneOf and ``Maybe`` rules), optionally without
+  "Did you mean ...?" suggestions (graphql-core's flag, which strawberry does not pass);
 * ``one_of_type_names(schema)``: the @oneOf input types (the flag is strawberry's);
 * ``is_one_of_refusal(error)``: whether an error is strawberry's @oneOf refusal (its text);
 * ``graphql_name(name)``: the GraphQL name strawberry gives a Python field name;
@@ -20,7 +21,10 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
   validation, which strawberry then skips;
 * ``refuse_execution``: an extension's answer instead of executing the operation;
 * ``resolver_arguments``: a field's arguments as strawberry hands them to its resolver;
-* ``ERROR_LOGGER_NAME``: the logger strawberry writes error messages to.
+* ``ERROR_LOGGER_NAME``: the logger strawberry writes error messages to;
+* ``RequestRefused``: what strawberry's HTTP view raises to refuse a request (a body
+  that is not JSON, a mutation over GET, GraphiQL when it is off); it answers that with
+  a plain-text body of its own, which the gateway's view replaces.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import strawberry
+from cross_web import HTTPException
 from graphql import (
     ASTValidationRule,
     DocumentNode,
@@ -37,9 +42,12 @@ from graphql import (
     GraphQLSchema,
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import validate as graphql_core_validate
 from strawberry.extensions import MaskErrors
 from strawberry.schema.name_converter import NameConverter
 from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext
 from strawberry.types.arguments import convert_arguments
 from strawberry.utils.logging import StrawberryLogger
@@ -50,6 +58,7 @@ __all__ = [
     "CachedNameConverter",
     "ErrorHookSchema",
     "MaskingExtension",
+    "RequestRefused",
     "graphql_core_schema",
     "graphql_name",
     "is_one_of_refusal",
@@ -64,6 +73,11 @@ __all__ = [
 
 #: strawberry's ``StrawberryLogger`` writes every error with its message here.
 ERROR_LOGGER_NAME: Final = StrawberryLogger.logger.name
+
+#: Raised by strawberry's HTTP view (``AsyncBaseHTTPView.run`` and the methods it calls) with
+#: ``status_code`` and ``reason`` for a request it refuses; also raised by the gateway's view
+#: for the refusals it adds, so one handler answers them all.
+RequestRefused = HTTPException
 
 #: Part of the message of strawberry's @oneOf validation rule and of its coercion check
 #: ("OneOf Input Object 'Pick' must specify exactly one key.").
@@ -86,18 +100,30 @@ def graphql_core_schema(schema: strawberry.Schema) -> GraphQLSchema:
     return schema._schema
 
 
+#: The rules strawberry's ``validate_document`` adds to the ones it is given, in its order.
+_STRAWBERRY_RULES: Final = (MaybeNullValidationRule, OneOfInputValidationRule)
+
+
 def validate(
     schema: GraphQLSchema,
     document: DocumentNode,
     rules: tuple[type[ASTValidationRule], ...],
+    *,
+    hide_suggestions: bool = False,
 ) -> list[GraphQLError]:
     """Validation as strawberry runs it: ``rules`` plus its @oneOf and ``Maybe`` rules.
 
     graphql-core's ``validate`` alone would let a @oneOf input with two keys through:
     strawberry checks @oneOf with a rule of its own (the message ``is_one_of_refusal``
-    reads comes from it).
+    reads comes from it). ``hide_suggestions``: no "Did you mean 'email'?" in messages,
+    which would spell out the schema to a caller who may not introspect it; strawberry's
+    ``validate_document`` has no such parameter, so its rules are added here.
     """
-    return validate_document(schema, document, rules)
+    if not hide_suggestions:
+        return validate_document(schema, document, rules)
+    return graphql_core_validate(
+        schema, document, (*rules, *_STRAWBERRY_RULES), hide_suggestions=True
+    )
 
 
 def is_one_of_refusal(error: GraphQLError) -> bool:

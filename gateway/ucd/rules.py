@@ -109,8 +109,28 @@ PHONE_NUMBER: Final = Rule(
 EVENT_NAME: Final = Rule(
     "event_name", "regexp(^[a-z0-9][a-zA-Z0-9._-]*$)", _matches(r"[a-z0-9][a-z0-9._-]*")
 )
-#: §3.1.3: custom identifier, attribute and event parameter names have 1 to 128 characters.
-CUSTOM_NAME: Final = Rule("custom_name", "length(1,128)", lambda name: 1 <= len(name) <= 128)
+#: C0 controls, DEL and C1 controls (Unicode category Cc).
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _custom_name_ok(name: str) -> bool:
+    r"""1 to 128 characters, none a control character (C0, DEL or C1).
+
+    The length is §3.1.3's. The control characters are [LOCAL]: the contract (a shared
+    document, docs/ucd-rest-api.md) says nothing, and a name with CR, LF, tab or NUL is
+    never one a partner means, while it breaks line-oriented readers of export headers
+    and lets a name forge a log line. Names are kept and sent as JSON keys and CSV
+    columns, never as file paths, so ``../`` or ``/`` is just text and stays allowed.
+
+    >>> _custom_name_ok("tier"), _custom_name_ok("../x"), _custom_name_ok("a\r\nb")
+    (True, True, False)
+    """
+    return 1 <= len(name) <= 128 and _CONTROL.search(name) is None
+
+
+#: §3.1.3: custom identifier, attribute and event parameter names have 1 to 128 characters;
+#: [LOCAL] no control characters. The key stays the contract's (see ``_custom_name_ok``).
+CUSTOM_NAME: Final = Rule("custom_name", "length(1,128)", _custom_name_ok)
 #: §4.2: a blocked value (already normalised) is never matched nor stored; no error of its own.
 BLOCKED: Final = Rule("blocked", "", lambda value: value.lower() in BLOCKED_VALUES)
 

@@ -118,30 +118,35 @@ def test_the_banner_shows_an_address_a_browser_can_open(host: str, shown: str) -
     assert reachable_host(host) == shown
 
 
-def test_local_ucd_serves_and_prints_how_to_reach_it(tmp_path: Path) -> None:
+def test_local_ucd_serves_and_prints_how_to_reach_it_without_its_token(tmp_path: Path) -> None:
+    """The banner names the partner and where the token comes from, never the token."""
+    secret = "s3cret-token-9f2c"
     command = [sys.executable, "-m", "gateway", "local-ucd", "--port", "0", "--data", "ucd"]
+    env = {**os.environ, "UCD_GATEWAY_TOKEN": secret}
     with subprocess.Popen(  # noqa: S603  # our own interpreter and module
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     ) as process:
         try:
             assert process.stdout is not None
-            banner = [process.stdout.readline() for _ in range(3)]
+            banner = [process.stdout.readline() for _ in range(4)]
             base_url = banner[0].split(" on ", 1)[1].strip()
             assert base_url.startswith("http://127.0.0.1:")
             assert banner[1].split() == ["partner:", "local"]
-            assert banner[2].split() == ["token:", "local-dev-token"]
+            assert banner[2].strip() == "token:   set by UCD_GATEWAY_TOKEN (not shown)"
+            assert banner[3].split()[0] == "data:"
             health = httpx.get(f"{base_url}/healthz", timeout=5)
             assert health.json() == {"status": "ok"}
             columns = httpx.post(
                 f"{base_url}/api/user/v3/metadata/columns",
                 json={"table": "contacts"},
-                headers={"X-PARTNER-NAME": "local", "X-REQUEST-TOKEN": "local-dev-token"},
+                headers={"X-PARTNER-NAME": "local", "X-REQUEST-TOKEN": secret},
                 timeout=5,
             )
             assert columns.status_code == 200
         finally:
             process.terminate()
-            process.wait(timeout=10)
+            rest, errors = process.communicate(timeout=10)
+    assert secret not in "".join(banner) + rest + errors
     assert (tmp_path / "ucd" / "ucd.sqlite3").exists()
 
 

@@ -187,6 +187,8 @@ class Provocation:
     settings: Mapping[str, Any] = field(default_factory=dict)
     status: int = 200
     extras: frozenset[str] = frozenset()
+    #: The JSON body to post instead of ``{"query": query}``.
+    body: Any = None
 
 
 PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
@@ -230,6 +232,7 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
         'mutation { deleteUser(key: {uuid: "u-1"}) { ok } }',
         _raise(lambda r: httpx.ReadError("connection reset", request=r)),
     ),
+    ErrorCode.BAD_REQUEST: Provocation("", body="{ __typename }", status=400),
 }
 
 
@@ -239,7 +242,8 @@ async def test_every_code_is_answered_over_http(code: ErrorCode) -> None:
     provocation = PROVOCATIONS.get(code)
     assert provocation is not None, f"add a request answered with {code} to PROVOCATIONS"
     async with app_gateway(provocation.ucd, **provocation.settings) as (client, _):
-        response = await client.post("/graphql", json={"query": provocation.query})
+        body = provocation.body if provocation.body is not None else {"query": provocation.query}
+        response = await client.post("/graphql", json=body)
     assert response.status_code == provocation.status
     assert response.headers["content-type"].startswith("application/json")
     (error,) = orjson.loads(response.content)["errors"]

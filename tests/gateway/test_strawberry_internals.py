@@ -27,6 +27,8 @@ from graphql import (
     specified_rules,
 )
 from graphql import validate as graphql_core_validate
+from starlette.requests import Request
+from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
@@ -38,6 +40,7 @@ from gateway.api.strawberry_internals import (
     CachedNameConverter,
     ErrorHookSchema,
     MaskingExtension,
+    RequestRefused,
     graphql_core_schema,
     graphql_name,
     is_one_of_refusal,
@@ -154,6 +157,22 @@ def test_validate_answers_what_graphql_core_answers() -> None:
         ours = [e.message for e in validate(core, document, rules)]
         theirs = [e.message for e in graphql_core_validate(core, document, rules)]
         assert ours == theirs, f"validate() and graphql-core differ on {query!r}"
+
+
+def test_validate_without_suggestions_runs_strawberrys_rules_too() -> None:
+    """limits.py validates with hide_suggestions when introspection is off: the same
+    errors as strawberry's validation (its @oneOf rule included), minus the suggestion."""
+    core = graphql_core_schema(small_schema())
+    rules = tuple(specified_rules)
+    for query in ["{ a }", "query($x: Int) { a }", TWO_KEYS, "{ person { firstNam } }"]:
+        document = parse(query)
+        shown = [e.message for e in validate(core, document, rules)]
+        hidden = [e.message for e in validate(core, document, rules, hide_suggestions=True)]
+        assert hidden == [m.partition(" Did you mean")[0] for m in shown], query
+    (error,) = validate(core, parse("{ b2 }"), rules)
+    assert error.message == "Cannot query field 'b2' on type 'Query'. Did you mean 'b'?"
+    (error,) = validate(core, parse("{ b2 }"), rules, hide_suggestions=True)
+    assert error.message == "Cannot query field 'b2' on type 'Query'."
 
 
 def test_validate_refuses_a_one_of_literal_with_the_object_as_its_node() -> None:
@@ -466,3 +485,36 @@ def test_resolver_arguments_are_what_strawberry_hands_the_resolver() -> None:
     assert isinstance(arguments["pick"], Pick)
     with pytest.raises(KeyError):
         resolver_arguments(small_schema(), "Query", "nobody", {})
+
+
+# --- RequestRefused ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status"),
+    [
+        pytest.param("PUT", b"{}", 405, id="method"),
+        pytest.param("POST", b"{", 400, id="not-json"),
+        pytest.param("GET", b"", 404, id="ide-off"),
+    ],
+)
+async def test_strawberrys_view_refuses_requests_by_raising_request_refused(
+    method: str, body: bytes, status: int
+) -> None:
+    """app.py's view catches RequestRefused around ``run`` to answer in the error shape."""
+    view = GraphQL[Any, None](small_schema(), graphql_ide=None)
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/graphql",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"accept", b"text/html")],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    with pytest.raises(RequestRefused) as refused:
+        await view.run(Request(scope, receive))
+    assert refused.value.status_code == status
+    assert refused.value.reason

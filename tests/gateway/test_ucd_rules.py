@@ -3,7 +3,9 @@
 Each row is checked three times: against ``gateway.ucd.rules`` itself, against the
 gateway's input validation (refused before any UCD call, with the UCD's message), and
 against the local UCD over HTTP (E1's per-user error key and message, §3.1.3). The two
-newline rows are the ones Python's ``$`` and ``re.DOTALL`` used to let through.
+newline rows of emails, phones and event names are the ones Python's ``$`` and
+``re.DOTALL`` used to let through; the control-character rows of custom names are the
+[LOCAL] part of that rule (gateway/ucd/rules.py says why ``../`` is allowed).
 
 The blocked values of §4.2 have their own rows (``BLOCKED_ROWS``): they are compared after
 normalisation, which only emails have, so ``" NULL "`` is blocked as an email while a UUID
@@ -63,6 +65,16 @@ NAMED_ROWS: list[tuple[str, Row]] = [
     ("custom-name-128", Row(CUSTOM_NAME, "t" * 128, True)),
     ("custom-name-129", Row(CUSTOM_NAME, "t" * 129, False)),
     ("custom-name-empty", Row(CUSTOM_NAME, "", False)),
+    ("custom-name-crlf", Row(CUSTOM_NAME, "tier\r\nx", False)),
+    ("custom-name-lf", Row(CUSTOM_NAME, "tier\n", False)),
+    ("custom-name-nul", Row(CUSTOM_NAME, "ti\x00er", False)),
+    ("custom-name-tab", Row(CUSTOM_NAME, "ti\ter", False)),
+    ("custom-name-del", Row(CUSTOM_NAME, "tier\x7f", False)),
+    ("custom-name-c1", Row(CUSTOM_NAME, "tier\x85", False)),
+    # [LOCAL] names are never paths (rules.py), so path-like text is allowed, as is Unicode.
+    ("custom-name-dot-dot-slash", Row(CUSTOM_NAME, "../etc/passwd", True)),
+    ("custom-name-unicode", Row(CUSTOM_NAME, "größe_ü", True)),
+    ("custom-name-128-with-space", Row(CUSTOM_NAME, "t " * 64, True)),
 ]
 ROWS = [pytest.param(row, id=name) for name, row in NAMED_ROWS]
 
@@ -167,6 +179,65 @@ async def test_a_single_user_call_refuses_a_trailing_newline_with_the_ucd_text(
     assert response.json() == {
         "error": "user has an invalid phone number: +905551112233\n: bad request"
     }
+
+
+# --- custom names beyond identifiers: attributes and event parameters ----------------------
+
+#: (where, a name, whether it is allowed): the same CUSTOM_NAME rule in its other two places.
+OTHER_PLACES = [
+    pytest.param(where, name, ok, id=f"{where}-{label}")
+    for where in ("attribute", "event-param")
+    for label, name, ok in (("crlf", "tier\r\nx", False), ("dot-dot-slash", "../x", True))
+]
+
+#: Per place: the gateway's input path and the local UCD's E1 error key.
+OTHER_PLACE_PATHS = {
+    "attribute": ("users.0.attributes.custom.0.name", "users.0.attributes.custom.*.length(1,128)"),
+    "event-param": (
+        "users.0.events.0.custom.{}",
+        "users.0.events.0.event_params.custom.*.length(1,128)",
+    ),
+}
+
+
+@pytest.mark.parametrize(("where", "name", "ok"), OTHER_PLACES)
+async def test_custom_attribute_and_parameter_names_follow_the_same_rule_on_both_sides(
+    where: str,
+    name: str,
+    ok: bool,
+    gateway: Gateway,
+    ucd_calls: CallLog,
+    ucd_http: httpx.AsyncClient,
+) -> None:
+    event: dict[str, Any] = {"name": "session_start", "timestamp": TIMESTAMP}
+    wire_event: dict[str, Any] = {"event_name": "session_start", "timestamp": TIMESTAMP}
+    user: dict[str, Any] = {"key": {"uuid": "rules-user"}, "events": [event]}
+    wire: dict[str, Any] = {"identifiers": {"uuid": "rules-user"}, "events": [wire_event]}
+    if where == "attribute":
+        user["attributes"] = {"custom": [{"name": name, "value": "gold"}]}
+        wire["attributes"] = {"custom": {name: "gold"}}
+    else:
+        event["custom"] = {name: "gold"}
+        wire_event["event_params"] = {"custom": {name: "gold"}}
+    path, key = OTHER_PLACE_PATHS[where]
+    message = f"invalid custom name: {name}"
+
+    data = await gateway.ok(UPSERT, {"input": {"users": [user]}})
+    result = data["upsertUsers"]["results"][0]
+    if ok:
+        assert result == {"index": 0, "ok": True, "errors": []}
+        assert len(ucd_calls.upserts) == 1
+    else:
+        errors = [{"path": path.format(name), "message": message}]
+        assert result == {"index": 0, "ok": False, "errors": errors}
+        assert ucd_calls.calls == []
+
+    response = await ucd_http.post(UPSERT_PATH, json={"users": [wire]}, headers=AUTH)
+    answer = orjson.loads(response.content)["data"]
+    if ok:
+        assert answer["successful"]["count"] == 1, answer
+    else:
+        assert answer["fail"]["errors"] == {key: [message]}
 
 
 # --- blocked values (§4.2) ------------------------------------------------------------------

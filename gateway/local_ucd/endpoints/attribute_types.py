@@ -13,6 +13,7 @@ from typing import Any
 from gateway.local_ucd.attributes.writing import ATTRIBUTE_TYPES, CustomName, CustomNames
 from gateway.local_ucd.http import ApiError
 from gateway.local_ucd.services import UcdRequest
+from gateway.ucd.rules import CUSTOM_NAME
 
 __all__ = ["handle_declare_attribute", "handle_list_attributes"]
 
@@ -22,7 +23,7 @@ _CLASH_ERROR = "attribute already exists with another type"
 
 async def handle_declare_attribute(req: UcdRequest) -> Any:
     name = req.body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 128:
+    if not isinstance(name, str) or not CUSTOM_NAME.check(name):
         raise ApiError.bad_request("name must be defined")
     type_name = req.body.get("type")
     if type_name not in ATTRIBUTE_TYPES:

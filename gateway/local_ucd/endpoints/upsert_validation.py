@@ -19,7 +19,7 @@ from gateway.local_ucd.attributes.writing import CustomName, CustomNames, classi
 from gateway.local_ucd.events.writing import PreparedEvent, check_events
 from gateway.local_ucd.http import render_value
 from gateway.local_ucd.identity.identifiers import Identifier, format_issue, parse_identity
-from gateway.ucd.rules import BLOCKED, normalise_identifier
+from gateway.ucd.rules import BLOCKED, CUSTOM_NAME, normalise_identifier
 
 __all__ = [
     "CheckedEvents",
@@ -197,8 +197,10 @@ def _check_attributes(
         )
         return
     for name, value in custom.items():
-        if not 1 <= len(name) <= 128:
-            failures.append(("attributes.custom.*.length(1,128)", f"invalid custom name: {name}"))
+        if not CUSTOM_NAME.check(name):
+            failures.append(
+                (f"attributes.custom.*.{CUSTOM_NAME.key}", f"invalid custom name: {name}")
+            )
             continue
         if value is None:
             continue

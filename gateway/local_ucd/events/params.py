@@ -14,6 +14,7 @@ from typing import Any, Final
 from gateway.local_ucd.events.digest import plain_values
 from gateway.local_ucd.http import render_value
 from gateway.ucd.names import EVENTS_WITH_REQUIRED_PARAMS, PARAM_TYPES, REQUIRED_PARAMS
+from gateway.ucd.rules import CUSTOM_NAME
 
 __all__ = [
     "PARAM_TYPES",
@@ -46,15 +47,15 @@ def _param_type_ok(value: Any, type_name: str) -> bool:
 
 
 def custom_names_ok(custom: Mapping[str, Any]) -> bool:
-    return all(1 <= len(key) <= 128 for key in custom)
+    return all(CUSTOM_NAME.check(key) for key in custom)
 
 
 def report_custom_names(
     custom: Mapping[str, Any], where: str, errors: list[tuple[str, str]]
 ) -> None:
     for key in custom:
-        if not 1 <= len(key) <= 128:
-            errors.append((f"{where}.*.length(1,128)", f"invalid custom name: {key}"))
+        if not CUSTOM_NAME.check(key):
+            errors.append((f"{where}.*.{CUSTOM_NAME.key}", f"invalid custom name: {key}"))
 
 
 _STRING_PARAMS = frozenset(key for key, kind in PARAM_TYPES.items() if kind == "string")
