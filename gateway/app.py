@@ -59,6 +59,8 @@ from gateway.request_bodies import (
 )
 from gateway.settings import Settings
 from gateway.ucd.answers import ExportHook
+from gateway.ucd.breaker import LocalCircuitBreakers
+from gateway.ucd.bulkheads import Bulkheads
 from gateway.ucd.client import UcdClient
 from gateway.ucd.deadline import operation_deadline
 from gateway.ucd.transport import build_http_client
@@ -282,7 +284,15 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 http,
                 partner=settings.partner,
                 token=settings.token,
-                max_concurrency=settings.max_concurrency,
+                bulkheads=Bulkheads(
+                    reads=settings.max_concurrency_reads or settings.max_concurrency,
+                    writes=settings.max_concurrency_writes,
+                    identity=settings.max_concurrency_identity,
+                    exports=settings.max_concurrency_exports,
+                ),
+                breakers=LocalCircuitBreakers(
+                    failures=settings.breaker_failures, cooldown=settings.breaker_cooldown
+                ),
                 max_retries=settings.max_retries,
                 max_retry_after=settings.max_retry_after,
                 request_timeout=settings.request_timeout,

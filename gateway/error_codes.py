@@ -67,7 +67,10 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
             (("retryAfter", "seconds the UCD asked to wait"),),
         ),
         ErrorCode.UPSTREAM_UNAVAILABLE: CodeDoc(
-            "the UCD cannot be reached: timeout, refused or dropped connection"
+            "the UCD cannot be reached: timeout, refused or dropped connection; or the "
+            "endpoint failed UCD_GATEWAY_BREAKER_FAILURES times in a row and is not called "
+            "until UCD_GATEWAY_BREAKER_COOLDOWN has passed (its circuit is open)",
+            (("retryAfter", "seconds until the gateway tries the endpoint again, when open"),),
         ),
         ErrorCode.UPSTREAM_ERROR: CodeDoc(
             "the UCD answered with an unexpected status or a body the contract does not allow",

@@ -10,7 +10,7 @@ exception into the GraphQL response, so a resolver only has to raise one of thes
     ├── Conflict              the new identifier already belongs to another user
     ├── RateLimited           the UCD answered 429 after our retries (retryAfter, seconds)
     ├── UpstreamAuth          the UCD refused the gateway's credentials (401/403)
-    ├── UpstreamUnavailable   timeout, refused or dropped connection
+    ├── UpstreamUnavailable   timeout, refused or dropped connection, open circuit
     ├── UpstreamOutcomeUnknown  a write not safe to repeat lost its answer
     └── UpstreamError         the UCD sent an unexpected status or body
 
@@ -81,9 +81,16 @@ class UpstreamAuth(GatewayError):
 
 
 class UpstreamUnavailable(GatewayError):
-    """Raised when the UCD cannot be reached: timeout, refused or dropped connection."""
+    """Raised when the UCD cannot be reached: timeout, refused or dropped connection, or
+    the endpoint's circuit is open (then with retryAfter, seconds until it is tried)."""
 
     code: ClassVar[ErrorCode] = ErrorCode.UPSTREAM_UNAVAILABLE
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.extensions["retryAfter"] = retry_after
 
 
 class UpstreamOutcomeUnknown(GatewayError):

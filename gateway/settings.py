@@ -38,7 +38,18 @@ class Settings(BaseSettings):
     # --- the UCD client -------------------------------------------------------------
     connect_timeout: float = Field(default=3.0, gt=0)
     request_timeout: float = Field(default=15.0, gt=0)
+    # Deprecated: the reads pool's default (UCD_GATEWAY_MAX_CONCURRENCY_READS).
     max_concurrency: int = Field(default=16, ge=1)
+    # Bulkheads (gateway/ucd/bulkheads.py): one pool per kind of call, so hung reads never
+    # delay a write. None: max_concurrency.
+    max_concurrency_reads: int | None = Field(default=None, ge=1)
+    max_concurrency_writes: int = Field(default=8, ge=1)
+    max_concurrency_identity: int = Field(default=4, ge=1)
+    max_concurrency_exports: int = Field(default=2, ge=1)
+    # Circuit breaker per UCD endpoint (gateway/ucd/breaker.py): open after this many
+    # consecutive failures, probe again after the cool-down (seconds).
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=64, ge=1)
     max_retries: int = Field(default=2, ge=0)
     # Longest Retry-After we are willing to sleep inside one GraphQL request.

@@ -3,7 +3,7 @@
 Resolvers ask the request's ``ProfileLoader`` for ``(UserRef, ProfileNeed)``. The loader
 groups the keys of one tick by user, merges their needs into one (``ProfileNeed.merge``)
 and reads the distinct users concurrently through the process-wide ``ProfileReads``
-(the ``UcdClient``'s semaphore is the concurrency bound).
+(the ``UcdClient``'s reads pool is the concurrency bound).
 """
 
 from __future__ import annotations

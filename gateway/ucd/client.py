@@ -34,6 +34,12 @@ delete went through); when such a call's answer is lost, the caller hears that t
 outcome is unknown (UpstreamOutcomeUnknown), never "unavailable", which would say it was
 not done.
 
+Circuit breakers (gateway/ucd/breaker.py): every attempt, retries included, asks the
+endpoint's circuit first; an open circuit answers UpstreamUnavailable with a retry_after
+at once, without a UCD call, and an attempt whose failure opens it is not retried.
+Bulkheads (gateway/ucd/bulkheads.py): each endpoint waits for a slot in its own pool
+(reads, writes, identity, exports, /readyz), so hung reads never hold up a write.
+
 Deadlines (gateway/ucd/deadline.py): inside a GraphQL operation, every attempt gets the
 lesser of the request timeout and the time left, and no backoff or Retry-After wait
 starts that would end past the deadline.
@@ -68,6 +74,8 @@ from gateway.errors import (
 )
 from gateway.ucd import deadline as deadlines
 from gateway.ucd.answers import MetadataColumn, ProfileAnswer, check_metadata, parse_metadata
+from gateway.ucd.breaker import Admission, CircuitBreakers, LocalCircuitBreakers, Verdict
+from gateway.ucd.bulkheads import Bulkheads, Pool
 from gateway.ucd.call_count import count_call
 from gateway.ucd.envelope import DataEnvelope, error_text
 from gateway.ucd.local_segments import (
@@ -121,7 +129,8 @@ class UcdClient:
         *,
         partner: str,
         token: str | SecretStr,
-        max_concurrency: int = 16,
+        bulkheads: Bulkheads | None = None,
+        breakers: CircuitBreakers | None = None,
         max_retries: int = 2,
         max_retry_after: float = 5.0,
         backoff_base: float = 0.05,
@@ -143,7 +152,8 @@ class UcdClient:
         # Absolute URLs per path, for the base URL they were merged with (see _url).
         self._urls: dict[str, httpx.URL] = {}
         self._urls_base = http.base_url
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._pools = (bulkheads or Bulkheads()).semaphores()
+        self._breakers = breakers if breakers is not None else LocalCircuitBreakers()
         self._max_retries = max_retries
         self._max_retry_after = max_retry_after
         self._backoff_base = backoff_base
@@ -163,13 +173,15 @@ class UcdClient:
 
     async def upsert(self, request: UpsertRequest) -> DataEnvelope:
         """E1: create or update users; per-user outcomes in the data envelope."""
-        answer = await self._call("POST", UPSERT_PATH, request.to_wire(), retry_safe=True)
+        answer = await self._call("POST", UPSERT_PATH, request.to_wire(), "writes", retry_safe=True)
         return DataEnvelope.from_wire(answer)
 
     async def profile(self, request: ProfileRequest) -> ProfileAnswer | None:
         """E2: one user's attributes and events; None when the UCD has no such user."""
         try:
-            answer = await self._call("POST", PROFILE_PATH, request.to_wire(), retry_safe=True)
+            answer = await self._call(
+                "POST", PROFILE_PATH, request.to_wire(), "reads", retry_safe=True
+            )
         except NotFound:
             return None
         return ProfileAnswer.from_wire(answer)
@@ -177,43 +189,49 @@ class UcdClient:
     async def export(self, request: ExportRequest) -> None:
         """E3: start an export; the link arrives later on the request's ``hook``."""
         # Any 200 body is acceptable (§3.3.3 gateway note), so it is not parsed.
-        await self._call("POST", EXPORT_PATH, request.to_wire(), retry_safe=False, parse=False)
+        await self._call(
+            "POST", EXPORT_PATH, request.to_wire(), "exports", retry_safe=False, parse=False
+        )
 
     async def delete_attributes(self, request: AttributeDeleteRequest) -> DataEnvelope:
         """E4: delete whole attributes or array values; answers ``{}`` or the envelope."""
         body = request.to_wire()
-        answer = await self._call("POST", ATTRIBUTE_DELETE_PATH, body, retry_safe=True)
+        answer = await self._call("POST", ATTRIBUTE_DELETE_PATH, body, "writes", retry_safe=True)
         return DataEnvelope.from_wire(answer)
 
     async def update_identity(self, request: IdentityUpdateRequest) -> None:
         """E5: replace the value of one identifier."""
         body = request.to_wire()
-        await self._call("PATCH", IDENTITY_PATH, body, retry_safe=False, parse=False)
+        await self._call("PATCH", IDENTITY_PATH, body, "identity", retry_safe=False, parse=False)
 
     async def delete_identity(self, request: IdentityDeleteRequest) -> None:
         """E6: remove one identifier from its profile (a DELETE with a JSON body)."""
         body = request.to_wire()
-        await self._call("DELETE", IDENTITY_PATH, body, retry_safe=False, parse=False)
+        await self._call("DELETE", IDENTITY_PATH, body, "identity", retry_safe=False, parse=False)
 
     async def anonymize_contact(self, request: ContactAnonymizeRequest) -> None:
         """E7: delete the PII of the user with this insider_id."""
         body = request.to_wire()
-        await self._call("POST", CONTACT_ANONYMIZE_PATH, body, retry_safe=False, parse=False)
+        await self._call(
+            "POST", CONTACT_ANONYMIZE_PATH, body, "identity", retry_safe=False, parse=False
+        )
 
     async def anonymize_user(self, request: UserAnonymizeRequest) -> None:
         """E8: delete the PII of the user given by identifiers (or insider_id)."""
         body = request.to_wire()
-        await self._call("POST", USER_ANONYMIZE_PATH, body, retry_safe=False, parse=False)
+        await self._call(
+            "POST", USER_ANONYMIZE_PATH, body, "identity", retry_safe=False, parse=False
+        )
 
     async def delete_user(self, request: DeleteUserRequest) -> None:
         """E9: delete a user profile and all its data."""
         body = request.to_wire()
-        await self._call("POST", USER_DELETE_PATH, body, retry_safe=False, parse=False)
+        await self._call("POST", USER_DELETE_PATH, body, "identity", retry_safe=False, parse=False)
 
     async def metadata_columns(self, table: MetadataTable) -> list[MetadataColumn]:
         """E10: the partner's attribute columns (``contacts``) or events (``events``);
         entries without a string ``key`` are skipped (``answers.parse_metadata``)."""
-        return parse_metadata(await self._metadata(table))
+        return parse_metadata(await self._metadata(table, "reads"))
 
     async def check_ready(self) -> None:
         """``/readyz``: E10 on ``contacts`` answers a JSON array of objects.
@@ -221,11 +239,11 @@ class UcdClient:
         Nothing reads the columns, so they are not parsed: the UCD is ready when it
         answers the gateway's credentials with the shape E10 has (§3.9).
         """
-        check_metadata(await self._metadata("contacts"))
+        check_metadata(await self._metadata("contacts", "readiness"))
 
-    async def _metadata(self, table: MetadataTable) -> Any:
+    async def _metadata(self, table: MetadataTable, pool: Pool) -> Any:
         body = MetadataRequest(table).to_wire()
-        return await self._call("POST", METADATA_COLUMNS_PATH, body, retry_safe=True)
+        return await self._call("POST", METADATA_COLUMNS_PATH, body, pool, retry_safe=True)
 
     # --- the local UCD only (§5.5) -----------------------------------------------------
 
@@ -235,14 +253,14 @@ class UcdClient:
         Insider's UCD has no such endpoint (it answers 404, an ``UpstreamError``): the
         local UCD's own, for the seed command.
         """
-        answer = await self._call("GET", LOCAL_SEGMENTS_PATH, None, retry_safe=True)
+        answer = await self._call("GET", LOCAL_SEGMENTS_PATH, None, "exports", retry_safe=True)
         return parse_local_segments(answer)
 
     async def create_local_segment(self, segment: SegmentDefinition) -> int:
         """Define a segment on the local UCD; its new id. The local UCD's own endpoint,
         like ``local_segments``; not retried, since a repeat would define it twice."""
         body = segment.to_wire()
-        answer = await self._call("POST", LOCAL_SEGMENTS_PATH, body, retry_safe=False)
+        answer = await self._call("POST", LOCAL_SEGMENTS_PATH, body, "exports", retry_safe=False)
         return parse_created_segment(answer)
 
     # --- the one request path ---------------------------------------------------------
@@ -252,6 +270,7 @@ class UcdClient:
         method: str,
         path: str,
         body: dict[str, Any] | None,
+        pool: Pool,
         *,
         retry_safe: bool,
         parse: bool = True,
@@ -265,14 +284,15 @@ class UcdClient:
             if budget is not None and budget <= 0:
                 raise _out_of_time(method, path, sent_before=attempt > 0)
             try:
-                response = await self._send(method, path, content, budget)
+                response, closed = await self._attempt(method, path, content, pool, budget)
             except _AttemptFailed as failed:
                 if failed.maybe_sent and not retry_safe:
                     # The UCD may have done it: repeating could do it twice, and calling
                     # it unavailable would tell the caller it was not done.
                     raise _outcome_unknown(method, path, failed) from failed.__cause__
-                # A request that never left is safe to send again, whatever it is.
-                if attempt < self._max_retries:
+                # A request that never left is safe to send again, whatever it is, unless
+                # this failure opened the endpoint's circuit.
+                if attempt < self._max_retries and failed.circuit_closed:
                     delay = self._backoff_delay(attempt)
                     if _fits(deadline, delay):
                         await self._backoff(attempt, path, failed.kind, delay)
@@ -300,13 +320,43 @@ class UcdClient:
                     f"the UCD is rate limiting {method} {path}; retry after {retry_after} s",
                     retry_after=retry_after,
                 )
-            if status >= 500 and retry_safe and attempt < self._max_retries:
+            if status >= 500 and retry_safe and closed and attempt < self._max_retries:
                 delay = self._backoff_delay(attempt)
                 if _fits(deadline, delay):
                     await self._backoff(attempt, path, f"HTTP {status}", delay)
                     attempt += 1
                     continue
             return _answer(method, path, response, parse=parse)
+
+    async def _attempt(
+        self, method: str, path: str, content: bytes | None, pool: Pool, budget: float | None
+    ) -> tuple[httpx.Response, bool]:
+        """One attempt through the endpoint's circuit breaker: the answer, and whether the
+        circuit is still closed (a retry may go). An open circuit raises
+        ``UpstreamUnavailable`` with its retry_after, before any wait or UCD call."""
+        admission = await self._breakers.admit(path)
+        if admission.retry_after is not None:
+            raise _circuit_open(method, path, admission.retry_after)
+        try:
+            response = await self._send(method, path, content, pool, budget)
+        except _AttemptFailed as failed:
+            verdict: Verdict = "failure" if failed.reached else "abandoned"
+            failed.circuit_closed = await self._record(path, admission, verdict)
+            raise
+        except BaseException:
+            # Cancelled: the attempt says nothing about the UCD; a probe is handed on.
+            await self._record(path, admission, "abandoned")
+            raise
+        # A 429 is the UCD rate limiting as designed (§2.6), a 4xx a refusal it read:
+        # only a 5xx says the endpoint is failing.
+        verdict = "failure" if response.status_code >= 500 else "success"
+        return response, await self._record(path, admission, verdict)
+
+    async def _record(self, path: str, admission: Admission, verdict: Verdict) -> bool:
+        closed = await self._breakers.record(path, admission, verdict)
+        if not closed and verdict == "failure":
+            logger.error("the circuit of UCD endpoint %s is open", path)
+        return closed
 
     def _budget(self, deadline: float | None) -> float | None:
         """Seconds one attempt may take: the request timeout, or less if the deadline is
@@ -317,11 +367,11 @@ class UcdClient:
         return left if self._request_timeout is None else min(self._request_timeout, left)
 
     async def _send(
-        self, method: str, path: str, content: bytes | None, budget: float | None
+        self, method: str, path: str, content: bytes | None, pool: Pool, budget: float | None
     ) -> httpx.Response:
-        """One attempt, bounded by ``budget`` as a whole: the wait for a slot, the answer
-        and its body. httpx's and aiohttp's read timeouts apply to each read, so a UCD
-        that sends a byte a second would otherwise never time out.
+        """One attempt, bounded by ``budget`` as a whole: the wait for a slot in ``pool``,
+        the answer and its body. httpx's and aiohttp's read timeouts apply to each read, so
+        a UCD that sends a byte a second would otherwise never time out.
 
         Raises ``_AttemptFailed`` saying what happened and whether the request may have
         reached the UCD.
@@ -330,7 +380,7 @@ class UcdClient:
         stage: _Stage = "queued"
         try:
             async with asyncio.timeout(budget):
-                async with self._semaphore:
+                async with self._pools[pool]:
                     stage = "sent"
                     self.calls += 1
                     count_call()
@@ -452,13 +502,21 @@ class _AttemptFailed(Exception):
     ("reset the connection"), why, in a few words ("connection reset"), and whether the
     request may have reached the UCD."""
 
-    def __init__(self, what: str, reason: str, *, maybe_sent: bool, kind: str) -> None:
+    def __init__(
+        self, what: str, reason: str, *, maybe_sent: bool, kind: str, reached: bool = True
+    ) -> None:
         super().__init__(what)
         self.what = what
         self.reason = reason
         self.maybe_sent = maybe_sent
         #: The exception's type, for the log (messages may echo the request).
         self.kind = kind
+        #: The UCD was tried (a connection refused counts: the UCD is down); False when
+        #: the attempt waited too long for a slot of the gateway's own, a bulkhead's or
+        #: the connection pool's, which says nothing about the UCD's health.
+        self.reached = reached
+        #: Set by ``UcdClient._attempt``: the endpoint's circuit is still closed.
+        self.circuit_closed = True
 
 
 def _timed_out(stage: _Stage) -> _AttemptFailed:
@@ -476,6 +534,7 @@ def _timed_out(stage: _Stage) -> _AttemptFailed:
         "no answer in time",
         maybe_sent=stage == "sent",
         kind="TimeoutError",
+        reached=stage == "sent",
     )
 
 
@@ -496,7 +555,11 @@ def _transport_failure(exc: httpx.TransportError, *, reading: bool) -> _AttemptF
         )
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return _AttemptFailed(
-            "did not answer in time", "no connection in time", maybe_sent=False, kind=kind
+            "did not answer in time",
+            "no connection in time",
+            maybe_sent=False,
+            kind=kind,
+            reached=not isinstance(exc, httpx.PoolTimeout),
         )
     if isinstance(exc, httpx.TimeoutException):
         if reading:
@@ -546,6 +609,15 @@ def _out_of_time(method: str, path: str, *, sent_before: bool) -> UpstreamUnavai
         what = "was not called: the operation's deadline had passed"
     logger.error("UCD %s on %s %s", what, method, path)
     return UpstreamUnavailable(f"the UCD {what} ({method} {path})")
+
+
+def _circuit_open(method: str, path: str, retry_after: int) -> UpstreamUnavailable:
+    # Not logged per call: the opening was, and an open circuit may refuse thousands.
+    return UpstreamUnavailable(
+        f"the UCD is not called: {method} {path} kept failing; "
+        f"the gateway tries it again in {retry_after} s",
+        retry_after=retry_after,
+    )
 
 
 def _unavailable(method: str, path: str, failed: _AttemptFailed) -> UpstreamUnavailable:

@@ -45,6 +45,7 @@ from gateway.local_ucd.config import FaultConfig, LocalUcdConfig
 from gateway.local_ucd.transport import LocalUcdTransport
 from gateway.reads.inflight import ProfileReads
 from gateway.settings import Settings
+from gateway.ucd.bulkheads import Bulkheads
 from gateway.ucd.client import UcdClient
 from gateway.ucd.requests import ProfileRequest, UpsertEvent, UpsertRequest, UpsertUser, UserRef
 from gateway.upserts import UpsertCoalescer
@@ -256,7 +257,7 @@ def settings() -> Settings:
 @pytest.fixture
 def ucd(ucd_http: httpx.AsyncClient, settings: Settings) -> UcdClient:
     return UcdClient(
-        ucd_http, partner="local", token=TOKEN, max_concurrency=settings.max_concurrency
+        ucd_http, partner="local", token=TOKEN, bulkheads=Bulkheads(reads=settings.max_concurrency)
     )
 
 

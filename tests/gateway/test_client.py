@@ -25,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.settings import Settings
 from gateway.ucd.answers import MetadataColumn, ProfileAnswer
+from gateway.ucd.bulkheads import Bulkheads
 from gateway.ucd.client import UcdClient
 from gateway.ucd.envelope import DataEnvelope
 from gateway.ucd.local_segments import LocalSegment, SegmentCondition, SegmentDefinition
@@ -681,7 +682,7 @@ async def test_concurrency_is_bounded() -> None:
         return ucd_json(200, {"attributes": {}})
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url=BASE_URL)
-    client = UcdClient(http, partner="acme", token=TOKEN, max_concurrency=3)
+    client = UcdClient(http, partner="acme", token=TOKEN, bulkheads=Bulkheads(reads=3))
     await asyncio.gather(*(client.profile(PROFILE) for _ in range(12)))
     assert peak == 3
     assert client.calls == 12

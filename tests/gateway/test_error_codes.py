@@ -138,6 +138,7 @@ def test_gateway_errors_take_their_code_from_the_table() -> None:
         RateLimited("m", retry_after=1),
         UpstreamAuth("m"),
         UpstreamUnavailable("m"),
+        UpstreamUnavailable("m", retry_after=3),
         UpstreamError("m", status=500),
         UpstreamOutcomeUnknown("m"),
     ]

@@ -27,6 +27,10 @@ def test_defaults_select_the_embedded_local_ucd() -> None:
     assert settings.local_ucd_data_dir == Path(".local-ucd")
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.max_concurrency == 16
+    assert settings.max_concurrency_reads is None  # then max_concurrency
+    assert (settings.max_concurrency_writes, settings.max_concurrency_identity) == (8, 4)
+    assert settings.max_concurrency_exports == 2
+    assert (settings.breaker_failures, settings.breaker_cooldown) == (5, 5.0)
     assert settings.upsert_window_ms == 5.0
 
 

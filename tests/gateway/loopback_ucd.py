@@ -1,0 +1,105 @@
+"""A loopback HTTP server that plays a UCD whose endpoints behave as a test chooses.
+
+Real sockets, so the gateway's production transports, pools and timeouts are what is
+tested. Each path has a behaviour that the test may change while the server runs:
+
+    "ok"      200 with that path's body (``OK_BODIES``)
+    "500"     500 {"success": false, "message": "unknown error"}
+    "400"     400 {"error": "bad request"}
+    "429"     429 with Retry-After: 1
+    "reset"   the connection is reset (TCP RST) after the request is read
+    "hang"    no answer until the server stops
+
+Every request read is counted per path (``LoopbackUcd.seen``), so tests count calls on
+the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+import orjson
+
+from gateway.ucd.paths import METADATA_COLUMNS_PATH, PROFILE_PATH, UPSERT_PATH
+
+Behaviour = Literal["ok", "500", "400", "429", "reset", "hang"]
+
+OK_BODIES: Final[dict[str, object]] = {
+    PROFILE_PATH: {"attributes": {"name": "Ada"}},
+    UPSERT_PATH: {"data": {"successful": {"count": 1}, "fail": {}}},
+    METADATA_COLUMNS_PATH: [{"key": "name", "type": "string"}],
+}
+
+_ANSWERS: Final[dict[str, tuple[str, object, str]]] = {
+    "500": ("500 Internal Server Error", {"success": False, "message": "unknown error"}, ""),
+    "400": ("400 Bad Request", {"error": "bad request"}, ""),
+    "429": ("429 Too Many Requests", {"error": "too many requests"}, "Retry-After: 1\r\n"),
+}
+
+
+@dataclass
+class LoopbackUcd:
+    url: str
+    #: What each path does now; a path not listed answers "ok".
+    behaviours: dict[str, Behaviour]
+    #: Requests read, per path.
+    seen: Counter[str] = field(default_factory=Counter)
+
+
+@contextlib.asynccontextmanager
+async def loopback_ucd(**behaviours: Behaviour) -> AsyncIterator[LoopbackUcd]:
+    """Keyword names are ``profile``, ``upsert`` and ``metadata``; e.g. profile="hang"."""
+    paths = {"profile": PROFILE_PATH, "upsert": UPSERT_PATH, "metadata": METADATA_COLUMNS_PATH}
+    done = asyncio.Event()
+    ucd = LoopbackUcd("", {paths[name]: b for name, b in behaviours.items()})
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while not done.is_set():  # keep-alive: one connection serves many requests
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode()
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                ucd.seen[path] += 1
+                behaviour = ucd.behaviours.get(path, "ok")
+                if behaviour == "hang":
+                    await done.wait()
+                    break
+                if behaviour == "reset":
+                    # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                status, body, extra = _ANSWERS.get(behaviour, ("200 OK", OK_BODIES[path], ""))
+                content = orjson.dumps(body)
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}"
+                    f"Content-Length: {len(content)}\r\n\r\n".encode()
+                    + content
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    ucd.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield ucd
+    finally:
+        done.set()
+        await asyncio.sleep(0.05)  # let the handlers close their connections
+        server.close()
+        await server.wait_closed()
