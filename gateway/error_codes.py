@@ -84,7 +84,8 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
             (("errorId", "the id of the log line with the exception's type and traceback"),),
         ),
         ErrorCode.GRAPHQL_PARSE_FAILED: CodeDoc(
-            "the document is not GraphQL, or has more tokens than UCD_GATEWAY_MAX_TOKENS"
+            "the document is not GraphQL, or has more tokens than UCD_GATEWAY_MAX_TOKENS "
+            "or more than 16 characters per token of it"
         ),
         ErrorCode.GRAPHQL_VALIDATION_FAILED: CodeDoc(
             "the document does not fit the schema, or is deeper or has more aliases than "

@@ -43,6 +43,7 @@ from gateway.api.strawberry_internals import (
     validate,
 )
 from gateway.document_limits import DocumentLimits
+from gateway.document_text import check_text
 from gateway.error_pipeline import (
     code_validation_errors,
     is_unexpected,
@@ -153,9 +154,18 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
     ]
 
 
-#: strawberry's ParserCache with MaxTokensLimiter, as one function: parse errors (the
-#: token limit included) are raised, never cached, as ``functools.lru_cache`` does.
-_cached_parse = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(parse)
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _cached_parse(query: str, *, max_tokens: int | None = None, **options: Any) -> DocumentNode:
+    """strawberry's ParserCache with MaxTokensLimiter, as one function: parse errors (the
+    token limit included) are raised, never cached, as ``functools.lru_cache`` does.
+
+    A text is first counted and measured (gateway/document_text.py): too many tokens or
+    characters are refused in a few ms, before graphql-core's lexer reads it character
+    by character. Only on a miss: a cached text passed already.
+    """
+    if max_tokens is not None:
+        check_text(query, max_tokens=max_tokens)
+    return parse(query, max_tokens=max_tokens, **options)
 
 
 def parse_cache_info() -> Any:

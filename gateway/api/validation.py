@@ -2,7 +2,9 @@
 
 The rules are the UCD's own (docs/ucd-rest-api.md §3.1.3, §4.2, §4.8): formats of
 email and phone number, event names, the required parameters of ``purchase`` and
-``cart_page_view``, custom names of 1 to 128 characters, keys that name nobody. Each
+``cart_page_view``, custom names of 1 to 128 characters, keys that name nobody; and the
+gateway's own bound on identifier values (at most 1,024 characters, no control
+characters: ``IDENTIFIER_VALUE``, which the UCD does not have). Each
 problem is a ``Problem(path, message)`` whose path is the GraphQL input path
 (``users.3.key.email``); messages reuse the UCD's texts where it has one.
 
@@ -32,7 +34,16 @@ from gateway.api.inputs import (
 from gateway.api.names import EVENT_PARAM_TO_INPUT_FIELD
 from gateway.errors import BadUserInput
 from gateway.ucd.names import CUSTOM, EVENTS_WITH_REQUIRED_PARAMS, PARAM_TYPES, REQUIRED_PARAMS
-from gateway.ucd.rules import CUSTOM_NAME, EMAIL, EVENT_NAME, PHONE_NUMBER, is_blocked
+from gateway.ucd.rules import (
+    CUSTOM_NAME,
+    EMAIL,
+    EVENT_NAME,
+    IDENTIFIER_VALUE,
+    MAX_IDENTIFIER_VALUE,
+    PHONE_NUMBER,
+    is_blocked,
+    normalise_email,
+)
 
 __all__ = [
     "Problem",
@@ -61,9 +72,24 @@ def usable(value: str | None, *, email: bool = False) -> bool:
     return value is not None and not is_blocked(value, email=email)
 
 
-def _email(value: str, path: str) -> list[Problem]:
-    if EMAIL.check(value):
+#: Never echoes the value: it may be a megabyte long or hold a line break.
+IDENTIFIER_VALUE_MESSAGE = (
+    f"invalid identifier value: at most {MAX_IDENTIFIER_VALUE} characters, no control characters"
+)
+
+
+def _identifier_value(value: str, path: str) -> list[Problem]:
+    if IDENTIFIER_VALUE.check(value):
         return []
+    return [Problem(path, IDENTIFIER_VALUE_MESSAGE)]
+
+
+def _email(value: str, path: str) -> list[Problem]:
+    # The UCD's format first, with its message; then the gateway's bound, which only an
+    # address that passed the format can still break ("a\tb@x.io", 2,000 characters).
+    # Both on the address as the UCD uses it: trimmed (" a@b.io\t" is fine) and lower-cased.
+    if EMAIL.check(value):
+        return _identifier_value(normalise_email(value), path)
     return [Problem(path, f"not a valid email address: {value}")]
 
 
@@ -87,6 +113,7 @@ def check_key(key: UserKey, path: str) -> list[Problem]:
         if key.insider_id == "":
             problems.append(Problem(f"{path}.insiderId", "insiderId must not be empty"))
         else:
+            problems += _identifier_value(key.insider_id, f"{path}.insiderId")
             named = True
     if usable(key.email, email=True):
         assert key.email is not None
@@ -97,10 +124,14 @@ def check_key(key: UserKey, path: str) -> list[Problem]:
         problems += _phone(key.phone_number, f"{path}.phoneNumber")
         named = True
     if usable(key.uuid):
+        assert key.uuid is not None
+        problems += _identifier_value(key.uuid, f"{path}.uuid")
         named = True
     for k, custom in enumerate(key.custom or ()):
         problems += _custom_name(custom.name, f"{path}.custom.{k}.name")
-        named = named or usable(custom.value)
+        if usable(custom.value):
+            problems += _identifier_value(custom.value, f"{path}.custom.{k}.value")
+            named = True
     if not named and not problems:
         problems.append(
             Problem(path, "the key must give an insiderId or at least one identifier value")
@@ -130,6 +161,8 @@ def check_identifier(identifier: IdentifierInput, path: str) -> list[Problem]:
             problems.append(
                 Problem(f"{path}.custom.value", f"not a usable identifier value: {custom.value}")
             )
+        else:
+            problems += _identifier_value(custom.value, f"{path}.custom.value")
         return problems
     name, value = given[0]
     if not usable(value, email=name == "email"):
@@ -138,7 +171,7 @@ def check_identifier(identifier: IdentifierInput, path: str) -> list[Problem]:
         return _email(value, f"{path}.email")
     if name == "phoneNumber":
         return _phone(value, f"{path}.phoneNumber")
-    return []
+    return _identifier_value(value, f"{path}.{name}")
 
 
 def _check_json_object(value: Any, path: str, what: str) -> list[Problem]:

@@ -1,5 +1,8 @@
 r"""The UCD's identifier and name rules, as one table (docs/ucd-rest-api.md §3.1.3, §4.2).
 
+One row is the gateway's alone: ``IDENTIFIER_VALUE`` bounds identifier values where the
+contract says nothing, so only the gateway checks it (see ``_identifier_value_ok``).
+
 Both sides check with this table: the gateway's input validation (``gateway.api.validation``,
 before any UCD call) and the local UCD (its identity checks, upsert validation, event
 writing and segment conditions), so what one refuses the other refuses too; both also
@@ -39,6 +42,7 @@ __all__ = [
     "CUSTOM_NAME",
     "EMAIL",
     "EVENT_NAME",
+    "IDENTIFIER_VALUE",
     "PHONE_NUMBER",
     "RULES",
     "Rule",
@@ -131,10 +135,34 @@ def _custom_name_ok(name: str) -> bool:
 #: §3.1.3: custom identifier, attribute and event parameter names have 1 to 128 characters;
 #: [LOCAL] no control characters. The key stays the contract's (see ``_custom_name_ok``).
 CUSTOM_NAME: Final = Rule("custom_name", "length(1,128)", _custom_name_ok)
+#: The longest identifier value the gateway sends (see ``_identifier_value_ok``).
+MAX_IDENTIFIER_VALUE: Final = 1024
+
+
+def _identifier_value_ok(value: str) -> bool:
+    r"""At most 1,024 characters, none a control character (C0, DEL or C1).
+
+    The gateway's own protection, not the UCD's rule: the contract gives identifier
+    values (uuid, custom identifiers, insider_id) no length and no alphabet, so the
+    local UCD, which must refuse only what the real UCD refuses, stores them as sent,
+    and ``key`` is empty. A 1 MB uuid in a ``users(keys)`` of 100 keys would be sent
+    100 times, stored, logged and echoed in error messages; no partner's identifier is
+    that long (a UUID has 36 characters, an email at most 254), and a CR, LF or NUL
+    in one is never meant and forges log lines, as in names (``_custom_name_ok``).
+
+    >>> _identifier_value_ok("u-1"), _identifier_value_ok("u" * 1025), _identifier_value_ok("u\n")
+    (True, False, False)
+    """
+    return len(value) <= MAX_IDENTIFIER_VALUE and _CONTROL.search(value) is None
+
+
+#: [LOCAL] the gateway's bound on identifier values; the UCD has none (no key of its own).
+IDENTIFIER_VALUE: Final = Rule("identifier_value", "", _identifier_value_ok)
 #: §4.2: a blocked value (already normalised) is never matched nor stored; no error of its own.
 BLOCKED: Final = Rule("blocked", "", lambda value: value.lower() in BLOCKED_VALUES)
 
 #: Every rule by name.
 RULES: Final[Mapping[str, Rule]] = {
-    rule.name: rule for rule in (EMAIL, PHONE_NUMBER, EVENT_NAME, CUSTOM_NAME, BLOCKED)
+    rule.name: rule
+    for rule in (EMAIL, PHONE_NUMBER, EVENT_NAME, CUSTOM_NAME, IDENTIFIER_VALUE, BLOCKED)
 }

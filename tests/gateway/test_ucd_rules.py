@@ -5,7 +5,9 @@ gateway's input validation (refused before any UCD call, with the UCD's message)
 against the local UCD over HTTP (E1's per-user error key and message, §3.1.3). The two
 newline rows of emails, phones and event names are the ones Python's ``$`` and
 ``re.DOTALL`` used to let through; the control-character rows of custom names are the
-[LOCAL] part of that rule (gateway/ucd/rules.py says why ``../`` is allowed).
+[LOCAL] part of that rule (gateway/ucd/rules.py says why ``../`` is allowed). The
+identifier-value rows are the gateway's own bound: it refuses them, the local UCD, like
+the real one, stores them.
 
 The blocked values of §4.2 have their own rows (``BLOCKED_ROWS``): they are compared after
 normalisation, which only emails have, so ``" NULL "`` is blocked as an email while a UUID
@@ -21,12 +23,14 @@ import httpx
 import orjson
 import pytest
 
+from gateway.api.validation import IDENTIFIER_VALUE_MESSAGE
 from gateway.ucd.paths import PROFILE_PATH, UPSERT_PATH
 from gateway.ucd.rules import (
     BLOCKED,
     CUSTOM_NAME,
     EMAIL,
     EVENT_NAME,
+    IDENTIFIER_VALUE,
     PHONE_NUMBER,
     RULES,
     Rule,
@@ -75,6 +79,14 @@ NAMED_ROWS: list[tuple[str, Row]] = [
     ("custom-name-dot-dot-slash", Row(CUSTOM_NAME, "../etc/passwd", True)),
     ("custom-name-unicode", Row(CUSTOM_NAME, "größe_ü", True)),
     ("custom-name-128-with-space", Row(CUSTOM_NAME, "t " * 64, True)),
+    # [LOCAL] the gateway's own bound (rules.py): the contract has none, the UCD stores these.
+    ("identifier-value-1024", Row(IDENTIFIER_VALUE, "u" * 1024, True)),
+    ("identifier-value-1025", Row(IDENTIFIER_VALUE, "u" * 1025, False)),
+    ("identifier-value-lf", Row(IDENTIFIER_VALUE, "u-1\n", False)),
+    ("identifier-value-crlf", Row(IDENTIFIER_VALUE, "u-1\r\nforged: line", False)),
+    ("identifier-value-nul", Row(IDENTIFIER_VALUE, "u\x00-1", False)),
+    ("identifier-value-c1", Row(IDENTIFIER_VALUE, "u-1\x85", False)),
+    ("identifier-value-unicode", Row(IDENTIFIER_VALUE, "größe-ü 1", True)),
 ]
 ROWS = [pytest.param(row, id=name) for name, row in NAMED_ROWS]
 
@@ -84,6 +96,7 @@ GATEWAY_REFUSAL = {
     PHONE_NUMBER.name: ("users.0.key.phoneNumber", "user has an invalid phone number: {}"),
     EVENT_NAME.name: ("users.0.events.0.name", "invalid event name: {}"),
     CUSTOM_NAME.name: ("users.0.key.custom.0.name", "invalid custom name: {}"),
+    IDENTIFIER_VALUE.name: ("users.0.key.uuid", IDENTIFIER_VALUE_MESSAGE),
 }
 
 #: E1's per-user error key of each rule (§3.1.3), the rule text taken verbatim from the spec.
@@ -105,6 +118,8 @@ def graphql_user(row: Row) -> dict[str, Any]:
         key = {"phoneNumber": row.value}
     elif row.rule is CUSTOM_NAME:
         key = {"custom": [{"name": row.value, "value": "v-1"}]}
+    elif row.rule is IDENTIFIER_VALUE:
+        key = {"uuid": row.value}
     else:
         events = [{"name": row.value, "timestamp": TIMESTAMP}]
     return {"key": key, "events": events}
@@ -120,6 +135,8 @@ def ucd_user(row: Row) -> dict[str, Any]:
         identifiers = {"phone_number": row.value}
     elif row.rule is CUSTOM_NAME:
         identifiers = {"custom": {row.value: "v-1"}}
+    elif row.rule is IDENTIFIER_VALUE:
+        identifiers = {"uuid": row.value}
     else:
         events = [{"event_name": row.value, "timestamp": TIMESTAMP}]
     return {"identifiers": identifiers, "events": events}
@@ -161,7 +178,8 @@ async def test_the_local_ucd_refuses_with_its_error_key(
     response = await ucd_http.post(UPSERT_PATH, json={"users": [ucd_user(row)]}, headers=AUTH)
     assert response.status_code == 200, response.text
     data = orjson.loads(response.content)["data"]
-    if row.ok:
+    if row.ok or not row.rule.key:
+        # A rule without a UCD key is the gateway's own: the UCD stores the value.
         assert data["successful"]["count"] == 1, data
         return
     assert data["fail"]["count"] == 1
