@@ -14,7 +14,9 @@ Its lifespan owns, in opening order (closed in reverse):
 Limits are on by default (``gateway.limits``), each with its own clear answer
 (``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before
 anything parses it; query depth, aliases and tokens are GraphQL errors from strawberry's
-limiter extensions.
+limiter extensions. In front of everything, ``gateway.load_shedding`` refuses GraphQL
+requests over ``max_in_flight`` or while the process drains (503, OVERLOADED); its
+``Admission`` is ``admission_of(app)``, which the command line's server drains on SIGTERM.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from gateway.error_pipeline import code_request_errors, drop_suggestions, readin
 from gateway.errors import GatewayError
 from gateway.exports import ExportJobs
 from gateway.limits import BodySizeLimit, schema_extensions
+from gateway.load_shedding import Admission, ShedLoad
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
@@ -227,8 +230,12 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _readyz(slot: _RuntimeSlot) -> Callable[[Request], Any]:
+def _readyz(slot: _RuntimeSlot, admission: Admission) -> Callable[[Request], Any]:
     async def readyz(request: Request) -> Response:
+        if admission.draining:
+            # At once and without a UCD call: the load balancer should stop sending
+            # requests here while the ones in flight finish (gateway/drain.py).
+            return JSONResponse({"status": "draining"}, status_code=503)
         try:
             await slot.get().ucd.check_ready()
         except GatewayError as exc:
@@ -264,6 +271,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     """The gateway as an ASGI app; ``http_client`` (with the UCD as base_url) is used as is."""
     _install_log_filters()
     slot = _RuntimeSlot()
+    admission = Admission(settings.max_in_flight)
     schema = build_schema()
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.
@@ -318,11 +326,21 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             # Every method reaches the view, so a PUT is refused in the same shape (405).
             Route("/graphql", GatewayGraphQL(schema, slot, settings)),
             Route("/healthz", _healthz, methods=["GET"]),
-            Route("/readyz", _readyz(slot), methods=["GET"]),
+            Route("/readyz", _readyz(slot, admission), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),
         ],
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: a refused request costs no body read and no other layer.
+    app.add_middleware(ShedLoad, admission=admission)
     app.state.runtime = slot
+    app.state.admission = admission
     return app
+
+
+def admission_of(app: Starlette) -> Admission:
+    """The app's count of GraphQL requests in flight, and its drain switch."""
+    admission = app.state.admission
+    assert isinstance(admission, Admission), "not an app of create_app"
+    return admission

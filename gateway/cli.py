@@ -25,6 +25,7 @@ import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from gateway.drain import DrainingServer
 from gateway.embedded import EmbeddedUcdError
 from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.local_ucd.app import create_local_ucd_app
@@ -104,7 +105,7 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import create_app
+    from gateway.app import admission_of, create_app
 
     settings = _settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
     _configure_logging()
@@ -112,12 +113,14 @@ def _serve(args: argparse.Namespace) -> int:
     # With port 0 the webhook base URL needs the port actually bound.
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     app = create_app(settings)
+    config = uvicorn.Config(
+        app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
+    )
     _run(
         app,
         sock,
-        uvicorn.Config(
-            app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
-        ),
+        # SIGTERM drains first (gateway/drain.py); the lifespan closes after it.
+        DrainingServer(config, admission=admission_of(app), drain_timeout=settings.drain_timeout),
         # RuntimeError: the data folder was written by a newer local UCD (the store says so).
         start_errors=(EmbeddedUcdError, OSError, sqlite3.Error, RuntimeError),
         failed="cannot start",
@@ -129,19 +132,18 @@ def _serve(args: argparse.Namespace) -> int:
 def _run(
     app: Starlette,
     sock: socket.socket,
-    config: uvicorn.Config,
+    server: uvicorn.Server,
     *,
     start_errors: tuple[type[Exception], ...],
     failed: str,
     banner: str,
 ) -> None:
-    """Serve ``app`` on ``sock`` until interrupted, then close ``sock``.
+    """Serve ``app`` on ``sock`` with ``server`` until interrupted, then close ``sock``.
 
     The app's lifespan runs here rather than in uvicorn (``config`` has it off), so a
     start-up failure of ``start_errors`` (the embedded local UCD's port is taken, a data
     folder cannot be opened) is one line, ``failed: <error>``, not a traceback.
     """
-    server = uvicorn.Server(config)
 
     async def run() -> None:
         lifespan = app.router.lifespan_context(app)
@@ -217,7 +219,7 @@ def _local_ucd(args: argparse.Namespace) -> int:
     _run(
         app,
         sock,
-        uvicorn.Config(app, lifespan="off", log_level="info", server_header=False),
+        uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="info", server_header=False)),
         start_errors=(OSError, sqlite3.Error, RuntimeError),
         failed=f"cannot open the data folder {config.data_dir}",
         banner=(

@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     MAX_COST_EXCEEDED = "MAX_COST_EXCEEDED"
     UPSTREAM_OUTCOME_UNKNOWN = "UPSTREAM_OUTCOME_UNKNOWN"
     BAD_REQUEST = "BAD_REQUEST"
+    OVERLOADED = "OVERLOADED"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,12 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
             "wrong type (HTTP 400); a mutation over GET (400); GraphiQL asked for while "
             "UCD_GATEWAY_GRAPHIQL is off (404); a method other than GET and POST (405); "
             "a body that is not application/json (415)"
+        ),
+        ErrorCode.OVERLOADED: CodeDoc(
+            "the gateway did not start the operation: UCD_GATEWAY_MAX_IN_FLIGHT GraphQL "
+            "requests are already in flight, or it is shutting down (the message says which); "
+            "HTTP 503 with Retry-After, before the body is read; safe to retry",
+            (("retryAfter", "seconds to wait before retrying, as in the Retry-After header"),),
         ),
     }
 )

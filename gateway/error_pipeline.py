@@ -25,7 +25,10 @@ without a code gets one here:
    included) and variables that failed coercion (the HTTP view's ``process_result``);
    ``drop_suggestions(errors)``, there too when introspection is off: no "Did you mean
    ...?" in refused variables (validation hides its own, graphql-core's flag);
-6. ``readiness_refusal(error)``: the code ``/readyz`` answers with when the UCD fails.
+6. ``readiness_refusal(error)``: the code ``/readyz`` answers with when the UCD fails;
+7. ``overloaded(limit, retry_after)`` / ``shutting_down(retry_after)``: the 503 body
+   (OVERLOADED) of a GraphQL request refused before anything reads it, because the
+   process is at its limit of requests in flight or is draining (``gateway.load_shedding``).
 
 A code already set is never overwritten, except by step 3.
 """
@@ -55,8 +58,10 @@ __all__ = [
     "drop_suggestions",
     "is_unexpected",
     "mask_unexpected",
+    "overloaded",
     "payload_too_large",
     "readiness_refusal",
+    "shutting_down",
 ]
 
 # The name the masked errors were always logged under; log routing may depend on it.
@@ -206,3 +211,27 @@ def _tag(errors: Sequence[GraphQLError] | None, code: ErrorCode) -> None:
     for error in errors or ():
         if not (error.extensions or {}).get("code"):
             error.extensions = {**(error.extensions or {}), "code": code.value}
+
+
+def overloaded(limit: int, retry_after: int) -> dict[str, Any]:
+    """The 503 body refusing a GraphQL request while ``limit`` others are in flight."""
+    return _not_started(
+        f"the gateway is at its limit of {limit} GraphQL requests in flight "
+        f"(UCD_GATEWAY_MAX_IN_FLIGHT); retry after {retry_after} s",
+        retry_after,
+    )
+
+
+def shutting_down(retry_after: int) -> dict[str, Any]:
+    """The 503 body refusing a GraphQL request that arrives while the gateway drains.
+
+    The same code as ``overloaded``: in both cases nothing was started and the caller
+    should retry after ``retry_after`` seconds (reaching another instance, or this one
+    restarted), so a client needs no second branch; the message tells people apart.
+    """
+    return _not_started(f"the gateway is shutting down; retry after {retry_after} s", retry_after)
+
+
+def _not_started(message: str, retry_after: int) -> dict[str, Any]:
+    extensions = {"code": ErrorCode.OVERLOADED.value, "retryAfter": retry_after}
+    return {"errors": [{"message": message, "extensions": extensions}]}

@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     # users(keys) would otherwise be 5,000 profile calls from a single request.
     max_ucd_calls_per_operation: int = Field(default=100, ge=1)
 
+    # --- load shedding and drain (gateway/load_shedding.py) -------------------------
+    # GraphQL requests in flight in this process; beyond it an immediate 503 OVERLOADED,
+    # before the body is read: a queue of requests that would all time out helps nobody.
+    max_in_flight: int = Field(default=256, ge=1)
+    # After SIGTERM, how long operations in flight may take to finish before the server
+    # stops; at most 10 so the process is gone within 15 s (uvicorn's 2 s and close after).
+    drain_timeout: float = Field(default=10.0, ge=0, le=10)
+
     # --- schema exposure ------------------------------------------------------------
     # Off: __schema and __type are refused and no error suggests a field name ("Did you
     # mean ...?"), so the schema is not readable from outside; __typename still works.

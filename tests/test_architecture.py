@@ -207,7 +207,9 @@ LAYERS: Final[dict[str, int]] = {
     "document_text": 4,
     "limits": 5,
     "request_bodies": 5,
+    "load_shedding": 5,
     "app": 6,
+    "drain": 6,
     "cli": 7,
     "__main__": 8,
 }

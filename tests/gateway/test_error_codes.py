@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from starlette.applications import Starlette
 
+from gateway.app import admission_of
 from gateway.error_codes import ERROR_CODES, CodeDoc, ErrorCode
 from gateway.errors import (
     BadUserInput,
@@ -190,6 +192,8 @@ class Provocation:
     extras: frozenset[str] = frozenset()
     #: The JSON body to post instead of ``{"query": query}``.
     body: Any = None
+    #: Done to the running app before the request is sent.
+    prepare: Callable[[Starlette], None] | None = None
 
 
 PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
@@ -234,6 +238,12 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
         _raise(lambda r: httpx.ReadError("connection reset", request=r)),
     ),
     ErrorCode.BAD_REQUEST: Provocation("", body="{ __typename }", status=400),
+    ErrorCode.OVERLOADED: Provocation(
+        USER_QUERY,
+        prepare=lambda app: admission_of(app).start_draining(),
+        status=503,
+        extras=frozenset({"retryAfter"}),
+    ),
 }
 
 
@@ -242,7 +252,9 @@ async def test_every_code_is_answered_over_http(code: ErrorCode) -> None:
     """Each code of the table, provoked through the app; a new code needs a request here."""
     provocation = PROVOCATIONS.get(code)
     assert provocation is not None, f"add a request answered with {code} to PROVOCATIONS"
-    async with app_gateway(provocation.ucd, **provocation.settings) as (client, _):
+    async with app_gateway(provocation.ucd, **provocation.settings) as (client, app):
+        if provocation.prepare is not None:
+            provocation.prepare(app)
         body = provocation.body if provocation.body is not None else {"query": provocation.query}
         response = await client.post("/graphql", json=body)
     assert response.status_code == provocation.status
