@@ -102,14 +102,14 @@ TEXTS: Final[list[tuple[str, Callable[[], str]]]] = [
         lambda: '{ user(key: {uuid: "' + "x" * (BODY_BYTES - 200) + '"}) { name } }',
     ),
     ("5 MB of comment lines", lambda: "#\n" * ((BODY_BYTES - 200) // 3) + "{ __typename }"),
-    ("10,002 tokens in 110 KB", lambda: "{ " + "__typename " * 10_000 + "}"),
+    ("5,002 tokens in 55 KB", lambda: "{ " + "__typename " * 5_000 + "}"),
     (
-        "150 KB string literal (refused: identifier length)",
-        lambda: '{ user(key: {uuid: "' + "x" * 150_000 + '"}) { name } }',
+        "70 KB string literal (refused: identifier length)",
+        lambda: '{ user(key: {uuid: "' + "x" * 70_000 + '"}) { name } }',
     ),
     (
-        "9,999 tokens of aliases (refused: aliases)",
-        lambda: "{ " + " ".join(f"a{i}: __typename" for i in range(3332)) + " }",
+        "4,997 tokens of aliases (refused: fields)",
+        lambda: "{ " + " ".join(f"a{i}: __typename" for i in range(1665)) + " }",
     ),
 ]
 

@@ -13,12 +13,12 @@ for line breaks, the whole text when it is one line (5 MB: ~76 ms). A body of up
    ``max_tokens`` does), stopping one past the limit. Over it, the text gets
    graphql-core's own error, same message and position, so the answer is the parser's,
    only sooner;
-2. **length**: a text longer than ``max_tokens × CHARS_PER_TOKEN`` (160,000 characters
+2. **length**: a text longer than ``max_tokens × CHARS_PER_TOKEN`` (80,000 characters
    by default) is refused without reading the rest: the tokens are counted in that much
    at most, and a few long tokens (a 5 MB string, 5 MB of spaces) cost the lexer as much
    as many short ones. The bound is generous: a real operation averages 4-8 characters
-   per token (graphql-core's full introspection query: ~5), and 160,000 characters is
-   some 20 times the largest operation we have seen.
+   per token (graphql-core's full introspection query: ~5), and 80,000 characters is
+   some 10 times the largest operation we have seen.
 
 The count never exceeds graphql-core's for a valid document: each token of the grammar
 is one match. Where the regular expression finds no token (a character GraphQL does not

@@ -76,7 +76,10 @@ class Settings(BaseSettings):
     # events -> field); 10 leaves room for fragments without allowing abuse.
     max_query_depth: int = Field(default=10, ge=1)
     max_aliases: int = Field(default=50, ge=1)
-    max_tokens: int = Field(default=10_000, ge=1)
+    # 5,000: graphql-core parses ~4-5 µs a token here, so a document just under the limit
+    # is parsed in ~20 ms; at 10,000 it took 47-64 ms, past the 50 ms any document may
+    # cost (bench/document_limits.py). GraphiQL's introspection query is ~300 tokens.
+    max_tokens: int = Field(default=5_000, ge=1)
     # Fields selected after fragment expansion: a fragment spread twice per level selects
     # 2**levels fields from a few hundred bytes (gateway/document_limits.py).
     max_fields: int = Field(default=1_000, ge=1)
