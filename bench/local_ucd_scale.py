@@ -41,6 +41,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from gateway.listening import listening_socket
+
 PARTNER = "bench"
 TOKEN = "bench-token"
 HEADERS = {"X-PARTNER-NAME": PARTNER, "X-REQUEST-TOKEN": TOKEN, "Content-Type": "application/json"}
@@ -72,12 +74,11 @@ def bench_users() -> int:
 
 
 def _listen() -> socket.socket:
-    """A loopback socket on a free port, listening before the server starts."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)  # connections wait in the backlog until uvicorn accepts them
-    return sock
+    """A loopback socket on a free port, listening before the server starts, made the way
+    the CLI's servers make theirs (gateway/listening.py: TCP_NODELAY on what it accepts),
+    so the benches measure what users run."""
+    # Connections wait in the backlog until uvicorn accepts them.
+    return listening_socket("127.0.0.1", 0, backlog=1024)
 
 
 def _serve_local_ucd(data_dir: str, ready: Queue[int]) -> None:

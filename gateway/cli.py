@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from gateway.drain import DrainingServer
 from gateway.embedded import EmbeddedUcdError
 from gateway.errors import GatewayError, UpstreamUnavailable
+from gateway.listening import listening_socket
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.seed import SeedResult, seed_demo_data, seed_target
@@ -171,17 +172,10 @@ def _configure_logging() -> None:
 
 def _bind(host: str, port: int) -> socket.socket:
     """Bind here so a taken port is one clear line, not uvicorn's traceback and exit."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        return listening_socket(host, port, backlog=2048)
     except OSError as exc:
-        sock.close()
         raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
 # --- local-ucd -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from gateway.listening import listening_socket
 from gateway.settings import Settings
 
 # The gateway's start-up messages have always been logged under the app's name.
@@ -49,18 +50,14 @@ async def run_local_ucd(settings: Settings) -> AsyncIterator[str]:
     from gateway.local_ucd.app import create_local_ucd_app
     from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", settings.local_ucd_port))
-        except OSError as exc:
-            raise EmbeddedUcdError(
-                f"the embedded local UCD cannot listen on 127.0.0.1:{settings.local_ucd_port} "
-                f"({exc.strerror}); set UCD_GATEWAY_LOCAL_UCD_PORT (0 picks a free port)"
-            ) from None
-        sock.listen(128)
-        sock.setblocking(False)
+        sock = listening_socket("127.0.0.1", settings.local_ucd_port, backlog=128)
+    except OSError as exc:
+        raise EmbeddedUcdError(
+            f"the embedded local UCD cannot listen on 127.0.0.1:{settings.local_ucd_port} "
+            f"({exc.strerror}); set UCD_GATEWAY_LOCAL_UCD_PORT (0 picks a free port)"
+        ) from None
+    try:
         port = sock.getsockname()[1]
         config = LocalUcdConfig(
             host="127.0.0.1",

@@ -194,6 +194,7 @@ LAYERS: Final[dict[str, int]] = {
     "error_codes": 0,
     "errors": 1,
     "settings": 1,
+    "listening": 1,
     "error_pipeline": 2,
     "ucd": 2,
     "reads": 3,
