@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,11 +170,24 @@ class HookRelay(httpx.AsyncBaseTransport):
             await self._posted.wait()
 
 
+#: Bound, never listening, held until the process ends: a released port could be taken
+#: by another test's server (two xdist workers) and answer instead of refusing.
+_REFUSING: list[socket.socket] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_refusing_sockets() -> Iterator[None]:
+    yield
+    while _REFUSING:
+        _REFUSING.pop().close()
+
+
 def free_port_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens: the port was bound once, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+    """A URL on 127.0.0.1 where nothing listens: connecting to it is refused at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _REFUSING.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 # --- the local UCD ------------------------------------------------------------------------
