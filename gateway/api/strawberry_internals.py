@@ -20,7 +20,6 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
 * ``use_parsed_document`` / ``use_validation_errors``: an extension's own parse and
   validation, which strawberry then skips;
 * ``refuse_execution``: an extension's answer instead of executing the operation;
-* ``resolver_arguments``: a field's arguments as strawberry hands them to its resolver;
 * ``ERROR_LOGGER_NAME``: the logger strawberry writes error messages to;
 * ``RequestRefused``: what strawberry's HTTP view raises to refuse a request (a body
   that is not JSON, a mutation over GET, GraphiQL when it is off); it answers that with
@@ -49,7 +48,6 @@ from strawberry.schema.schema import validate_document
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext
-from strawberry.types.arguments import convert_arguments
 from strawberry.utils.logging import StrawberryLogger
 from strawberry.utils.str_converters import to_camel_case
 
@@ -65,7 +63,6 @@ __all__ = [
     "one_of_type_names",
     "raw_info",
     "refuse_execution",
-    "resolver_arguments",
     "use_parsed_document",
     "use_validation_errors",
     "validate",
@@ -244,21 +241,3 @@ def refuse_execution(context: ExecutionContext, errors: list[GraphQLError]) -> N
     """From an ``on_execute`` hook (before its yield): strawberry answers with ``errors``
     (and ``data: null``) and does not execute the operation; no resolver runs."""
     context.result = GraphQLExecutionResult(data=None, errors=errors)
-
-
-def resolver_arguments(
-    schema: strawberry.Schema, type_name: str, field_name: str, values: dict[str, Any]
-) -> dict[str, Any]:
-    """The keyword arguments strawberry hands the resolver of ``type_name.field_name``
-    (GraphQL names), given graphql-core's coerced argument ``values``: Python names, input
-    objects as their classes (``UserKey``...), so a caller can reuse the resolvers' checks.
-    """
-    field = schema.get_field_for_type(field_name, type_name)
-    if field is None:
-        raise KeyError(f"{type_name}.{field_name}")
-    return convert_arguments(
-        values,
-        field.arguments,
-        scalar_registry=schema.schema_converter.scalar_registry,
-        config=schema.config,
-    )

@@ -47,7 +47,6 @@ from gateway.api.strawberry_internals import (
     one_of_type_names,
     raw_info,
     refuse_execution,
-    resolver_arguments,
     use_parsed_document,
     use_validation_errors,
     validate,
@@ -473,18 +472,6 @@ def test_an_extensions_results_are_the_responses_extensions() -> None:
 
     result = small_schema(extensions=[Cost]).execute_sync("{ a }")
     assert result.extensions == {"cost": 1}
-
-
-def test_resolver_arguments_are_what_strawberry_hands_the_resolver() -> None:
-    """GraphQL names to Python names, input objects to their classes; the budget reuses the
-    resolvers' key checks on them (gateway/api/budget.py)."""
-    arguments = resolver_arguments(
-        small_schema(), "Query", "person", {"pick": {"firstName": "Ada"}}
-    )
-    assert arguments == {"pick": Pick(first_name="Ada")}
-    assert isinstance(arguments["pick"], Pick)
-    with pytest.raises(KeyError):
-        resolver_arguments(small_schema(), "Query", "nobody", {})
 
 
 # --- RequestRefused ------------------------------------------------------------------------
