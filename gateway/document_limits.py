@@ -269,17 +269,22 @@ def _expand(figures: _Figures, expanded: dict[str, _Figures]) -> _Figures:
 
 
 @functools.cache
-def introspection_depth() -> int:
-    """The depth of graphql-core's full introspection query (the deepest ``ofType``
-    chain a client like GraphiQL asks for): 14."""
-    query = get_introspection_query(
+def full_introspection_query() -> str:
+    """graphql-core's introspection query with every option on: what GraphiQL asks."""
+    return get_introspection_query(
         descriptions=True,
         specified_by_url=True,
         directive_is_repeatable=True,
         schema_description=True,
         input_value_deprecation=True,
     )
-    return max(depth for _, _, depth in measure(parse(query)).depths)
+
+
+@functools.cache
+def introspection_depth() -> int:
+    """The depth of the full introspection query (the deepest ``ofType`` chain a client
+    like GraphiQL asks for): 14."""
+    return max(depth for _, _, depth in measure(parse(full_introspection_query())).depths)
 
 
 @dataclass(frozen=True)

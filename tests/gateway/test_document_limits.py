@@ -8,9 +8,15 @@ import asyncio
 import time
 
 import pytest
-from graphql import get_introspection_query, parse
+from graphql import parse
 
-from gateway.document_limits import DocumentLimits, introspection_depth, measure
+from bench.document_limits import fragment_bomb
+from gateway.document_limits import (
+    DocumentLimits,
+    full_introspection_query,
+    introspection_depth,
+    measure,
+)
 from tests.gateway.conftest import CallLog, GatewayHttp, app_gateway, graphql
 
 #: A generous bound for one refusal on a shared 2-core machine; bench/document_limits.py
@@ -18,17 +24,6 @@ from tests.gateway.conftest import CallLog, GatewayHttp, app_gateway, graphql
 QUICK_SECONDS = 2.0
 
 REFUSED = {"code": "GRAPHQL_VALIDATION_FAILED"}
-
-
-def fragment_bomb(levels: int) -> str:
-    """853 bytes at 20 levels: F20 selects 2**20 ``name`` fields once expanded."""
-    fragments = " ".join(
-        f"fragment F{i} on User {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, levels + 1)
-    )
-    return (
-        f"fragment F0 on User {{ name }} {fragments} "
-        f'{{ user(key: {{uuid: "x"}}) {{ ...F{levels} }} }}'
-    )
 
 
 @pytest.mark.parametrize("levels", [20, 24, 40], ids=lambda n: f"{n}-levels")
@@ -141,13 +136,7 @@ async def test_a_deep_introspection_chain_is_refused(gateway_http: GatewayHttp) 
 
 async def test_the_full_introspection_query_still_runs(gateway_http: GatewayHttp) -> None:
     """GraphiQL's introspection query is 14 deep, deeper than the default depth limit (10)."""
-    query = get_introspection_query(
-        descriptions=True,
-        specified_by_url=True,
-        directive_is_repeatable=True,
-        schema_description=True,
-        input_value_deprecation=True,
-    )
+    query = full_introspection_query()
     data = await gateway_http.ok(query)
     assert data["__schema"]["queryType"]["name"] == "Query"
 

@@ -29,6 +29,7 @@ import httpx
 import orjson
 import pytest
 
+from bench.document_limits import fragment_bomb
 from gateway.settings import Settings
 from tests.gateway.conftest import (
     GATEWAY_BASE,
@@ -74,14 +75,6 @@ def q(query: str, variables: Mapping[str, Any] | None = None, **extra: Any) -> d
         body["variables"] = dict(variables)
     body.update(extra)
     return body
-
-
-def fragment_bomb(levels: int) -> str:
-    fragments = " ".join(
-        f"fragment F{i} on User {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, levels + 1)
-    )
-    top = f'{{ user(key: {{uuid: "x"}}) {{ ...F{levels} }} }}'
-    return f"fragment F0 on User {{ name }} {fragments} {top}"
 
 
 def nested(levels: int, leaf: Any) -> Any:
