@@ -106,6 +106,18 @@ class Settings(BaseSettings):
     # Off: GET /graphql from a browser is 404 instead of the GraphiQL page.
     graphiql: bool = True
 
+    # --- shared state (gateway/state/) ----------------------------------------------
+    # Redis or Valkey shared by every replica (redis://[:password@]host:port/db); None:
+    # state in this process, export jobs also in <local_ucd_data_dir>/gateway-state.sqlite3.
+    redis_url: SecretStr | None = None
+    # Seconds for a connect, a command, and a whole state operation: a Redis outage is
+    # STATE_UNAVAILABLE this fast (or at the operation's deadline, if sooner).
+    redis_timeout: float = Field(default=1.0, gt=0)
+    redis_max_connections: int = Field(default=32, ge=1)
+    # An export job is kept this many seconds after its last change (the link it carries
+    # is valid for 24 hours; a day more shows it as EXPIRED rather than unknown).
+    export_job_ttl: float = Field(default=172_800, gt=0)
+
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""
         if self.public_url:
