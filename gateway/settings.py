@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -117,6 +117,16 @@ class Settings(BaseSettings):
     # An export job is kept this many seconds after its last change (the link it carries
     # is valid for 24 hours; a day more shows it as EXPIRED rather than unknown).
     export_job_ttl: float = Field(default=172_800, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so `serve` says so in one line; the message never repeats the URL,
+        # which may carry a password.
+        schemes = ("redis://", "rediss://", "unix://")  # redis-py's: TCP, TLS, Unix socket
+        if value is not None and not value.get_secret_value().startswith(schemes):
+            raise ValueError("must start with " + ", ".join(schemes))
+        return value
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""

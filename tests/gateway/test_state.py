@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
+from pydantic import ValidationError
 
 from gateway.errors import StateUnavailable
 from gateway.settings import Settings
@@ -177,3 +178,30 @@ async def test_the_pool_reconnects_after_redis_restarts(private_redis: RedisServ
     await state.put(JOBS, "k", b"again", ttl=30)
     assert await state.get(JOBS, "k") == b"again"
     await state.aclose()
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_shared_state_settings_default_to_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UCD_GATEWAY_REDIS_URL", raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.redis_url is None
+    assert (settings.redis_timeout, settings.redis_max_connections) == (1.0, 32)
+    assert settings.export_job_ttl == 172_800
+
+
+def test_the_redis_url_is_a_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UCD_GATEWAY_REDIS_URL", "redis://:hunter2@redis.internal:6379/0")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == "redis://:hunter2@redis.internal:6379/0"
+    assert "hunter2" not in repr(settings)
+
+
+def test_a_redis_url_of_another_scheme_is_refused_without_repeating_it() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, redis_url="http://:hunter2@redis:6379")  # type: ignore[call-arg,arg-type]
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("redis_url",)
+    assert error["msg"] == "Value error, must start with redis://, rediss://, unix://"
