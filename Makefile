@@ -18,6 +18,8 @@ run: $(STAMP)
 
 ## Run the whole test suite, with branch coverage of gateway/ (the floor only goes up).
 test: $(STAMP)
+	@# A real Redis for the shared-state tests: installed with apt-get when missing and root.
+	@.ci/install-redis
 	$(BIN)/pytest -q -n 2 --dist loadfile --cov=gateway --cov-branch --cov-report= --cov-fail-under=96
 
 ## Lint and type-check.

@@ -7,9 +7,10 @@ Its lifespan owns, in opening order (closed in reverse):
    client is given: a sibling uvicorn server on 127.0.0.1 in this process and event
    loop, so the gateway reaches it over real HTTP exactly as it reaches Insider's host;
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
-3. the ``UcdClient``, the export job registry, the in-flight sharing of profile reads
-   (``ProfileReads``) and the upsert coalescer (flushed on shutdown, so no accepted
-   write is lost).
+3. the ``UcdClient``, the shared state (``gateway.state``: Redis when
+   ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
+   the in-flight sharing of profile reads (``ProfileReads``) and the upsert coalescer
+   (flushed on shutdown, so no accepted write is lost).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
 (``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before
@@ -48,7 +49,7 @@ from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StateUnavailable
 from gateway.exports import ExportJobs
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
@@ -61,11 +62,12 @@ from gateway.request_bodies import (
     unsupported,
 )
 from gateway.settings import Settings
+from gateway.state.backend import open_state
 from gateway.ucd.answers import ExportHook
 from gateway.ucd.breaker import LocalCircuitBreakers
 from gateway.ucd.bulkheads import Bulkheads
 from gateway.ucd.client import UcdClient
-from gateway.ucd.deadline import operation_deadline
+from gateway.ucd.deadline import operation_deadline, time_left
 from gateway.ucd.transport import build_http_client
 from gateway.upserts import UpsertCoalescer
 
@@ -255,7 +257,14 @@ def _export_hook(slot: _RuntimeSlot) -> Callable[[Request], Any]:
         if hook is None:
             return JSONResponse({"error": 'body must be {"url": <http(s) URL>}'}, status_code=400)
         job_id = request.path_params["job_id"]
-        if not slot.get().exports.mark_ready(job_id, request.path_params["token"], hook.url):
+        try:
+            ready = await slot.get().exports.mark_ready(
+                job_id, request.path_params["token"], hook.url
+            )
+        except StateUnavailable:
+            # 503: the UCD tries the webhook again (§3.3.3), by when Redis may be back.
+            return JSONResponse({"error": "state unavailable"}, status_code=503)
+        if not ready:
             # Unknown job and wrong token look the same, so the route reveals nothing.
             return JSONResponse({"error": "not found"}, status_code=404)
         logger.info("export job %s is ready", job_id)
@@ -305,12 +314,14 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 max_retry_after=settings.max_retry_after,
                 request_timeout=settings.request_timeout,
             )
+            state = open_state(settings, time_left=time_left)
+            stack.push_async_callback(state.aclose)
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             stack.push_async_callback(upserts.aclose)
             slot.value = Runtime(
                 settings=settings,
                 ucd=ucd,
-                exports=ExportJobs(settings.webhook_base_url()),
+                exports=ExportJobs(settings.webhook_base_url(), state, ttl=settings.export_job_ttl),
                 upserts=upserts,
                 reads=ProfileReads(ucd),
                 ucd_base_url=str(http.base_url),

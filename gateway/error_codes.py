@@ -38,6 +38,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_OUTCOME_UNKNOWN = "UPSTREAM_OUTCOME_UNKNOWN"
     BAD_REQUEST = "BAD_REQUEST"
     OVERLOADED = "OVERLOADED"
+    STATE_UNAVAILABLE = "STATE_UNAVAILABLE"
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,11 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
             "requests are already in flight, or it is shutting down (the message says which); "
             "HTTP 503 with Retry-After, before the body is read; safe to retry",
             (("retryAfter", "seconds to wait before retrying, as in the Retry-After header"),),
+        ),
+        ErrorCode.STATE_UNAVAILABLE: CodeDoc(
+            "the gateway's shared state (Redis at UCD_GATEWAY_REDIS_URL) did not answer within "
+            "UCD_GATEWAY_REDIS_TIMEOUT or the operation's deadline; a startExport answered so "
+            "asked nothing of the UCD; safe to retry"
         ),
     }
 )

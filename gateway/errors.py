@@ -12,7 +12,8 @@ exception into the GraphQL response, so a resolver only has to raise one of thes
     ├── UpstreamAuth          the UCD refused the gateway's credentials (401/403)
     ├── UpstreamUnavailable   timeout, refused or dropped connection, open circuit
     ├── UpstreamOutcomeUnknown  a write not safe to repeat lost its answer
-    └── UpstreamError         the UCD sent an unexpected status or body
+    ├── UpstreamError         the UCD sent an unexpected status or body
+    └── StateUnavailable      the shared state (Redis) cannot be reached in time
 
 Messages never contain the UCD token. A message may repeat the caller's own
 input (the UCD's texts do, e.g. "not a valid email address: sample: bad
@@ -112,12 +113,20 @@ class UpstreamError(GatewayError):
             self.extensions["status"] = status
 
 
+class StateUnavailable(GatewayError):
+    """Raised when the gateway's shared state (Redis, gateway/state/) does not answer
+    within its timeout or the operation's deadline: refused, dropped, paused."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.STATE_UNAVAILABLE
+
+
 __all__ = [
     "BadUserInput",
     "Conflict",
     "GatewayError",
     "NotFound",
     "RateLimited",
+    "StateUnavailable",
     "UpstreamAuth",
     "UpstreamError",
     "UpstreamOutcomeUnknown",

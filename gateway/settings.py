@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -105,6 +105,28 @@ class Settings(BaseSettings):
     introspection: bool = True
     # Off: GET /graphql from a browser is 404 instead of the GraphiQL page.
     graphiql: bool = True
+
+    # --- shared state (gateway/state/) ----------------------------------------------
+    # Redis or Valkey shared by every replica (redis://[:password@]host:port/db); None:
+    # state in this process, export jobs also in <local_ucd_data_dir>/gateway-state.sqlite3.
+    redis_url: SecretStr | None = None
+    # Seconds for a connect, a command, and a whole state operation: a Redis outage is
+    # STATE_UNAVAILABLE this fast (or at the operation's deadline, if sooner).
+    redis_timeout: float = Field(default=1.0, gt=0)
+    redis_max_connections: int = Field(default=32, ge=1)
+    # An export job is kept this many seconds after its last change (the link it carries
+    # is valid for 24 hours; a day more shows it as EXPIRED rather than unknown).
+    export_job_ttl: float = Field(default=172_800, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so `serve` says so in one line; the message never repeats the URL,
+        # which may carry a password.
+        schemes = ("redis://", "rediss://", "unix://")  # redis-py's: TCP, TLS, Unix socket
+        if value is not None and not value.get_secret_value().startswith(schemes):
+            raise ValueError("must start with " + ", ".join(schemes))
+        return value
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""

@@ -197,6 +197,7 @@ LAYERS: Final[dict[str, int]] = {
     "listening": 1,
     "error_pipeline": 2,
     "ucd": 2,
+    "state": 2,
     "reads": 3,
     "upserts": 3,
     "exports": 3,

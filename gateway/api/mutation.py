@@ -55,7 +55,7 @@ from gateway.api.validation import (
     check_upsert_item,
     raise_first,
 )
-from gateway.errors import BadUserInput, GatewayError
+from gateway.errors import BadUserInput, GatewayError, StateUnavailable
 from gateway.reads.need import ProfileNeed
 from gateway.ucd.batching import send_batches
 from gateway.ucd.envelope import UserOutcome
@@ -298,13 +298,21 @@ class Mutation:
         """
         ctx = info.context
         request = export_request(input, hook="", now=ctx.now)  # validates before any job exists
-        record = ctx.exports.create(format=input.format.value, segment_id=str(input.segment_id))
+        # Stored before the UCD hears of it: the webhook may reach any replica at once.
+        record = await ctx.exports.create(
+            format=input.format.value, segment_id=str(input.segment_id)
+        )
         try:
             await ctx.ucd.export(replace(request, hook=ctx.exports.hook_url(record)))
         except GatewayError as exc:
-            ctx.exports.mark_failed(record.id, exc.message)
+            # The UCD's error is the answer; a shared state that fails now as well
+            # leaves the job PENDING rather than hide it.
+            with contextlib.suppress(StateUnavailable):
+                await ctx.exports.mark_failed(record.id, exc.message)
             # The error is this call's own (exports are never coalesced), so adding
             # to its extensions cannot leak the id into another caller's answer.
             exc.extensions["jobId"] = record.id
             raise
-        return export_job(ctx.exports.get(record.id) or record)
+        # PENDING: the webhook is answered by whichever replica it reaches, and the
+        # caller polls exportJob, so reading the job back here would only cost a call.
+        return export_job(record)

@@ -58,6 +58,6 @@ class Query:
         return cast("list[User | None]", read_users(info, [key_ref(key) for key in keys]))
 
     @strawberry.field
-    def export_job(self, info: Info, id: strawberry.ID) -> ExportJob | None:
-        record = info.context.exports.get(str(id))
+    async def export_job(self, info: Info, id: strawberry.ID) -> ExportJob | None:
+        record = await info.context.exports.get(str(id))
         return None if record is None else export_job(record)

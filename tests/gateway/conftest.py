@@ -45,10 +45,12 @@ from gateway.local_ucd.config import FaultConfig, LocalUcdConfig
 from gateway.local_ucd.transport import LocalUcdTransport
 from gateway.reads.inflight import ProfileReads
 from gateway.settings import Settings
+from gateway.state.memory import MemoryState
 from gateway.ucd.bulkheads import Bulkheads
 from gateway.ucd.client import UcdClient
 from gateway.ucd.requests import ProfileRequest, UpsertEvent, UpsertRequest, UpsertUser, UserRef
 from gateway.upserts import UpsertCoalescer
+from tests.gateway.redis_server import RedisServer
 
 UCD_BASE = "http://local-ucd.test"
 GATEWAY_BASE = "http://gateway.test"
@@ -175,6 +177,13 @@ class HookRelay(httpx.AsyncBaseTransport):
 _REFUSING: list[socket.socket] = []
 
 
+@pytest.fixture(autouse=True)
+def _state_in_a_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app's in-process state file goes to the test's own folder, never to the
+    repository's ./.local-ucd (shared by every test and worker otherwise)."""
+    monkeypatch.setenv("UCD_GATEWAY_LOCAL_UCD_DATA_DIR", str(tmp_path / "local-data"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_refusing_sockets() -> Iterator[None]:
     yield
@@ -188,6 +197,29 @@ def free_port_url() -> str:
     sock.bind(("127.0.0.1", 0))
     _REFUSING.append(sock)
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+# --- Redis -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis for the session (per xdist worker), shared by the tests that only
+    read and write it; a test that stops or pauses its server uses ``private_redis``."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, to stop, pause and restart."""
+    server = RedisServer(tmp_path / "redis")
+    server.folder.mkdir()
+    server.start()
+    yield server
+    server.stop()
 
 
 # --- the local UCD ------------------------------------------------------------------------
@@ -381,7 +413,7 @@ async def gateway(ucd: UcdClient, settings: Settings) -> AsyncIterator[Gateway]:
     yield Gateway(
         ucd=ucd,
         upserts=upserts,
-        exports=ExportJobs(GATEWAY_BASE),
+        exports=ExportJobs(GATEWAY_BASE, MemoryState()),
         settings=settings,
         reads=ProfileReads(ucd),
     )

@@ -23,12 +23,13 @@ from gateway.errors import (
     GatewayError,
     NotFound,
     RateLimited,
+    StateUnavailable,
     UpstreamAuth,
     UpstreamError,
     UpstreamOutcomeUnknown,
     UpstreamUnavailable,
 )
-from tests.gateway.conftest import USER_QUERY, app_gateway
+from tests.gateway.conftest import USER_QUERY, app_gateway, free_port_url
 
 README = Path(__file__).parents[2] / "README.md"
 #: The paragraph the README's error table follows.
@@ -128,6 +129,7 @@ EXPECTED_CODES: Mapping[type[GatewayError], str] = {
     UpstreamUnavailable: "UPSTREAM_UNAVAILABLE",
     UpstreamError: "UPSTREAM_ERROR",
     UpstreamOutcomeUnknown: "UPSTREAM_OUTCOME_UNKNOWN",
+    StateUnavailable: "STATE_UNAVAILABLE",
 }
 
 
@@ -143,6 +145,7 @@ def test_gateway_errors_take_their_code_from_the_table() -> None:
         UpstreamUnavailable("m", retry_after=3),
         UpstreamError("m", status=500),
         UpstreamOutcomeUnknown("m"),
+        StateUnavailable("m"),
     ]
     assert {type(e) for e in raised} == {GatewayError, *_subclasses(GatewayError)}
     assert set(EXPECTED_CODES) == {type(e) for e in raised}, "add the new class's code"
@@ -238,6 +241,11 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
         _raise(lambda r: httpx.ReadError("connection reset", request=r)),
     ),
     ErrorCode.BAD_REQUEST: Provocation("", body="{ __typename }", status=400),
+    ErrorCode.STATE_UNAVAILABLE: Provocation(
+        '{ exportJob(id: "job-1") { status } }',
+        # A Redis that refuses connections: the job cannot be read, and no UCD call is made.
+        settings={"redis_url": free_port_url().replace("http://", "redis://")},
+    ),
     ErrorCode.OVERLOADED: Provocation(
         USER_QUERY,
         prepare=lambda app: admission_of(app).start_draining(),

@@ -18,7 +18,6 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from gateway.exports import ExportStatus
 from gateway.settings import Settings
 from tests.gateway.conftest import (
     CallLog,
@@ -450,9 +449,9 @@ async def test_an_unexpected_failure_is_masked_with_an_error_id(
 
 
 async def test_the_webhook_of_an_unknown_job_changes_nothing(gateway_http: GatewayHttp) -> None:
-    job = gateway_http.runtime.exports.create(format="csv", segment_id="1")
+    job = await gateway_http.runtime.exports.create(format="csv", segment_id="1")
     response = await gateway_http.client.post(
         f"/hooks/exports/{job.id}/wrong-token", json={"url": "http://x.test/f.csv"}
     )
     assert response.status_code == 404
-    assert job.status is ExportStatus.PENDING
+    assert (await gateway_http.runtime.exports.get(job.id)) == job

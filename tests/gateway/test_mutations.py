@@ -11,6 +11,7 @@ import pytest
 from gateway.exports import ExportJobs
 from gateway.reads.inflight import ProfileReads
 from gateway.settings import Settings
+from gateway.state.memory import MemoryState
 from gateway.ucd.client import UcdClient
 from gateway.ucd.requests import ProfileRequest, UserRef
 from gateway.upserts import UpsertCoalescer
@@ -268,7 +269,7 @@ async def test_delete_attributes_answered_with_an_empty_object_counts_as_success
         gateway = Gateway(
             ucd=ucd,
             upserts=UpsertCoalescer(ucd, window_ms=1),
-            exports=ExportJobs("http://gw.test"),
+            exports=ExportJobs("http://gw.test", MemoryState()),
             settings=settings,
             reads=ProfileReads(ucd),
         )
@@ -466,7 +467,7 @@ async def test_start_export_registers_a_job_and_hands_the_ucd_its_webhook(
     assert job["status"] == "PENDING"
     assert job["format"] == "PARQUET"
     assert job["segmentId"] == "1"
-    record = gateway.exports.get(job["id"])
+    record = await gateway.exports.get(job["id"])
     assert record is not None
     (call,) = ucd_calls.to("/api/raw/v1/export")
     assert call.body == {
@@ -592,14 +593,14 @@ async def test_export_job_becomes_ready_when_the_webhook_arrives(
     )
     job_id = data["startExport"]["id"]
     assert data["startExport"]["status"] == "PENDING"
-    record = gateway.exports.get(job_id)
+    record = await gateway.exports.get(job_id)
     assert record is not None
     async with asyncio.timeout(10):
         await hooks.wait_for_posts()
     ((hook, body),) = hooks.posts
     assert hook == gateway.exports.hook_url(record)
     # What the app's webhook route does with it (tested over HTTP in test_http.py):
-    assert gateway.exports.mark_ready(record.id, record.token, body["url"])
+    assert await gateway.exports.mark_ready(record.id, record.token, body["url"])
     polled = await gateway.ok(
         "query($id: ID!) { exportJob(id: $id) { status url expiresAt } }", {"id": job_id}
     )

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.exports import ExportJobs
+from gateway.state.memory import MemoryState
 from gateway.ucd.requests import EventsQuery, ProfileRequest, WantedEvents
 from tests.gateway.conftest import (
     GATEWAY_BASE,
@@ -332,13 +333,15 @@ async def test_a_read_after_a_write_never_joins_a_call_older_than_the_write(
 
 
 async def test_export_job_reports_the_registry_state(gateway: Gateway) -> None:
-    job = gateway.exports.create(format="json", segment_id="1")
+    job = await gateway.exports.create(format="json", segment_id="1")
     query = "query($id: ID!) { exportJob(id: $id) { id status format segmentId requestedAt url } }"
     data = await gateway.ok(query, {"id": job.id})
     assert data["exportJob"]["status"] == "PENDING"
     assert data["exportJob"]["format"] == "JSON"
     assert data["exportJob"]["requestedAt"].endswith("Z")
-    assert gateway.exports.mark_ready(job.id, job.token, "http://ucd.test/exports/local/p/f.json")
+    assert await gateway.exports.mark_ready(
+        job.id, job.token, "http://ucd.test/exports/local/p/f.json"
+    )
     data = await gateway.ok(query, {"id": job.id})
     assert data["exportJob"]["status"] == "READY"
     assert data["exportJob"]["url"] == "http://ucd.test/exports/local/p/f.json"
@@ -347,9 +350,11 @@ async def test_export_job_reports_the_registry_state(gateway: Gateway) -> None:
 
 async def test_a_ready_export_job_reads_expired_24_hours_later(gateway: Gateway) -> None:
     clock = [datetime(2025, 3, 1, 12, 0, tzinfo=UTC)]
-    gateway.exports = ExportJobs(GATEWAY_BASE, now=lambda: clock[0])
-    job = gateway.exports.create(format="csv", segment_id="1")
-    assert gateway.exports.mark_ready(job.id, job.token, "http://ucd.test/exports/local/p/f.csv")
+    gateway.exports = ExportJobs(GATEWAY_BASE, MemoryState(), now=lambda: clock[0])
+    job = await gateway.exports.create(format="csv", segment_id="1")
+    assert await gateway.exports.mark_ready(
+        job.id, job.token, "http://ucd.test/exports/local/p/f.csv"
+    )
     query = "query($id: ID!) { exportJob(id: $id) { status readyAt expiresAt url } }"
     clock[0] += timedelta(hours=24)
     ready = await gateway.ok(query, {"id": job.id})

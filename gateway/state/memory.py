@@ -1,0 +1,113 @@
+"""Shared state in this process, kept in a SQLite file so a restart does not forget it.
+
+The default backend, for one process (``make run``): records live in a dict, and every
+write also goes to ``<UCD_GATEWAY_LOCAL_UCD_DATA_DIR>/gateway-state.sqlite3``, which is
+read back at start-up. Writes are rare (an export job is written two or three times in
+its life) and one row each, so they run inline: SQLite in WAL mode with
+``synchronous=NORMAL`` commits a row without an fsync, well under a millisecond.
+
+Each namespace keeps at most ``max_entries`` records, the least recently written leaving
+first, so a stream of jobs cannot fill the memory before their TTL passes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, NamedTuple
+
+from gateway.state.protocol import Namespace
+
+__all__ = ["FILE_NAME", "MemoryState"]
+
+#: The file in the local data folder (next to the local UCD's own ``ucd.sqlite3``).
+FILE_NAME: Final = "gateway-state.sqlite3"
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS records (
+    namespace TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     BLOB NOT NULL,
+    expires   REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+)
+"""
+
+
+class _Entry(NamedTuple):
+    value: bytes
+    expires: float  # wall-clock seconds (time.time()): it must mean the same after a restart
+
+
+class MemoryState:
+    """A ``StateStore`` in this process; ``path`` None keeps nothing on disk (tests)."""
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._max_entries = max_entries
+        self._clock = clock
+        self._records: dict[Namespace, OrderedDict[str, _Entry]] = {
+            namespace: OrderedDict() for namespace in Namespace
+        }
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            self._db = self._open(path)
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_SCHEMA)
+        db.execute("DELETE FROM records WHERE expires <= ?", (self._clock(),))
+        known = {namespace.value: namespace for namespace in Namespace}
+        # In the order they were written (the same TTL per namespace), so the oldest
+        # leave first when a namespace is full, as before the restart.
+        rows = db.execute("SELECT namespace, key, value, expires FROM records ORDER BY expires")
+        for namespace, key, value, expires in rows:
+            if namespace in known:  # a namespace of a later version stays in the file
+                self._records[known[namespace]][key] = _Entry(bytes(value), expires)
+        return db
+
+    async def get(self, namespace: Namespace, key: str) -> bytes | None:
+        entry = self._records[namespace].get(key)
+        if entry is None:
+            return None
+        if entry.expires <= self._clock():
+            self._forget(namespace, key)
+            return None
+        return entry.value
+
+    async def put(self, namespace: Namespace, key: str, value: bytes, *, ttl: float) -> None:
+        records = self._records[namespace]
+        expires = self._clock() + ttl
+        records[key] = _Entry(value, expires)
+        records.move_to_end(key)
+        if self._db is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO records (namespace, key, value, expires)"
+                " VALUES (?, ?, ?, ?)",
+                (namespace.value, key, value, expires),
+            )
+        while len(records) > self._max_entries:
+            self._forget(namespace, next(iter(records)))
+
+    def _forget(self, namespace: Namespace, key: str) -> None:
+        del self._records[namespace][key]
+        if self._db is not None:
+            self._db.execute(
+                "DELETE FROM records WHERE namespace = ? AND key = ?", (namespace.value, key)
+            )
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,95 @@
+"""Shared state in Redis or Valkey (``UCD_GATEWAY_REDIS_URL``): every replica sees it.
+
+redis-py's asyncio client on one pool of at most ``UCD_GATEWAY_REDIS_MAX_CONNECTIONS``
+connections per process (a caller waits for a free one no longer than the timeout).
+Each connect and each command is bounded by ``UCD_GATEWAY_REDIS_TIMEOUT``, and every
+operation as a whole by the same timeout or what is left of the GraphQL operation's
+deadline, whichever ends first: an unreachable, stopped or paused Redis is
+``StateUnavailable`` (``STATE_UNAVAILABLE``) by then, never a hang.
+
+A command is retried once on a broken connection, without waiting: after Redis restarts,
+the pooled connections are dead, and the first command on each must reconnect rather
+than fail.
+
+Keys are ``ucd-gateway:<namespace>:<key>``; values are the caller's bytes, set with a
+millisecond TTL (``SET ... PX``), so Redis forgets them by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar, cast
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.errors import StateUnavailable
+from gateway.state.protocol import Namespace
+
+__all__ = ["KEY_PREFIX", "RedisState"]
+
+T = TypeVar("T")
+
+KEY_PREFIX: Final = "ucd-gateway"
+
+
+def _no_deadline() -> float | None:
+    return None
+
+
+class RedisState:
+    """A ``StateStore`` in Redis; ``time_left`` gives the seconds left of the operation's
+    deadline (None outside one), which bounds each call besides ``timeout``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        max_connections: int,
+        time_left: Callable[[], float | None] = _no_deadline,
+    ) -> None:
+        self._timeout = timeout
+        self._time_left = time_left
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,  # waiting for a free connection of the pool
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        # from_pool: the client owns the pool, so aclose() closes its connections too.
+        self._client: Redis = Redis.from_pool(pool)
+
+    def _key(self, namespace: Namespace, key: str) -> str:
+        return f"{KEY_PREFIX}:{namespace.value}:{key}"
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        limit = self._timeout
+        left = self._time_left()
+        if left is not None:
+            limit = min(limit, max(left, 0.0))
+        try:
+            async with asyncio.timeout(limit):
+                return await call
+        except (RedisError, OSError, TimeoutError) as exc:
+            # The type only: a message may carry the URL, and the URL may carry a password.
+            raise StateUnavailable(
+                f"the gateway's shared state (Redis) cannot be reached: {type(exc).__name__}"
+            ) from None
+
+    async def get(self, namespace: Namespace, key: str) -> bytes | None:
+        value = await self._bounded(self._client.get(self._key(namespace, key)))
+        # decode_responses is off (the default): Redis answers bytes, never str.
+        return cast("bytes | None", value)
+
+    async def put(self, namespace: Namespace, key: str, value: bytes, *, ttl: float) -> None:
+        milliseconds = max(1, round(ttl * 1000))
+        await self._bounded(self._client.set(self._key(namespace, key), value, px=milliseconds))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
