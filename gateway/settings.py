@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -105,6 +105,32 @@ class Settings(BaseSettings):
     introspection: bool = True
     # Off: GET /graphql from a browser is 404 instead of the GraphiQL page.
     graphiql: bool = True
+
+    # --- persisted documents and batching (gateway/persisted/, gateway/graphql_over_http.py)
+    # A manifest of trusted documents: Apollo's persisted-query manifest JSON or GraphQL
+    # Codegen's client-preset map {hash: document}; served by their id or hash.
+    trusted_documents: Path | None = None
+    # True: only the manifest's documents run; any other document (a query text, an APQ
+    # registration, an unknown hash) is refused before any UCD call.
+    trusted_documents_only: bool = False
+    # Characters of APQ-registered documents kept in memory (least recently used go
+    # first). Each one is also within the document limits above (at most
+    # max_tokens × 16 characters), so registration cannot store huge texts.
+    persisted_store_chars: int = Field(default=10_000_000, ge=0)
+    # Cache-Control of a GET answered from a persisted document (a query, no errors):
+    # "private" because answers carry personal data that no shared cache should keep.
+    persisted_cache_control: str = "private, max-age=60"
+    # Operations in one JSON array; a longer batch is refused with 400 before any runs.
+    max_batch: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _trusted_only_needs_a_manifest(self) -> Settings:
+        if self.trusted_documents_only and self.trusted_documents is None:
+            raise ValueError(
+                "UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY=true needs UCD_GATEWAY_TRUSTED_DOCUMENTS "
+                "(the manifest of the documents to allow)"
+            )
+        return self
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""
