@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -123,14 +123,14 @@ class Settings(BaseSettings):
     # Operations in one JSON array; a longer batch is refused with 400 before any runs.
     max_batch: int = Field(default=10, ge=1)
 
-    @model_validator(mode="after")
-    def _trusted_only_needs_a_manifest(self) -> Settings:
-        if self.trusted_documents_only and self.trusted_documents is None:
+    @field_validator("trusted_documents_only")
+    @classmethod
+    def _trusted_only_needs_a_manifest(cls, only: bool, info: ValidationInfo) -> bool:
+        if only and info.data.get("trusted_documents") is None:
             raise ValueError(
-                "UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY=true needs UCD_GATEWAY_TRUSTED_DOCUMENTS "
-                "(the manifest of the documents to allow)"
+                "true needs UCD_GATEWAY_TRUSTED_DOCUMENTS (the manifest of the documents to allow)"
             )
-        return self
+        return only
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""
