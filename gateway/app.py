@@ -51,12 +51,15 @@ from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
 from gateway.errors import GatewayError, StateUnavailable
 from gateway.exports import ExportJobs
+from gateway.graphql_over_http import current_exchange, exchanging
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
+from gateway.persisted import names_a_document, persisted_documents
+from gateway.persisted.documents import PersistedDocuments
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
-    graphql_request,
+    graphql_requests,
     media_type,
     refusal_response,
     unsupported,
@@ -165,31 +168,69 @@ class GatewayGraphQL(GraphQL[Any, None]):
     """Strawberry's ASGI view with a per-request context, orjson bodies, and every refused
     request answered in the GraphQL error shape (gateway/request_bodies.py)."""
 
-    def __init__(self, schema: strawberry.Schema, slot: _RuntimeSlot, settings: Settings) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        slot: _RuntimeSlot,
+        settings: Settings,
+        documents: PersistedDocuments,
+    ) -> None:
         # Without an IDE strawberry answers a browser's GET with 404 (UCD_GATEWAY_GRAPHIQL).
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
         self._slot = slot
         self._hide_suggestions = not settings.introspection
+        self._documents = documents
+        self._max_batch = settings.max_batch
+        self._cache_control = settings.persisted_cache_control
 
     async def run(  # type: ignore[override]  # HTTP only: the route takes no websockets
         self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
     ) -> Response:
-        try:
-            response = await super().run(request, context, root_value)
-        except RequestRefused as refused:
-            return refusal_response(refused)
-        assert isinstance(response, Response)  # an HTTP request gets an HTTP response
-        return response
+        assert isinstance(request, Request)  # the route takes no websockets
+        # Media type, status and caching of the answer: gateway/graphql_over_http.py.
+        with exchanging(request) as exchange:
+            try:
+                response = await super().run(request, context, root_value)
+            except RequestRefused as refused:
+                return refusal_response(refused)
+            assert isinstance(response, Response)  # an HTTP request gets an HTTP response
+            return exchange.finish(response, cache_control=self._cache_control)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted document has no `query` either, but is not a browser.
+        return super().should_render_graphql_ide(request) and not names_a_document(
+            request.query_params
+        )
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
-        if request.method != "POST":
-            # GET: query parameters are strings, and strawberry checks the rest itself.
-            return await super().parse_http_body(request)
-        if media_type(request.content_type) != JSON_MEDIA_TYPE:
+        if request.method == "POST" and media_type(request.content_type) != JSON_MEDIA_TYPE:
             raise unsupported(request.content_type)
-        return graphql_request(self.parse_json(await request.get_body()))
+        if request.method == "POST":
+            data = self.parse_json(await request.get_body())
+        else:
+            data = self.parse_query_params(request.query_params)
+        parsed = graphql_requests(data, max_batch=self._max_batch)
+        current_exchange().batch = isinstance(parsed, list)
+        return parsed  # type: ignore[return-value]  # a list of the subclass: invariance
+
+    async def execute_single(  # type: ignore[override]  # strawberry's names, keywords only
+        self, *, request_data: GraphQLRequestData, **kwargs: Any
+    ) -> ExecutionResult:
+        # The operation's document, from its hash or id (gateway/persisted/); the
+        # operations of a batch come here one by one, sharing one context (dataloaders).
+        resolved = await self._documents.resolve(
+            request_data.query,
+            request_data.extensions,
+            getattr(request_data, "document_id", None),
+        )
+        if resolved.refusal is not None:
+            return ExecutionResult(data=None, errors=[resolved.refusal])
+        request_data.query = resolved.text
+        current_exchange().persisted += resolved.persisted
+        result: ExecutionResult = await super().execute_single(request_data=request_data, **kwargs)
+        return result
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One deadline per operation: every UCD call it makes, retries and waits included,
@@ -216,7 +257,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             code_request_errors(result.errors)
             if self._hide_suggestions:
                 drop_suggestions(result.errors)
-        return await super().process_result(request, result)
+        return current_exchange().shape(result, await super().process_result(request, result))
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -335,7 +376,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app = Starlette(
         routes=[
             # Every method reaches the view, so a PUT is refused in the same shape (405).
-            Route("/graphql", GatewayGraphQL(schema, slot, settings)),
+            Route(
+                "/graphql", GatewayGraphQL(schema, slot, settings, persisted_documents(settings))
+            ),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),

@@ -107,13 +107,18 @@ def _settings(**overrides: object) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import admission_of, create_app
+    from gateway.persisted.manifest import ManifestError
 
     settings = _settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
     _configure_logging()
     sock = _bind(settings.host, settings.port)
     # With port 0 the webhook base URL needs the port actually bound.
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ManifestError as exc:  # UCD_GATEWAY_TRUSTED_DOCUMENTS cannot be read
+        sock.close()
+        raise ConfigurationError(str(exc)) from None
     config = uvicorn.Config(
         app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
     )

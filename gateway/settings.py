@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -127,6 +127,32 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith(schemes):
             raise ValueError("must start with " + ", ".join(schemes))
         return value
+
+    # --- persisted documents and batching (gateway/persisted/, gateway/graphql_over_http.py)
+    # A manifest of trusted documents: Apollo's persisted-query manifest JSON or GraphQL
+    # Codegen's client-preset map {hash: document}; served by their id or hash.
+    trusted_documents: Path | None = None
+    # True: only the manifest's documents run; any other document (a query text, an APQ
+    # registration, an unknown hash) is refused before any UCD call.
+    trusted_documents_only: bool = False
+    # Characters of APQ-registered documents kept in memory (least recently used go
+    # first). Each one is also within the document limits above (at most
+    # max_tokens × 16 characters), so registration cannot store huge texts.
+    persisted_store_chars: int = Field(default=10_000_000, ge=0)
+    # Cache-Control of a GET answered from a persisted document (a query, no errors):
+    # "private" because answers carry personal data that no shared cache should keep.
+    persisted_cache_control: str = "private, max-age=60"
+    # Operations in one JSON array; a longer batch is refused with 400 before any runs.
+    max_batch: int = Field(default=10, ge=1)
+
+    @field_validator("trusted_documents_only")
+    @classmethod
+    def _trusted_only_needs_a_manifest(cls, only: bool, info: ValidationInfo) -> bool:
+        if only and info.data.get("trusted_documents") is None:
+            raise ValueError(
+                "true needs UCD_GATEWAY_TRUSTED_DOCUMENTS (the manifest of the documents to allow)"
+            )
+        return only
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""

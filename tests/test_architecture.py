@@ -210,6 +210,8 @@ LAYERS: Final[dict[str, int]] = {
     "limits": 5,
     "request_bodies": 5,
     "load_shedding": 5,
+    "persisted": 5,
+    "graphql_over_http": 5,
     "app": 6,
     "drain": 6,
     "cli": 7,

@@ -22,6 +22,8 @@ What each root field costs, as the resolvers and the loader spend it:
   the change (see gateway/api/mutation.py).
 
 Mutations run one after the other and each clears the loader, so their costs add up.
+The operations of a batch (a JSON array) share one budget: each is planned against what
+the operations before it planned, and one that would cross the limit is refused.
 Actual may be lower than planned (a read joined another request's call, a field failed)
 or, rarely, higher: a retried call counts again, and a read whose ``last`` limit may
 hide events is sent again without it (gateway/reads/need.py).
@@ -51,6 +53,7 @@ from graphql.execution.values import VariableValues, get_argument_values, get_va
 from graphql.utilities import get_operation_ast
 from strawberry.types import ExecutionContext
 
+from gateway.api.context import Context
 from gateway.api.inputs import CustomIdentifierInput, UserKey
 from gateway.api.names import KEY_FIELDS
 from gateway.api.selection import FieldScope, response_fields
@@ -255,10 +258,17 @@ class OperationBudget:
             )
             yield
             return
-        if self.planned > self._limits.max_calls:
-            refuse_execution(context, [cost_exceeded(self.planned, self._limits.max_calls)])
+        # The operations of a batch share one context and one budget: each plans against
+        # what those before it planned (they start in the batch's order).
+        batch = context.context.planned if isinstance(context.context, Context) else None
+        spent = batch.calls if batch is not None else 0
+        if spent + self.planned > self._limits.max_calls:
+            refusal = cost_exceeded(self.planned, self._limits.max_calls, spent=spent)
+            refuse_execution(context, [refusal])
             yield
             return
+        if batch is not None:
+            batch.calls += self.planned
         with counting_calls() as count:
             self._count = count
             yield

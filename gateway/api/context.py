@@ -12,7 +12,15 @@ from gateway.settings import Settings
 from gateway.ucd.client import UcdClient
 from gateway.upserts import UpsertCoalescer
 
-__all__ = ["Context", "build_context"]
+__all__ = ["Context", "PlannedCalls", "build_context"]
+
+
+@dataclass
+class PlannedCalls:
+    """The UCD calls the operations of one HTTP request planned so far: the operations of
+    a batch share one context, and the budget is the batch's (gateway/api/budget.py)."""
+
+    calls: int = 0
 
 
 @dataclass
@@ -29,6 +37,7 @@ class Context:
     settings: Settings
     profiles: ProfileLoader
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    planned: PlannedCalls = field(default_factory=PlannedCalls)
 
 
 async def build_context(

@@ -21,6 +21,9 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
   validation, which strawberry then skips;
 * ``refuse_execution``: an extension's answer instead of executing the operation;
 * ``ERROR_LOGGER_NAME``: the logger strawberry writes error messages to;
+* the HTTP view's hooks app.py overrides (``parse_http_body`` may return a list, a batch;
+  ``execute_single`` is then called per operation, keywords only, with one context):
+  public methods, but their calling order is strawberry's, so a test pins it too;
 * ``RequestRefused``: what strawberry's HTTP view raises to refuse a request (a body
   that is not JSON, a mutation over GET, GraphiQL when it is off); it answers that with
   a plain-text body of its own, which the gateway's view replaces.

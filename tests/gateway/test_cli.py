@@ -69,6 +69,19 @@ def test_schema_prints_the_sdl(capsys: pytest.CaptureFixture[str]) -> None:
             ("local-ucd",), {"UCD_GATEWAY_PARTNER": "Not Valid"}, "partner name", id="partner"
         ),
         pytest.param(("serve",), {"UCD_GATEWAY_PORT": "many"}, "UCD_GATEWAY_PORT", id="env"),
+        pytest.param(
+            ("serve",),
+            {"UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY": "true"},
+            "UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY: Value error, true needs "
+            "UCD_GATEWAY_TRUSTED_DOCUMENTS",
+            id="trusted-only-without-manifest",
+        ),
+        pytest.param(
+            ("serve",),
+            {"UCD_GATEWAY_TRUSTED_DOCUMENTS": "absent.json", "UCD_GATEWAY_PORT": "0"},
+            "cannot read the trusted documents absent.json",
+            id="manifest-missing",
+        ),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(

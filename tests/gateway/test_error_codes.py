@@ -32,6 +32,7 @@ from gateway.errors import (
 from tests.gateway.conftest import USER_QUERY, app_gateway, free_port_url
 
 README = Path(__file__).parents[2] / "README.md"
+TRUSTED_MANIFEST = Path(__file__).parent / "manifests" / "apollo-persisted-query-manifest.json"
 #: The paragraph the README's error table follows.
 README_SECTION = "Errors carry a stable `extensions.code`"
 
@@ -251,6 +252,20 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
         prepare=lambda app: admission_of(app).start_draining(),
         status=503,
         extras=frozenset({"retryAfter"}),
+    ),
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: Provocation(
+        "", body={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}
+    ),
+    ErrorCode.PERSISTED_QUERY_HASH_MISMATCH: Provocation(
+        "",
+        body={
+            "query": USER_QUERY,
+            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}},
+        },
+    ),
+    ErrorCode.TRUSTED_DOCUMENT_REQUIRED: Provocation(
+        USER_QUERY,
+        settings={"trusted_documents": TRUSTED_MANIFEST, "trusted_documents_only": True},
     ),
 }
 
