@@ -47,10 +47,12 @@ from strawberry.types.unset import UNSET
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.catalog import CatalogCache
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
 from gateway.errors import GatewayError, StateUnavailable
 from gateway.exports import ExportJobs
+from gateway.graphiql.page import graphiql_page, graphiql_routes
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
 from gateway.reads.inflight import ProfileReads
@@ -96,6 +98,7 @@ class Runtime:
     upserts: UpsertCoalescer
     reads: ProfileReads
     ucd_base_url: str
+    catalog: CatalogCache
 
 
 class _RuntimeSlot:
@@ -171,6 +174,9 @@ class GatewayGraphQL(GraphQL[Any, None]):
         self._slot = slot
         self._hide_suggestions = not settings.introspection
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page(request)  # the gateway's own page, no CDN (gateway/graphiql/)
+
     async def run(  # type: ignore[override]  # HTTP only: the route takes no websockets
         self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
     ) -> Response:
@@ -207,6 +213,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             upserts=runtime.upserts,
             settings=runtime.settings,
             reads=runtime.reads,
+            catalog=runtime.catalog,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -325,6 +332,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 upserts=upserts,
                 reads=ProfileReads(ucd),
                 ucd_base_url=str(http.base_url),
+                catalog=CatalogCache(settings.catalog_ttl),
             )
             logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)
             try:
@@ -339,6 +347,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),
+            *graphiql_routes(settings.graphiql),
         ],
         lifespan=lifespan,
     )

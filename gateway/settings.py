@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     # is valid for 24 hours; a day more shows it as EXPIRED rather than unknown).
     export_job_ttl: float = Field(default=172_800, gt=0)
 
+    # --- the partner's catalogue (Query.catalog, gateway/catalog.py) -----------------
+    # Seconds an E10 answer (attributes, events) is kept, per partner and table, in this
+    # process; 0: every catalog query asks the UCD.
+    catalog_ttl: float = Field(default=60.0, ge=0)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:

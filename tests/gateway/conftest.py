@@ -39,6 +39,7 @@ from strawberry.types import ExecutionResult
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.app import Runtime, create_app
+from gateway.catalog import CatalogCache
 from gateway.exports import ExportJobs
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import FaultConfig, LocalUcdConfig
@@ -385,6 +386,7 @@ class Gateway:
     settings: Settings
     reads: ProfileReads
     schema: Any = field(default_factory=build_schema)
+    catalog: CatalogCache = field(default_factory=lambda: CatalogCache(60.0))
 
     async def execute(self, query: str, variables: dict[str, Any] | None = None) -> ExecutionResult:
         context = await build_context(
@@ -393,6 +395,7 @@ class Gateway:
             upserts=self.upserts,
             settings=self.settings,
             reads=self.reads,
+            catalog=self.catalog,
         )
         result: ExecutionResult = await self.schema.execute(
             query, variable_values=variables, context_value=context
