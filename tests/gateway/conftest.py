@@ -52,6 +52,7 @@ from gateway.ucd.client import UcdClient
 from gateway.ucd.requests import ProfileRequest, UpsertEvent, UpsertRequest, UpsertUser, UserRef
 from gateway.upserts import UpsertCoalescer
 from tests.gateway.redis_server import RedisServer
+from tests.gateway.served_gateway import ServedGateway, serving_gateway
 
 UCD_BASE = "http://local-ucd.test"
 GATEWAY_BASE = "http://gateway.test"
@@ -559,3 +560,13 @@ async def graphql(client: httpx.AsyncClient, query: str, **variables: Any) -> di
 
 #: A query whose one field costs one profile call.
 USER_QUERY = '{ user(key: {uuid: "u-1"}) { insiderId name } }'
+
+
+# --- (d) the real gateway process, once per session ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def served_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
+    """``python -m gateway serve`` on free ports (tests/gateway/served_gateway.py)."""
+    with serving_gateway(tmp_path_factory.mktemp("served-gateway")) as served:
+        yield served

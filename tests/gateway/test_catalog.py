@@ -125,7 +125,9 @@ async def test_catalog_names_read_back_a_user_through_attribute_and_param(
         """query ($attr: String!, $event: String!, $param: String!) {
           user(key: {email: "ada@example.com"}) {
             attribute(name: $attr, custom: true) { value }
-            events(names: [$event], from: "2026-11-01T00:00:00Z") { param(name: $param, custom: true) }
+            events(names: [$event], from: "2026-11-01T00:00:00Z") {
+              param(name: $param, custom: true)
+            }
           } }""",
         {"attr": custom["name"], "event": event["name"], "param": param["name"]},
     )
