@@ -53,7 +53,7 @@ class CatalogAttribute:
         description="A custom attribute or custom identifier (pass custom: true)."
     )
     type: str | None = strawberry.field(
-        description="The UCD's type: string, number, boolean, date or array; null if none."
+        description="The UCD's type name, e.g. string, number, boolean, date, array; or null."
     )
     display_name: str = strawberry.field(description="The UCD's label, e.g. Profile ID.")
 

@@ -4,6 +4,8 @@ on the wire, a hit is 0 calls), its TTL, per-partner keys, failures and the budg
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,8 @@ from tests.gateway.conftest import (
     CallLog,
     GatewayHttp,
     UcdWire,
+    app_gateway,
+    graphql,
     put_users,
     serve_gateway,
 )
@@ -276,3 +280,33 @@ async def test_each_partner_has_its_own_entries() -> None:
 def test_a_negative_ttl_is_refused(ttl: float) -> None:
     with pytest.raises(ValueError, match="catalog_ttl"):
         Settings(_env_file=None, catalog_ttl=ttl)  # type: ignore[call-arg]
+
+
+# --- the README's example ---------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_blocks(after: str) -> list[tuple[str, str]]:
+    """(language, text) of the fenced blocks of README.md after the line ``after``."""
+    text = README.read_text("utf-8")
+    section = text[text.index(after) :] if after else text
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+async def test_the_readmes_catalogue_example_answers_as_shown() -> None:
+    upsert = next(block for lang, block in readme_blocks("") if lang == "graphql")
+    query, answer = readme_blocks("### The partner's catalogue")[:2]
+    assert (query[0], answer[0]) == ("graphql", "json")
+    async with app_gateway() as (client, _):
+        assert (await graphql(client, upsert))["data"]["upsertUsers"]["failureCount"] == 0
+        assert await graphql(client, query[1]) == orjson.loads(answer[1])
+        listed = await graphql(
+            client, "{ catalog { attributes { name type custom displayName } } }"
+        )
+    attributes = listed["data"]["catalog"]["attributes"]
+    shown = '{"name": "tier", "type": "string", "custom": true, "displayName": "tier"}'
+    assert shown in README.read_text("utf-8")
+    assert orjson.loads(shown) in attributes
+    assert [a["name"] for a in attributes[:1]] == ["iid"]
+    assert {"gdpr", "lo"} <= {a["name"] for a in attributes}
