@@ -24,8 +24,8 @@ test: $(STAMP) chromium
 
 ## Lint and type-check.
 check: $(STAMP)
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/ruff check gateway tests bench scripts
+	$(BIN)/ruff format --check gateway tests bench scripts
 	$(BIN)/mypy
 
 ## Benchmarks; results are written to bench/README.md by hand from the printed tables.

@@ -103,11 +103,12 @@ def _extract(tarball: Path, member: str) -> bytes:
         return handle.read()
 
 
-def refresh() -> dict[str, object]:
+def refresh() -> dict[str, dict[str, str]]:
+    """Write the vendored files and their manifest; the manifest's entries."""
     VENDOR.mkdir(parents=True, exist_ok=True)
     for old in VENDOR.iterdir():
         old.unlink()
-    files: dict[str, object] = {}
+    files: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for pin in PINS:
             tarball, integrity = _pack(pin, Path(scratch))
@@ -128,13 +129,11 @@ def refresh() -> dict[str, object]:
         "files": files,
     }
     (VENDOR / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
-    return manifest
+    return files
 
 
 def main() -> int:
-    manifest = refresh()
-    files = manifest["files"]
-    assert isinstance(files, dict)
+    files = refresh()
     for name in sorted(files):
         size = (VENDOR / name).stat().st_size
         print(f"{name:45} {size:>10,} bytes")
