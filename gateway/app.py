@@ -9,7 +9,8 @@ Its lifespan owns, in opening order (closed in reverse):
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
 3. the ``UcdClient``, the shared state (``gateway.state``: Redis when
    ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
-   the in-flight sharing of profile reads (``ProfileReads``) and the upsert coalescer
+   the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
+   (``CatalogCache``) and the upsert coalescer
    (flushed on shutdown, so no accepted write is lost).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer

@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     # Off: __schema and __type are refused and no error suggests a field name ("Did you
     # mean ...?"), so the schema is not readable from outside; __typename still works.
     introspection: bool = True
-    # Off: GET /graphql from a browser is 404 instead of the GraphiQL page.
+    # Off: GET /graphql from a browser is 404 instead of the GraphiQL page (gateway/graphiql/),
+    # and so are the page's files under /graphiql/static/.
     graphiql: bool = True
 
     # --- shared state (gateway/state/) ----------------------------------------------
