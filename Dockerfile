@@ -12,9 +12,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Only what the package needs to build: the image does not carry tests or benches.
+# GraphiQL's files are package data (gateway/graphiql/static): no CDN at run time.
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
-RUN pip install . \
+# The parquet extra (pyarrow): the embedded local UCD writes startExport(format: PARQUET)
+# files with it; without it such an export is refused.
+RUN pip install ".[parquet]" \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin gateway \
     && mkdir -p /data \
     && chown gateway /data

@@ -9,7 +9,8 @@ Its lifespan owns, in opening order (closed in reverse):
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
 3. the ``UcdClient``, the shared state (``gateway.state``: Redis when
    ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
-   the in-flight sharing of profile reads (``ProfileReads``) and the upsert coalescer
+   the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
+   (``CatalogCache``) and the upsert coalescer
    (flushed on shutdown, so no accepted write is lost).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
@@ -47,10 +48,12 @@ from strawberry.types.unset import UNSET
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.catalog import CatalogCache
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
 from gateway.errors import GatewayError, StateUnavailable
 from gateway.exports import ExportJobs
+from gateway.graphiql.page import graphiql_page, graphiql_routes
 from gateway.graphql_over_http import current_exchange, exchanging
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
@@ -99,6 +102,7 @@ class Runtime:
     upserts: UpsertCoalescer
     reads: ProfileReads
     ucd_base_url: str
+    catalog: CatalogCache
 
 
 class _RuntimeSlot:
@@ -183,6 +187,9 @@ class GatewayGraphQL(GraphQL[Any, None]):
         self._max_batch = settings.max_batch
         self._cache_control = settings.persisted_cache_control
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page(request)  # the gateway's own page, no CDN (gateway/graphiql/)
+
     async def run(  # type: ignore[override]  # HTTP only: the route takes no websockets
         self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
     ) -> Response:
@@ -248,6 +255,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             upserts=runtime.upserts,
             settings=runtime.settings,
             reads=runtime.reads,
+            catalog=runtime.catalog,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -366,6 +374,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 upserts=upserts,
                 reads=ProfileReads(ucd),
                 ucd_base_url=str(http.base_url),
+                catalog=CatalogCache(settings.catalog_ttl),
             )
             logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)
             try:
@@ -382,6 +391,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),
+            *graphiql_routes(settings.graphiql),
         ],
         lifespan=lifespan,
     )

@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     # Off: __schema and __type are refused and no error suggests a field name ("Did you
     # mean ...?"), so the schema is not readable from outside; __typename still works.
     introspection: bool = True
-    # Off: GET /graphql from a browser is 404 instead of the GraphiQL page.
+    # Off: GET /graphql from a browser is 404 instead of the GraphiQL page (gateway/graphiql/),
+    # and so are the page's files under /graphiql/static/.
     graphiql: bool = True
 
     # --- shared state (gateway/state/) ----------------------------------------------
@@ -117,6 +118,11 @@ class Settings(BaseSettings):
     # An export job is kept this many seconds after its last change (the link it carries
     # is valid for 24 hours; a day more shows it as EXPIRED rather than unknown).
     export_job_ttl: float = Field(default=172_800, gt=0)
+
+    # --- the partner's catalogue (Query.catalog, gateway/catalog.py) -----------------
+    # Seconds an E10 answer (attributes, events) is kept, per partner and table, in this
+    # process; 0: every catalog query asks the UCD.
+    catalog_ttl: float = Field(default=60.0, ge=0)
 
     @field_validator("redis_url")
     @classmethod

@@ -201,6 +201,7 @@ LAYERS: Final[dict[str, int]] = {
     "reads": 3,
     "upserts": 3,
     "exports": 3,
+    "catalog": 3,
     "local_ucd": 3,
     "api": 4,
     "embedded": 4,
@@ -212,6 +213,7 @@ LAYERS: Final[dict[str, int]] = {
     "load_shedding": 5,
     "persisted": 5,
     "graphql_over_http": 5,
+    "graphiql": 5,
     "app": 6,
     "drain": 6,
     "cli": 7,
@@ -305,6 +307,9 @@ GRAPHQL_NAMES: Final[dict[tuple[str, str], str]] = {
     ("gateway.api.selection", "custom"): "the custom: argument of attribute() and param()",
     # The operation budget counts the users of users(keys) and of list inputs.
     ("gateway.api.budget", "users"): "the users field and the users of mutation inputs",
+    # Query.catalog's two lists, each read from its own E10 table.
+    ("gateway.api.catalog", "attributes"): "the Catalog.attributes field",
+    ("gateway.api.catalog", "events"): "the Catalog.events field",
     # Input checks name the input field at fault in a path or a message.
     ("gateway.api.validation", "email"): "IdentifierInput.email, named in the error path",
     ("gateway.api.validation", "uuid"): "IdentifierInput.uuid, named in the error path",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from gateway.catalog import CatalogCache
 from gateway.exports import ExportJobs
 from gateway.reads.inflight import ProfileReads
 from gateway.reads.loader import ProfileLoader
@@ -36,6 +37,8 @@ class Context:
     upserts: UpsertCoalescer
     settings: Settings
     profiles: ProfileLoader
+    #: The process's cache of the partner's catalogue (``Query.catalog``).
+    catalog: CatalogCache
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     planned: PlannedCalls = field(default_factory=PlannedCalls)
 
@@ -47,11 +50,12 @@ async def build_context(
     upserts: UpsertCoalescer,
     settings: Settings,
     reads: ProfileReads,
+    catalog: CatalogCache,
 ) -> Context:
     """Build one request's context (async: the loader binds the running loop).
 
-    ``reads`` is the process-wide in-flight sharing of profile calls, made by the app's
-    lifespan like the other services.
+    ``reads`` is the process-wide in-flight sharing of profile calls, and ``catalog`` the
+    process-wide catalogue cache, made by the app's lifespan like the other services.
     """
     return Context(
         ucd=ucd,
@@ -59,4 +63,5 @@ async def build_context(
         upserts=upserts,
         settings=settings,
         profiles=ProfileLoader(reads),
+        catalog=catalog,
     )

@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import strawberry
 
+from gateway.api.catalog import Catalog
 from gateway.api.context import Context
 from gateway.api.described import described_field
 from gateway.api.inputs import UserKey
@@ -56,6 +57,13 @@ class Query:
         # graphql-core awaits list items one by one (a failed user nulls only its item);
         # the schema type stays [User]!, hence the cast.
         return cast("list[User | None]", read_users(info, [key_ref(key) for key in keys]))
+
+    @described_field(
+        "The partner's attributes and events (the UCD's metadata), to explore the names "
+        "user, users and events take."
+    )
+    def catalog(self) -> Catalog:
+        return Catalog()
 
     @strawberry.field
     async def export_job(self, info: Info, id: strawberry.ID) -> ExportJob | None:
