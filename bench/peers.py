@@ -345,7 +345,7 @@ def _mesh_installed() -> Path | None:
     mesh = PEERS_DIR / "node_modules" / ".bin" / "mesh"
     lock = PEERS_DIR / "package-lock.json"
     installed = PEERS_DIR / "node_modules" / ".package-lock.json"
-    if not mesh.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
         print("npm ci in bench/peers (GraphQL Mesh, pinned versions)...", flush=True)
         subprocess.run(  # noqa: S603  # npm, on our own lock file
             [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
