@@ -30,6 +30,10 @@ check: $(STAMP)
 
 ## Benchmarks; results are written to bench/README.md by hand from the printed tables.
 bench: $(STAMP)
+	@# bench/peers.py's load generator; without it the bench falls back to a Python process.
+	@command -v wrk >/dev/null 2>&1 || (apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1)) \
+		|| echo "wrk could not be installed: bench/peers.py uses its Python load generator"
 	$(BIN)/python -m bench
 
 ## Regenerate schema/schema.graphql from the code.

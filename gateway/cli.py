@@ -33,6 +33,7 @@ from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
+from gateway.tuning import event_loop_factory, freeze_after_start_up
 
 EXIT_CONFIG = 2
 #: Where the local UCD's token comes from, for its banner (the partner it accepts is
@@ -158,13 +159,16 @@ def _run(
         except start_errors as exc:
             raise ConfigurationError(f"{failed}: {exc}") from None
         try:
+            # Built and started: what lives now lives as long as the process (tuning.py).
+            freeze_after_start_up()
             print(banner, flush=True)
             await server.serve(sockets=[sock])
         finally:
             await lifespan.__aexit__(None, None, None)
 
     try:
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run())
     finally:
         sock.close()
 

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     # All UCD work of one GraphQL operation (attempts, backoff, Retry-After waits) ends
     # within this many seconds: a caller hears UPSTREAM_UNAVAILABLE rather than hang.
     operation_timeout: float = Field(default=10.0, gt=0)
-    upsert_window_ms: float = Field(default=5.0, ge=0)
+    # Group commit (gateway/upserts.py): a lone single-user write goes at once; this is an
+    # optional linger before an idle lane's call, for fewer, bigger calls. 0: none.
+    upsert_window_ms: float = Field(default=0.0, ge=0)
     # "aiohttp": httpx's API over aiohttp's connection pool, ~2.4x the throughput of
     # httpx's own transport here (docs/perf-notes.md); "httpx" keeps httpx's default.
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"

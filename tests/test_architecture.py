@@ -195,6 +195,7 @@ LAYERS: Final[dict[str, int]] = {
     "errors": 1,
     "settings": 1,
     "listening": 1,
+    "tuning": 1,
     "error_pipeline": 2,
     "ucd": 2,
     "state": 2,

@@ -297,7 +297,7 @@ async def ucd_http(ucd_transport: UcdWire, ucd_calls: CallLog) -> AsyncIterator[
 @pytest.fixture
 def settings() -> Settings:
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, upsert_window_ms=5.0, public_url=GATEWAY_BASE, max_concurrency=8
+        _env_file=None, public_url=GATEWAY_BASE, max_concurrency=8
     )
 
 
