@@ -306,7 +306,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 request_timeout=settings.request_timeout,
             )
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
-            stack.push_async_callback(upserts.aclose)
+            # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
+            stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
             slot.value = Runtime(
                 settings=settings,
                 ucd=ucd,

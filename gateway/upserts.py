@@ -8,8 +8,11 @@ each caller gets only its own user's outcome, after the UCD answered.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from dataclasses import dataclass, field
 
+from gateway.errors import UpstreamOutcomeUnknown
 from gateway.ucd import deadline as deadlines
 from gateway.ucd.batching import MAX_BODY_BYTES, MAX_USERS_PER_CALL, TOO_BIG, wire_bytes
 from gateway.ucd.client import UcdClient
@@ -37,6 +40,15 @@ class _Batch:
     timer: asyncio.TimerHandle | None = None
 
 
+#: How long before ``aclose``'s bound a call it sends must end.
+_BEFORE_THE_BOUND_S = 0.1
+
+
+def _retrieve(future: asyncio.Future[UserOutcome]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class UpsertCoalescer:
     """Collects single-user upserts for ``window_ms`` and sends them as one E1 call.
 
@@ -54,6 +66,8 @@ class UpsertCoalescer:
         self._batches: dict[bool, _Batch] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Once closing: the instant (``time.monotonic()``) no call may run past.
+        self._stop_by: float | None = None
         # The request without users, per skip_hook: what every call pays besides its users.
         self._frames = {
             flag: wire_bytes(UpsertRequest((), skip_hook=flag)) for flag in (False, True)
@@ -72,6 +86,9 @@ class UpsertCoalescer:
             return TOO_BIG
         loop = asyncio.get_running_loop()
         future: asyncio.Future[UserOutcome] = loop.create_future()
+        # A caller that gave up (its deadline, its request cancelled) no longer awaits the
+        # future; without this, the call's error would be logged as never retrieved.
+        future.add_done_callback(_retrieve)
         batch = self._batches.get(skip_hook)
         if batch is not None and (
             len(batch.pending) >= MAX_USERS_PER_CALL
@@ -105,11 +122,17 @@ class UpsertCoalescer:
 
     async def _send(self, pending: list[_Pending], skip_hook: bool) -> None:
         request = UpsertRequest([p.user for p in pending], skip_hook=skip_hook)
+        # The call serves every caller in it, so it runs until the latest of their
+        # deadlines; each caller stops waiting at its own (submit). A call sent while
+        # closing ends by the close's bound instead, with the client's own precise error.
+        deadline = deadlines.latest(p.deadline for p in pending)
+        if self._stop_by is not None:
+            # A little before the bound, so the client's error, not aclose's cancel, ends it.
+            ends_by = self._stop_by - _BEFORE_THE_BOUND_S
+            deadline = min(math.inf if deadline is None else deadline, ends_by)
         try:
-            # The call serves every caller in it, so it runs until the latest of their
-            # deadlines; each caller stops waiting at its own (submit). The task has its
-            # own copy of the context: setting the deadline here changes no one else's.
-            with deadlines.use(deadlines.latest(p.deadline for p in pending)):
+            # The task has its own copy of the context: this changes no one else's.
+            with deadlines.use(deadline):
                 envelope = await self._ucd.upsert(request)
         except Exception as exc:
             for p in pending:
@@ -117,19 +140,45 @@ class UpsertCoalescer:
                     p.future.set_exception(exc)
             return
         except BaseException:
-            # Cancelled (loop shutting down): the callers must not wait forever.
+            # Cancelled: aclose gave up on the call, or the loop is shutting down. The
+            # request may have reached the UCD, so no caller may hear it was not applied.
             for p in pending:
                 if not p.future.done():
-                    p.future.cancel()
+                    p.future.set_exception(
+                        UpstreamOutcomeUnknown(
+                            "the gateway stopped before the UCD answered this upsert; "
+                            "it may or may not have been applied"
+                        )
+                    )
             raise
         for p, outcome in zip(pending, envelope.split(len(pending)), strict=True):
             if not p.future.done():
                 p.future.set_result(outcome)
 
-    async def aclose(self) -> None:
-        """Send everything still waiting and wait for every call on the wire."""
+    async def aclose(self, *, within: float | None = None) -> None:
+        """Send everything still waiting and wait for the calls on the wire, for at most
+        ``within`` seconds (None: as long as they take).
+
+        Why bounded: the process must stop within 15 s of SIGTERM (gateway/drain.py) even
+        against a UCD that never answers. No acknowledged write is lost by giving up, as a
+        caller hears of success only once the UCD answered; a call still unanswered at the
+        bound is cancelled and its callers get ``UpstreamOutcomeUnknown``. A batch sent
+        from here on runs under the bound as its deadline, so the client ends it with its
+        own precise error (not sent: unavailable; sent: outcome unknown).
+        """
         self._closed = True
+        if within is not None:
+            # time.monotonic(), the clock of operation deadlines (not the loop's clock).
+            self._stop_by = time.monotonic() + max(within, 0.0)
         for skip_hook in list(self._batches):
             self._flush(skip_hook)
         while self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+            left = None if self._stop_by is None else self._stop_by - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            await asyncio.wait(set(self._inflight), timeout=left)
+        stuck = set(self._inflight)
+        for task in stuck:
+            task.cancel()
+        if stuck:
+            await asyncio.wait(stuck)

@@ -1,21 +1,27 @@
 """Graceful drain of ``ucd-gateway serve`` (gateway/drain.py), on the real server in a
 child process: SIGTERM makes /readyz answer 503 at once and refuses new GraphQL requests,
 while the one in flight (a coalesced write to the embedded local UCD) still finishes; then
-the process exits 0 within 15 s."""
+the process exits 0 within 15 s, also when the UCD never answers and operations may take
+a minute."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+
+from gateway.ucd.paths import UPSERT_PATH
 
 UPSERT = (
     'mutation { upsertUsers(input: {users: [{key: {email: "ada@example.com"}, '
@@ -23,24 +29,39 @@ UPSERT = (
 )
 #: The write waits this long in the upsert coalescer: the operation in flight.
 WINDOW_MS = 4000
+#: Two users: not coalesced, the mutation's own E1 call.
+UPSERT_TWO = (
+    'mutation { upsertUsers(input: {users: [{key: {email: "ada@example.com"}, '
+    'attributes: {name: "Ada"}}, {key: {email: "bob@example.com"}, '
+    'attributes: {name: "Bob"}}]}) { successCount failureCount } }'
+)
+
+
+def _gateway_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("UCD_GATEWAY_")}
+    env.update({f"UCD_GATEWAY_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def _base_url(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    return banner.split(" on ", 1)[1].strip().removesuffix("/graphql")
 
 
 def test_sigterm_drains_the_gateway_and_exits_0(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("UCD_GATEWAY_")}
-    env.update(
-        UCD_GATEWAY_PORT="0",
-        UCD_GATEWAY_LOCAL_UCD_PORT="0",
-        UCD_GATEWAY_LOCAL_UCD_DATA_DIR=str(tmp_path / "ucd"),
-        UCD_GATEWAY_UPSERT_WINDOW_MS=str(WINDOW_MS),
+    env = _gateway_env(
+        port="0",
+        local_ucd_port="0",
+        local_ucd_data_dir=str(tmp_path / "ucd"),
+        upsert_window_ms=str(WINDOW_MS),
     )
     command = [sys.executable, "-m", "gateway", "serve"]
     with subprocess.Popen(  # noqa: S603  # our own interpreter and module
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
     ) as process:
         try:
-            assert process.stdout is not None
-            banner = process.stdout.readline()
-            base = banner.split(" on ", 1)[1].strip().removesuffix("/graphql")
+            base = _base_url(process)
             assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
 
             slow: dict[str, Any] = {}
@@ -79,3 +100,135 @@ def test_sigterm_drains_the_gateway_and_exits_0(tmp_path: Path) -> None:
             _, errors = process.communicate(timeout=10)
     assert "Traceback" not in errors
     assert "drained" in errors
+
+
+class _SilentUcd:
+    """A UCD on a loopback port that reads every request and never answers one.
+
+    Threads rather than the test's event loop: the gateway runs in another process, and
+    the test waits for it synchronously. ``seen`` counts the requests read, per path.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                connection, _ = self._listener.accept()
+                self._connections.append(connection)
+                threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        data = b""
+        with contextlib.suppress(OSError):
+            while not self._stop.is_set():
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    length = next(
+                        (
+                            int(line.split(b":", 1)[1])
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length:")
+                        ),
+                        0,
+                    )
+                    if len(rest) < length:
+                        break
+                    data = rest[length:]
+                    path = head.split(b" ", 2)[1].decode().split("?", 1)[0]
+                    with self._lock:
+                        self.seen[path] = self.seen.get(path, 0) + 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for connection in self._connections:
+            connection.close()
+
+
+@contextlib.contextmanager
+def _silent_ucd() -> Iterator[_SilentUcd]:
+    ucd = _SilentUcd()
+    try:
+        yield ucd
+    finally:
+        ucd.close()
+
+
+def test_sigterm_exits_within_15_s_when_the_ucd_hangs_and_operations_may_take_a_minute(
+    tmp_path: Path,
+) -> None:
+    with _silent_ucd() as ucd:
+        env = _gateway_env(
+            port="0",
+            ucd_base_url=ucd.url,
+            operation_timeout="60",
+            request_timeout="60",
+            drain_timeout="10",
+            # Longer than the drain: the single-user write is still waiting to be sent
+            # when the lifespan closes, so the final flush sends it to the silent UCD.
+            upsert_window_ms="60000",
+        )
+        command = [sys.executable, "-m", "gateway", "serve"]
+        with subprocess.Popen(  # noqa: S603  # our own interpreter and module
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        ) as process:
+            try:
+                base = _base_url(process)
+                answers: dict[str, httpx.Response] = {}
+
+                def write(name: str, query: str) -> None:
+                    answers[name] = httpx.post(f"{base}/graphql", json={"query": query}, timeout=60)
+
+                writers = [
+                    threading.Thread(target=write, args=("coalesced", UPSERT)),
+                    threading.Thread(target=write, args=("direct", UPSERT_TWO)),
+                ]
+                for writer in writers:
+                    writer.start()
+                # The two-user write is on the wire (and never answered) before the signal.
+                waited = time.monotonic()
+                while ucd.seen.get(UPSERT_PATH, 0) < 1:
+                    assert time.monotonic() - waited < 10, "the direct write never reached the UCD"
+                    time.sleep(0.05)
+                signalled = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                ready = httpx.get(f"{base}/readyz", timeout=5)
+                assert (ready.status_code, ready.json()) == (503, {"status": "draining"})
+
+                assert process.wait(timeout=20) == 0
+                assert time.monotonic() - signalled < 15
+                for writer in writers:
+                    writer.join(timeout=5)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                _, errors = process.communicate(timeout=10)
+        # The pending write was sent by the final flush: two E1 calls, neither repeated.
+        assert ucd.seen == {UPSERT_PATH: 2}
+    # Neither caller heard of success nor got a bare 500: both writes may have been
+    # applied, and each caller is told so.
+    for name in ("coalesced", "direct"):
+        answer = answers[name]
+        assert answer.status_code == 503, name
+        (error,) = answer.json()["errors"]
+        assert error["extensions"]["code"] == "UPSTREAM_OUTCOME_UNKNOWN", name
+        assert "may or may not have been applied" in error["message"]
+    assert "Traceback" not in errors
+    assert "stopped by the shutdown" in errors
