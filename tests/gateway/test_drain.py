@@ -6,15 +6,13 @@ a minute."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import httpx
 import orjson
 
 from gateway.ucd.paths import UPSERT_PATH
+from tests.gateway.loopback_ucd import loopback_ucd
 
 UPSERT = (
     'mutation { upsertUsers(input: {users: [{key: {email: "ada@example.com"}, '
@@ -102,74 +101,10 @@ def test_sigterm_drains_the_gateway_and_exits_0(tmp_path: Path) -> None:
     assert "drained" in errors
 
 
-class _SilentUcd:
-    """A UCD on a loopback port that reads every request and never answers one.
-
-    Threads rather than the test's event loop: the gateway runs in another process, and
-    the test waits for it synchronously. ``seen`` counts the requests read, per path.
-    """
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.seen: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):  # the listener closed
-            while True:
-                connection, _ = self._listener.accept()
-                self._connections.append(connection)
-                threading.Thread(target=self._read, args=(connection,), daemon=True).start()
-
-    def _read(self, connection: socket.socket) -> None:
-        data = b""
-        with contextlib.suppress(OSError):
-            while not self._stop.is_set():
-                chunk = connection.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-                while b"\r\n\r\n" in data:
-                    head, _, rest = data.partition(b"\r\n\r\n")
-                    length = next(
-                        (
-                            int(line.split(b":", 1)[1])
-                            for line in head.split(b"\r\n")
-                            if line.lower().startswith(b"content-length:")
-                        ),
-                        0,
-                    )
-                    if len(rest) < length:
-                        break
-                    data = rest[length:]
-                    path = head.split(b" ", 2)[1].decode().split("?", 1)[0]
-                    with self._lock:
-                        self.seen[path] = self.seen.get(path, 0) + 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for connection in self._connections:
-            connection.close()
-
-
-@contextlib.contextmanager
-def _silent_ucd() -> Iterator[_SilentUcd]:
-    ucd = _SilentUcd()
-    try:
-        yield ucd
-    finally:
-        ucd.close()
-
-
-def test_sigterm_exits_within_15_s_when_the_ucd_hangs_and_operations_may_take_a_minute(
+async def test_sigterm_exits_within_15_s_when_the_ucd_hangs_and_operations_may_take_a_minute(
     tmp_path: Path,
 ) -> None:
-    with _silent_ucd() as ucd:
+    async with loopback_ucd(upsert="hang") as ucd:
         env = _gateway_env(
             port="0",
             ucd_base_url=ucd.url,
@@ -180,55 +115,50 @@ def test_sigterm_exits_within_15_s_when_the_ucd_hangs_and_operations_may_take_a_
             # when the lifespan closes, so the final flush sends it to the silent UCD.
             upsert_window_ms="60000",
         )
-        command = [sys.executable, "-m", "gateway", "serve"]
-        with subprocess.Popen(  # noqa: S603  # our own interpreter and module
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             env=env,
             cwd=tmp_path,
-        ) as process:
-            try:
-                base = _base_url(process)
-                answers: dict[str, httpx.Response] = {}
-
-                def write(name: str, query: str) -> None:
-                    answers[name] = httpx.post(f"{base}/graphql", json={"query": query}, timeout=60)
-
-                writers = [
-                    threading.Thread(target=write, args=("coalesced", UPSERT)),
-                    threading.Thread(target=write, args=("direct", UPSERT_TWO)),
+        )
+        try:
+            assert process.stdout is not None
+            banner = (await process.stdout.readline()).decode()
+            base = banner.split(" on ", 1)[1].strip().removesuffix("/graphql")
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                writes = [
+                    asyncio.create_task(client.post("/graphql", json={"query": query}))
+                    for query in (UPSERT, UPSERT_TWO)
                 ]
-                for writer in writers:
-                    writer.start()
-                # The two-user write is on the wire (and never answered) before the signal.
-                waited = time.monotonic()
-                while ucd.seen.get(UPSERT_PATH, 0) < 1:
-                    assert time.monotonic() - waited < 10, "the direct write never reached the UCD"
-                    time.sleep(0.05)
+                # The two-user write is on the wire (never answered) before the signal.
+                async with asyncio.timeout(10):
+                    while ucd.seen[UPSERT_PATH] < 1:  # noqa: ASYNC110  # only a count
+                        await asyncio.sleep(0.05)
                 signalled = time.monotonic()
                 process.send_signal(signal.SIGTERM)
-                ready = httpx.get(f"{base}/readyz", timeout=5)
+                ready = await client.get("/readyz", timeout=5)
                 assert (ready.status_code, ready.json()) == (503, {"status": "draining"})
 
-                assert process.wait(timeout=20) == 0
+                assert await asyncio.wait_for(process.wait(), 20) == 0
                 assert time.monotonic() - signalled < 15
-                for writer in writers:
-                    writer.join(timeout=5)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                _, errors = process.communicate(timeout=10)
+                coalesced, direct = await asyncio.wait_for(asyncio.gather(*writes), 5)
+        finally:
+            if process.returncode is None:
+                process.kill()
+            _, stderr = await asyncio.wait_for(process.communicate(), 10)
+            errors = stderr.decode()
         # The pending write was sent by the final flush: two E1 calls, neither repeated.
         assert ucd.seen == {UPSERT_PATH: 2}
     # Neither caller heard of success nor got a bare 500: both writes may have been
     # applied, and each caller is told so.
-    for name in ("coalesced", "direct"):
-        answer = answers[name]
-        assert answer.status_code == 503, name
+    for answer in (coalesced, direct):
+        assert answer.status_code == 503, answer.text
         (error,) = answer.json()["errors"]
-        assert error["extensions"]["code"] == "UPSTREAM_OUTCOME_UNKNOWN", name
+        assert error["extensions"]["code"] == "UPSTREAM_OUTCOME_UNKNOWN"
         assert "may or may not have been applied" in error["message"]
     assert "Traceback" not in errors
     assert "stopped by the shutdown" in errors
