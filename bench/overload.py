@@ -122,13 +122,14 @@ class _Timed:
     Bench only, outermost around the gateway's app: what the gateway itself takes,
     without the time a request waits in the kernel or for the event loop to read it.
     ``GET /_bench/timings?from=…&to=…`` (``time.monotonic()``, the same clock in every
-    process of a Linux host) answers the samples that ended in that window. 17 bytes a
+    process of a Linux host) answers the samples of the requests that started in that
+    window (and the loop lag sampled in it). 17 bytes a
     request, in arrays, so the RSS figures of the gateway barely include them.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._ended = array("d")
+        self._started = array("d")
         self._latencies = array("d")
         self._outcomes = array("B")
         # The event loop's lag: how late a 10 ms timer fires, sampled all along.
@@ -166,9 +167,8 @@ class _Timed:
             await send(message)
 
         await self.app(scope, receive, timed_send)
-        end = time.monotonic()
-        self._ended.append(end)
-        self._latencies.append(end - start)
+        self._started.append(start)
+        self._latencies.append(time.monotonic() - start)
         if status == 200 and not errors:
             self._outcomes.append(0)
         elif status == 503 and errors:
@@ -179,7 +179,7 @@ class _Timed:
     async def _answer_timings(self, scope: Scope, send: Send) -> None:
         query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if p)
         low, high = float(query.get("from", "-inf")), float(query.get("to", "inf"))
-        chosen = [i for i, at in enumerate(self._ended) if low <= at <= high]
+        chosen = [i for i, at in enumerate(self._started) if low <= at <= high]
         body = orjson.dumps(
             {
                 "outcomes": [_OUTCOMES[self._outcomes[i]] for i in chosen],
@@ -279,8 +279,8 @@ async def _after(port: int) -> int:
 
 
 async def _gateway_timings(port: int, low: float, high: float) -> dict[str, list[float]]:
-    """The gateway's own latencies of the answers that ended between ``low`` and ``high``
-    (``time.monotonic()``), per outcome, and its event loop's lag (``"lag"``)."""
+    """The gateway's own latencies of the requests that started between ``low`` and
+    ``high`` (``time.monotonic()``), per outcome, and its event loop's lag (``"lag"``)."""
     url = f"http://127.0.0.1:{port}{TIMINGS_PATH}?from={low}&to={high}"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         figures = orjson.loads(await response.read())
