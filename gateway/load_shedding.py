@@ -6,7 +6,9 @@ middleware, refuses a request to ``/graphql`` with HTTP 503, ``Retry-After`` and
 OVERLOADED (gateway/error_pipeline.py) when ``UCD_GATEWAY_MAX_IN_FLIGHT`` requests are
 already in flight, or when the process drains. Every other path (``/healthz``,
 ``/readyz``, the export webhook) always passes: a probe must be answered most of all
-when the gateway is busy.
+when the gateway is busy. A request the drain has to stop (uvicorn cancels what still
+runs after it) is answered 503 UPSTREAM_OUTCOME_UNKNOWN, since a write in it may have
+been applied, rather than uvicorn's bare 500.
 
 Why refuse rather than queue: at twice the load the gateway can serve, a queue grows
 without end; before this existed, 22 of 18,540 requests in 20 s succeeded, the rest
