@@ -17,7 +17,7 @@ ends the process before the app's lifespan could flush its coalesced writes.
 
 Every step is bounded, whatever ``UCD_GATEWAY_OPERATION_TIMEOUT`` and however the UCD
 behaves, so the process is gone within ``EXIT_WITHIN_S`` of the signal: the drain by
-``drain_timeout`` (at most 10 s), uvicorn's grace by 2 s, and the final flush by what
+``drain_timeout`` (at most 10 s), uvicorn's grace by 1 s, and the final flush by what
 is left until ``EXIT_WITHIN_S - EXIT_RESERVE_S`` after the signal (``Admission.stop_by``;
 gateway/upserts.py says why no acknowledged write is lost by that).
 
@@ -44,12 +44,12 @@ logger = logging.getLogger("gateway.drain")
 #: uvicorn's ``timeout_graceful_shutdown`` after the drain: the drain has already waited
 #: for the GraphQL requests, so this is for probes and webhooks on open connections. With
 #: ``drain_timeout`` at most 10 s, the process is gone within 15 s.
-GRACE_AFTER_DRAIN_S: Final = 2
+GRACE_AFTER_DRAIN_S: Final = 1
 #: The process is gone this many seconds after the first SIGTERM at the latest.
 EXIT_WITHIN_S: Final = 15.0
 #: Of those, kept for what follows the final flush: closing the UCD connections, stopping
 #: the embedded local UCD, the interpreter's own exit.
-EXIT_RESERVE_S: Final = 1.5
+EXIT_RESERVE_S: Final = 2.5
 
 
 class DrainingServer(uvicorn.Server):
