@@ -366,7 +366,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
-            stack.push_async_callback(upserts.aclose)
+            # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
+            stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
             slot.value = Runtime(
                 settings=settings,
                 ucd=ucd,

@@ -109,7 +109,8 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ErrorCode.UPSTREAM_OUTCOME_UNKNOWN: CodeDoc(
             "a write that is not safe to repeat (identifier change, delete, anonymize, export) "
             "reached or may have reached the UCD, but its answer was lost: it may or may not "
-            "have been applied; the gateway did not repeat it"
+            "have been applied; the gateway did not repeat it. Also an operation the "
+            "gateway's shutdown stopped before it finished (HTTP 503)"
         ),
         ErrorCode.BAD_REQUEST: CodeDoc(
             "the HTTP request is not a GraphQL request the gateway takes: the body is not "

@@ -271,6 +271,23 @@ def shutting_down(retry_after: int) -> dict[str, Any]:
     return _not_started(f"the gateway is shutting down; retry after {retry_after} s", retry_after)
 
 
+def interrupted_by_shutdown() -> dict[str, Any]:
+    """The 503 body of a GraphQL request the drain stopped before it finished.
+
+    UPSTREAM_OUTCOME_UNKNOWN, not OVERLOADED: the operation had started, so a write in it
+    may have reached the UCD, and a client must not simply send it again.
+    """
+    message = (
+        "the gateway shut down before this operation finished; "
+        "a write in it may or may not have been applied"
+    )
+    return {
+        "errors": [
+            {"message": message, "extensions": {"code": ErrorCode.UPSTREAM_OUTCOME_UNKNOWN.value}}
+        ]
+    }
+
+
 def _not_started(message: str, retry_after: int) -> dict[str, Any]:
     extensions = {"code": ErrorCode.OVERLOADED.value, "retryAfter": retry_after}
     return {"errors": [{"message": message, "extensions": extensions}]}

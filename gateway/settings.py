@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # before the body is read: a queue of requests that would all time out helps nobody.
     max_in_flight: int = Field(default=256, ge=1)
     # After SIGTERM, how long operations in flight may take to finish before the server
-    # stops; at most 10 so the process is gone within 15 s (uvicorn's 2 s and close after).
+    # stops; at most 10 so the process is gone within 15 s (uvicorn's 1 s and close after).
     drain_timeout: float = Field(default=10.0, ge=0, le=10)
 
     # --- schema exposure ------------------------------------------------------------

@@ -24,12 +24,13 @@ carried it succeeded; ``aclose`` sends everything still waiting.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from gateway.errors import UpstreamUnavailable
+from gateway.errors import UpstreamOutcomeUnknown, UpstreamUnavailable
 from gateway.ucd import deadline as deadlines
 from gateway.ucd.batching import (
     MAX_BODY_BYTES,
@@ -87,6 +88,10 @@ class _Lane(Generic[Request]):
         )
 
 
+#: How long before ``aclose``'s bound a call it sends must end.
+_BEFORE_THE_BOUND_S = 0.1
+
+
 class UpsertCoalescer:
     """Group-commits single-user upserts and attribute deletes into few UCD calls.
 
@@ -101,6 +106,8 @@ class UpsertCoalescer:
         self._linger = max(window_ms, 0.0) / 1000.0
         self._inflight: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Once closing: the instant (``time.monotonic()``) no call may run past.
+        self._stop_by: float | None = None
         self._upserts = {
             flag: self._lane(_upsert_request(flag), ucd.upsert) for flag in (False, True)
         }
@@ -181,34 +188,67 @@ class UpsertCoalescer:
         if not pending:
             return
         request = lane.request([p.user for p in pending])
+        # The call serves every caller in it, so it runs until the latest of their
+        # deadlines; each caller stops waiting at its own (submit). A call sent while
+        # closing ends by the close's bound instead, with the client's own precise error.
+        deadline = deadlines.latest(p.deadline for p in pending)
+        if self._stop_by is not None:
+            # A little before the bound, so the client's error, not aclose's cancel, ends it.
+            ends_by = self._stop_by - _BEFORE_THE_BOUND_S
+            deadline = min(math.inf if deadline is None else deadline, ends_by)
         try:
-            # The call serves every caller in it, so it runs until the latest of their
-            # deadlines; each caller stops waiting at its own (submit). The task has its
-            # own copy of the context: setting the deadline here changes no one else's.
-            with deadlines.use(deadlines.latest(p.deadline for p in pending)):
+            # The task has its own copy of the context: this changes no one else's.
+            with deadlines.use(deadline):
                 envelope = await lane.send(request)
         except Exception as exc:
             for p in pending:
                 _fail(p.future, exc)
             return
         except BaseException:
-            # Cancelled (loop shutting down): the callers must not wait forever.
+            # Cancelled: aclose gave up on the call, or the loop is shutting down. The
+            # request may have reached the UCD, so no caller may hear it was not applied.
             for p in pending:
-                if not p.future.done():
-                    p.future.cancel()
+                _fail(
+                    p.future,
+                    UpstreamOutcomeUnknown(
+                        "the gateway stopped before the UCD answered this write; "
+                        "it may or may not have been applied"
+                    ),
+                )
             raise
         for p, outcome in zip(pending, envelope.split(len(pending)), strict=True):
             if not p.future.done():
                 p.future.set_result(outcome)
 
-    async def aclose(self) -> None:
-        """Send everything still waiting and wait for every call on the wire."""
+    async def aclose(self, *, within: float | None = None) -> None:
+        """Send everything still waiting and wait for the calls on the wire, for at most
+        ``within`` seconds (None: as long as they take).
+
+        Why bounded: the process must stop within 15 s of SIGTERM (gateway/drain.py) even
+        against a UCD that never answers. No acknowledged write is lost by giving up, as a
+        caller hears of success only once the UCD answered; a call still unanswered at the
+        bound is cancelled and its callers get ``UpstreamOutcomeUnknown``. A batch sent
+        from here on runs under the bound as its deadline, so the client ends it with its
+        own precise error (not sent: unavailable; sent: outcome unknown).
+        """
         self._closed = True
+        if within is not None:
+            # time.monotonic(), the clock of operation deadlines (not the loop's clock).
+            self._stop_by = time.monotonic() + max(within, 0.0)
         for upserts in self._upserts.values():
             self._send(upserts)
         self._send(self._deletes)
         while self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+            left = None if self._stop_by is None else self._stop_by - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            await asyncio.wait(set(self._inflight), timeout=left)
+        # A cancelled call's end may send what waited behind it (group commit); those
+        # calls run past the bound at once and fail fast, but are cancelled all the same.
+        while stuck := set(self._inflight):
+            for task in stuck:
+                task.cancel()
+            await asyncio.wait(stuck)
 
 
 def _fail(future: asyncio.Future[UserOutcome], exc: BaseException) -> None:

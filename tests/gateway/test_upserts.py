@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import uvicorn
 
 from gateway.app import create_app
-from gateway.errors import UpstreamError, UpstreamUnavailable
+from gateway.errors import UpstreamError, UpstreamOutcomeUnknown, UpstreamUnavailable
 from gateway.listening import listening_socket
 from gateway.settings import Settings
 from gateway.ucd import deadline as deadlines
@@ -25,7 +26,8 @@ from gateway.ucd.batching import (
     wire_bytes,
 )
 from gateway.ucd.client import UcdClient
-from gateway.ucd.envelope import DataEnvelope
+from gateway.ucd.envelope import DataEnvelope, UserOutcome
+from gateway.ucd.paths import UPSERT_PATH
 from gateway.ucd.requests import (
     AttributeDeleteRequest,
     AttributeDeleteUser,
@@ -35,8 +37,10 @@ from gateway.ucd.requests import (
     UpsertUser,
     UserRef,
 )
+from gateway.ucd.transport import build_http_client
 from gateway.upserts import UpsertCoalescer
-from tests.gateway.conftest import UPSERT, CallLog, GatewayHttp, UcdWire, wire_user
+from tests.gateway.conftest import TOKEN, UPSERT, CallLog, GatewayHttp, UcdWire, wire_user
+from tests.gateway.loopback_ucd import loopback_ucd
 
 #: The size of an E1 request without users.
 FRAME = wire_bytes(UpsertRequest((), skip_hook=False))
@@ -535,3 +539,45 @@ async def test_200_concurrent_upserts_from_200_tcp_connections_cost_at_most_10_c
     calls = [len(c.body["users"]) for c in ucd_calls.upserts]
     assert 1 <= len(calls) <= 10, calls
     assert sum(calls) == 200
+
+
+async def _submit_within_a_minute(coalescer: UpsertCoalescer) -> UserOutcome:
+    with deadlines.operation_deadline(60):
+        return await coalescer.submit(user(1))
+
+
+async def test_a_bounded_aclose_gives_up_on_a_call_the_ucd_never_answers() -> None:
+    settings = Settings(_env_file=None, request_timeout=60)  # type: ignore[call-arg]
+    async with (
+        loopback_ucd(upsert="hang") as wire,
+        build_http_client(settings, base_url=wire.url) as http,
+    ):
+        coalescer = UpsertCoalescer(UcdClient(http, partner="acme", token=TOKEN), window_ms=1)
+        caller = asyncio.ensure_future(_submit_within_a_minute(coalescer))
+        while wire.seen[UPSERT_PATH] == 0:  # noqa: ASYNC110  # the server only counts
+            await asyncio.sleep(0.01)
+        began = time.monotonic()
+        await coalescer.aclose(within=0.3)
+        assert time.monotonic() - began < 2  # the bound, not the caller's minute
+        # Sent, never answered: it may have been applied, and it is not sent again.
+        with pytest.raises(UpstreamOutcomeUnknown, match="may or may not have been applied"):
+            await caller
+        assert wire.seen[UPSERT_PATH] == 1
+
+
+async def test_a_batch_a_bounded_aclose_sends_ends_by_the_bound_with_the_clients_error() -> None:
+    settings = Settings(_env_file=None, request_timeout=60)  # type: ignore[call-arg]
+    async with (
+        loopback_ucd(upsert="hang") as wire,
+        build_http_client(settings, base_url=wire.url) as http,
+    ):
+        coalescer = UpsertCoalescer(UcdClient(http, partner="acme", token=TOKEN), window_ms=60_000)
+        caller = asyncio.ensure_future(_submit_within_a_minute(coalescer))
+        await asyncio.sleep(0)
+        assert wire.seen[UPSERT_PATH] == 0  # still waiting for its window
+        began = time.monotonic()
+        await coalescer.aclose(within=0.3)
+        assert time.monotonic() - began < 2
+        with pytest.raises(UpstreamUnavailable, match="did not answer in time"):
+            await caller
+        assert wire.seen[UPSERT_PATH] == 1
