@@ -49,6 +49,7 @@ from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
 from gateway.catalog import CatalogCache
+from gateway.compiled import compiled_execution
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
 from gateway.errors import GatewayError, StateUnavailable
@@ -186,6 +187,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
         self._documents = documents
         self._max_batch = settings.max_batch
         self._cache_control = settings.persisted_cache_control
+        self._compiled = compiled_execution(schema, settings)  # gateway/compiled/
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return graphiql_page(request)  # the gateway's own page, no CDN (gateway/graphiql/)
@@ -236,8 +238,13 @@ class GatewayGraphQL(GraphQL[Any, None]):
             return ExecutionResult(data=None, errors=[resolved.refusal])
         request_data.query = resolved.text
         current_exchange().persisted += resolved.persisted
-        result: ExecutionResult = await super().execute_single(request_data=request_data, **kwargs)
-        return result
+        return await self._compiled.execute(  # or graphql-core's, when it cannot compile
+            request_data.query,
+            request_data.operation_name,
+            request_data.variables,
+            kwargs["context"],
+            lambda: super(GatewayGraphQL, self).execute_single(request_data=request_data, **kwargs),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One deadline per operation: every UCD call it makes, retries and waits included,

@@ -215,6 +215,7 @@ LAYERS: Final[dict[str, int]] = {
     "persisted": 5,
     "graphql_over_http": 5,
     "graphiql": 5,
+    "compiled": 5,
     "app": 6,
     "drain": 6,
     "cli": 7,

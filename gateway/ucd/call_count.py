@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["CallCount", "count_call", "counting_calls"]
+__all__ = ["CallCount", "carrying_calls", "count_call", "counting_calls"]
 
 
 @dataclass
@@ -33,17 +33,30 @@ class CallCount:
 
 
 _current: ContextVar[CallCount | None] = ContextVar("ucd_call_count", default=None)
+_carried: ContextVar[int] = ContextVar("ucd_calls_carried", default=0)
 
 
 @contextlib.contextmanager
 def counting_calls() -> Iterator[CallCount]:
     """Count the calls made from here (and from tasks started here) into the count yielded."""
-    count = CallCount()
+    count = CallCount(_carried.get())
     token = _current.set(count)
     try:
         yield count
     finally:
         _current.reset(token)
+
+
+@contextlib.contextmanager
+def carrying_calls(calls: int) -> Iterator[None]:
+    """A ``counting_calls`` opened in here starts at ``calls``: the operation already made
+    them on another path (the compiled execution's reads, before it handed the operation
+    to graphql-core, whose resolvers then find those answers in the request's loader)."""
+    token = _carried.set(calls)
+    try:
+        yield
+    finally:
+        _carried.reset(token)
 
 
 def count_call() -> None:
