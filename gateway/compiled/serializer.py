@@ -36,7 +36,7 @@ from gateway.compiled.plan import EVENT_FIELDS, USER_FIELDS, PlannedField, colle
 from gateway.ucd.answers import EventRecord, ProfileAnswer, created_date, event_source
 from gateway.ucd.times import format_datetime, parse_instant
 
-__all__ = ["Serializers", "Unanswerable"]
+__all__ = ["Serializers", "Unanswerable", "is_formatted"]
 
 #: graphql-core's Int: a signed 32-bit integer; others are its error.
 _INT_MIN: Final = -(2**31)
@@ -46,6 +46,13 @@ _INT_MAX: Final = 2**31 - 1
 UserReader = Callable[[Mapping[str, Any]], Any]
 #: Reads one field's output from an event: (its name, its instant, the UCD's dict).
 EventReader = Callable[[str, datetime, EventRecord], Any]
+
+
+#: Writes the selected fields of each (instant, name, event) found.
+EventWriter = Callable[[list[tuple[datetime, str, EventRecord]]], list[dict[str, Any]]]
+
+#: Generated event writers kept, one per distinct event selection.
+_MAX_WRITERS: Final = 256
 
 
 class Unanswerable(Exception):
@@ -117,7 +124,28 @@ def _event_name(name: str, stamp: datetime, raw: EventRecord) -> str:
 
 
 def _event_time(name: str, stamp: datetime, raw: EventRecord) -> str:
-    return format_datetime(stamp)
+    text = created_date(raw)
+    return text if isinstance(text, str) and is_formatted(text) else format_datetime(stamp)
+
+
+def is_formatted(text: str) -> bool:
+    """True when ``text``, an instant that parses, is already what ``format_datetime``
+    writes for it: UTC with ``Z``, a year of four digits from 1000, no zero at the end
+    of a fraction of at most six digits. Then it is the answer as it is: formatting
+    cost ~7 of the ~17 µs an event took (loaded machine), and the UCD writes its
+    instants this way (§4.8.1).
+
+    >>> is_formatted("2025-01-10T21:35:20Z"), is_formatted("2025-01-10T21:35:20.5Z")
+    (True, True)
+    >>> is_formatted("2025-01-10T21:35:20.50Z"), is_formatted("2025-01-10T21:35:20+00:00")
+    (False, False)
+    """
+    size = len(text)
+    if text[-1] != "Z" or text[10] != "T" or text[0] == "0":
+        return False
+    if size == 20:
+        return True
+    return 22 <= size <= 27 and text[19] == "." and text[-2] != "0" and text[20:-1].isdigit()
 
 
 def _event_source(name: str, stamp: datetime, raw: EventRecord) -> str | None:
@@ -144,8 +172,11 @@ class Serializers:
             "timestamp": _event_time,
             "source": _event_source,
         }
+        self._event_outputs: dict[str, Callable[[Any], Any]] = {}
         for name, param in EVENT_FIELD_PARAMS.items():
-            self.event[name] = _param_reader(param, _OUTPUTS[_type_name(event.fields[name].type)])
+            output = self._event_outputs[name] = _OUTPUTS[_type_name(event.fields[name].type)]
+            self.event[name] = _param_reader(param, output)
+        self._event_writers: dict[tuple[tuple[str, str], ...], EventWriter] = {}
         # The plan compiles exactly the fields written here.
         assert set(self.user) == USER_FIELDS | {"__typename"}
         assert set(self.event) == EVENT_FIELDS | {"__typename"}
@@ -192,13 +223,43 @@ class Serializers:
         if last is not None:
             found = found[:last]
         children = [child for field in planned for child in field.children]
-        readers = [
-            (key, self.event[fields[0].name])
-            for key, fields in collect(children, variables).items()
-        ]
-        return [
-            {key: read(name, stamp, raw) for key, read in readers} for stamp, name, raw in found
-        ]
+        shape = tuple((key, fields[0].name) for key, fields in collect(children, variables).items())
+        write = self._event_writers.get(shape)
+        if write is None:
+            if len(self._event_writers) >= _MAX_WRITERS:
+                self._event_writers.clear()  # bounded; rebuilt on use
+            write = self._event_writers[shape] = self._event_writer(shape)
+        return write(found)
+
+    def _event_writer(self, shape: tuple[tuple[str, str], ...]) -> EventWriter:
+        """A function, generated for one event selection, that writes a list of events
+        as one list comprehension of dict displays: no per-field call through a table
+        and no per-event loop over the fields (5.4 -> ~3 µs an event for 6 fields).
+
+        Only names of this module go into the source: each response key and reader is
+        bound to a generated variable (``K0``, ``R0``), never spliced in as text.
+        """
+        scope: dict[str, Any] = {}
+        items: list[str] = []
+        for index, (key, name) in enumerate(shape):
+            scope[f"K{index}"] = key
+            param = EVENT_FIELD_PARAMS.get(name)
+            if param is not None:
+                scope[f"P{index}"] = param
+                scope[f"O{index}"] = self._event_outputs[name]
+                items.append(f"K{index}: O{index}(raw.get(P{index}))")
+            elif name == "name":
+                items.append(f"K{index}: name")
+            else:
+                scope[f"R{index}"] = self.event[name]
+                items.append(f"K{index}: R{index}(name, stamp, raw)")
+        source = (
+            "def write(found):\n"
+            f"    return [{{{', '.join(items)}}} for stamp, name, raw in found]\n"
+        )
+        exec(compile(source, "<compiled event writer>", "exec"), scope)  # noqa: S102
+        writer: EventWriter = scope["write"]
+        return writer
 
 
 def _instant(item: tuple[datetime, str, EventRecord]) -> datetime:
