@@ -35,6 +35,7 @@ import orjson
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -48,7 +49,10 @@ from strawberry.types.unset import UNSET
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.auth.authenticator import build_authenticator
+from gateway.auth.middleware import Authenticate, principal_of
 from gateway.catalog import CatalogCache
+from gateway.cors import cors_options
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
 from gateway.errors import GatewayError, StateUnavailable
@@ -256,6 +260,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             settings=runtime.settings,
             reads=runtime.reads,
             catalog=runtime.catalog,
+            principal=principal_of(request),
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -328,6 +333,8 @@ def _export_hook(slot: _RuntimeSlot) -> Callable[[Request], Any]:
 def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> Starlette:
     """The gateway as an ASGI app; ``http_client`` (with the UCD as base_url) is used as is."""
     _install_log_filters()
+    # Raises AuthSetupError on a non-loopback host without credentials (gateway/auth/).
+    authenticator = build_authenticator(settings)
     slot = _RuntimeSlot()
     admission = Admission(settings.max_in_flight)
     schema = build_schema()
@@ -338,6 +345,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(authenticator.aclose)
             if http_client is not None:
                 http = http_client
             else:
@@ -396,6 +404,10 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
         ],
         lifespan=lifespan,
     )
+    # Innermost of the three: a request refused by the others costs no credential check.
+    app.add_middleware(Authenticate, authenticator=authenticator)
+    if settings.cors_origins:  # outside authentication: a preflight carries no credential
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.
     app.add_middleware(ShedLoad, admission=admission)

@@ -31,7 +31,9 @@ without a code gets one here:
    not be had or is not allowed (gateway/persisted/), answered before it parses;
 7. ``overloaded(limit, retry_after)`` / ``shutting_down(retry_after)``: the 503 body
    (OVERLOADED) of a GraphQL request refused before anything reads it, because the
-   process is at its limit of requests in flight or is draining (``gateway.load_shedding``).
+   process is at its limit of requests in flight or is draining (``gateway.load_shedding``);
+8. ``unauthenticated(message)``: the 401 body (UNAUTHENTICATED) of a request without a
+   credential the gateway accepts, before its body is read (``gateway.auth.middleware``).
 
 A code already set is never overwritten, except by step 3.
 """
@@ -68,6 +70,7 @@ __all__ = [
     "readiness_refusal",
     "shutting_down",
     "trusted_document_required",
+    "unauthenticated",
 ]
 
 # The name the masked errors were always logged under; log routing may depend on it.
@@ -291,3 +294,11 @@ def interrupted_by_shutdown() -> dict[str, Any]:
 def _not_started(message: str, retry_after: int) -> dict[str, Any]:
     extensions = {"code": ErrorCode.OVERLOADED.value, "retryAfter": retry_after}
     return {"errors": [{"message": message, "extensions": extensions}]}
+
+
+def unauthenticated(message: str) -> dict[str, Any]:
+    """The 401 body refusing a request whose credential is missing or not accepted;
+    ``message`` says why in general terms and never repeats the credential."""
+    return {
+        "errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED.value}}]
+    }

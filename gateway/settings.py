@@ -8,11 +8,15 @@ tests pass values in (``Settings(partner="acme", _env_file=None)``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: scheme://host[:port]: what a browser sends as Origin (RFC 6454), and nothing else.
+_ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 
 
 class Settings(BaseSettings):
@@ -161,6 +165,64 @@ class Settings(BaseSettings):
                 "true needs UCD_GATEWAY_TRUSTED_DOCUMENTS (the manifest of the documents to allow)"
             )
         return only
+
+    # --- callers: authentication and scopes (gateway/auth/) ---------------------------
+    # API keys: a TOML or JSON file of {id, sha256, scopes, rate_limit?} (README, Production).
+    api_keys_file: Path | None = None
+    # JWTs (RS256, ES256, EdDSA) verified against this JWK Set, with these iss and aud.
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # The key set is fetched again once this old; on an unknown kid at once, but never
+    # twice within jwt_jwks_min_refresh (a flood of made-up kids is not a flood of fetches).
+    jwt_jwks_max_age: float = Field(default=300.0, gt=0)
+    jwt_jwks_min_refresh: float = Field(default=30.0, ge=0)
+    # Clock skew allowed on exp and nbf, seconds.
+    jwt_leeway: float = Field(default=30.0, ge=0)
+    # Without keys or a JWKS the gateway serves anyone: on a loopback address only, unless
+    # this is true (gateway/auth/authenticator.py).
+    allow_anonymous: bool = False
+    # Custom attributes (names without c_) whose values are personal data: reading them
+    # needs pii:read, like email or phoneNumber. A comma list: "loyalty_card,home_address".
+    pii_attributes: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # --- browsers (gateway/cors.py) ------------------------------------------------
+    # Exact origins (scheme://host[:port]) whose pages may call the gateway, comma-separated;
+    # none by default, so no other site's page can read an answer.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("pii_attributes", "cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an exact origin like https://app.example.com "
+                    "(no path, no wildcard)"
+                )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _closed_schema_with_authentication(cls, data: Any) -> Any:
+        """With callers authenticated, introspection and GraphiQL default to off: who may
+        not read a field should not be handed a map of all of them. Set explicitly, they
+        stay as set."""
+        if isinstance(data, dict) and (data.get("api_keys_file") or data.get("jwt_jwks_url")):
+            data.setdefault("introspection", False)
+            data.setdefault("graphiql", False)
+        return data
+
+    def authentication_configured(self) -> bool:
+        """True when callers must show an API key or a JWT."""
+        return self.api_keys_file is not None or self.jwt_jwks_url is not None
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""

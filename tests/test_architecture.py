@@ -204,6 +204,7 @@ LAYERS: Final[dict[str, int]] = {
     "exports": 3,
     "catalog": 3,
     "local_ucd": 3,
+    "auth": 3,
     "api": 4,
     "embedded": 4,
     "seed": 4,
@@ -215,6 +216,7 @@ LAYERS: Final[dict[str, int]] = {
     "persisted": 5,
     "graphql_over_http": 5,
     "graphiql": 5,
+    "cors": 5,
     "app": 6,
     "drain": 6,
     "cli": 7,
@@ -316,6 +318,10 @@ GRAPHQL_NAMES: Final[dict[tuple[str, str], str]] = {
     ("gateway.api.validation", "uuid"): "IdentifierInput.uuid, named in the error path",
     ("gateway.api.validation", "params"): "EventInput.params, named in the error message",
     ("gateway.api.validation", "custom"): "the custom field of EventInput and AttributesInput",
+    # Authorization names the fields it guards.
+    ("gateway.auth.scopes", "users"): "the Query.users field, in the table of field scopes",
+    ("gateway.api.types", "identifiers"): "User.identifiers, named in its FORBIDDEN message",
+    ("gateway.api.authorization", "attributes"): "ExportInput.attributes, read from the input",
 }
 
 
