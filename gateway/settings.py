@@ -146,7 +146,7 @@ class Settings(BaseSettings):
             unknown = sorted(set(_exporter_names(value)) - _TRACES_EXPORTERS)
             if unknown:
                 raise ValueError(
-                    f"OTEL_TRACES_EXPORTER: unknown exporter {', '.join(unknown)}; "
+                    f"unknown exporter {', '.join(unknown)}; "
                     f"the gateway has {', '.join(sorted(_TRACES_EXPORTERS))}"
                 )
         return value

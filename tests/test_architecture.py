@@ -282,6 +282,11 @@ def test_the_ucd_client_does_not_import_the_layers_above_it() -> None:
     assert sorted(wrong) == []
 
 
+def test_tracing_imports_nothing_of_the_gateway() -> None:
+    """gateway/ucd calls it, so it must stay below every layer that could import ucd."""
+    assert sorted(_graph()["gateway.tracing"]) == []
+
+
 def test_no_production_module_imports_a_testing_helper() -> None:
     wrong = {
         f"{MODULES[name].where} imports {target}"

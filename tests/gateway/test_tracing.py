@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +88,7 @@ async def local_ucd_on_a_socket(data_dir: Path) -> AsyncIterator[tuple[str, Reco
     server = _QuietServer(uvicorn.Config(recorder, lifespan="off", log_config=None))
     async with local.router.lifespan_context(local):
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:  # noqa: ASYNC110  # uvicorn offers a flag, not an event
+        while not server.started:  # uvicorn offers a flag, not an event
             assert not serving.done(), "the local UCD did not start"
             await asyncio.sleep(0.01)
         try:
@@ -449,10 +452,22 @@ def test_the_standard_variables_turn_tracing_on(
         assert settings.otlp_traces_url() == url
 
 
-def test_an_unknown_exporter_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
-    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER: unknown exporter jaeger"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+def test_an_unknown_exporter_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UCD_GATEWAY_", "OTEL_"))}
+    result = subprocess.run(  # our own interpreter and module
+        [sys.executable, "-m", "gateway", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**env, "OTEL_TRACES_EXPORTER": "otlp,jaeger"},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "ucd-gateway serve: invalid setting OTEL_TRACES_EXPORTER: Value error, "
+        "unknown exporter jaeger; the gateway has console, none, otlp"
+    ]
 
 
 def test_the_console_exporter_builds_a_provider() -> None:
