@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import tracing
@@ -58,11 +59,18 @@ class RecordHeaders:
 
     app: ASGIApp
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    #: The next this many requests are answered 503 here, as an overloaded UCD would.
+    fail_next: int = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             self.seen.append((scope["path"], headers))
+            if self.fail_next:
+                self.fail_next -= 1
+                unavailable = JSONResponse({"success": False}, status_code=503)
+                await unavailable(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     def traceparents(self, path: str) -> list[str | None]:
@@ -136,7 +144,8 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 @contextlib.asynccontextmanager
 async def gateway_over_http(tmp_path: Path, **overrides: Any) -> AsyncIterator[Traced]:
     async with local_ucd_on_a_socket(tmp_path / "ucd") as (url, recorder):
-        settings = Settings(_env_file=None, ucd_base_url=url, max_retries=0, **overrides)  # type: ignore[call-arg]
+        values: dict[str, Any] = {"ucd_base_url": url, "max_retries": 0, **overrides}
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
         app = create_app(settings)
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(manager.app)
@@ -216,6 +225,28 @@ async def test_without_a_traceparent_the_gateway_starts_the_trace(traced: Traced
     version, sent_trace, sent_parent, flags = sent.split("-")
     assert (version, sent_trace, sent_parent) == ("00", trace_id, _hex_span(call))
     assert int(flags, 16) & 1  # sampled (W3C level 2 adds a "random" bit)
+
+
+async def test_every_attempt_is_a_span_and_carries_its_own_traceparent(
+    exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    async with gateway_over_http(tmp_path, max_retries=1) as served:
+        served.exporter = exporter
+        served.ucd.fail_next = 1
+        await served.post(GET_USER, headers={"traceparent": TRACEPARENT}, key={"uuid": "u-1"})
+        (operation,) = served.named("query GetUser")
+        failed, answered = sorted(
+            served.named(f"POST {PROFILE_PATH}"), key=lambda span: span.start_time or 0
+        )
+        sent = served.ucd.traceparents(PROFILE_PATH)
+    assert [_parent(failed), _parent(answered)] == [_id(operation)] * 2
+    assert failed.attributes is not None
+    assert answered.attributes is not None
+    assert failed.attributes["http.response.status_code"] == 503
+    assert failed.attributes["error.type"] == "503"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert answered.attributes["http.response.status_code"] == 404
+    assert sent == [f"00-{TRACE_ID}-{_hex_span(span)}-01" for span in (failed, answered)]
 
 
 async def test_an_unsampled_caller_is_followed_and_nothing_is_recorded(traced: Traced) -> None:
