@@ -80,11 +80,11 @@ async def _reads(count: int) -> None:
         )
         ucd_app = create_local_ucd_app(config)
         async with (
-            LifespanManager(ucd_app),
+            LifespanManager(ucd_app, startup_timeout=None, shutdown_timeout=None),
             httpx.AsyncClient(transport=LocalUcdTransport(ucd_app), base_url="http://ucd") as ucd,
         ):
             app = create_app(settings, http_client=ucd)
-            async with LifespanManager(app) as manager:
+            async with LifespanManager(app, startup_timeout=None, shutdown_timeout=None) as manager:
                 transport = httpx.ASGITransport(manager.app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
                     users = [
