@@ -3,7 +3,7 @@
 Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_TRACES_EXPORTER`` is set (read by
 ``gateway.settings``, handed in by ``create_app``). Off, nothing of this module is on a
 request's path: the app adds neither the middleware nor the operation extension, and
-the one seam in ``UcdClient._send`` reads the module's ``_tracer`` and finds None.
+the one seam in ``UcdClient._send`` reads the module's ``tracer`` and finds None.
 
 What a trace holds, and what it never holds:
 
@@ -74,8 +74,9 @@ __all__ = [
 #: GraphQL operation names are caller-chosen; a bound keeps a span name small.
 _MAX_NAME: Final = 100
 
-# The one piece of state the hot path reads: None while tracing is off.
-_tracer: Tracer | None = None
+#: The one piece of state the hot path reads: None while tracing is off. ``UcdClient``
+#: checks it before its seam, so an untraced call costs one attribute load.
+tracer: Tracer | None = None
 _propagator: Final = TraceContextTextMapPropagator()
 
 
@@ -111,13 +112,13 @@ def provider_for(
 def enable(provider: TracerProvider) -> None:
     """Trace from now on, into ``provider``. Process-wide, like OpenTelemetry's own
     global provider, which is left alone: it can be set only once per process."""
-    global _tracer
-    _tracer = provider.get_tracer("ucd-gateway")
+    global tracer
+    tracer = provider.get_tracer("ucd-gateway")
 
 
 def disable() -> None:
-    global _tracer
-    _tracer = None
+    global tracer
+    tracer = None
 
 
 def shut_down(provider: TracerProvider) -> None:
@@ -127,7 +128,7 @@ def shut_down(provider: TracerProvider) -> None:
 
 
 def enabled() -> bool:
-    return _tracer is not None
+    return tracer is not None
 
 
 # --- the GraphQL request -------------------------------------------------------------
@@ -141,13 +142,13 @@ class TraceRequests:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tracer = _tracer
-        if tracer is None or scope["type"] != "http" or scope["path"] != "/graphql":
+        active = tracer
+        if active is None or scope["type"] != "http" or scope["path"] != "/graphql":
             await self.app(scope, receive, send)
             return
         method = scope["method"]
         parent = _propagator.extract(_header_carrier(scope["headers"]))
-        span = tracer.start_span(
+        span = active.start_span(
             f"{method} /graphql",
             context=parent,
             kind=SpanKind.SERVER,
@@ -199,11 +200,11 @@ class OperationSpans(SchemaExtension):
     """
 
     def on_operation(self) -> Iterator[None]:
-        tracer = _tracer
-        if tracer is None:  # switched off after the app was built
+        active = tracer
+        if active is None:  # switched off after the app was built
             yield
             return
-        span = tracer.start_span("GraphQL operation", kind=SpanKind.INTERNAL)
+        span = active.start_span("GraphQL operation", kind=SpanKind.INTERNAL)
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             yield
@@ -266,7 +267,7 @@ _UNTRACED: Final = contextlib.nullcontext(_Call(None))
 
 @contextlib.contextmanager
 def _traced_call(
-    tracer: Tracer,
+    active: Tracer,
     request: httpx.Request,
     path: str,
     body: Mapping[str, Any] | None,
@@ -284,7 +285,7 @@ def _traced_call(
     users = users_of(body)
     if users is not None:
         attributes["ucd.batch.users"] = users
-    span = tracer.start_span(f"{method} {path}", kind=SpanKind.CLIENT, attributes=attributes)
+    span = active.start_span(f"{method} {path}", kind=SpanKind.CLIENT, attributes=attributes)
     _propagator.inject(request.headers, context=trace.set_span_in_context(span))
     try:
         yield _Call(span)
@@ -309,10 +310,10 @@ def ucd_call(
     ``traceparent`` set from it. Off, or outside a trace: a shared object that does
     nothing.
     """
-    tracer = _tracer
-    if tracer is None or not trace.get_current_span().get_span_context().is_valid:
+    active = tracer
+    if active is None or not trace.get_current_span().get_span_context().is_valid:
         return _UNTRACED
-    return _traced_call(tracer, request, path, body, users_of)
+    return _traced_call(active, request, path, body, users_of)
 
 
 def _failed(span: Span, exc: BaseException) -> None:
