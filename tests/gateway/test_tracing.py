@@ -475,6 +475,9 @@ def test_the_standard_variables_turn_tracing_on(
     exporters: tuple[str, ...],
     url: str | None,
 ) -> None:
+    for name in os.environ:
+        if name.startswith("OTEL_"):  # a developer's own set-up
+            monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
