@@ -46,6 +46,7 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from gateway import tracing
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
@@ -341,11 +342,23 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.
     schema.extensions = (*schema.extensions, *schema_extensions(settings))
+    # Tracing (gateway/tracing.py): on with OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_TRACES_EXPORTER.
+    spans = tracing.provider_for(
+        settings.traces_exporters(),
+        settings.otlp_traces_url(),
+        service_name=settings.otel_service_name,
+    )
+    if spans is not None:
+        tracing.enable(spans)
+    if tracing.enabled():
+        schema.extensions = (*schema.extensions, tracing.OperationSpans)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(authenticator.aclose)
+            if spans is not None:  # last out: the spans of the shutdown flush are sent too
+                stack.callback(tracing.shut_down, spans)
             if http_client is not None:
                 http = http_client
             else:
@@ -408,6 +421,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app.add_middleware(Authenticate, authenticator=authenticator)
     if settings.cors_origins:  # outside authentication: a preflight carries no credential
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
+    if tracing.enabled():
+        app.add_middleware(tracing.TraceRequests)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.
     app.add_middleware(ShedLoad, admission=admission)

@@ -119,7 +119,9 @@ def _settings(**overrides: object) -> Settings:
         return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "UCD_GATEWAY_" + "_".join(str(p) for p in first["loc"]).upper()
+        name = "_".join(str(p) for p in first["loc"]).upper()
+        if not name.startswith("OTEL_"):  # OpenTelemetry's variables keep their own names
+            name = "UCD_GATEWAY_" + name
         raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
 
 

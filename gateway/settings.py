@@ -12,11 +12,31 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: scheme://host[:port]: what a browser sends as Origin (RFC 6454), and nothing else.
 _ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+
+
+def _otel(name: str) -> AliasChoices:
+    """An OpenTelemetry variable by its own name; ``Settings(otel_...=)`` in code and tests."""
+    return AliasChoices(name, name.lower())
+
+
+#: The values of OTEL_TRACES_EXPORTER the gateway has (gateway/tracing.py).
+_TRACES_EXPORTERS = frozenset({"otlp", "console", "none"})
+
+
+def _exporter_names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip().lower() for name in value.split(",") if name.strip())
 
 
 class Settings(BaseSettings):
@@ -223,6 +243,58 @@ class Settings(BaseSettings):
     def authentication_configured(self) -> bool:
         """True when callers must show an API key or a JWT."""
         return self.api_keys_file is not None or self.jwt_jwks_url is not None
+
+    # --- tracing (gateway/tracing.py) ----------------------------------------------
+    # OpenTelemetry's standard variables, spelled as its specification spells them (no
+    # UCD_GATEWAY_ prefix), so a deployment's usual OTel set-up applies. Tracing is on
+    # when OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over HTTP/protobuf to <endpoint>/v1/traces)
+    # or OTEL_TRACES_EXPORTER (otlp, console, none; comma-separated) is set.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=_otel("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    # The traces URL itself (used as it is, no /v1/traces added), as OTel specifies.
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias=_otel("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    otel_traces_exporter: str | None = Field(
+        default=None, validation_alias=_otel("OTEL_TRACES_EXPORTER")
+    )
+    otel_service_name: str = Field(
+        default="ucd-gateway", validation_alias=_otel("OTEL_SERVICE_NAME")
+    )
+    otel_sdk_disabled: bool = Field(default=False, validation_alias=_otel("OTEL_SDK_DISABLED"))
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str | None) -> str | None:
+        if value is not None:
+            unknown = sorted(set(_exporter_names(value)) - _TRACES_EXPORTERS)
+            if unknown:
+                raise ValueError(
+                    f"unknown exporter {', '.join(unknown)}; "
+                    f"the gateway has {', '.join(sorted(_TRACES_EXPORTERS))}"
+                )
+        return value
+
+    def traces_exporters(self) -> tuple[str, ...]:
+        """Where spans go: () when tracing is off. ``none`` turns it off even with an
+        endpoint set, as OpenTelemetry specifies; an endpoint alone means ``otlp``."""
+        if self.otel_sdk_disabled:
+            return ()
+        if self.otel_traces_exporter is not None:
+            names = _exporter_names(self.otel_traces_exporter)
+            return () if "none" in names else names
+        if self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint:
+            return ("otlp",)
+        return ()
+
+    def otlp_traces_url(self) -> str:
+        """The OTLP/HTTP traces URL: the traces endpoint as it is, else the endpoint with
+        ``/v1/traces``, else OpenTelemetry's default (a collector on this host)."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = self.otel_exporter_otlp_endpoint or "http://localhost:4318"
+        return base.rstrip("/") + "/v1/traces"
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""

@@ -196,6 +196,7 @@ LAYERS: Final[dict[str, int]] = {
     "settings": 1,
     "listening": 1,
     "tuning": 1,
+    "tracing": 1,
     "error_pipeline": 2,
     "ucd": 2,
     "state": 2,
@@ -276,8 +277,9 @@ def test_the_shared_rules_and_names_need_only_the_standard_library() -> None:
 
 
 def test_the_ucd_client_does_not_import_the_layers_above_it() -> None:
-    """gateway/ucd knows the wire and the gateway's errors and settings, nothing above."""
-    allowed = ("gateway.ucd", "gateway.errors", "gateway.settings")
+    """gateway/ucd knows the wire and the gateway's errors and settings, nothing above;
+    and the one tracing seam (gateway/tracing.py, which imports nothing of the gateway)."""
+    allowed = ("gateway.ucd", "gateway.errors", "gateway.settings", "gateway.tracing")
     wrong = {
         f"{MODULES[name].where} imports {target}"
         for name, targets in _graph().items()
@@ -286,6 +288,11 @@ def test_the_ucd_client_does_not_import_the_layers_above_it() -> None:
         if not _inside(target, allowed) and target != "gateway"
     }
     assert sorted(wrong) == []
+
+
+def test_tracing_imports_nothing_of_the_gateway() -> None:
+    """gateway/ucd calls it, so it must stay below every layer that could import ucd."""
+    assert sorted(_graph()["gateway.tracing"]) == []
 
 
 def test_no_production_module_imports_a_testing_helper() -> None:
