@@ -71,7 +71,6 @@ GENERATORS = 2
 #: one before shedding on the event loop's lag.
 ROWS: dict[str, tuple[int, float]] = {
     "lag shedding (max_loop_lag_ms 50, default)": (256, 50.0),
-    "lag shedding, max_loop_lag_ms 20": (256, 20.0),
     "in-flight only (max_in_flight 256, lag off)": (256, 0.0),
     "in-flight only, max_in_flight 64": (64, 0.0),
     "no shedding": (10**9, 0.0),
