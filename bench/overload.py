@@ -10,7 +10,9 @@ local UCD, the generators and this process share the others.
 1. **Saturation.** A closed loop of ``SATURATION_CONNECTIONS`` connections sends the
    selective read of ``gateway_overhead`` for ``SATURATION_S`` seconds to a gateway with
    default settings: its accepted requests/s is the saturation rate ``S``.
-2. **Overload**, for each gateway row (a fresh process each): an open loop offers
+2. **Overload**, for each gateway row of ``ROWS`` (a fresh process each: shedding on the
+   event loop's lag at its default, the in-flight limit alone at 256 and at 64, and no
+   shedding at all): an open loop offers
    ``2 × S`` requests/s for ``LOAD_S`` seconds, each request with a ``CLIENT_TIMEOUT_S``
    timeout, bounded at ``MAX_OUTSTANDING`` requests in flight on as many connections (a
    request due while the bound is reached is not sent and is counted as "not sent").
