@@ -6,11 +6,10 @@ middleware, refuses a request to ``/graphql`` with HTTP 503, ``Retry-After`` and
 OVERLOADED (gateway/error_pipeline.py) when ``UCD_GATEWAY_MAX_IN_FLIGHT`` requests are
 already in flight, while the event loop runs more than ``UCD_GATEWAY_MAX_LOOP_LAG_MS``
 behind with requests in flight (gateway/loop_lag.py), or when the process drains.
-Every other path (``/healthz``,
-``/readyz``, the export webhook) always passes: a probe must be answered most of all
-when the gateway is busy. A request the drain has to stop (uvicorn cancels what still
-runs after it) is answered 503 UPSTREAM_OUTCOME_UNKNOWN, since a write in it may have
-been applied, rather than uvicorn's bare 500.
+Every other path (``/healthz``, ``/readyz``, the export webhook) always passes: a probe
+must be answered most of all when the gateway is busy. A request the drain has to stop
+(uvicorn cancels what still runs after it) is answered 503 UPSTREAM_OUTCOME_UNKNOWN,
+since a write in it may have been applied, rather than uvicorn's bare 500.
 
 Why refuse rather than queue: at twice the load the gateway can serve, a queue grows
 without end; before this existed, 22 of 18,540 requests in 20 s succeeded, the rest
@@ -178,7 +177,8 @@ async def _refuse_behind(send: Send, admission: Admission, behind_ms: float) -> 
 
 
 class ShedLoad:
-    """Refuses GraphQL requests over the limit or while draining; counts the others."""
+    """Refuses GraphQL requests over the limit, while the loop is behind or while
+    draining; counts the others."""
 
     def __init__(self, app: ASGIApp, *, admission: Admission) -> None:
         self.app = app
