@@ -21,6 +21,7 @@ future), so no UCD call is sent twice, and the calls already made are carried in
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -29,6 +30,7 @@ from graphql import DocumentNode, GraphQLObjectType, GraphQLSchema
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.types import ExecutionResult
 
+from gateway import tracing
 from gateway.api.budget import CostLimits, user_key
 from gateway.api.context import Context
 from gateway.api.selection import FieldScope, user_selection
@@ -36,6 +38,7 @@ from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.api.types import check_last, event_window
 from gateway.api.ucd_requests import key_ref
 from gateway.api.validation import check_key
+from gateway.auth.scopes import Scope
 from gateway.compiled.plan import Plan, PlannedField, collect, compile_operation
 from gateway.compiled.serializer import Serializers
 from gateway.errors import GatewayError
@@ -53,6 +56,8 @@ PLAN_CACHE_SIZE: Final = 128
 #: Prepares a document: parsed and validated through the request limits' caches, or None.
 Prepare = Callable[[str], DocumentNode | None]
 
+logger = logging.getLogger("gateway.compiled")
+
 
 @runtime_checkable
 class Guards(Protocol):
@@ -67,17 +72,37 @@ class Guards(Protocol):
 def compiled_execution(schema: strawberry.Schema, settings: Settings) -> CompiledExecution:
     """The compiled path of a schema the app completed with its request guards: documents
     are prepared through the guards' parse and validation caches (so neither path does
-    that work twice) and planned against the same budget."""
+    that work twice) and planned against the same budget.
+
+    The schema's extensions are request hooks the compiled path skips, so it honours
+    each itself or is off: the guards (parse, validation, budget and ``extensions.cost``
+    are done here; mutation refusals concern no query it compiles; masking has no error
+    to mask) and tracing's ``OperationSpans`` (``tracing.operation_span``). Any other
+    extension turns it off, with one warning at start-up: a new hook must be honoured
+    here (and tested in tests/gateway/test_compiled.py) before it may be on.
+    """
     found: list[Guards] = []
+    others: list[str] = []
     for extension in schema.extensions:
         if isinstance(extension, Guards):
             found.append(extension)
+        elif extension is not tracing.OperationSpans:
+            others.append(getattr(extension, "__name__", type(extension).__name__))
     (guards,) = found
+    enabled = settings.compiled_execution
+    if enabled and others:
+        # A request hook the compiled path does not do itself would be skipped: correctness
+        # first, every operation runs through graphql-core.
+        logger.warning(
+            "compiled execution is off: the schema has extensions it does not honour (%s)",
+            ", ".join(others),
+        )
+        enabled = False
     return CompiledExecution(
         schema,
         prepare=functools.partial(guards.prepare, graphql_core_schema(schema)),
         limits=guards.cost_limits,
-        enabled=settings.compiled_execution,
+        enabled=enabled,
     )
 
 
@@ -86,13 +111,23 @@ def can_compile(context: object, plan: Plan) -> bool:
 
     Only when nothing a resolver or a field-level hook decides depends on the request
     beyond what the plan reads (keys, variables, the clock). Anything per field that the
-    context carries (an authorisation check with scopes per field, a tracer that wants
-    a span per resolver) must make this return False, or be checked here against
-    ``plan`` (its fields: ``plan.roots`` and their ``children``); the compiled path then
-    falls back to graphql-core for that request, which runs every resolver and hook.
-    Today the gateway's own context carries nothing of that kind.
+    context carries must make this return False, or be checked here against ``plan``
+    (its fields: ``plan.roots`` and their ``children``); the compiled path then falls
+    back to graphql-core for that request, which runs every resolver and hook.
+
+    The caller's scopes (gateway/api/authorization.py): ``user`` and ``users`` need
+    ``profile:read`` (else their resolvers answer FORBIDDEN), and a PII field the caller
+    may not read (``context.withheld``) is null with FORBIDDEN; both are errors, and
+    errors are graphql-core's to answer. A plan that may select a withheld field, under
+    any condition, goes there whole: the common reader asks for none. Whatever the
+    compiled path answers reads no withheld attribute, so the need it pushes down is the
+    one ``authorization.restrict`` would leave.
     """
-    return isinstance(context, Context)
+    if not isinstance(context, Context):
+        return False
+    if not context.principal.may(Scope.PROFILE_READ):
+        return False
+    return not (context.withheld and plan.read_names & context.withheld)
 
 
 #: Root fields by response key; the users each ``user``/``users`` key reads, with the need.
@@ -123,6 +158,8 @@ class CompiledExecution:
         #: The extensions the schema had when the app was built: a request hook added
         #: later (tracing, say) sees only graphql-core's execution, so the path steps aside.
         self._extensions = tuple(schema.extensions)
+        #: Tracing's operation extension is on the schema: the compiled path opens its span.
+        self._spans = tracing.OperationSpans in self._extensions
         self._serializers = Serializers(self._core)
         self._plans: dict[tuple[str, str | None], Plan | None] = {}
         query = self._core.query_type
@@ -169,6 +206,25 @@ class CompiledExecution:
         ):
             return await fallback()
         assert isinstance(context, Context)
+        if self._spans and tracing.enabled():
+            # The operation's span, as tracing.OperationSpans makes it on graphql-core's
+            # path; a fallback inside runs in it and opens none of its own.
+            name = operation_name
+            if name is None and plan.operation.name is not None:
+                name = plan.operation.name.value
+            with tracing.operation_span(plan.operation.operation.value, name) as span:
+                result = await self._run(plan, context, variables, fallback)
+                span.answered(errors=bool(result.errors))
+            return result
+        return await self._run(plan, context, variables, fallback)
+
+    async def _run(
+        self,
+        plan: Plan,
+        context: Context,
+        variables: Mapping[str, Any] | None,
+        fallback: Callable[[], Awaitable[ExecutionResult]],
+    ) -> ExecutionResult:
         try:
             run = _Run(self, plan, context, variables)
             grouped, reads = run.prepare()

@@ -113,6 +113,10 @@ class Plan:
     #: Per response key of a root field: True when its selection holds no variable and no
     #: ``events`` (whose default window moves with the clock), so its need is fixed.
     static_needs: Mapping[str, bool]
+    #: The UCD read names of every ``User`` attribute field anywhere in the operation,
+    #: whatever its conditions: a caller who may not read one of them (PII without
+    #: ``pii:read``) is answered by graphql-core, which nulls it with FORBIDDEN.
+    read_names: frozenset[str] = frozenset()
     #: Memos the executor fills: grouped roots, needs and event arguments that are fixed.
     memo: dict[object, Any] = field(default_factory=dict)
 
@@ -147,6 +151,12 @@ def compile_operation(
         roots=roots,
         static_conditions=not flattener.reads_variables,
         static_needs=static_needs,
+        read_names=frozenset(
+            USER_FIELD_READ_NAMES[child.name]
+            for root in roots
+            for child in root.children
+            if child.name in USER_FIELD_READ_NAMES
+        ),
     )
 
 

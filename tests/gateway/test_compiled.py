@@ -1,17 +1,22 @@
 """The compiled execution path (gateway/compiled/) answers byte for byte as graphql-core.
 
 Two apps over one local UCD, the same seeded users: one with the compiled path (the
-default), one with ``UCD_GATEWAY_COMPILED_EXECUTION=false``. Every request goes to both
-and the response bodies must be the same bytes (key order, nulls, number and date
-formatting, errors, ``extensions.cost``). The property test draws random documents over
-``User``'s fields; the others pin the fallbacks (a UCD error, a value graphql-core
-refuses, a batch, an extension added later, the setting).
+default), one with ``UCD_GATEWAY_COMPILED_EXECUTION=false``, both with API keys (the
+personas of tests/gateway/auth/conftest.py) and ``tier`` as a PII custom attribute.
+Every request goes to both as the same caller and the response bodies must be the same
+bytes (key order, nulls, number and date formatting, errors, ``extensions.cost``). The
+property test draws random documents over ``User``'s fields and the caller (every
+scope, ``profile:read`` with and without ``pii:read``, no read scope at all); the
+others pin the fallbacks (FORBIDDEN, PII, a UCD error, a value graphql-core refuses, a
+batch, persisted documents, an extension added later or unknown, the setting) and the
+UCD calls each path makes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,11 +32,16 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 from strawberry.extensions import SchemaExtension
 
+from gateway import tracing
+from gateway.api.schema import build_schema
 from gateway.app import create_app
-from gateway.compiled import CompiledExecution
+from gateway.compiled import CompiledExecution, compiled_execution
 from gateway.compiled.serializer import is_formatted
+from gateway.limits import schema_extensions
+from gateway.persisted.manifest import sha256_hex
 from gateway.ucd.times import format_datetime, parse_instant
-from tests.gateway.conftest import app_gateway, app_settings, upstream
+from tests.gateway.auth.conftest import key_of, keys_toml
+from tests.gateway.conftest import CallLog, UcdCall, app_gateway, app_settings, upstream
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -98,21 +108,44 @@ UPSERT = (
 )
 
 
+#: Callers of the comparison: API keys of tests/gateway/auth/conftest.py's personas.
+#: "writer" holds no read scope; "reader" holds profile:read without pii:read.
+CALLERS = ["everything", "reader", "pii-reader", "writer"]
+
+
+def _as(persona: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key_of(persona)}"}
+
+
 @dataclass
 class Both:
-    """The same UCD behind two gateways: compiled (``fast``) and graphql-core only."""
+    """The same UCD behind two gateways: compiled (``fast``) and graphql-core only;
+    ``calls``: every request either sent to the UCD."""
 
     runner: asyncio.Runner
     fast: httpx.AsyncClient
     slow: httpx.AsyncClient
     compiled: CompiledExecution
+    calls: CallLog
 
-    def post(self, body: object) -> tuple[httpx.Response, httpx.Response]:
-        async def both() -> tuple[httpx.Response, httpx.Response]:
-            return (
-                await self.fast.post("/graphql", json=body),
-                await self.slow.post("/graphql", json=body),
-            )
+    def post(
+        self, body: object, persona: str = "everything"
+    ) -> tuple[httpx.Response, httpx.Response]:
+        (fast, _), (slow, _) = self.each(body, persona)
+        return fast, slow
+
+    def each(
+        self, body: object, persona: str = "everything"
+    ) -> list[tuple[httpx.Response, list[UcdCall]]]:
+        """Each path's answer (compiled first) and the UCD calls it made."""
+
+        async def both() -> list[tuple[httpx.Response, list[UcdCall]]]:
+            answers = []
+            for client in (self.fast, self.slow):
+                self.calls.clear()
+                response = await client.post("/graphql", json=body, headers=_as(persona))
+                answers.append((response, list(self.calls.calls)))
+            return answers
 
         return self.runner.run(both())
 
@@ -124,13 +157,19 @@ def _compiled(app: Starlette) -> CompiledExecution:
 
 
 @contextlib.asynccontextmanager
-async def _both(data_dir: Path) -> AsyncIterator[list[Any]]:
+async def _both(data_dir: Path, calls: CallLog) -> AsyncIterator[list[Any]]:
+    keys = data_dir / "api-keys.toml"
+    keys.write_text(keys_toml())
     async with upstream(None) as http, contextlib.AsyncExitStack() as stack:
+        http.event_hooks = {"request": [calls.record], "response": []}
         clients: list[Any] = []
         for compiled in (True, False):
             app = create_app(
                 app_settings(
-                    compiled_execution=compiled, local_ucd_data_dir=data_dir / str(compiled)
+                    compiled_execution=compiled,
+                    local_ucd_data_dir=data_dir / str(compiled),
+                    api_keys_file=keys,
+                    pii_attributes="tier",
                 ),
                 http_client=http,
             )
@@ -140,7 +179,9 @@ async def _both(data_dir: Path) -> AsyncIterator[list[Any]]:
             )
             clients += [client, app]
         seeded = await clients[0].post(
-            "/graphql", json={"query": UPSERT, "variables": {"i": {"users": USERS}}}
+            "/graphql",
+            json={"query": UPSERT, "variables": {"i": {"users": USERS}}},
+            headers=_as("everything"),
         )
         assert seeded.json()["data"]["upsertUsers"]["failureCount"] == 0, seeded.json()
         yield clients
@@ -150,10 +191,11 @@ async def _both(data_dir: Path) -> AsyncIterator[list[Any]]:
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Both]:
     """One event loop for the module (hypothesis calls the test synchronously)."""
     with asyncio.Runner() as runner:
-        context = _both(tmp_path_factory.mktemp("compiled"))
+        calls = CallLog()
+        context = _both(tmp_path_factory.mktemp("compiled"), calls)
         fast, fast_app, slow, _ = runner.run(context.__aenter__())
         try:
-            yield Both(runner, fast, slow, _compiled(fast_app))
+            yield Both(runner, fast, slow, _compiled(fast_app), calls)
         finally:
             runner.run(context.__aexit__(None, None, None))
 
@@ -273,17 +315,33 @@ def documents(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 
 
 @settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(document=documents())
-def test_random_documents_answer_the_same_bytes_on_both_paths(
-    both: Both, document: tuple[str, dict[str, Any]]
+@given(document=documents(), persona=st.sampled_from(CALLERS))
+def test_random_documents_answer_the_same_bytes_on_both_paths_for_every_caller(
+    both: Both, document: tuple[str, dict[str, Any]], persona: str
 ) -> None:
     text, variables = document
-    fast, slow = both.post({"query": text, "variables": variables})
-    assert (fast.status_code, fast.content) == (slow.status_code, slow.content), text
+    (fast, fast_calls), (slow, slow_calls) = both.each(
+        {"query": text, "variables": variables}, persona
+    )
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content), (persona, text)
+    # The same push-down: what the UCD is asked (PII only of those who may read it).
+    assert _asked(fast_calls) == _asked(slow_calls), (persona, text)
+
+
+def _asked(calls: list[UcdCall]) -> list[bytes]:
+    """What each call asked, in any order (one tick's loads may leave in either), without
+    the default window's instants: the two requests were not sent in the same second."""
+    asked = []
+    for call in calls:
+        body = dict(call.body or {})
+        if "events" in body:
+            body["events"] = body["events"]["wanted"]
+        asked.append(orjson.dumps([call.method, call.path, body], option=orjson.OPT_SORT_KEYS))
+    return sorted(asked)
 
 
 def test_the_property_test_reaches_the_compiled_path(both: Both) -> None:
@@ -309,6 +367,125 @@ def test_a_batch_shares_one_context_on_both_paths(both: Both) -> None:
     fast, slow = both.post(batch)
     assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
     assert [item["data"]["user"]["name"] for item in fast.json()] == ["Ada", "Grace", "Ada"]
+
+
+# --- callers: scopes and PII ----------------------------------------------------------------
+
+READER_QUERY = (
+    "query($u: String!, $b: Boolean!) { user(key: {uuid: $u}) { city age "
+    "n: name @include(if: $b) "
+    'events(names: ["view"], last: 1) { name productId } } }'
+)
+
+
+def _answered(both: Both, body: object, persona: str) -> tuple[Any, list[UcdCall], int]:
+    """The compiled path's answer (the same bytes as graphql-core's), its UCD calls, and
+    how many operations the compiled path answered itself."""
+    before = both.compiled.answered
+    (fast, fast_calls), (slow, slow_calls) = both.each(body, persona)
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
+    assert _asked(fast_calls) == _asked(slow_calls)
+    return orjson.loads(fast.content), fast_calls, both.compiled.answered - before
+
+
+def test_a_reader_without_pii_read_is_answered_by_the_compiled_path_when_no_pii_is_selected(
+    both: Both,
+) -> None:
+    query = (
+        'query { user(key: {uuid: "u-1"}) { city age '
+        'events(names: ["view"], last: 1) { name productId } } }'
+    )
+    body, calls, answered = _answered(both, {"query": query}, "reader")
+    assert answered == 1
+    assert body["data"]["user"]["events"] == [{"name": "view", "productId": "P-1"}]
+    (call,) = calls
+    assert sorted(call.body["attributes"]) == ["age", "city"]
+
+
+def test_pii_a_reader_may_not_see_is_forbidden_through_the_compiled_path_and_never_asked(
+    both: Both,
+) -> None:
+    body, calls, answered = _answered(
+        both, {"query": READER_QUERY, "variables": {"u": "u-1", "b": True}}, "reader"
+    )
+    assert answered == 0  # an error to answer: graphql-core's
+    assert body["data"]["user"]["n"] is None
+    (error,) = body["errors"]
+    assert error["path"] == ["user", "n"]
+    assert error["extensions"] == {"code": "FORBIDDEN", "scope": "pii:read"}
+    assert "Ada" not in orjson.dumps(body).decode()
+    (call,) = calls
+    assert sorted(call.body["attributes"]) == ["age", "city"]
+
+
+def test_a_pii_field_skipped_by_a_variable_still_sends_the_operation_to_graphql_core(
+    both: Both,
+) -> None:
+    """The plan may select PII under some variables: the reader's operation is
+    graphql-core's whatever they are, and answered without an error."""
+    body, calls, answered = _answered(
+        both, {"query": READER_QUERY, "variables": {"u": "u-1", "b": False}}, "reader"
+    )
+    assert answered == 0
+    assert "errors" not in body
+    assert len(calls) == 1
+
+
+def test_with_pii_read_the_compiled_path_answers_pii(both: Both) -> None:
+    body, calls, answered = _answered(
+        both, {"query": READER_QUERY, "variables": {"u": "u-1", "b": True}}, "pii-reader"
+    )
+    assert answered == 1
+    assert body["data"]["user"]["n"] == "Ada"
+    (call,) = calls
+    assert sorted(call.body["attributes"]) == ["age", "city", "name"]
+
+
+@pytest.mark.parametrize("field", ["user", "users"])
+def test_without_profile_read_the_field_is_forbidden_and_the_ucd_never_called(
+    both: Both, field: str
+) -> None:
+    key = '{uuid: "u-1"}'
+    args = f"key: {key}" if field == "user" else f"keys: [{key}]"
+    query = f"{{ {field}({args}) {{ city }} }}"
+    body, calls, answered = _answered(both, {"query": query}, "writer")
+    assert answered == 0
+    # users is [User]!: its null reaches the root
+    assert body["data"] == ({field: None} if field == "user" else None)
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "FORBIDDEN", "scope": "profile:read"}
+    assert calls == []
+
+
+# --- persisted documents --------------------------------------------------------------------
+
+
+def test_a_persisted_document_is_answered_by_the_compiled_path(both: Both) -> None:
+    """APQ: registered with its text by POST, then named by its hash alone over GET
+    (the answer cacheable): both paths answer the same bytes and headers."""
+    query = "query Name($u: String!) { user(key: {uuid: $u}) { name city } }"
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(query)}}
+    registered = {"query": query, "variables": {"u": "u-1"}, "extensions": extensions}
+    body, _, answered = _answered(both, registered, "pii-reader")
+    assert answered == 1
+    assert body["data"] == {"user": {"name": "Ada", "city": None}}
+    params = {
+        "extensions": orjson.dumps(extensions).decode(),
+        "variables": orjson.dumps({"u": "u-2"}).decode(),
+    }
+
+    async def get_both() -> list[httpx.Response]:
+        return [
+            await client.get("/graphql", params=params, headers=_as("pii-reader"))
+            for client in (both.fast, both.slow)
+        ]
+
+    before = both.compiled.answered
+    fast, slow = both.runner.run(get_both())
+    assert both.compiled.answered == before + 1
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
+    assert fast.headers["cache-control"] == slow.headers["cache-control"] != ""
+    assert orjson.loads(fast.content)["data"] == {"user": {"name": "Grace", "city": None}}
 
 
 # --- fallbacks, against a scripted UCD ----------------------------------------------------
@@ -379,6 +556,24 @@ async def test_an_extension_added_after_start_up_sends_every_operation_to_graphq
         )
         assert response.json()["data"] == {"user": None}
         assert _compiled(app).answered == 0
+
+
+def test_an_extension_the_compiled_path_does_not_honour_turns_it_off_at_start_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A request hook on the schema when the app is built (a later branch's metrics, say)
+    would be skipped by the compiled path: it stays off until it honours the hook."""
+    settings = app_settings()
+    schema = build_schema()
+    schema.extensions = (*schema_extensions(settings), _NoOpExtension)
+    with caplog.at_level(logging.WARNING, logger="gateway.compiled"):
+        compiled = compiled_execution(schema, settings)
+    assert compiled.plan('{ user(key: {uuid: "u-1"}) { name } }', None) is None
+    assert caplog.messages == [
+        "compiled execution is off: the schema has extensions it does not honour (_NoOpExtension)"
+    ]
+    schema.extensions = (*schema_extensions(settings), tracing.OperationSpans)
+    assert compiled_execution(schema, settings).plan("{ __typename }", None) is not None
 
 
 # --- the instant written as the UCD sent it -----------------------------------------------
