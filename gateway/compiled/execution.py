@@ -16,6 +16,10 @@ out of range). In the second case graphql-core's resolvers find the same answers
 the same exceptions in the request's loader (aiodataloader keeps a failed key's
 future), so no UCD call is sent twice, and the calls already made are carried into its
 ``extensions.cost`` (``carrying_calls``).
+
+The caller's scopes are checked by ``can_compile`` (FORBIDDEN is an error, so
+graphql-core's), and the operation's span, with tracing on, is opened here as
+``tracing.OperationSpans`` opens it on graphql-core's path.
 """
 
 from __future__ import annotations
