@@ -198,6 +198,11 @@ async def _check_ucd(app: Starlette, settings: Settings) -> None:
     warning line, and the gateway serves anyway (the UCD may come up later)."""
     runtime = app.state.runtime.get()
     where = f"UCD at {runtime.ucd_base_url} as partner {settings.partner}"
+    # The client's own lines about this call (each retry, the final failure) would say
+    # the same thing several times: the one warning below sums them up.
+    client_logger = logging.getLogger("gateway.ucd")
+    level = client_logger.level
+    client_logger.setLevel(logging.CRITICAL)
     try:
         with operation_deadline(STARTUP_CHECK_TIMEOUT):
             await runtime.ucd.check_ready()
@@ -209,6 +214,8 @@ async def _check_ucd(app: Starlette, settings: Settings) -> None:
             exc,
         )
         return
+    finally:
+        client_logger.setLevel(level)
     logger.info("gateway ready; %s", where)
 
 

@@ -29,13 +29,12 @@ from typing import Final, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import Response
 
 __all__ = [
     "ANONYMOUS",
-    "CONTENT_TYPE",
     "MAX_OPERATION_NAMES",
     "OTHER",
     "GatewayMetrics",
@@ -43,7 +42,6 @@ __all__ = [
     "metrics_endpoint",
 ]
 
-CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 #: Distinct operation names that get a label of their own; later names are ``OTHER``.
 MAX_OPERATION_NAMES: Final = 100
 #: The label of an operation without a name.
@@ -159,8 +157,11 @@ class GatewayMetrics:
         if users > 0:
             self._ucd_users.labels(endpoint).observe(users)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The body and content type for a scraper that sends ``accept``: the Prometheus
+        text format, or OpenMetrics when asked for (prometheus-client's negotiation)."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
     def _live(self) -> Iterator[Metric]:
         in_flight = GaugeMetricFamily(
@@ -201,6 +202,7 @@ def metrics_endpoint(metrics: GatewayMetrics) -> Callable[[Request], Awaitable[R
     """``GET /metrics``: the registry in Prometheus' text format."""
 
     async def endpoint(request: Request) -> Response:
-        return Response(metrics.render(), headers={"content-type": CONTENT_TYPE})
+        body, content_type = metrics.render(request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type})
 
     return endpoint

@@ -23,9 +23,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from graphql import OperationDefinitionNode
+from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
+from gateway.error_codes import ErrorCode
 from gateway.error_pipeline import code_of
 from gateway.metrics import GatewayMetrics
 from gateway.request_context import current_request
@@ -55,10 +56,16 @@ class _OperationObserver(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
-        outcome = "BAD_REQUEST"  # strawberry raised: the view answers BAD_REQUEST
+        # Strawberry raised past the operation: the view refuses it with BAD_REQUEST.
+        outcome = ErrorCode.BAD_REQUEST.value
         try:
             yield
             outcome = self._outcome()
+        except GraphQLError as error:
+            # A syntax error from the parser cache leaves through here; strawberry
+            # answers it as the error it is.
+            outcome = code_of(error).value
+            raise
         finally:
             self._record(outcome, time.perf_counter() - started)
 

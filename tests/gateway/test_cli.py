@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.settings import Settings, reachable_host
 from gateway.ucd.demo_data import SEGMENTS, demo_users
+from tests.gateway.cli_process import serving
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +71,7 @@ def test_schema_prints_the_sdl(capsys: pytest.CaptureFixture[str]) -> None:
             ("local-ucd",), {"UCD_GATEWAY_PARTNER": "Not Valid"}, "partner name", id="partner"
         ),
         pytest.param(("serve",), {"UCD_GATEWAY_PORT": "many"}, "UCD_GATEWAY_PORT", id="env"),
+        pytest.param(("serve", "--port", "99999"), {}, "--port", id="port-flag"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(
@@ -82,6 +85,131 @@ def test_bad_configuration_is_one_line_and_exit_2(
     assert len(lines) == 1
     assert words in lines[0]
     assert lines[0].startswith(f"ucd-gateway {args[0]}: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        pytest.param(("serve", "--port", "-1"), {}, "--port", id="port-negative"),
+        pytest.param(("serve",), {"UCD_GATEWAY_PORT": "70000"}, "UCD_GATEWAY_PORT", id="port-env"),
+        pytest.param(
+            ("serve",),
+            {"UCD_GATEWAY_UCD_BASE_URL": "unification.useinsider.com"},
+            "UCD_GATEWAY_UCD_BASE_URL: must be an http(s) URL",
+            id="url-no-scheme",
+        ),
+        pytest.param(
+            ("serve",),
+            {"UCD_GATEWAY_UCD_BASE_URL": "http://127.0.0.1:99999"},
+            "UCD_GATEWAY_UCD_BASE_URL",
+            id="url-port",
+        ),
+        pytest.param(
+            ("serve",), {"UCD_GATEWAY_LOG_FORMAT": "xml"}, "UCD_GATEWAY_LOG_FORMAT", id="log-format"
+        ),
+        pytest.param(("serve", "--nope"), {}, "unrecognized arguments: --nope", id="option"),
+        pytest.param(("seed", "--users", "many"), {}, "--users", id="seed-int"),
+    ],
+)
+def test_every_start_up_error_is_one_line(
+    args: tuple[str, ...],
+    env: dict[str, str],
+    words: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In process (quicker than a child each); the child of the test above shows no
+    traceback reaches the terminal."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        code = main(list(args))
+    except SystemExit as exited:  # argparse's own refusals
+        code = exited.code
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert words in lines[0]
+    # argparse reports an unknown option as the top-level command's.
+    assert lines[0].startswith((f"ucd-gateway {args[0]}: ", "ucd-gateway: "))
+
+
+def test_version_prints_the_package_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ucd-gateway {version('ucd-gateway')}"
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "variables"),
+    [
+        pytest.param("serve", ("--host", "--port"), tuple(Settings.model_fields), id="serve"),
+        pytest.param(
+            "local-ucd",
+            ("--host", "--port", "--data", "--strict-limits"),
+            ("partner", "token", "local_ucd_data_dir", "log_level", "log_format"),
+            id="local-ucd",
+        ),
+        pytest.param(
+            "seed",
+            ("--users", "--seed", "--data", "--ucd-url", "--no-progress"),
+            ("partner", "token", "local_ucd_data_dir"),
+            id="seed",
+        ),
+        pytest.param("schema", (), (), id="schema"),
+    ],
+)
+def test_every_commands_help_lists_its_options_and_variables(
+    command: str,
+    options: tuple[str, ...],
+    variables: tuple[str, ...],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for option in options:
+        assert option in text
+    for name in variables:
+        assert f"UCD_GATEWAY_{name.upper()}" in text
+    if not variables:
+        assert "no UCD_GATEWAY_* variable applies" in text
+    # The token's value is never shown, not even its default.
+    assert "local-dev-token" not in text
+
+
+def test_an_unreachable_ucd_is_one_warning_and_readyz_is_503_until_it_answers(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with serving(tmp_path, UCD_GATEWAY_UCD_BASE_URL=url, UCD_GATEWAY_BREAKER_COOLDOWN="0.2") as (
+        base,
+        stderr,
+    ):
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 503
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        command = [sys.executable, "-m", "gateway", "local-ucd", "--port", str(port)]
+        with subprocess.Popen(  # noqa: S603  # our own interpreter and module
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path
+        ) as ucd:
+            try:
+                assert ucd.stdout is not None
+                assert "local UCD on" in ucd.stdout.readline()
+                assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+            finally:
+                ucd.terminate()
+                ucd.communicate(timeout=10)
+    # The start-up lines (no request id); /readyz's own calls log as they always have.
+    warnings = [line for line in stderr if " WARNING " in line and " -: " in line]
+    assert len(warnings) == 1, stderr
+    assert f"UCD at {url} as partner local does not answer" in warnings[0]
+    assert "/readyz answers 503" in warnings[0]
+    assert not any("gateway ready" in line for line in stderr)
+    assert "Traceback" not in "\n".join(stderr)
 
 
 @pytest.mark.parametrize(
