@@ -122,6 +122,7 @@ def test_every_start_up_error_is_one_line(
     traceback reaches the terminal."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    code: int | str | None
     try:
         code = main(list(args))
     except SystemExit as exited:  # argparse's own refusals
