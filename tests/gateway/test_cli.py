@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sqlite3
@@ -17,12 +18,13 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.app import create_app
-from gateway.cli import main
+from gateway.cli import _check_ucd, main
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.settings import Settings, reachable_host
 from gateway.ucd.demo_data import SEGMENTS, demo_users
 from tests.gateway.cli_process import serving
+from tests.gateway.conftest import app_gateway, runtime
 
 
 @pytest.fixture(autouse=True)
@@ -352,3 +354,26 @@ def test_seed_against_an_unreachable_ucd_says_so(capsys: pytest.CaptureFixture[s
     code = main(["seed", "--users", "1", "--no-progress", "--ucd-url", f"http://127.0.0.1:{port}"])
     assert code == 1
     assert "ucd-gateway seed: cannot reach the UCD" in capsys.readouterr().err
+
+
+async def test_the_start_up_check_says_ready_only_when_the_ucd_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In process, the check ``serve`` runs before its banner (the test above runs it)."""
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    caplog.set_level(logging.INFO)
+    async with app_gateway(down) as (_, app):
+        await _check_ucd(app, runtime(app).settings)
+    async with app_gateway() as (_, app):
+        await _check_ucd(app, runtime(app).settings)
+    lines = [(r.levelname, r.name, r.getMessage()) for r in caplog.records]
+    down_lines = [line for line in lines if "does not answer" in line[2]]
+    assert len(down_lines) == 1
+    assert down_lines[0][:2] == ("WARNING", "gateway.cli")
+    assert not any(name == "gateway.ucd" for _, name, _ in lines)
+    ready = [line for line in lines if line[2].startswith("gateway ready; UCD at http://ucd")]
+    assert len(ready) == 1
+    assert logging.getLogger("gateway.ucd").level == logging.NOTSET

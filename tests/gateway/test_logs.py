@@ -19,7 +19,14 @@ import httpx
 import orjson
 import pytest
 
-from gateway.logs import JsonFormatter, RequestFields, configure_logging
+from gateway.logs import (
+    JsonFormatter,
+    LocalUcdLines,
+    RequestFields,
+    configure_logging,
+    embedded_server_context,
+    install_local_ucd_lines,
+)
 from gateway.request_context import ACCEPTED_ID
 from tests.gateway.cli_process import serving
 from tests.gateway.conftest import UPSERT, app_gateway
@@ -256,3 +263,34 @@ def test_start_and_stop_lines_print_once(tmp_path: Path) -> None:
     for once in ("Started server process", "Shutting down", "Finished server process"):
         assert joined.count(once) == 1, joined
     assert "embedded local UCD on http://127.0.0.1:" in joined
+
+
+def test_the_embedded_servers_lines_go_under_the_local_ucds_names() -> None:
+    install_local_ucd_lines()
+    install_local_ucd_lines()  # once per process, however often asked
+    assert (
+        sum(isinstance(f, LocalUcdLines) for f in logging.getLogger("uvicorn.access").filters) == 1
+    )
+
+    def log_as_uvicorn() -> None:
+        logging.getLogger("uvicorn.access").info("GET /x")
+        logging.getLogger("uvicorn.error").info("Started server process [1]")
+        logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+
+    levels = {name: logging.getLogger(name).level for name in ("uvicorn.access", "uvicorn.error")}
+    with json_lines(logging.DEBUG) as lines:
+        for name in levels:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        try:
+            embedded_server_context().run(log_as_uvicorn)
+            log_as_uvicorn()
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+    assert [(x["logger"], x["message"]) for x in lines] == [
+        ("local_ucd.access", "GET /x"),
+        ("local_ucd.server", "Invalid HTTP request received."),
+        ("uvicorn.access", "GET /x"),
+        ("uvicorn.error", "Started server process [1]"),
+        ("uvicorn.error", "Invalid HTTP request received."),
+    ]
