@@ -151,6 +151,9 @@ async def test_a_masked_error_is_logged_with_the_request_id_as_one_json_line() -
             )
     errors = [x for x in lines if x["level"] == "ERROR" and x["request_id"] == "req-boom"]
     assert errors
+    # The operation's outcome is the code the caller got: the masked error's.
+    (operation,) = [x for x in lines if x["logger"] == "gateway.operations"]
+    assert operation["outcome"] == "INTERNAL_SERVER_ERROR"
     assert all(EMAIL not in orjson.dumps(x).decode() for x in lines)
 
 

@@ -321,3 +321,16 @@ def test_two_apps_count_apart() -> None:
         )
         == 0
     )
+
+
+async def test_a_scraper_asking_for_openmetrics_gets_it() -> None:
+    async with app_gateway() as (client, _):
+        await graphql(client, "query Hello { __typename }")
+        response = await client.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    assert response.text.endswith("# EOF\n")
+    assert 'ucd_gateway_operations_total{operation="Hello",outcome="OK",type="query"} 1.0' in (
+        response.text
+    )
