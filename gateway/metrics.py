@@ -131,6 +131,11 @@ class GatewayMetrics:
             buckets=_USERS_BUCKETS,
             registry=registry,
         )
+        # The labelled series of each label set, looked up once: prometheus-client's
+        # ``labels()`` validates and locks on every call, several times the cost of the
+        # increment itself. The label sets are bounded, so these are too.
+        self._operation_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._call_series: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
         self._admission = admission
         self._breakers: BreakerStates | None = None
         self._endpoints: set[str] = set()
@@ -145,17 +150,32 @@ class GatewayMetrics:
     def on_operation(self, operation: str, kind: str, outcome: str, seconds: float) -> None:
         """One GraphQL operation is over; ``operation`` is a label of ``self.names``."""
         self._operation_count += 1
-        self._operations.labels(operation, kind, outcome).inc()
-        self._operation_seconds.labels(operation, kind).observe(seconds)
+        key = (operation, kind, outcome)
+        series = self._operation_series.get(key)
+        if series is None:
+            series = self._operation_series[key] = (
+                self._operations.labels(operation, kind, outcome),
+                self._operation_seconds.labels(operation, kind),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def on_call(self, endpoint: str, status: str, seconds: float, users: int) -> None:
         """A ``UcdCallObserver``: one UCD call is over."""
         self._call_count += 1
-        self._endpoints.add(endpoint)
-        self._ucd_calls.labels(endpoint, status).inc()
-        self._ucd_seconds.labels(endpoint).observe(seconds)
+        key = (endpoint, status)
+        series = self._call_series.get(key)
+        if series is None:
+            self._endpoints.add(endpoint)
+            series = self._call_series[key] = (
+                self._ucd_calls.labels(endpoint, status),
+                self._ucd_seconds.labels(endpoint),
+                self._ucd_users.labels(endpoint),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
         if users > 0:
-            self._ucd_users.labels(endpoint).observe(users)
+            series[2].observe(users)
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The body and content type for a scraper that sends ``accept``: the Prometheus

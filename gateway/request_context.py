@@ -15,6 +15,7 @@ every call.
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from contextvars import ContextVar
@@ -46,6 +47,15 @@ class RequestInfo:
 
 _current: ContextVar[RequestInfo | None] = ContextVar("request_info", default=None)
 
+#: A made id is this process's random prefix and a count: unique across replicas and
+#: restarts like a UUID, without a ``uuid4()`` (an ``os.urandom`` call) per request.
+_PREFIX: Final = uuid.uuid4().hex[:16]
+_made = itertools.count(1)
+
+
+def _new_id() -> str:
+    return f"{_PREFIX}{next(_made):016x}"
+
 
 def current_request() -> RequestInfo | None:
     """The request running in this context, if any."""
@@ -70,7 +80,7 @@ class RequestIds:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _caller_id(scope) or uuid.uuid4().hex
+        request_id = _caller_id(scope) or _new_id()
         header = (HEADER, request_id.encode())
 
         async def send_with_id(message: Message) -> None:
