@@ -280,16 +280,23 @@ def test_the_embedded_servers_lines_go_under_the_local_ucds_names() -> None:
         logging.getLogger("uvicorn.error").info("Started server process [1]")
         logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
 
-    levels = {name: logging.getLogger(name).level for name in ("uvicorn.access", "uvicorn.error")}
+    # As configure_logging leaves them, whatever uvicorn's own set-up in an earlier test
+    # of this process did (its handlers, no propagation).
+    loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.access", "uvicorn.error")]
+    saved = [(x.level, x.handlers[:], x.propagate, x.disabled) for x in loggers]
     with json_lines(logging.DEBUG) as lines:
-        for name in levels:
-            logging.getLogger(name).setLevel(logging.NOTSET)
+        for target in loggers:
+            target.setLevel(logging.NOTSET)
+            target.handlers.clear()
+            target.propagate, target.disabled = True, False
         try:
             embedded_server_context().run(log_as_uvicorn)
             log_as_uvicorn()
         finally:
-            for name, level in levels.items():
-                logging.getLogger(name).setLevel(level)
+            for target, (level, handlers, propagate, disabled) in zip(loggers, saved, strict=True):
+                target.setLevel(level)
+                target.handlers[:] = handlers
+                target.propagate, target.disabled = propagate, disabled
     assert [(x["logger"], x["message"]) for x in lines] == [
         ("local_ucd.access", "GET /x"),
         ("local_ucd.server", "Invalid HTTP request received."),
