@@ -1,47 +1,57 @@
 """Overload: the gateway at about twice the load it can serve, with and without shedding.
 
 The local UCD and each gateway run under uvicorn in their own processes on loopback (as
-in ``gateway_overhead``); the load generator is aiohttp in this process.
+in ``gateway_overhead``). The load comes from ``bench/_loadgen.py``: raw HTTP/1.1 on
+uvloop from ``GENERATORS`` processes, an open loop on a schedule, so the generator's own
+queueing stays out of the figures (it reports how late it sent against its schedule).
+With two CPUs or more, the gateway gets a CPU of its own (``os.sched_setaffinity``); the
+local UCD, the generators and this process share the others.
 
 1. **Saturation.** A closed loop of ``SATURATION_CONNECTIONS`` connections sends the
    selective read of ``gateway_overhead`` for ``SATURATION_S`` seconds to a gateway with
-   default settings: its requests/s is the saturation rate ``S``.
+   default settings: its accepted requests/s is the saturation rate ``S``.
 2. **Overload**, for each gateway row (a fresh process each): an open loop offers
    ``2 × S`` requests/s for ``LOAD_S`` seconds, each request with a ``CLIENT_TIMEOUT_S``
    timeout, bounded at ``MAX_OUTSTANDING`` requests in flight on as many connections (a
    request due while the bound is reached is not sent and is counted as "not sent").
    Answers are *accepted* (200 without errors), *rejected* (503 OVERLOADED) or *failed*
-   (anything else: the operation's deadline, client timeouts, other errors).
+   (anything else: the operation's deadline, client timeouts, other errors). Latencies
+   are reported twice: as the generator saw them (request written to answer read), and
+   as the gateway saw them (its ASGI app called to its answer sent; ``_Timed``, a thin
+   wrapper this bench puts around the app, outermost).
 3. **Recovery.** As soon as the load stops, one probe at a time until a probe is answered
    200: the recovery time. Then, 5 s after the load stopped, 100 requests (10 at a time)
    and how many of them succeed.
 4. **Memory.** The gateway's RSS before the load, its peak during it (``VmHWM``), and after.
-5. **The cost of a refusal**, apart from the load generator's own queueing (which, on a
-   small machine, dominates the latencies of step 2): a gateway with
-   ``max_in_flight=1`` under a closed loop of ``SATURATION_CONNECTIONS`` connections for
-   ``SATURATION_S``, so nearly every request is refused: latencies of the refusals, and
-   the gateway's CPU time per request (``/proc``), against an accepted read's.
+5. **The cost of a refusal**: a gateway with ``max_in_flight=1`` under a closed loop of
+   ``SATURATION_CONNECTIONS`` connections for ``SATURATION_S``, so nearly every request
+   is refused: latencies of the refusals, and the gateway's CPU time per request
+   (``/proc``), against an accepted read's.
 
-``run()`` returns the figures and prints a markdown table. ``python -m bench.overload``.
+``run()`` returns the figures and prints markdown tables. ``python -m bench overload``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
-from collections import Counter
+from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.queues import Queue
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import aiohttp
 import orjson
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bench import _loadgen as loadgen
 from bench.gateway_overhead import QUERY, USER_UUID, _cpu_seconds, _wait_ready
 from bench.local_ucd_scale import HEADERS, PARTNER, TOKEN, _listen, _serve_local_ucd, _status_kib
 
@@ -53,6 +63,8 @@ CLIENT_TIMEOUT_S = 15.0
 MAX_OUTSTANDING = 1024
 AFTER_S = 5.0
 AFTER_REQUESTS = 100
+#: Load generator processes; they share the CPUs the gateway does not have.
+GENERATORS = 2
 
 #: The gateways compared: a name and UCD_GATEWAY_MAX_IN_FLIGHT. A limit no load reaches
 #: stands for the gateway before shedding existed.
@@ -60,14 +72,142 @@ ROWS: dict[str, int] = {"shedding (max_in_flight 256, default)": 256, "no sheddi
 
 GRAPHQL = orjson.dumps({"query": QUERY, "variables": {"u": USER_UUID}})
 JSON_HEADERS = {"Content-Type": "application/json"}
+#: The path of ``_Timed``'s figures on the benched gateway (not a route of the gateway).
+TIMINGS_PATH: Final = "/_bench/timings"
 
 
-def _serve_gateway(ucd_url: str, max_in_flight: int, ready: Queue[int]) -> None:
+# --- CPUs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cpus:
+    """Which CPUs the gateway runs on, and which everything else (None: not pinned)."""
+
+    gateway: frozenset[int] | None
+    others: frozenset[int] | None
+
+    @classmethod
+    def split(cls) -> Cpus:
+        available = sorted(os.sched_getaffinity(0))
+        if len(available) < 2:
+            return cls(None, None)
+        return cls(frozenset(available[-1:]), frozenset(available[:-1]))
+
+    def describe(self) -> str:
+        if self.gateway is None or self.others is None:
+            return "not pinned (one CPU)"
+        return (
+            f"gateway on CPU {', '.join(map(str, sorted(self.gateway)))}; local UCD, "
+            f"load generators and bench on CPU {', '.join(map(str, sorted(self.others)))}"
+        )
+
+
+def _pin(cpus: frozenset[int] | None) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+
+
+# --- the servers ----------------------------------------------------------------------------
+
+
+#: How often ``_Timed`` samples the gateway's event loop lag.
+_LAG_PERIOD_S: Final = 0.01
+#: ``_Timed``'s outcome codes, and their names.
+_OUTCOMES: Final = ("accepted", "rejected", "other")
+
+
+class _Timed:
+    """Times every /graphql request from the ASGI call to its last body message.
+
+    Bench only, outermost around the gateway's app: what the gateway itself takes,
+    without the time a request waits in the kernel or for the event loop to read it.
+    ``GET /_bench/timings?from=…&to=…`` (``time.monotonic()``, the same clock in every
+    process of a Linux host) answers the samples of the requests that started in that
+    window (and the loop lag sampled in it). 17 bytes a
+    request, in arrays, so the RSS figures of the gateway barely include them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._started = array("d")
+        self._latencies = array("d")
+        self._outcomes = array("B")
+        # The event loop's lag: how late a 10 ms timer fires, sampled all along.
+        self._lag_at = array("d")
+        self._lag = array("d")
+        self._sampler: asyncio.Task[None] | None = None
+
+    async def _sample_lag(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(_LAG_PERIOD_S)
+            now = time.monotonic()
+            self._lag_at.append(now)
+            self._lag.append(now - before - _LAG_PERIOD_S)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/graphql":
+            if scope["type"] == "http" and scope["path"] == TIMINGS_PATH:
+                await self._answer_timings(scope, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if self._sampler is None:
+            self._sampler = asyncio.get_running_loop().create_task(self._sample_lag())
+        start = time.monotonic()
+        status = 0
+        errors = False
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status, errors
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                errors = errors or b'"errors"' in message.get("body", b"")
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+        self._started.append(start)
+        self._latencies.append(time.monotonic() - start)
+        if status == 200 and not errors:
+            self._outcomes.append(0)
+        elif status == 503 and errors:
+            self._outcomes.append(1)
+        else:
+            self._outcomes.append(2)
+
+    async def _answer_timings(self, scope: Scope, send: Send) -> None:
+        query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if p)
+        low, high = float(query.get("from", "-inf")), float(query.get("to", "inf"))
+        chosen = [i for i, at in enumerate(self._started) if low <= at <= high]
+        body = orjson.dumps(
+            {
+                "outcomes": [_OUTCOMES[self._outcomes[i]] for i in chosen],
+                "latencies": [self._latencies[i] for i in chosen],
+                "lag": [
+                    lag
+                    for at, lag in zip(self._lag_at, self._lag, strict=True)
+                    if low <= at <= high
+                ],
+            }
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _serve_gateway(
+    ucd_url: str, max_in_flight: int, cpus: frozenset[int] | None, ready: Queue[int]
+) -> None:
     import uvicorn
 
     from gateway.app import create_app
     from gateway.settings import Settings
 
+    _pin(cpus)
     sock = _listen()
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
@@ -78,114 +218,88 @@ def _serve_gateway(ucd_url: str, max_in_flight: int, ready: Queue[int]) -> None:
         max_in_flight=max_in_flight,
     )
     ready.put(sock.getsockname()[1])
-    uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
-    ).run(sockets=[sock])
+    app = _Timed(create_app(settings))
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")).run(
+        sockets=[sock]
+    )
 
 
-# --- load ---------------------------------------------------------------------------------
+def _serve_pinned_local_ucd(data_dir: str, cpus: frozenset[int] | None, ready: Queue[int]) -> None:
+    _pin(cpus)
+    _serve_local_ucd(data_dir, ready)
 
 
-@dataclass
-class Tally:
-    accepted: list[float] = field(default_factory=list)
-    rejected: list[float] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    not_sent: int = 0
+# --- probes from this process -----------------------------------------------------------------
 
 
-async def _send(session: aiohttp.ClientSession, url: str, limit_s: float) -> tuple[str, float]:
-    """One GraphQL request: ``accepted``, ``rejected`` or ``failed``, and its latency (s)."""
-    start = time.perf_counter()
+async def _send(session: aiohttp.ClientSession, url: str, limit_s: float) -> str:
+    """One GraphQL request: ``accepted``, ``rejected`` or what failed."""
     try:
         async with session.post(
-            url,
-            data=GRAPHQL,
-            headers=JSON_HEADERS,
-            timeout=aiohttp.ClientTimeout(total=limit_s),
+            url, data=GRAPHQL, headers=JSON_HEADERS, timeout=aiohttp.ClientTimeout(total=limit_s)
         ) as response:
-            payload = await response.read()
-            status = response.status
+            return loadgen.classify(response.status, await response.read())
     except (TimeoutError, aiohttp.ClientError) as exc:
-        return f"failed: {type(exc).__name__}", time.perf_counter() - start
-    latency = time.perf_counter() - start
-    if status == 200 and b'"errors"' not in payload:
-        return "accepted", latency
-    if status == 503 and b'"OVERLOADED"' in payload:
-        return "rejected", latency
-    return f"failed: HTTP {status}", latency
+        return type(exc).__name__
 
 
-async def _saturation(session: aiohttp.ClientSession, url: str) -> float:
-    """Requests/s of a closed loop of ``SATURATION_CONNECTIONS`` for ``SATURATION_S``."""
-    done = 0
-    stop = time.perf_counter() + SATURATION_S
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            outcome, _ = await _send(session, url, CLIENT_TIMEOUT_S)
-            if outcome != "accepted":
-                raise RuntimeError(f"saturation run: a request {outcome}")
-            done += 1
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(SATURATION_CONNECTIONS)))
-    return done / (time.perf_counter() - began)
+async def _warm_up(port: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        await _wait_ready(session, f"http://127.0.0.1:{port}/healthz")
+        url = f"http://127.0.0.1:{port}/graphql"
+        for _ in range(200):  # caches, connections
+            await _send(session, url, CLIENT_TIMEOUT_S)
 
 
-async def _open_loop(
-    session: aiohttp.ClientSession, url: str, rate: float
-) -> tuple[Tally, set[asyncio.Task[None]], float]:
-    """Offer ``rate`` requests/s for ``LOAD_S``; the tally, the requests still out, the end."""
-    tally = Tally()
-    outstanding: set[asyncio.Task[None]] = set()
-
-    async def one() -> None:
-        outcome, latency = await _send(session, url, CLIENT_TIMEOUT_S)
-        if outcome == "accepted":
-            tally.accepted.append(latency)
-        elif outcome == "rejected":
-            tally.rejected.append(latency)
-        else:
-            tally.failures[outcome.removeprefix("failed: ")] += 1
-
-    began = time.perf_counter()
-    issued = 0
-    while (elapsed := time.perf_counter() - began) < LOAD_S:
-        for _ in range(int(elapsed * rate) - issued):
-            issued += 1
-            if len(outstanding) >= MAX_OUTSTANDING:
-                tally.not_sent += 1
-                continue
-            task = asyncio.create_task(one())
-            outstanding.add(task)
-            task.add_done_callback(outstanding.discard)
-        await asyncio.sleep(0.002)
-    return tally, outstanding, time.perf_counter()
+async def _recovery(port: int, load_end: float) -> float:
+    """Seconds from ``load_end`` (``time.time()``) until a probe, one at a time, is
+    answered 200; probing starts at ``load_end``."""
+    url = f"http://127.0.0.1:{port}/graphql"
+    await asyncio.sleep(max(0.0, load_end - time.time()))
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if await _send(session, url, 10.0) == "accepted":
+                return time.time() - load_end
+            if time.time() - load_end > 60:
+                return float("inf")
+            await asyncio.sleep(0.05)
 
 
-async def _recovery(session: aiohttp.ClientSession, url: str, load_end: float) -> float:
-    """Seconds from ``load_end`` until a probe, one at a time, is answered 200."""
-    while True:
-        outcome, _ = await _send(session, url, 10.0)
-        if outcome == "accepted":
-            return time.perf_counter() - load_end
-        if time.perf_counter() - load_end > 60:
-            return float("inf")
-        await asyncio.sleep(0.05)
-
-
-async def _after(session: aiohttp.ClientSession, url: str) -> int:
+async def _after(port: int) -> int:
     """Of ``AFTER_REQUESTS`` requests, 10 at a time, how many were accepted."""
+    url = f"http://127.0.0.1:{port}/graphql"
     gate = asyncio.Semaphore(10)
+    async with aiohttp.ClientSession() as session:
 
-    async def one() -> bool:
-        async with gate:
-            outcome, _ = await _send(session, url, 10.0)
-            return outcome == "accepted"
+        async def one() -> bool:
+            async with gate:
+                return await _send(session, url, 10.0) == "accepted"
 
-    return sum(await asyncio.gather(*(one() for _ in range(AFTER_REQUESTS))))
+        return sum(await asyncio.gather(*(one() for _ in range(AFTER_REQUESTS))))
+
+
+async def _gateway_timings(port: int, low: float, high: float) -> dict[str, list[float]]:
+    """The gateway's own latencies of the requests that started between ``low`` and
+    ``high`` (``time.monotonic()``), per outcome, and its event loop's lag (``"lag"``)."""
+    url = f"http://127.0.0.1:{port}{TIMINGS_PATH}?from={low}&to={high}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        figures = orjson.loads(await response.read())
+    per_outcome: dict[str, list[float]] = {"lag": figures["lag"]}
+    for outcome, latency in zip(figures["outcomes"], figures["latencies"], strict=True):
+        per_outcome.setdefault(outcome, []).append(latency)
+    return per_outcome
+
+
+def _run_delay_s(pid: int) -> float | None:
+    """Seconds process ``pid``'s main thread was runnable but waited for a CPU, so far."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _share(after: float | None, before: float | None, wall: float) -> float | None:
+    return None if after is None or before is None else (after - before) / wall
 
 
 def _ms(latencies: list[float], quantile: float) -> float | None:
@@ -197,37 +311,76 @@ def _ms(latencies: list[float], quantile: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(len(ordered) * quantile))] * 1000
 
 
-async def _overload_row(port: int, pid: int, rate: float) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{port}/graphql"
-    connector = aiohttp.TCPConnector(limit=MAX_OUTSTANDING + 20)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await _wait_ready(session, f"http://127.0.0.1:{port}/healthz")
-        for _ in range(200):  # warm-up: caches, connections
-            await _send(session, url, CLIENT_TIMEOUT_S)
-        rss_before = _status_kib(pid, "VmRSS") / 1024
-        tally, outstanding, load_end = await _open_loop(session, url, rate)
-        recovery = await _recovery(session, url, load_end)
-        if outstanding:
-            await asyncio.wait(outstanding)
-        await asyncio.sleep(max(0.0, load_end + AFTER_S - time.perf_counter()))
-    # A fresh pool: uvicorn closes connections idle for 5 s, and a request on one of
-    # those would count as a failure of the gateway's rather than of the client's pool.
-    async with aiohttp.ClientSession() as session:
-        after_ok = await _after(session, url)
-    failed = sum(tally.failures.values())
-    sent = len(tally.accepted) + len(tally.rejected) + failed
+def _plan(port: int, *, rate: float, connections: int, seconds: float, cpus: Cpus) -> loadgen.Plan:
+    return loadgen.Plan(
+        host="127.0.0.1",
+        port=port,
+        request=loadgen.post_request("127.0.0.1", port, "/graphql", GRAPHQL),
+        duration_s=seconds,
+        rate=rate,
+        max_outstanding=connections,
+        timeout_s=CLIENT_TIMEOUT_S,
+        processes=GENERATORS,
+        cpus=cpus.others,
+    )
+
+
+# --- the runs -------------------------------------------------------------------------------
+
+
+def _saturation(port: int, cpus: Cpus) -> float:
+    """Accepted requests/s of a closed loop of ``SATURATION_CONNECTIONS`` for ``SATURATION_S``."""
+    plan = _plan(port, rate=0, connections=SATURATION_CONNECTIONS, seconds=SATURATION_S, cpus=cpus)
+    tally = loadgen.run(plan)
+    if tally.failures or tally.rejected:
+        raise RuntimeError(f"saturation run: not every request succeeded: {dict(tally.failures)}")
+    return len(tally.accepted) / tally.wall_s
+
+
+def _overload_row(port: int, pid: int, rate: float, cpus: Cpus) -> dict[str, Any]:
+    asyncio.run(_warm_up(port))
+    rss_before = _status_kib(pid, "VmRSS") / 1024
+    load = loadgen.Load(
+        _plan(port, rate=rate, connections=MAX_OUTSTANDING, seconds=LOAD_S, cpus=cpus)
+    )
+    # time.time() of the load's start and end, as time.monotonic() for the gateway's clock.
+    offset = time.monotonic() - time.time()
+    time.sleep(max(0.0, load.start_at - time.time()))
+    cpu_before, waited_before = _cpu_seconds(pid), _run_delay_s(pid)
+    recovery = asyncio.run(_recovery(port, load.end_at))
+    # _recovery returns once the load is over (and a probe was answered).
+    cpu_share = _share(_cpu_seconds(pid), cpu_before, time.time() - load.start_at)
+    waited_share = _share(_run_delay_s(pid), waited_before, time.time() - load.start_at)
+    tally = load.result()
+    gateway = asyncio.run(_gateway_timings(port, load.start_at + offset, load.end_at + offset))
+    time.sleep(max(0.0, load.end_at + AFTER_S - time.time()))
+    after_ok = asyncio.run(_after(port))
+    gateway_failed = sum(
+        len(v) for k, v in gateway.items() if k not in ("accepted", "rejected", "lag")
+    )
     return {
-        "offered_rps": (sent + tally.not_sent) / LOAD_S,
-        "sent": sent,
+        "offered_rps": (tally.sent + tally.not_sent) / LOAD_S,
+        "sent": tally.sent,
         "not_sent": tally.not_sent,
         "accepted": len(tally.accepted),
         "rejected": len(tally.rejected),
-        "failed": failed,
+        "failed": sum(tally.failures.values()),
         "failures": dict(tally.failures),
+        "generator_lag_p99_ms": _ms(tally.lag, 0.99),
+        "generator_cpu_share": tally.cpu_s / tally.wall_s if tally.wall_s else None,
         "accepted_p50_ms": _ms(tally.accepted, 0.5),
         "accepted_p99_ms": _ms(tally.accepted, 0.99),
         "rejected_p50_ms": _ms(tally.rejected, 0.5),
         "rejected_p99_ms": _ms(tally.rejected, 0.99),
+        "gateway_accepted_p50_ms": _ms(gateway.get("accepted", []), 0.5),
+        "gateway_accepted_p99_ms": _ms(gateway.get("accepted", []), 0.99),
+        "gateway_rejected_p50_ms": _ms(gateway.get("rejected", []), 0.5),
+        "gateway_rejected_p99_ms": _ms(gateway.get("rejected", []), 0.99),
+        "gateway_failed": gateway_failed,
+        "gateway_loop_lag_p50_ms": _ms(gateway["lag"], 0.5),
+        "gateway_loop_lag_p99_ms": _ms(gateway["lag"], 0.99),
+        "gateway_cpu_share": cpu_share,
+        "gateway_cpu_wait_share": waited_share,
         "rss_before_mib": rss_before,
         "rss_peak_mib": _status_kib(pid, "VmHWM") / 1024,
         "rss_after_mib": _status_kib(pid, "VmRSS") / 1024,
@@ -236,64 +389,48 @@ async def _overload_row(port: int, pid: int, rate: float) -> dict[str, Any]:
     }
 
 
-async def _refusal_cost(port: int, pid: int) -> dict[str, Any]:
+def _refusal_cost(port: int, pid: int, cpus: Cpus) -> dict[str, Any]:
     """Closed loop on a gateway that takes one request at a time: refusals' cost."""
-    url = f"http://127.0.0.1:{port}/graphql"
-    rejected: list[float] = []
-    accepted = 0
-    connector = aiohttp.TCPConnector(limit=SATURATION_CONNECTIONS)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await _wait_ready(session, f"http://127.0.0.1:{port}/healthz")
-        stop = time.perf_counter() + SATURATION_S
-        cpu_before = _cpu_seconds(pid)
-
-        async def worker() -> None:
-            nonlocal accepted
-            while time.perf_counter() < stop:
-                outcome, latency = await _send(session, url, CLIENT_TIMEOUT_S)
-                if outcome == "rejected":
-                    rejected.append(latency)
-                elif outcome == "accepted":
-                    accepted += 1
-                else:
-                    raise RuntimeError("refusal run: a request failed")
-
-        await asyncio.gather(*(worker() for _ in range(SATURATION_CONNECTIONS)))
-        cpu_after = _cpu_seconds(pid)
+    asyncio.run(_warm_up(port))
+    plan = _plan(port, rate=0, connections=SATURATION_CONNECTIONS, seconds=SATURATION_S, cpus=cpus)
+    cpu_before = _cpu_seconds(pid)
+    tally = loadgen.run(plan)
+    cpu_after = _cpu_seconds(pid)
+    if tally.failures:
+        raise RuntimeError(f"refusal run: requests failed: {dict(tally.failures)}")
     cpu = None
-    if cpu_before is not None and cpu_after is not None:
-        cpu = (cpu_after - cpu_before) / (len(rejected) + accepted) * 1e6
+    if cpu_before is not None and cpu_after is not None and tally.sent:
+        # The warm-up is over before cpu_before; the generators' start-up costs the gateway
+        # nothing, so the CPU between the two readings is the closed loop's.
+        cpu = (cpu_after - cpu_before) / tally.sent * 1e6
     return {
-        "rejected": len(rejected),
-        "accepted": accepted,
-        "rejected_p50_ms": _ms(rejected, 0.5),
-        "rejected_p99_ms": _ms(rejected, 0.99),
+        "rejected": len(tally.rejected),
+        "accepted": len(tally.accepted),
+        "rejected_p50_ms": _ms(tally.rejected, 0.5),
+        "rejected_p99_ms": _ms(tally.rejected, 0.99),
         "cpu_us_per_request": cpu,
     }
 
 
-async def _seed_and_saturate(ucd_port: int, gateway_port: int) -> float:
-    connector = aiohttp.TCPConnector(limit=SATURATION_CONNECTIONS)
-    async with aiohttp.ClientSession(connector=connector) as session:
+async def _seed(ucd_port: int) -> None:
+    async with aiohttp.ClientSession() as session:
         ucd = f"http://127.0.0.1:{ucd_port}"
         await _wait_ready(session, f"{ucd}/healthz")
-        await _wait_ready(session, f"http://127.0.0.1:{gateway_port}/healthz")
         seed = {"users": [{"identifiers": {"uuid": USER_UUID}, "attributes": {"name": "Bench"}}]}
         async with session.post(
             f"{ucd}/api/user/v1/upsert", data=orjson.dumps(seed), headers=HEADERS
         ) as response:
             if response.status != 200:
                 raise RuntimeError(f"seeding failed: {response.status} {await response.text()}")
-        url = f"http://127.0.0.1:{gateway_port}/graphql"
-        await _saturation(session, url)  # warm-up
-        return await _saturation(session, url)
 
 
 def run() -> dict[str, Any]:
     """Start the servers, saturate, overload each gateway; print and return the figures."""
+    cpus = Cpus.split()
     context = multiprocessing.get_context("spawn")
     ready: Queue[int] = context.Queue()
     processes: list[multiprocessing.process.BaseProcess] = []
+    own_cpus = os.sched_getaffinity(0)
 
     def start(target: Callable[..., None], *args: Any) -> tuple[int, int]:
         proc = context.Process(target=target, args=(*args, ready), daemon=True)
@@ -307,26 +444,33 @@ def run() -> dict[str, Any]:
         proc.join(timeout=20)
 
     rows: dict[str, dict[str, Any]] = {}
+    saturation: float | None = None
     with tempfile.TemporaryDirectory(prefix="bench-overload-") as data_dir:
         try:
-            ucd_port, _ = start(_serve_local_ucd, data_dir)
+            # This process probes and reads figures: off the gateway's CPU too.
+            _pin(cpus.others)
+            ucd_port, _ = start(_serve_pinned_local_ucd, data_dir, cpus.others)
+            asyncio.run(_seed(ucd_port))
             ucd_url = f"http://127.0.0.1:{ucd_port}"
-            saturation: float | None = None
             for name, limit in ROWS.items():
-                port, pid = start(_serve_gateway, ucd_url, limit)
                 if saturation is None:
-                    saturation = asyncio.run(_seed_and_saturate(ucd_port, port))
+                    port, _ = start(_serve_gateway, ucd_url, limit, cpus.gateway)
+                    asyncio.run(_warm_up(port))
+                    _saturation(port, cpus)  # warm-up
+                    saturation = _saturation(port, cpus)
                     stop(processes.pop())
-                    port, pid = start(_serve_gateway, ucd_url, limit)
-                rows[name] = asyncio.run(_overload_row(port, pid, saturation * OVERLOAD_FACTOR))
+                port, pid = start(_serve_gateway, ucd_url, limit, cpus.gateway)
+                rows[name] = _overload_row(port, pid, saturation * OVERLOAD_FACTOR, cpus)
                 stop(processes.pop())
-            port, pid = start(_serve_gateway, ucd_url, 1)
-            refusals = asyncio.run(_refusal_cost(port, pid))
+            port, pid = start(_serve_gateway, ucd_url, 1, cpus.gateway)
+            refusals = _refusal_cost(port, pid, cpus)
             stop(processes.pop())
         finally:
             for proc in processes:
                 stop(proc)
+            os.sched_setaffinity(0, own_cpus)
     report = {
+        "cpus": cpus.describe(),
         "saturation_rps": saturation,
         "load_s": LOAD_S,
         "rows": rows,
@@ -340,26 +484,50 @@ def _fmt(value: float | None, spec: str = ",.1f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _pair(r: dict[str, Any], key: str) -> str:
+    return f"{_fmt(r[key + '_p50_ms'])} / {_fmt(r[key + '_p99_ms'])}"
+
+
 def _table(report: dict[str, Any]) -> str:
     saturation = report["saturation_rps"]
     lines = [
-        f"Saturation (closed loop, {SATURATION_CONNECTIONS} connections): "
-        f"{saturation:,.0f} requests/s. Overload: {OVERLOAD_FACTOR:g} × that offered for "
-        f"{report['load_s']:g} s, open loop, at most {MAX_OUTSTANDING} requests out.",
+        f"CPUs: {report['cpus']}. Saturation (closed loop, {SATURATION_CONNECTIONS} "
+        f"connections): {saturation:,.0f} requests/s. Overload: {OVERLOAD_FACTOR:g} × that "
+        f"offered for {report['load_s']:g} s, open loop from {GENERATORS} generator "
+        f"processes, at most {MAX_OUTSTANDING} requests out.",
         "",
         "| gateway | offered/s | sent | not sent | accepted | rejected 503 | failed "
-        "| rejected p50 / p99 ms | accepted p50 / p99 ms | RSS before / peak / after MiB "
+        "| RSS before / peak / after MiB "
         f"| recovery s | ok of {AFTER_REQUESTS}, {AFTER_S:g} s after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report["rows"].items():
         lines.append(
             f"| {name} | {r['offered_rps']:,.0f} | {r['sent']:,} | {r['not_sent']:,} "
             f"| {r['accepted']:,} | {r['rejected']:,} | {r['failed']:,} "
-            f"| {_fmt(r['rejected_p50_ms'])} / {_fmt(r['rejected_p99_ms'])} "
-            f"| {_fmt(r['accepted_p50_ms'])} / {_fmt(r['accepted_p99_ms'])} "
             f"| {r['rss_before_mib']:.0f} / {r['rss_peak_mib']:.0f} / {r['rss_after_mib']:.0f} "
             f"| {_fmt(r['recovery_s'], '.2f')} | {r['after_ok']} |"
+        )
+    lines += [
+        "",
+        "Latencies, p50 / p99 ms: as the load generator saw them (request written to answer "
+        "read), and as the gateway did (ASGI call to last byte sent); how late the gateway's "
+        "event loop ran a 10 ms timer; the share of one CPU the gateway used during the load, "
+        "and the share of the time it was ready to run but waited for a CPU (other processes); "
+        "the generator's lag behind its schedule, and the CPU it used.",
+        "",
+        "| gateway | rejected, client | rejected, gateway | accepted, client "
+        "| accepted, gateway | gateway loop lag | gateway CPU used / waited for "
+        "| generator lag p99 ms | generator CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in report["rows"].items():
+        lines.append(
+            f"| {name} | {_pair(r, 'rejected')} | {_pair(r, 'gateway_rejected')} "
+            f"| {_pair(r, 'accepted')} | {_pair(r, 'gateway_accepted')} "
+            f"| {_pair(r, 'gateway_loop_lag')} "
+            f"| {_fmt(r['gateway_cpu_share'], '.0%')} / {_fmt(r['gateway_cpu_wait_share'], '.0%')} "
+            f"| {_fmt(r['generator_lag_p99_ms'])} | {_fmt(r['generator_cpu_share'], '.0%')} |"
         )
     for name, r in report["rows"].items():
         if r["failures"]:

@@ -9,7 +9,8 @@ Its lifespan owns, in opening order (closed in reverse):
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
 3. the ``UcdClient``, the shared state (``gateway.state``: Redis when
    ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
-   the in-flight sharing of profile reads (``ProfileReads``) and the upsert coalescer
+   the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
+   (``CatalogCache``) and the upsert coalescer
    (flushed on shutdown, so no accepted write is lost).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
@@ -34,6 +35,7 @@ import orjson
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -47,18 +49,26 @@ from strawberry.types.unset import UNSET
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.auth.authenticator import build_authenticator
+from gateway.auth.middleware import Authenticate, principal_of
+from gateway.catalog import CatalogCache
+from gateway.cors import cors_options
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
 from gateway.errors import GatewayError, StateUnavailable
 from gateway.exports import ExportJobs
+from gateway.graphiql.page import graphiql_page, graphiql_routes
+from gateway.graphql_over_http import current_exchange, exchanging
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
 from gateway.metrics import GatewayMetrics, metrics_endpoint
 from gateway.operations import observe_operations
+from gateway.persisted import names_a_document, persisted_documents
+from gateway.persisted.documents import PersistedDocuments
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
-    graphql_request,
+    graphql_requests,
     media_type,
     refusal_response,
     unsupported,
@@ -99,6 +109,7 @@ class Runtime:
     upserts: UpsertCoalescer
     reads: ProfileReads
     ucd_base_url: str
+    catalog: CatalogCache
 
 
 class _RuntimeSlot:
@@ -168,31 +179,72 @@ class GatewayGraphQL(GraphQL[Any, None]):
     """Strawberry's ASGI view with a per-request context, orjson bodies, and every refused
     request answered in the GraphQL error shape (gateway/request_bodies.py)."""
 
-    def __init__(self, schema: strawberry.Schema, slot: _RuntimeSlot, settings: Settings) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        slot: _RuntimeSlot,
+        settings: Settings,
+        documents: PersistedDocuments,
+    ) -> None:
         # Without an IDE strawberry answers a browser's GET with 404 (UCD_GATEWAY_GRAPHIQL).
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
         self._slot = slot
         self._hide_suggestions = not settings.introspection
+        self._documents = documents
+        self._max_batch = settings.max_batch
+        self._cache_control = settings.persisted_cache_control
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page(request)  # the gateway's own page, no CDN (gateway/graphiql/)
 
     async def run(  # type: ignore[override]  # HTTP only: the route takes no websockets
         self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
     ) -> Response:
-        try:
-            response = await super().run(request, context, root_value)
-        except RequestRefused as refused:
-            return refusal_response(refused)
-        assert isinstance(response, Response)  # an HTTP request gets an HTTP response
-        return response
+        assert isinstance(request, Request)  # the route takes no websockets
+        # Media type, status and caching of the answer: gateway/graphql_over_http.py.
+        with exchanging(request) as exchange:
+            try:
+                response = await super().run(request, context, root_value)
+            except RequestRefused as refused:
+                return refusal_response(refused)
+            assert isinstance(response, Response)  # an HTTP request gets an HTTP response
+            return exchange.finish(response, cache_control=self._cache_control)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted document has no `query` either, but is not a browser.
+        return super().should_render_graphql_ide(request) and not names_a_document(
+            request.query_params
+        )
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
-        if request.method != "POST":
-            # GET: query parameters are strings, and strawberry checks the rest itself.
-            return await super().parse_http_body(request)
-        if media_type(request.content_type) != JSON_MEDIA_TYPE:
+        if request.method == "POST" and media_type(request.content_type) != JSON_MEDIA_TYPE:
             raise unsupported(request.content_type)
-        return graphql_request(self.parse_json(await request.get_body()))
+        if request.method == "POST":
+            data = self.parse_json(await request.get_body())
+        else:
+            data = self.parse_query_params(request.query_params)
+        parsed = graphql_requests(data, max_batch=self._max_batch)
+        current_exchange().batch = isinstance(parsed, list)
+        return parsed  # type: ignore[return-value]  # a list of the subclass: invariance
+
+    async def execute_single(  # type: ignore[override]  # strawberry's names, keywords only
+        self, *, request_data: GraphQLRequestData, **kwargs: Any
+    ) -> ExecutionResult:
+        # The operation's document, from its hash or id (gateway/persisted/); the
+        # operations of a batch come here one by one, sharing one context (dataloaders).
+        resolved = await self._documents.resolve(
+            request_data.query,
+            request_data.extensions,
+            getattr(request_data, "document_id", None),
+        )
+        if resolved.refusal is not None:
+            return ExecutionResult(data=None, errors=[resolved.refusal])
+        request_data.query = resolved.text
+        current_exchange().persisted += resolved.persisted
+        result: ExecutionResult = await super().execute_single(request_data=request_data, **kwargs)
+        return result
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One deadline per operation: every UCD call it makes, retries and waits included,
@@ -210,6 +262,8 @@ class GatewayGraphQL(GraphQL[Any, None]):
             upserts=runtime.upserts,
             settings=runtime.settings,
             reads=runtime.reads,
+            catalog=runtime.catalog,
+            principal=principal_of(request),
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -219,7 +273,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             code_request_errors(result.errors)
             if self._hide_suggestions:
                 drop_suggestions(result.errors)
-        return await super().process_result(request, result)
+        return current_exchange().shape(result, await super().process_result(request, result))
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -282,6 +336,8 @@ def _export_hook(slot: _RuntimeSlot) -> Callable[[Request], Any]:
 def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> Starlette:
     """The gateway as an ASGI app; ``http_client`` (with the UCD as base_url) is used as is."""
     _install_log_filters()
+    # Raises AuthSetupError on a non-loopback host without credentials (gateway/auth/).
+    authenticator = build_authenticator(settings)
     slot = _RuntimeSlot()
     admission = Admission(settings.max_in_flight)
     schema = build_schema()
@@ -297,6 +353,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(authenticator.aclose)
             if http_client is not None:
                 http = http_client
             else:
@@ -328,7 +385,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
-            stack.push_async_callback(upserts.aclose)
+            # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
+            stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
             slot.value = Runtime(
                 settings=settings,
                 ucd=ucd,
@@ -336,6 +394,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 upserts=upserts,
                 reads=ProfileReads(ucd),
                 ucd_base_url=str(http.base_url),
+                catalog=CatalogCache(settings.catalog_ttl),
             )
             try:
                 yield
@@ -345,14 +404,21 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app = Starlette(
         routes=[
             # Every method reaches the view, so a PUT is refused in the same shape (405).
-            Route("/graphql", GatewayGraphQL(schema, slot, settings)),
+            Route(
+                "/graphql", GatewayGraphQL(schema, slot, settings, persisted_documents(settings))
+            ),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
             Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),
+            *graphiql_routes(settings.graphiql),
         ],
         lifespan=lifespan,
     )
+    # Innermost of the three: a request refused by the others costs no credential check.
+    app.add_middleware(Authenticate, authenticator=authenticator)
+    if settings.cors_origins:  # outside authentication: a preflight carries no credential
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.
     app.add_middleware(ShedLoad, admission=admission)

@@ -5,6 +5,8 @@
     ucd-gateway local-ucd          only the local UCD, for other clients
     ucd-gateway schema             print the GraphQL SDL
     ucd-gateway seed --users N     demo users, events and segments into the local UCD
+    ucd-gateway api-key create --id ID --scopes S [S ...]
+                                   a new API key (printed once) and its keys file entry
 
 Configuration errors (a bad argument or setting, a port out of range, a malformed UCD
 URL, a port taken) end with one line on stderr and exit code 2, never a traceback.
@@ -32,6 +34,9 @@ import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from gateway.auth.api_keys import keys_file_entry, new_key
+from gateway.auth.authenticator import AuthSetupError, anonymous_warning
+from gateway.auth.scopes import Scope, parse_scopes
 from gateway.drain import DrainingServer
 from gateway.embedded import EmbeddedUcdError
 from gateway.errors import GatewayError, UpstreamUnavailable
@@ -41,6 +46,7 @@ from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.logs import configure_logging
 from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
+from gateway.tuning import event_loop_factory, freeze_after_start_up
 from gateway.ucd.deadline import operation_deadline
 
 EXIT_CONFIG = 2
@@ -71,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _local_ucd(args)
         if command == "schema":
             return _schema()
+        if command == "api-key":
+            return _api_key(args)
         return _seed(args)
     except ConfigurationError as exc:
         print(f"ucd-gateway {command}: {exc}", file=sys.stderr)
@@ -141,6 +149,21 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--data", type=Path, help="local UCD data folder (default: the gateway's)")
     seed.add_argument("--ucd-url", help="seed a running local UCD at this URL instead")
     seed.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    api_key = commands.add_parser("api-key", help="manage API keys", epilog=_variables(()))
+    api_key_commands = api_key.add_subparsers(dest="api_key_command", metavar="ACTION")
+    api_key_commands.required = True
+    create = api_key_commands.add_parser(
+        "create", help="make a new key and its keys file entry", epilog=_variables(())
+    )
+    create.add_argument("--id", required=True, help="who will call with it, e.g. crm-sync")
+    create.add_argument(
+        "--scopes",
+        nargs="+",
+        required=True,
+        metavar="SCOPE",
+        help=f"scopes (space- or comma-separated): {', '.join(s.value for s in Scope)}",
+    )
     return parser
 
 
@@ -163,13 +186,21 @@ def _settings(**overrides: object) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import admission_of, create_app
+    from gateway.persisted.manifest import ManifestError
 
     settings = _settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
     _configure_logging(settings)
     sock = _bind(settings.host, settings.port)
     # With port 0 the webhook base URL needs the port actually bound.
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except (ManifestError, AuthSetupError) as exc:  # a manifest or keys file, a public bind
+        sock.close()
+        raise ConfigurationError(str(exc)) from None
+    warning = anonymous_warning(settings)
+    if warning is not None:
+        logging.getLogger("gateway.auth").warning(warning)
     config = uvicorn.Config(
         app,
         lifespan="off",
@@ -245,13 +276,16 @@ def _run(
         try:
             if started is not None:
                 await started()
+            # Built and started: what lives now lives as long as the process (tuning.py).
+            freeze_after_start_up()
             print(banner, flush=True)
             await server.serve(sockets=[sock])
         finally:
             await lifespan.__aexit__(None, None, None)
 
     try:
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run())
     finally:
         sock.close()
 
@@ -333,6 +367,30 @@ def _schema() -> int:
     from gateway.api.schema import build_schema
 
     sys.stdout.write(build_schema().as_str().rstrip("\n") + "\n")
+    return 0
+
+
+# --- api-key -------------------------------------------------------------------------------
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    """Prints the key once (only its digest is kept anywhere) and the entry to add."""
+    key_id = args.id.strip()
+    if not key_id:
+        raise ConfigurationError("--id must not be empty")
+    names = [name for value in args.scopes for name in value.replace(",", " ").split()]
+    try:
+        scopes = parse_scopes(names, where="--scopes")
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if not scopes:
+        raise ConfigurationError("--scopes must name at least one scope")
+    key = new_key()
+    print(f"API key for {key_id} (shown once; store it in your secret manager now):")
+    print(f"  {key}")
+    print("Add this entry to the file UCD_GATEWAY_API_KEYS_FILE names (TOML):")
+    print()
+    sys.stdout.write(keys_file_entry(key_id, key, scopes))
     return 0
 
 

@@ -11,9 +11,15 @@ ends the process before the app's lifespan could flush its coalesced writes.
    ``{"status": "draining"}`` and every new GraphQL request 503 OVERLOADED, while the
    socket stays open so probes are answered;
 2. the GraphQL requests in flight get up to ``drain_timeout`` seconds to finish;
-3. then uvicorn's own shutdown runs (``GRACE_AFTER_DRAIN_S`` for what is left), the
-   signal is not re-raised, and the caller closes the app's lifespan: the upsert
-   coalescer flushes, and only then does the embedded local UCD stop.
+3. then uvicorn's own shutdown runs (``GRACE_AFTER_DRAIN_S`` for what is left, then it
+   cancels it), the signal is not re-raised, and the caller closes the app's lifespan:
+   the upsert coalescer flushes, and only then does the embedded local UCD stop.
+
+Every step is bounded, whatever ``UCD_GATEWAY_OPERATION_TIMEOUT`` and however the UCD
+behaves, so the process is gone within ``EXIT_WITHIN_S`` of the signal: the drain by
+``drain_timeout`` (at most 10 s), uvicorn's grace by 1 s, and the final flush by what
+is left until ``EXIT_WITHIN_S - EXIT_RESERVE_S`` after the signal (``Admission.stop_by``;
+gateway/upserts.py says why no acknowledged write is lost by that).
 
 A second signal during the drain is uvicorn's own: it stops at once.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from types import FrameType
 from typing import Final
 
@@ -30,14 +37,19 @@ import uvicorn
 
 from gateway.load_shedding import Admission
 
-__all__ = ["GRACE_AFTER_DRAIN_S", "DrainingServer"]
+__all__ = ["EXIT_RESERVE_S", "EXIT_WITHIN_S", "GRACE_AFTER_DRAIN_S", "DrainingServer"]
 
 logger = logging.getLogger("gateway.drain")
 
 #: uvicorn's ``timeout_graceful_shutdown`` after the drain: the drain has already waited
 #: for the GraphQL requests, so this is for probes and webhooks on open connections. With
 #: ``drain_timeout`` at most 10 s, the process is gone within 15 s.
-GRACE_AFTER_DRAIN_S: Final = 2
+GRACE_AFTER_DRAIN_S: Final = 1
+#: The process is gone this many seconds after the first SIGTERM at the latest.
+EXIT_WITHIN_S: Final = 15.0
+#: Of those, kept for what follows the final flush: closing the UCD connections, stopping
+#: the embedded local UCD, the interpreter's own exit.
+EXIT_RESERVE_S: Final = 2.5
 
 
 class DrainingServer(uvicorn.Server):
@@ -64,7 +76,7 @@ class DrainingServer(uvicorn.Server):
         # A signal handler runs between two bytecodes of the loop's thread: flip the flag
         # here, so the very next request is refused, and start the wait on the loop
         # (call_soon_threadsafe also wakes a loop that sleeps in select()).
-        self._admission.start_draining()
+        self._admission.start_draining(stop_by=time.monotonic() + EXIT_WITHIN_S - EXIT_RESERVE_S)
         self._loop.call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:

@@ -39,6 +39,11 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "BAD_REQUEST"
     OVERLOADED = "OVERLOADED"
     STATE_UNAVAILABLE = "STATE_UNAVAILABLE"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"
+    TRUSTED_DOCUMENT_REQUIRED = "TRUSTED_DOCUMENT_REQUIRED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
 
 
 @dataclass(frozen=True)
@@ -100,19 +105,24 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ),
         ErrorCode.MAX_COST_EXCEEDED: CodeDoc(
             "the operation would make more UCD calls than "
-            "UCD_GATEWAY_MAX_UCD_CALLS_PER_OPERATION; refused before any UCD call"
+            "UCD_GATEWAY_MAX_UCD_CALLS_PER_OPERATION (in a batch: with the calls its "
+            "operations before it planned); refused before any UCD call"
         ),
         ErrorCode.UPSTREAM_OUTCOME_UNKNOWN: CodeDoc(
             "a write that is not safe to repeat (identifier change, delete, anonymize, export) "
             "reached or may have reached the UCD, but its answer was lost: it may or may not "
-            "have been applied; the gateway did not repeat it"
+            "have been applied; the gateway did not repeat it. Also an operation the "
+            "gateway's shutdown stopped before it finished (HTTP 503)"
         ),
         ErrorCode.BAD_REQUEST: CodeDoc(
             "the HTTP request is not a GraphQL request the gateway takes: the body is not "
-            "one JSON object, or query, variables, operationName or extensions has the "
+            "one JSON object (or an array of them, a batch), or query, variables, "
+            "operationName, extensions or documentId has the "
             "wrong type (HTTP 400); a mutation over GET (400); GraphiQL asked for while "
             "UCD_GATEWAY_GRAPHIQL is off (404); a method other than GET and POST (405); "
-            "a body that is not application/json (415)"
+            "a body that is not application/json (415); a batch of more operations than "
+            "UCD_GATEWAY_MAX_BATCH, or none (400); a malformed persistedQuery extension or "
+            "documentId, or a documentId sent with a query (400)"
         ),
         ErrorCode.OVERLOADED: CodeDoc(
             "the gateway did not start the operation: UCD_GATEWAY_MAX_IN_FLIGHT GraphQL "
@@ -124,6 +134,32 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
             "the gateway's shared state (Redis at UCD_GATEWAY_REDIS_URL) did not answer within "
             "UCD_GATEWAY_REDIS_TIMEOUT or the operation's deadline; a startExport answered so "
             "asked nothing of the UCD; safe to retry"
+        ),
+        ErrorCode.PERSISTED_QUERY_NOT_FOUND: CodeDoc(
+            "the request names its document only by hash (extensions.persistedQuery) or by "
+            "documentId, and the gateway does not know it; the message is "
+            "PersistedQueryNotFound, so Apollo's persisted-queries link sends the query again "
+            "with the hash, which registers it"
+        ),
+        ErrorCode.PERSISTED_QUERY_HASH_MISMATCH: CodeDoc(
+            "the request sends a query and, in extensions.persistedQuery, a sha256Hash that "
+            "is not the hash of that query; nothing is registered or run"
+        ),
+        ErrorCode.TRUSTED_DOCUMENT_REQUIRED: CodeDoc(
+            "UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY is on and the request's document is not in "
+            "the manifest of UCD_GATEWAY_TRUSTED_DOCUMENTS; refused before any UCD call"
+        ),
+        ErrorCode.UNAUTHENTICATED: CodeDoc(
+            "authentication is on (UCD_GATEWAY_API_KEYS_FILE or UCD_GATEWAY_JWT_JWKS_URL) and "
+            "the request has no Authorization: Bearer credential, or one that is not a known "
+            "API key or a valid JWT (expired, wrong issuer or audience, unknown key, bad "
+            "signature); HTTP 401, before the body is read"
+        ),
+        ErrorCode.FORBIDDEN: CodeDoc(
+            "the caller's scopes do not allow this: a field it may not read is null with "
+            "this error at its path and the rest is answered; a mutation it may not run "
+            "refuses the whole operation before any UCD call",
+            (("scope", "the scope that would allow it, e.g. pii:read"),),
         ),
     }
 )

@@ -26,9 +26,14 @@ without a code gets one here:
    ``drop_suggestions(errors)``, there too when introspection is off: no "Did you mean
    ...?" in refused variables (validation hides its own, graphql-core's flag);
 6. ``readiness_refusal(error)``: the code ``/readyz`` answers with when the UCD fails;
+3c. ``persisted_query_not_found()``, ``persisted_hash_mismatch()``,
+   ``trusted_document_required()``: the one error of an operation whose document could
+   not be had or is not allowed (gateway/persisted/), answered before it parses;
 7. ``overloaded(limit, retry_after)`` / ``shutting_down(retry_after)``: the 503 body
    (OVERLOADED) of a GraphQL request refused before anything reads it, because the
-   process is at its limit of requests in flight or is draining (``gateway.load_shedding``).
+   process is at its limit of requests in flight or is draining (``gateway.load_shedding``);
+8. ``unauthenticated(message)``: the 401 body (UNAUTHENTICATED) of a request without a
+   credential the gateway accepts, before its body is read (``gateway.auth.middleware``).
 
 A code already set is never overwritten, except by step 3.
 """
@@ -61,8 +66,12 @@ __all__ = [
     "mask_unexpected",
     "overloaded",
     "payload_too_large",
+    "persisted_hash_mismatch",
+    "persisted_query_not_found",
     "readiness_refusal",
     "shutting_down",
+    "trusted_document_required",
+    "unauthenticated",
 ]
 
 # The name the masked errors were always logged under; log routing may depend on it.
@@ -125,12 +134,45 @@ def code_one_of_refusals(errors: Sequence[GraphQLError], locate: LocateOneOfArgu
         error.extensions = extensions
 
 
-def cost_exceeded(planned: int, limit: int) -> GraphQLError:
-    """The refusal of an operation that would make ``planned`` UCD calls, over ``limit``."""
+def cost_exceeded(planned: int, limit: int, *, spent: int = 0) -> GraphQLError:
+    """The refusal of an operation that would make ``planned`` UCD calls, over ``limit``;
+    ``spent``: what the operations before it in the same batch planned."""
+    batch = f" for the whole batch, whose other operations planned {spent}" if spent else ""
     return GraphQLError(
-        f"this operation would make {planned} UCD calls; the limit is {limit} "
+        f"this operation would make {planned} UCD calls; the limit is {limit}{batch} "
         "(UCD_GATEWAY_MAX_UCD_CALLS_PER_OPERATION)",
         extensions={"code": ErrorCode.MAX_COST_EXCEEDED.value},
+    )
+
+
+#: Apollo's persisted-queries link retries with the query when it reads this message (or
+#: the code): Apollo Server's own words, so every Apollo client recognises them.
+PERSISTED_QUERY_NOT_FOUND_MESSAGE: Final = "PersistedQueryNotFound"
+
+
+def persisted_query_not_found() -> GraphQLError:
+    """The answer to a hash or documentId the gateway does not know."""
+    return GraphQLError(
+        PERSISTED_QUERY_NOT_FOUND_MESSAGE,
+        extensions={"code": ErrorCode.PERSISTED_QUERY_NOT_FOUND.value},
+    )
+
+
+def persisted_hash_mismatch() -> GraphQLError:
+    """The refusal of a query sent with a ``sha256Hash`` that is not its hash."""
+    return GraphQLError(
+        "extensions.persistedQuery.sha256Hash is not the SHA-256 hash of the query sent "
+        "with it (lower-case hex of the query's UTF-8 bytes)",
+        extensions={"code": ErrorCode.PERSISTED_QUERY_HASH_MISMATCH.value},
+    )
+
+
+def trusted_document_required() -> GraphQLError:
+    """The refusal of a document outside the trusted manifest, in trusted-only mode."""
+    return GraphQLError(
+        "this gateway runs only trusted documents (UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY): "
+        "send the documentId or persistedQuery hash of one in its manifest",
+        extensions={"code": ErrorCode.TRUSTED_DOCUMENT_REQUIRED.value},
     )
 
 
@@ -246,6 +288,31 @@ def shutting_down(retry_after: int) -> dict[str, Any]:
     return _not_started(f"the gateway is shutting down; retry after {retry_after} s", retry_after)
 
 
+def interrupted_by_shutdown() -> dict[str, Any]:
+    """The 503 body of a GraphQL request the drain stopped before it finished.
+
+    UPSTREAM_OUTCOME_UNKNOWN, not OVERLOADED: the operation had started, so a write in it
+    may have reached the UCD, and a client must not simply send it again.
+    """
+    message = (
+        "the gateway shut down before this operation finished; "
+        "a write in it may or may not have been applied"
+    )
+    return {
+        "errors": [
+            {"message": message, "extensions": {"code": ErrorCode.UPSTREAM_OUTCOME_UNKNOWN.value}}
+        ]
+    }
+
+
 def _not_started(message: str, retry_after: int) -> dict[str, Any]:
     extensions = {"code": ErrorCode.OVERLOADED.value, "retryAfter": retry_after}
     return {"errors": [{"message": message, "extensions": extensions}]}
+
+
+def unauthenticated(message: str) -> dict[str, Any]:
+    """The 401 body refusing a request whose credential is missing or not accepted;
+    ``message`` says why in general terms and never repeats the credential."""
+    return {
+        "errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED.value}}]
+    }

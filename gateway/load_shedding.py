@@ -6,7 +6,9 @@ middleware, refuses a request to ``/graphql`` with HTTP 503, ``Retry-After`` and
 OVERLOADED (gateway/error_pipeline.py) when ``UCD_GATEWAY_MAX_IN_FLIGHT`` requests are
 already in flight, or when the process drains. Every other path (``/healthz``,
 ``/readyz``, the export webhook) always passes: a probe must be answered most of all
-when the gateway is busy.
+when the gateway is busy. A request the drain has to stop (uvicorn cancels what still
+runs after it) is answered 503 UPSTREAM_OUTCOME_UNKNOWN, since a write in it may have
+been applied, rather than uvicorn's bare 500.
 
 Why refuse rather than queue: at twice the load the gateway can serve, a queue grows
 without end; before this existed, 22 of 18,540 requests in 20 s succeeded, the rest
@@ -19,14 +21,18 @@ and its bytes are built once (bench/overload.py measures it).
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any, Final
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.error_pipeline import overloaded, shutting_down
+from gateway.error_pipeline import interrupted_by_shutdown, overloaded, shutting_down
 
 __all__ = ["GRAPHQL_PATH", "RETRY_AFTER_S", "Admission", "ShedLoad"]
+
+logger = logging.getLogger("gateway.load_shedding")
 
 #: The one path whose requests are counted and refused.
 GRAPHQL_PATH: Final = "/graphql"
@@ -46,6 +52,8 @@ class Admission:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.draining = False
+        #: Set with the drain: the ``time.monotonic()`` instant the process must be gone by.
+        self.stop_by: float | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -58,9 +66,17 @@ class Admission:
         if self.in_flight == 0:
             self._idle.set()
 
-    def start_draining(self) -> None:
-        """From now on every new GraphQL request is refused and ``/readyz`` answers 503."""
+    def start_draining(self, *, stop_by: float | None = None) -> None:
+        """From now on every new GraphQL request is refused and ``/readyz`` answers 503;
+        ``stop_by`` (``time.monotonic()``) bounds what the shutdown may still wait for."""
         self.draining = True
+        self.stop_by = stop_by
+
+    def shutdown_time_left(self) -> float | None:
+        """Seconds the shutdown may still take (at least 0), or None if nothing bounds it."""
+        if self.stop_by is None:
+            return None
+        return max(self.stop_by - time.monotonic(), 0.0)
 
     async def wait_idle(self) -> None:
         """Return once no GraphQL request is in flight (callers bound it with a timeout)."""
@@ -70,13 +86,14 @@ class Admission:
 class _Refusal:
     """One 503 answer, its ASGI messages built once."""
 
-    def __init__(self, body: dict[str, Any], *, close: bool) -> None:
+    def __init__(self, body: dict[str, Any], *, close: bool, retry_after: bool = True) -> None:
         content = orjson.dumps(body)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(content)).encode()),
-            (b"retry-after", str(RETRY_AFTER_S).encode()),
         ]
+        if retry_after:
+            headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
         if close:
             # Draining: the caller's next request should open a connection elsewhere.
             headers.append((b"connection", b"close"))
@@ -96,6 +113,7 @@ class ShedLoad:
         self.admission = admission
         self._overloaded = _Refusal(overloaded(admission.max_in_flight, RETRY_AFTER_S), close=False)
         self._shutting_down = _Refusal(shutting_down(RETRY_AFTER_S), close=True)
+        self._interrupted = _Refusal(interrupted_by_shutdown(), close=True, retry_after=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH:
@@ -109,7 +127,24 @@ class ShedLoad:
             await self._overloaded(send)
             return
         admission.enter()
+        started = False
+
+        async def noting_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, noting_send)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running after the drain and its grace
+            # (gateway/drain.py); its own answer would be a bare 500 and a traceback.
+            if not admission.draining or started:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            logger.warning("a GraphQL request was stopped by the shutdown before it finished")
+            await self._interrupted(send)
         finally:
             admission.leave()

@@ -1,8 +1,11 @@
 """Which HTTP requests ``/graphql`` takes as GraphQL requests, and the answer to the rest.
 
-A POST must be ``application/json`` (415 otherwise) with one JSON object as its body
-(batching is off), whose ``query`` and ``operationName`` are strings or null and whose
-``variables`` and ``extensions`` are objects or null (400 otherwise, naming the field).
+A POST must be ``application/json`` (415 otherwise) with one JSON object as its body, or
+an array of 1 to ``UCD_GATEWAY_MAX_BATCH`` of them (a batch), each of whose ``query``,
+``operationName`` and ``documentId`` are strings or null and whose ``variables`` and
+``extensions`` are objects or null (400 otherwise, naming the field). An
+``extensions.persistedQuery`` must be Apollo's ``{"version": 1, "sha256Hash": <64 hex>}``,
+and a ``documentId`` comes without a ``query`` (gateway/persisted/ decides the rest).
 strawberry checks some of this itself, but answers in plain text, and it calls ``.get``
 on whatever JSON value the body holds: ``"..."``, ``1``, ``null`` or ``true`` were an
 ``AttributeError``, a 500 and a traceback in the log. GET requests keep strawberry's own
@@ -19,6 +22,8 @@ the log but the access line.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -28,7 +33,15 @@ from strawberry.http import GraphQLRequestData
 from gateway.api.strawberry_internals import RequestRefused
 from gateway.error_pipeline import bad_request
 
-__all__ = ["JSON_MEDIA_TYPE", "graphql_request", "media_type", "refusal_response", "unsupported"]
+__all__ = [
+    "JSON_MEDIA_TYPE",
+    "GatewayRequestData",
+    "graphql_request",
+    "graphql_requests",
+    "media_type",
+    "refusal_response",
+    "unsupported",
+]
 
 JSON_MEDIA_TYPE: Final = "application/json"
 
@@ -42,7 +55,18 @@ _FIELDS: Final[tuple[tuple[str, tuple[type, ...], str], ...]] = (
     ("variables", (dict, type(None)), "an object or null"),
     ("operationName", (str, type(None)), "a string or null"),
     ("extensions", (dict, type(None)), "an object or null"),
+    ("documentId", (str, type(None)), "a string or null"),
 )
+
+#: An APQ hash: SHA-256, hex (Apollo's link sends it lower-case).
+_SHA256_HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass
+class GatewayRequestData(GraphQLRequestData):
+    """strawberry's request data plus the GraphQL-over-HTTP ``documentId``."""
+
+    document_id: str | None = None
 
 
 def media_type(content_type: str | None) -> str:
@@ -58,15 +82,43 @@ def unsupported(content_type: str | None) -> RequestRefused:
     )
 
 
-def graphql_request(data: object) -> GraphQLRequestData:
-    """The GraphQL request a decoded JSON body holds, or ``RequestRefused`` (400).
+def graphql_requests(
+    data: object, *, max_batch: int
+) -> GatewayRequestData | list[GatewayRequestData]:
+    """The GraphQL request, or the batch of them, a decoded JSON body holds.
+
+    >>> [r.query for r in graphql_requests([{"query": "{ a }"}, {"query": "{ b }"}], max_batch=2)]
+    ['{ a }', '{ b }']
+    >>> try:
+    ...     graphql_requests([{"query": "{ a }"}] * 3, max_batch=2)
+    ... except RequestRefused as refused:
+    ...     print(refused.status_code, refused.reason[:41])
+    400 The batch has 3 operations; at most 2 are
+    """
+    if not isinstance(data, list):
+        return graphql_request(data)
+    if not data:
+        raise RequestRefused(400, "The batch is empty: send at least one operation.")
+    if len(data) > max_batch:
+        raise RequestRefused(
+            400,
+            f"The batch has {len(data)} operations; at most {max_batch} are allowed "
+            "(UCD_GATEWAY_MAX_BATCH).",
+        )
+    return [graphql_request(item, where=f"batch[{index}]: ") for index, item in enumerate(data)]
+
+
+def graphql_request(data: object, *, where: str = "") -> GatewayRequestData:
+    """The GraphQL request a decoded JSON object holds, or ``RequestRefused`` (400);
+    ``where`` starts each message (which operation of a batch).
 
     >>> graphql_request({"query": "{ __typename }"}).query
     '{ __typename }'
-    >>> graphql_request([{"query": "{ __typename }"}])
-    Traceback (most recent call last):
-    ...
-    cross_web.exceptions.HTTPException: The request body must be one JSON object (batching is off).
+    >>> try:
+    ...     graphql_request("{ __typename }", where="batch[1]: ")
+    ... except RequestRefused as refused:
+    ...     print(refused.reason)
+    batch[1]: The request body must be a JSON object, or an array of them (a batch).
     >>> try:
     ...     graphql_request({"query": "{ a }", "operationName": 1})
     ... except RequestRefused as refused:
@@ -74,18 +126,48 @@ def graphql_request(data: object) -> GraphQLRequestData:
     400 The GraphQL operation's `operationName` must be a string or null, if provided.
     """
     if not isinstance(data, dict):
-        raise RequestRefused(400, "The request body must be one JSON object (batching is off).")
+        raise RequestRefused(
+            400, f"{where}The request body must be a JSON object, or an array of them (a batch)."
+        )
     for key, types, expected in _FIELDS:
         if not isinstance(data.get(key), types):
             raise RequestRefused(
-                400, f"The GraphQL operation's `{key}` must be {expected}, if provided."
+                400, f"{where}The GraphQL operation's `{key}` must be {expected}, if provided."
             )
-    return GraphQLRequestData(
+    extensions = data.get("extensions")
+    if extensions is not None and "persistedQuery" in extensions:
+        _check_persisted_query(extensions["persistedQuery"], where)
+    document_id = data.get("documentId")
+    if document_id is not None and (not document_id or data.get("query") is not None):
+        raise RequestRefused(
+            400,
+            f"{where}A GraphQL operation's `documentId` names its document instead of "
+            "`query`: send a non-empty `documentId` without `query`.",
+        )
+    return GatewayRequestData(
         query=data.get("query"),
         variables=data.get("variables"),
         operation_name=data.get("operationName"),
-        extensions=data.get("extensions"),
+        extensions=extensions,
+        document_id=document_id,
     )
+
+
+def _check_persisted_query(persisted: object, where: str) -> None:
+    """Apollo's APQ extension: ``{"version": 1, "sha256Hash": "<64 hex digits>"}``."""
+    if not isinstance(persisted, dict) or persisted.get("version") != 1:
+        raise RequestRefused(
+            400,
+            f"{where}`extensions.persistedQuery` must be an object with `version` 1 "
+            "(Apollo's automatic persisted queries).",
+        )
+    sha256 = persisted.get("sha256Hash")
+    if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
+        raise RequestRefused(
+            400,
+            f"{where}`extensions.persistedQuery.sha256Hash` must be the 64 hex digits of "
+            "the query's SHA-256 hash.",
+        )
 
 
 def refusal_response(refused: RequestRefused) -> Response:

@@ -8,12 +8,16 @@ tests pass values in (``Settings(partner="acme", _env_file=None)``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: scheme://host[:port]: what a browser sends as Origin (RFC 6454), and nothing else.
+_ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 
 
 class Settings(BaseSettings):
@@ -58,7 +62,9 @@ class Settings(BaseSettings):
     # All UCD work of one GraphQL operation (attempts, backoff, Retry-After waits) ends
     # within this many seconds: a caller hears UPSTREAM_UNAVAILABLE rather than hang.
     operation_timeout: float = Field(default=10.0, gt=0)
-    upsert_window_ms: float = Field(default=5.0, ge=0)
+    # Group commit (gateway/upserts.py): a lone single-user write goes at once; this is an
+    # optional linger before an idle lane's call, for fewer, bigger calls. 0: none.
+    upsert_window_ms: float = Field(default=0.0, ge=0)
     # "aiohttp": httpx's API over aiohttp's connection pool, ~2.4x the throughput of
     # httpx's own transport here (docs/perf-notes.md); "httpx" keeps httpx's default.
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
@@ -97,14 +103,15 @@ class Settings(BaseSettings):
     # before the body is read: a queue of requests that would all time out helps nobody.
     max_in_flight: int = Field(default=256, ge=1)
     # After SIGTERM, how long operations in flight may take to finish before the server
-    # stops; at most 10 so the process is gone within 15 s (uvicorn's 2 s and close after).
+    # stops; at most 10 so the process is gone within 15 s (uvicorn's 1 s and close after).
     drain_timeout: float = Field(default=10.0, ge=0, le=10)
 
     # --- schema exposure ------------------------------------------------------------
     # Off: __schema and __type are refused and no error suggests a field name ("Did you
     # mean ...?"), so the schema is not readable from outside; __typename still works.
     introspection: bool = True
-    # Off: GET /graphql from a browser is 404 instead of the GraphiQL page.
+    # Off: GET /graphql from a browser is 404 instead of the GraphiQL page (gateway/graphiql/),
+    # and so are the page's files under /graphiql/static/.
     graphiql: bool = True
 
     # --- shared state (gateway/state/) ----------------------------------------------
@@ -118,6 +125,11 @@ class Settings(BaseSettings):
     # An export job is kept this many seconds after its last change (the link it carries
     # is valid for 24 hours; a day more shows it as EXPIRED rather than unknown).
     export_job_ttl: float = Field(default=172_800, gt=0)
+
+    # --- the partner's catalogue (Query.catalog, gateway/catalog.py) -----------------
+    # Seconds an E10 answer (attributes, events) is kept, per partner and table, in this
+    # process; 0: every catalog query asks the UCD.
+    catalog_ttl: float = Field(default=60.0, ge=0)
 
     @field_validator("redis_url")
     @classmethod
@@ -149,6 +161,90 @@ class Settings(BaseSettings):
         if value is not None:
             check_http_url(value)
         return value
+
+    # --- persisted documents and batching (gateway/persisted/, gateway/graphql_over_http.py)
+    # A manifest of trusted documents: Apollo's persisted-query manifest JSON or GraphQL
+    # Codegen's client-preset map {hash: document}; served by their id or hash.
+    trusted_documents: Path | None = None
+    # True: only the manifest's documents run; any other document (a query text, an APQ
+    # registration, an unknown hash) is refused before any UCD call.
+    trusted_documents_only: bool = False
+    # Characters of APQ-registered documents kept in memory (least recently used go
+    # first). Each one is also within the document limits above (at most
+    # max_tokens × 16 characters), so registration cannot store huge texts.
+    persisted_store_chars: int = Field(default=10_000_000, ge=0)
+    # Cache-Control of a GET answered from a persisted document (a query, no errors):
+    # "private" because answers carry personal data that no shared cache should keep.
+    persisted_cache_control: str = "private, max-age=60"
+    # Operations in one JSON array; a longer batch is refused with 400 before any runs.
+    max_batch: int = Field(default=10, ge=1)
+
+    @field_validator("trusted_documents_only")
+    @classmethod
+    def _trusted_only_needs_a_manifest(cls, only: bool, info: ValidationInfo) -> bool:
+        if only and info.data.get("trusted_documents") is None:
+            raise ValueError(
+                "true needs UCD_GATEWAY_TRUSTED_DOCUMENTS (the manifest of the documents to allow)"
+            )
+        return only
+
+    # --- callers: authentication and scopes (gateway/auth/) ---------------------------
+    # API keys: a TOML or JSON file of {id, sha256, scopes, rate_limit?} (README, Production).
+    api_keys_file: Path | None = None
+    # JWTs (RS256, ES256, EdDSA) verified against this JWK Set, with these iss and aud.
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # The key set is fetched again once this old; on an unknown kid at once, but never
+    # twice within jwt_jwks_min_refresh (a flood of made-up kids is not a flood of fetches).
+    jwt_jwks_max_age: float = Field(default=300.0, gt=0)
+    jwt_jwks_min_refresh: float = Field(default=30.0, ge=0)
+    # Clock skew allowed on exp and nbf, seconds.
+    jwt_leeway: float = Field(default=30.0, ge=0)
+    # Without keys or a JWKS the gateway serves anyone: on a loopback address only, unless
+    # this is true (gateway/auth/authenticator.py).
+    allow_anonymous: bool = False
+    # Custom attributes (names without c_) whose values are personal data: reading them
+    # needs pii:read, like email or phoneNumber. A comma list: "loyalty_card,home_address".
+    pii_attributes: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # --- browsers (gateway/cors.py) ------------------------------------------------
+    # Exact origins (scheme://host[:port]) whose pages may call the gateway, comma-separated;
+    # none by default, so no other site's page can read an answer.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("pii_attributes", "cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an exact origin like https://app.example.com "
+                    "(no path, no wildcard)"
+                )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _closed_schema_with_authentication(cls, data: Any) -> Any:
+        """With callers authenticated, introspection and GraphiQL default to off: who may
+        not read a field should not be handed a map of all of them. Set explicitly, they
+        stay as set."""
+        if isinstance(data, dict) and (data.get("api_keys_file") or data.get("jwt_jwks_url")):
+            data.setdefault("introspection", False)
+            data.setdefault("graphiql", False)
+        return data
+
+    def authentication_configured(self) -> bool:
+        """True when callers must show an API key or a JWT."""
+        return self.api_keys_file is not None or self.jwt_jwks_url is not None
 
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""

@@ -195,6 +195,7 @@ LAYERS: Final[dict[str, int]] = {
     "errors": 1,
     "settings": 1,
     "listening": 1,
+    "tuning": 1,
     "request_context": 1,
     "logs": 2,
     "metrics": 3,
@@ -205,7 +206,9 @@ LAYERS: Final[dict[str, int]] = {
     "reads": 3,
     "upserts": 3,
     "exports": 3,
+    "catalog": 3,
     "local_ucd": 3,
+    "auth": 3,
     "api": 4,
     "embedded": 4,
     "seed": 4,
@@ -214,6 +217,10 @@ LAYERS: Final[dict[str, int]] = {
     "limits": 5,
     "request_bodies": 5,
     "load_shedding": 5,
+    "persisted": 5,
+    "graphql_over_http": 5,
+    "graphiql": 5,
+    "cors": 5,
     "app": 6,
     "drain": 6,
     "cli": 7,
@@ -307,11 +314,18 @@ GRAPHQL_NAMES: Final[dict[tuple[str, str], str]] = {
     ("gateway.api.selection", "custom"): "the custom: argument of attribute() and param()",
     # The operation budget counts the users of users(keys) and of list inputs.
     ("gateway.api.budget", "users"): "the users field and the users of mutation inputs",
+    # Query.catalog's two lists, each read from its own E10 table.
+    ("gateway.api.catalog", "attributes"): "the Catalog.attributes field",
+    ("gateway.api.catalog", "events"): "the Catalog.events field",
     # Input checks name the input field at fault in a path or a message.
     ("gateway.api.validation", "email"): "IdentifierInput.email, named in the error path",
     ("gateway.api.validation", "uuid"): "IdentifierInput.uuid, named in the error path",
     ("gateway.api.validation", "params"): "EventInput.params, named in the error message",
     ("gateway.api.validation", "custom"): "the custom field of EventInput and AttributesInput",
+    # Authorization names the fields it guards.
+    ("gateway.auth.scopes", "users"): "the Query.users field, in the table of field scopes",
+    ("gateway.api.types", "identifiers"): "User.identifiers, named in its FORBIDDEN message",
+    ("gateway.api.authorization", "attributes"): "ExportInput.attributes, read from the input",
 }
 
 

@@ -16,17 +16,24 @@ What each root field costs, as the resolvers and the loader spend it:
   more keys than ``UCD_GATEWAY_MAX_USER_KEYS``) costs nothing;
 * ``upsertUsers``, ``deleteAttributes``: one E1/E4 call per 1,000 users
   (``ucd/batching.py``; a body over 5,000,000 bytes may take one more, rare);
+* ``catalog``: one E10 call per table its selection reads (``attributes``: contacts,
+  ``events``: events), once per operation however many times it is selected: the
+  catalogue cache (gateway/catalog.py) shares one call per table, and answers a fresh
+  table with none (then actual is 0);
 * ``updateIdentifier``, ``deleteUser``, ``startExport``: one call; ``deletePii``,
   ``deleteIdentifier``: one, plus the payload's ``user`` read-back when selected, plus
   the read of the insider_id they make first when the key cannot find the user after
   the change (see gateway/api/mutation.py).
 
 Mutations run one after the other and each clears the loader, so their costs add up.
+The operations of a batch (a JSON array) share one budget: each is planned against what
+the operations before it planned, and one that would cross the limit is refused.
 Actual may be lower than planned (a read joined another request's call, a field failed)
 or, rarely, higher: a retried call counts again, and a read whose ``last`` limit may
 hide events is sent again without it (gateway/reads/need.py).
 
-Example: ``{ a: users(keys: [K1, K2]) { name }  b: user(key: K1) { email } }`` plans 2.
+Example: ``{ a: users(keys: [K1, K2]) { name }  b: user(key: K1) { email } }`` plans 2;
+``{ catalog { attributes { name } events { name } } }`` plans 2.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from graphql.execution.values import VariableValues, get_argument_values, get_va
 from graphql.utilities import get_operation_ast
 from strawberry.types import ExecutionContext
 
+from gateway.api.catalog import CATALOG_FIELD_TABLES
+from gateway.api.context import Context
 from gateway.api.inputs import CustomIdentifierInput, UserKey
 from gateway.api.names import KEY_FIELDS
 from gateway.api.selection import FieldScope, response_fields
@@ -102,6 +111,20 @@ class _Root:
         scope = FieldScope(self.scope.schema, self.scope.fragments, self.scope.variables, nodes)
         selected = response_fields(scope, type_name=payload.name)
         return any(group[0].name.value == "user" for group in selected.values())
+
+    def catalog_tables(self, fields: Iterable[Sequence[FieldNode]]) -> set[str]:
+        """The E10 tables the query's ``catalog`` fields read (each fragment walked once)."""
+        tables: set[str] = set()
+        for nodes in fields:
+            if nodes[0].name.value == "catalog":
+                scope = FieldScope(
+                    self.scope.schema, self.scope.fragments, self.scope.variables, nodes
+                )
+                for group in response_fields(scope, type_name="Catalog").values():
+                    table = CATALOG_FIELD_TABLES.get(group[0].name.value)
+                    if table is not None:
+                        tables.add(table)
+        return tables
 
     def users(self, fields: Iterable[Sequence[FieldNode]]) -> set[UserRef]:
         """The distinct users the query's ``user`` and ``users`` fields read."""
@@ -219,7 +242,7 @@ def planned_calls(
             MUTATION_COSTS.get(nodes[0].name.value, _no_call)(root, nodes)
             for nodes in fields.values()
         )
-    return len(root.users(fields.values()))
+    return len(root.users(fields.values())) + len(root.catalog_tables(fields.values()))
 
 
 def _no_call(root: _Root, nodes: Sequence[FieldNode]) -> int:
@@ -255,10 +278,17 @@ class OperationBudget:
             )
             yield
             return
-        if self.planned > self._limits.max_calls:
-            refuse_execution(context, [cost_exceeded(self.planned, self._limits.max_calls)])
+        # The operations of a batch share one context and one budget: each plans against
+        # what those before it planned (they start in the batch's order).
+        batch = context.context.planned if isinstance(context.context, Context) else None
+        spent = batch.calls if batch is not None else 0
+        if spent + self.planned > self._limits.max_calls:
+            refusal = cost_exceeded(self.planned, self._limits.max_calls, spent=spent)
+            refuse_execution(context, [refusal])
             yield
             return
+        if batch is not None:
+            batch.calls += self.planned
         with counting_calls() as count:
             self._count = count
             yield

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from gateway.auth.pii import pii_read_names
+from gateway.auth.principal import ANONYMOUS, Principal
+from gateway.auth.scopes import Scope
+from gateway.catalog import CatalogCache
 from gateway.exports import ExportJobs
 from gateway.reads.inflight import ProfileReads
 from gateway.reads.loader import ProfileLoader
@@ -12,7 +16,15 @@ from gateway.settings import Settings
 from gateway.ucd.client import UcdClient
 from gateway.upserts import UpsertCoalescer
 
-__all__ = ["Context", "build_context"]
+__all__ = ["Context", "PlannedCalls", "build_context"]
+
+
+@dataclass
+class PlannedCalls:
+    """The UCD calls the operations of one HTTP request planned so far: the operations of
+    a batch share one context, and the budget is the batch's (gateway/api/budget.py)."""
+
+    calls: int = 0
 
 
 @dataclass
@@ -21,6 +33,8 @@ class Context:
 
     ``now`` is read once per request, so every ``events(...)`` default window of one
     operation (the push-down and the resolvers' filtering) uses the same instant.
+    ``principal`` is the caller (gateway/auth/); ``withheld`` the read names of the PII
+    it may not see: never asked of the UCD, FORBIDDEN where selected.
     """
 
     ucd: UcdClient
@@ -28,7 +42,12 @@ class Context:
     upserts: UpsertCoalescer
     settings: Settings
     profiles: ProfileLoader
+    #: The process's cache of the partner's catalogue (``Query.catalog``).
+    catalog: CatalogCache
+    principal: Principal = ANONYMOUS
+    withheld: frozenset[str] = frozenset()
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    planned: PlannedCalls = field(default_factory=PlannedCalls)
 
 
 async def build_context(
@@ -38,11 +57,15 @@ async def build_context(
     upserts: UpsertCoalescer,
     settings: Settings,
     reads: ProfileReads,
+    catalog: CatalogCache,
+    principal: Principal = ANONYMOUS,
 ) -> Context:
     """Build one request's context (async: the loader binds the running loop).
 
-    ``reads`` is the process-wide in-flight sharing of profile calls, made by the app's
-    lifespan like the other services.
+    ``reads`` is the process-wide in-flight sharing of profile calls, and ``catalog`` the
+    process-wide catalogue cache, made by the app's lifespan like the other services.
+    ``principal`` defaults to the caller of a gateway without authentication (every
+    scope); the app passes the authenticated one.
     """
     return Context(
         ucd=ucd,
@@ -50,4 +73,9 @@ async def build_context(
         upserts=upserts,
         settings=settings,
         profiles=ProfileLoader(reads),
+        catalog=catalog,
+        principal=principal,
+        withheld=frozenset()
+        if principal.may(Scope.PII_READ)
+        else pii_read_names(settings.pii_attributes),
     )

@@ -175,7 +175,7 @@ class Mutation:
 
         Items the UCD would refuse are refused here (ok: false, with paths) and not sent.
         A mutation with exactly one user goes through the process-wide coalescer, which
-        merges concurrent single-user upserts into one E1 call.
+        group-commits concurrent single-user upserts into few E1 calls.
         """
         ctx = info.context
         refused, sent, bodies = _checked(input.users, check_upsert_item, upsert_user)
@@ -204,14 +204,21 @@ class Mutation:
     async def delete_attributes(
         self, info: Info, users: list[DeleteAttributesInput]
     ) -> DeleteAttributesPayload:
+        """Deletes attributes in E4 calls of <= 1,000 users and < 5,000,000 bytes.
+
+        A mutation with exactly one user is group-committed with the concurrent ones
+        (``gateway/upserts.py``), as single-user upserts are.
+        """
         ctx = info.context
         refused, sent, bodies = _checked(users, check_delete_item, delete_attributes_user)
+        outcomes: list[UserOutcome | BaseException] = []
         with _changing(ctx):
-            outcomes = (
-                await send_batches(bodies, AttributeDeleteRequest, ctx.ucd.delete_attributes)
-                if bodies
-                else []
-            )
+            if len(users) == 1 and bodies:
+                outcomes = [await ctx.upserts.delete_attributes(bodies[0])]
+            elif bodies:
+                outcomes = await send_batches(
+                    bodies, AttributeDeleteRequest, ctx.ucd.delete_attributes
+                )
         results = _results(
             len(users),
             refused,

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_USERS_PER_CALL",
     "TOO_BIG",
+    "Wire",
     "plan_chunks",
     "send_batches",
     "wire_bytes",

@@ -123,6 +123,9 @@ _AUTH_400_TEXTS: Final = frozenset({"Empty Partner", "Empty Token", "Partner is 
 
 Sleep = Callable[[float], Awaitable[None]]
 MetadataTable = Literal["contacts", "events"]
+#: E10's tables (§3.9): the attribute columns, and the events with their parameters.
+ATTRIBUTE_COLUMNS: Final[MetadataTable] = "contacts"
+EVENT_COLUMNS: Final[MetadataTable] = "events"
 
 
 class UcdClient:
@@ -171,6 +174,11 @@ class UcdClient:
         self._sleep = sleep
         self._observers = tuple(observers)
         self.calls = 0
+
+    @property
+    def partner(self) -> str:
+        """The partner this client speaks for (what per-partner caches key on)."""
+        return self._partner
 
     def __repr__(self) -> str:
         # Deliberately leaves out the headers: they hold the token.

@@ -39,6 +39,7 @@ from strawberry.types import ExecutionResult
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.app import Runtime, create_app
+from gateway.catalog import CatalogCache
 from gateway.exports import ExportJobs
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import FaultConfig, LocalUcdConfig
@@ -51,6 +52,7 @@ from gateway.ucd.client import UcdClient
 from gateway.ucd.requests import ProfileRequest, UpsertEvent, UpsertRequest, UpsertUser, UserRef
 from gateway.upserts import UpsertCoalescer
 from tests.gateway.redis_server import RedisServer
+from tests.gateway.served_gateway import ServedGateway, serving_gateway
 
 UCD_BASE = "http://local-ucd.test"
 GATEWAY_BASE = "http://gateway.test"
@@ -295,7 +297,7 @@ async def ucd_http(ucd_transport: UcdWire, ucd_calls: CallLog) -> AsyncIterator[
 @pytest.fixture
 def settings() -> Settings:
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, upsert_window_ms=5.0, public_url=GATEWAY_BASE, max_concurrency=8
+        _env_file=None, public_url=GATEWAY_BASE, max_concurrency=8
     )
 
 
@@ -385,6 +387,7 @@ class Gateway:
     settings: Settings
     reads: ProfileReads
     schema: Any = field(default_factory=build_schema)
+    catalog: CatalogCache = field(default_factory=lambda: CatalogCache(60.0))
 
     async def execute(self, query: str, variables: dict[str, Any] | None = None) -> ExecutionResult:
         context = await build_context(
@@ -393,6 +396,7 @@ class Gateway:
             upserts=self.upserts,
             settings=self.settings,
             reads=self.reads,
+            catalog=self.catalog,
         )
         result: ExecutionResult = await self.schema.execute(
             query, variable_values=variables, context_value=context
@@ -556,3 +560,13 @@ async def graphql(client: httpx.AsyncClient, query: str, **variables: Any) -> di
 
 #: A query whose one field costs one profile call.
 USER_QUERY = '{ user(key: {uuid: "u-1"}) { insiderId name } }'
+
+
+# --- (d) the real gateway process, once per session ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def served_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedGateway]:
+    """``python -m gateway serve`` on free ports (tests/gateway/served_gateway.py)."""
+    with serving_gateway(tmp_path_factory.mktemp("served-gateway")) as served:
+        yield served

@@ -8,7 +8,9 @@ tested. Each path has a behaviour that the test may change while the server runs
     "400"     400 {"error": "bad request"}
     "429"     429 with Retry-After: 1
     "reset"   the connection is reset (TCP RST) after the request is read
+    "drop"    the connection is closed (TCP FIN) after the request is read, no answer
     "hang"    no answer until the server stops
+    "trickle" a 200 answer of 1,000 bytes is started, then one byte every 0.2 s
 
 Every request read is counted per path (``LoopbackUcd.seen``), so tests count calls on
 the wire.
@@ -29,7 +31,7 @@ import orjson
 
 from gateway.ucd.paths import METADATA_COLUMNS_PATH, PROFILE_PATH, UPSERT_PATH
 
-Behaviour = Literal["ok", "500", "400", "429", "reset", "hang"]
+Behaviour = Literal["ok", "500", "400", "429", "reset", "drop", "hang", "trickle"]
 
 OK_BODIES: Final[dict[str, object]] = {
     PROFILE_PATH: {"attributes": {"name": "Ada"}},
@@ -44,21 +46,43 @@ _ANSWERS: Final[dict[str, tuple[str, object, str]]] = {
 }
 
 
+async def _trickle(writer: asyncio.StreamWriter, done: asyncio.Event) -> None:
+    """Start a 200 answer of 1,000 bytes, then send one byte every 0.2 s until ``done``."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+    writer.write(b"Content-Length: 1000\r\n\r\n")
+    while not done.is_set():
+        writer.write(b" ")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 0.2)
+
+
 @dataclass
 class LoopbackUcd:
     url: str
-    #: What each path does now; a path not listed answers "ok".
+    #: What each path does now; a path not listed does what ``every`` says.
     behaviours: dict[str, Behaviour]
+    #: What every other path does (any path, not only the three named ones).
+    every: Behaviour = "ok"
     #: Requests read, per path.
     seen: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def requests(self) -> int:
+        """Requests read, over every path."""
+        return sum(self.seen.values())
+
 
 @contextlib.asynccontextmanager
-async def loopback_ucd(**behaviours: Behaviour) -> AsyncIterator[LoopbackUcd]:
-    """Keyword names are ``profile``, ``upsert`` and ``metadata``; e.g. profile="hang"."""
+async def loopback_ucd(
+    every: Behaviour = "ok", **behaviours: Behaviour
+) -> AsyncIterator[LoopbackUcd]:
+    """Keyword names are ``profile``, ``upsert`` and ``metadata``, e.g. profile="hang";
+    ``every`` is what any other path does, e.g. every="reset"."""
     paths = {"profile": PROFILE_PATH, "upsert": UPSERT_PATH, "metadata": METADATA_COLUMNS_PATH}
     done = asyncio.Event()
-    ucd = LoopbackUcd("", {paths[name]: b for name, b in behaviours.items()})
+    ucd = LoopbackUcd("", {paths[name]: b for name, b in behaviours.items()}, every)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -72,9 +96,14 @@ async def loopback_ucd(**behaviours: Behaviour) -> AsyncIterator[LoopbackUcd]:
                         length = int(value)
                 await reader.readexactly(length)
                 ucd.seen[path] += 1
-                behaviour = ucd.behaviours.get(path, "ok")
+                behaviour = ucd.behaviours.get(path, ucd.every)
                 if behaviour == "hang":
                     await done.wait()
+                    break
+                if behaviour == "drop":
+                    break
+                if behaviour == "trickle":
+                    await _trickle(writer, done)
                     break
                 if behaviour == "reset":
                     # SO_LINGER with a zero timeout: close() sends RST instead of FIN.

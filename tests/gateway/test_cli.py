@@ -74,6 +74,18 @@ def test_schema_prints_the_sdl(capsys: pytest.CaptureFixture[str]) -> None:
         ),
         pytest.param(("serve",), {"UCD_GATEWAY_PORT": "many"}, "UCD_GATEWAY_PORT", id="env"),
         pytest.param(("serve", "--port", "99999"), {}, "--port", id="port-flag"),
+        pytest.param(
+            ("serve",),
+            {"UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY": "true"},
+            "UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY: true needs UCD_GATEWAY_TRUSTED_DOCUMENTS",
+            id="trusted-only-without-manifest",
+        ),
+        pytest.param(
+            ("serve",),
+            {"UCD_GATEWAY_TRUSTED_DOCUMENTS": "absent.json", "UCD_GATEWAY_PORT": "0"},
+            "cannot read the trusted documents absent.json",
+            id="manifest-missing",
+        ),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(
@@ -207,7 +219,8 @@ def test_an_unreachable_ucd_is_one_warning_and_readyz_is_503_until_it_answers(
                 ucd.terminate()
                 ucd.communicate(timeout=10)
     # The start-up lines (no request id); /readyz's own calls log as they always have.
-    warnings = [line for line in stderr if " WARNING " in line and " -: " in line]
+    # (gateway.auth warns of its own when no authentication is configured.)
+    warnings = [line for line in stderr if " WARNING " in line and " -: " in line and "UCD" in line]
     assert len(warnings) == 1, stderr
     assert f"UCD at {url} as partner local does not answer" in warnings[0]
     assert "/readyz answers 503" in warnings[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
@@ -44,6 +44,7 @@ from gateway.ucd.requests import (
 )
 from gateway.ucd.transport import UcdHttpClient, build_http_client
 from tests.gateway.conftest import free_port_url
+from tests.gateway.loopback_ucd import Behaviour, loopback_ucd
 
 TOKEN = "s3cret-token-value"
 BASE_URL = "http://ucd.test"
@@ -738,41 +739,17 @@ async def test_logs_carry_neither_the_token_nor_the_callers_input(
 # --- the production transports, over real sockets --------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def tcp_server(behaviour: str) -> AsyncIterator[str]:
-    """A loopback server that misbehaves: ``drop`` closes after the request, ``silent``
-    never answers (until the test ends). Yields its base URL."""
-    done = asyncio.Event()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        if behaviour == "silent":
-            await done.wait()
-        writer.close()
-        await writer.wait_closed()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        done.set()
-        await asyncio.sleep(0.01)  # let the handlers close their connections
-        server.close()
-        await server.wait_closed()
-
-
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 @pytest.mark.parametrize(
     ("behaviour", "words"),
     [
         pytest.param("drop", "dropped the connection", id="dropped"),
-        pytest.param("silent", "did not answer in time", id="timeout"),
+        pytest.param("hang", "did not answer in time", id="timeout"),
         pytest.param("refuse", "refused the connection", id="refused"),
     ],
 )
 async def test_both_transports_report_network_failures_alike(
-    transport: Literal["aiohttp", "httpx"], behaviour: str, words: str
+    transport: Literal["aiohttp", "httpx"], behaviour: Behaviour | Literal["refuse"], words: str
 ) -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, http_transport=transport, request_timeout=0.3, connect_timeout=0.3
@@ -781,7 +758,7 @@ async def test_both_transports_report_network_failures_alike(
         if behaviour == "refuse":
             url = free_port_url()
         else:
-            url = await stack.enter_async_context(tcp_server(behaviour))
+            url = (await stack.enter_async_context(loopback_ucd(every=behaviour))).url
         http = build_http_client(settings, base_url=url)
         stack.push_async_callback(http.aclose)
         client = UcdClient(http, partner="acme", token=TOKEN, max_retries=0)

@@ -1,6 +1,6 @@
 """UcdClient against a UCD that misbehaves: deadlines, Retry-After dates, honest outcomes.
 
-Hangs, trickles and resets come from a real loopback server (``misbehaving_ucd``), through
+Hangs, trickles and resets come from a real loopback server (``loopback_ucd``), through
 both production transports, so the test sees what httpx and aiohttp really raise.
 Timing bounds are generous (a shared two-core machine): the deadline plus 0.5 s.
 """
@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import struct
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, Literal
@@ -31,59 +28,13 @@ from gateway.ucd.requests import DeleteUserRequest, ProfileRequest, UpsertUser, 
 from gateway.ucd.transport import build_http_client
 from gateway.upserts import UpsertCoalescer
 from tests.gateway.conftest import UPSERT, CallLog, GatewayHttp, free_port_url, serve_gateway
+from tests.gateway.loopback_ucd import Behaviour, loopback_ucd
 from tests.gateway.test_client import Script, Sleeps, make_client, ucd_json
 
 TOKEN = "s3cret-token-value"
 PROFILE = ProfileRequest(UserRef(email="ada@example.com"), attributes=("name",))
 #: How far past its deadline an operation may end (event loop, two shared cores).
 SLACK = 0.5
-
-Behaviour = Literal["reset", "hang", "trickle"]
-
-
-@contextlib.asynccontextmanager
-async def misbehaving_ucd(behaviour: Behaviour) -> AsyncIterator[tuple[str, list[int]]]:
-    """A loopback server that reads each request, then ``reset``: closes with a TCP RST;
-    ``hang``: never answers; ``trickle``: starts a 200 answer of 1,000 bytes and sends one
-    byte every 0.2 s. Yields its base URL and a list with one entry per request read."""
-    done = asyncio.Event()
-    requests: list[int] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-            return
-        requests.append(1)
-        if behaviour == "reset":
-            # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
-            return
-        if behaviour == "trickle":
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
-            writer.write(b"Content-Length: 1000\r\n\r\n")
-            while not done.is_set():
-                writer.write(b" ")
-                with contextlib.suppress(ConnectionError):
-                    await writer.drain()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(done.wait(), 0.2)
-        else:
-            await done.wait()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", requests
-    finally:
-        done.set()
-        await asyncio.sleep(0.05)  # let the handlers close their connections
-        server.close()
-        await server.wait_closed()
 
 
 Transport = Literal["aiohttp", "httpx"]
@@ -115,8 +66,8 @@ async def test_each_failure_says_what_happened_within_the_deadline(
 ) -> None:
     """The request timeout is 15 s and retries are allowed: the 1 s deadline decides."""
     async with contextlib.AsyncExitStack() as stack:
-        url, requests = await stack.enter_async_context(misbehaving_ucd(behaviour))
-        http = build_http_client(production_settings(transport), base_url=url)
+        ucd = await stack.enter_async_context(loopback_ucd(every=behaviour))
+        http = build_http_client(production_settings(transport), base_url=ucd.url)
         stack.push_async_callback(http.aclose)
         client = UcdClient(http, partner="acme", token=TOKEN, max_retries=2, backoff_base=0.01)
         started = time.monotonic()
@@ -126,9 +77,9 @@ async def test_each_failure_says_what_happened_within_the_deadline(
     assert info.value.message == f"the UCD {words} (POST /api/user/v1/profile)"
     assert elapsed < 1.0 + SLACK
     if behaviour == "reset":
-        assert len(requests) == 3  # a read is retried; a reset costs no time
+        assert ucd.requests == 3  # a read is retried; a reset costs no time
     else:
-        assert len(requests) == 1  # the one attempt used the whole deadline
+        assert ucd.requests == 1  # the one attempt used the whole deadline
         assert elapsed >= 0.9
 
 
@@ -145,8 +96,8 @@ async def test_a_refused_connection_says_so_through_both_transports(transport: T
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_reset_delete_is_not_repeated_and_its_outcome_unknown(transport: Transport) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        url, requests = await stack.enter_async_context(misbehaving_ucd("reset"))
-        http = build_http_client(production_settings(transport), base_url=url)
+        ucd = await stack.enter_async_context(loopback_ucd(every="reset"))
+        http = build_http_client(production_settings(transport), base_url=ucd.url)
         stack.push_async_callback(http.aclose)
         client = UcdClient(http, partner="acme", token=TOKEN, max_retries=2)
         with pytest.raises(GatewayError) as info:
@@ -156,20 +107,20 @@ async def test_a_reset_delete_is_not_repeated_and_its_outcome_unknown(transport:
         "the UCD may or may not have applied POST /api/user/v1/delete: "
         "its answer was lost (connection reset)"
     )
-    assert len(requests) == 1
+    assert ucd.requests == 1
 
 
 async def test_outside_an_operation_a_trickle_is_cut_at_the_request_timeout() -> None:
     """/readyz and seeding have no deadline; the request timeout bounds each attempt whole."""
-    async with misbehaving_ucd("trickle") as (url, requests):
+    async with loopback_ucd(every="trickle") as ucd:
         settings = Settings(_env_file=None, request_timeout=0.5)  # type: ignore[call-arg]
-        async with build_http_client(settings, base_url=url) as http:
+        async with build_http_client(settings, base_url=ucd.url) as http:
             client = UcdClient(http, partner="acme", token=TOKEN, max_retries=0)
             started = time.monotonic()
             with pytest.raises(UpstreamUnavailable, match="did not finish its answer in time"):
                 await client.profile(PROFILE)
             assert time.monotonic() - started < 0.5 + SLACK
-    assert len(requests) == 1
+    assert ucd.requests == 1
 
 
 # --- the deadline over GraphQL -------------------------------------------------------------
@@ -177,8 +128,8 @@ async def test_outside_an_operation_a_trickle_is_cut_at_the_request_timeout() ->
 
 @pytest.mark.parametrize("behaviour", ["hang", "trickle"])
 async def test_a_graphql_operation_ends_within_its_deadline(behaviour: Behaviour) -> None:
-    async with misbehaving_ucd(behaviour) as (url, requests):
-        settings = production_settings("aiohttp", operation_timeout=1.0, ucd_base_url=url)
+    async with loopback_ucd(every=behaviour) as ucd:
+        settings = production_settings("aiohttp", operation_timeout=1.0, ucd_base_url=ucd.url)
         calls = CallLog()
         http = build_http_client(settings)
         http.event_hooks["request"].append(calls.record)
@@ -188,7 +139,7 @@ async def test_a_graphql_operation_ends_within_its_deadline(behaviour: Behaviour
             elapsed = time.monotonic() - started
     assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE"}
     assert elapsed < 1.0 + SLACK
-    assert len(calls.profiles) == 1 == len(requests)
+    assert len(calls.profiles) == 1 == ucd.requests
 
 
 @pytest.mark.parametrize(

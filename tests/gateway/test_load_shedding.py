@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,6 +197,74 @@ async def test_a_request_that_fails_still_leaves() -> None:
     assert admission.in_flight == 0
     async with asyncio.timeout(0):
         await admission.wait_idle()
+
+
+async def _held_until_cancelled(scope: Scope, receive: Receive, send: Send) -> None:
+    await asyncio.Event().wait()
+
+
+async def test_a_request_cancelled_by_the_shutdown_is_answered_outcome_unknown() -> None:
+    """uvicorn cancels what still runs after the drain and its grace; the caller gets a
+    GraphQL answer saying a write may have been applied, not a bare 500."""
+    admission = Admission(max_in_flight=4)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    request = asyncio.create_task(
+        ShedLoad(_held_until_cancelled, admission=admission)(_scope("/graphql"), _no_body, send)
+    )
+    await asyncio.sleep(0.01)
+    admission.start_draining()
+    request.cancel()
+    await asyncio.wait_for(request, 5)  # answered, not cancelled
+    start, body = sent
+    assert start["status"] == 503
+    headers = dict(start["headers"])
+    assert headers[b"connection"] == b"close"
+    assert b"retry-after" not in headers  # sending it again may apply a write twice
+    (error,) = orjson.loads(body["body"])["errors"]
+    assert error["extensions"] == {"code": "UPSTREAM_OUTCOME_UNKNOWN"}
+    assert "may or may not have been applied" in error["message"]
+    assert admission.in_flight == 0
+
+
+async def test_a_cancelled_request_stays_cancelled_outside_a_drain_or_once_answering() -> None:
+    admission = Admission(max_in_flight=4)
+
+    async def answering(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.Event().wait()
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    for app, draining in ((_held_until_cancelled, False), (answering, True)):
+        admission.draining = False
+        request = asyncio.create_task(
+            ShedLoad(app, admission=admission)(_scope("/graphql"), _no_body, send)
+        )
+        await asyncio.sleep(0.01)
+        admission.draining = draining
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    assert [m["status"] for m in sent] == [200]  # the app's start only
+    assert admission.in_flight == 0
+
+
+def test_the_shutdown_time_left_counts_down_from_the_drains_bound() -> None:
+    admission = Admission(max_in_flight=4)
+    assert admission.shutdown_time_left() is None  # no drain: nothing bounds it
+    admission.start_draining(stop_by=time.monotonic() + 5)
+    left = admission.shutdown_time_left()
+    assert left is not None
+    assert 4 < left <= 5
+    admission.start_draining(stop_by=time.monotonic() - 1)
+    assert admission.shutdown_time_left() == 0
 
 
 async def test_wait_idle_returns_when_the_last_request_leaves() -> None:

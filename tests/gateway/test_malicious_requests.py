@@ -241,9 +241,9 @@ HOSTILE: list[Any] = [
         id="escaped-nul-in-literal",
     ),
     # --- HTTP shapes GraphQL never sees ---------------------------------------------------
-    pytest.param(
-        Hostile(BAD, [q("{ __typename }"), q("{ __typename }")], status=400), id="batch-array"
-    ),
+    pytest.param(Hostile(BAD, [q("{ __typename }")] * 11, status=400), id="batch-over-max-batch"),
+    pytest.param(Hostile(BAD, [], status=400), id="batch-empty"),
+    pytest.param(Hostile(BAD, [1], status=400), id="batch-of-a-number"),
     pytest.param(Hostile(BAD, 1, status=400), id="body-number"),
     pytest.param(Hostile(BAD, "{ __typename }", status=400), id="body-string"),
     pytest.param(Hostile(BAD, content=b"null", status=400), id="body-null"),

@@ -37,19 +37,32 @@ def nested(opening: str, closing: str, depth: int, inner: str = "") -> bytes:
     return (opening * depth + inner + closing * depth).encode()
 
 
-NOT_AN_OBJECT = "must be one JSON object"
+NOT_AN_OBJECT = "must be a JSON object"
 NOT_JSON = "Unable to parse request body as JSON"
 TYPENAME = "{ __typename }"
 
 BAD_REQUESTS = [
-    # JSON values that are not one object (batching is off): these were 500s.
+    # JSON values that are not an object or a batch of them: these were 500s.
     pytest.param(Bad(400, NOT_AN_OBJECT, content=b'"..."'), id="string"),
     pytest.param(Bad(400, NOT_AN_OBJECT, content=b"1"), id="number"),
     pytest.param(Bad(400, NOT_AN_OBJECT, content=b"null"), id="null"),
     pytest.param(Bad(400, NOT_AN_OBJECT, content=b"true"), id="true"),
     pytest.param(Bad(400, NOT_AN_OBJECT, content=b"false"), id="false"),
-    pytest.param(Bad(400, NOT_AN_OBJECT, content=b"[]"), id="empty-list"),
-    pytest.param(Bad(400, NOT_AN_OBJECT, content=body([{"query": TYPENAME}])), id="batch"),
+    pytest.param(Bad(400, "The batch is empty", content=b"[]"), id="empty-list"),
+    pytest.param(
+        Bad(
+            400,
+            "batch[1]: " + "The request body " + NOT_AN_OBJECT,
+            content=body([{"query": TYPENAME}, 1]),
+        ),
+        id="batch-of-a-number",
+    ),
+    pytest.param(
+        Bad(
+            400, "The batch has 11 operations; at most 10", content=body([{"query": TYPENAME}] * 11)
+        ),
+        id="batch-over-max",
+    ),
     pytest.param(Bad(400, NOT_AN_OBJECT, content=nested("[", "]", 300)), id="list-depth-300"),
     # Not JSON at all.
     pytest.param(Bad(400, NOT_JSON, content=b""), id="empty-body"),
@@ -85,6 +98,48 @@ BAD_REQUESTS = [
     pytest.param(
         Bad(400, "`extensions`", content=body({"query": TYPENAME, "extensions": [1]})),
         id="extensions-list",
+    ),
+    # Persisted documents: Apollo's APQ extension and GraphQL-over-HTTP's documentId.
+    pytest.param(
+        Bad(
+            400,
+            "`version` 1",
+            content=body(
+                {"extensions": {"persistedQuery": {"version": 2, "sha256Hash": "a" * 64}}}
+            ),
+        ),
+        id="persisted-query-version-2",
+    ),
+    pytest.param(
+        Bad(
+            400,
+            "`extensions.persistedQuery.sha256Hash`",
+            content=body({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "abc"}}}),
+        ),
+        id="persisted-query-short-hash",
+    ),
+    pytest.param(
+        Bad(
+            400,
+            "`extensions.persistedQuery.sha256Hash`",
+            method="GET",
+            params={"extensions": '{"persistedQuery": {"version": 1}}'},
+        ),
+        id="get-persisted-query-without-hash",
+    ),
+    pytest.param(
+        Bad(400, "`documentId`", content=body({"documentId": 7})), id="document-id-number"
+    ),
+    pytest.param(
+        Bad(
+            400,
+            "without `query`",
+            content=body({"documentId": "sha256:" + "a" * 64, "query": TYPENAME}),
+        ),
+        id="document-id-with-query",
+    ),
+    pytest.param(
+        Bad(400, "non-empty `documentId`", content=body({"documentId": ""})), id="document-id-empty"
     ),
     # Bodies that are not JSON by their content type.
     pytest.param(

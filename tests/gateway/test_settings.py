@@ -31,7 +31,7 @@ def test_defaults_select_the_embedded_local_ucd() -> None:
     assert (settings.max_concurrency_writes, settings.max_concurrency_identity) == (8, 4)
     assert settings.max_concurrency_exports == 2
     assert (settings.breaker_failures, settings.breaker_cooldown) == (5, 5.0)
-    assert settings.upsert_window_ms == 5.0
+    assert settings.upsert_window_ms == 0.0  # group commit: a lone write goes at once
 
 
 def test_environment_variables_use_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import orjson
 import pytest
 import strawberry
 from graphql import (
@@ -30,6 +31,7 @@ from graphql import validate as graphql_core_validate
 from starlette.requests import Request
 from strawberry.asgi import GraphQL
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.http import GraphQLRequestData
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionResult
@@ -50,6 +52,7 @@ from gateway.api.strawberry_internals import (
     use_parsed_document,
     use_validation_errors,
     validate,
+    withhold_field,
 )
 
 # --- a small schema ------------------------------------------------------------------------
@@ -505,3 +508,75 @@ async def test_strawberrys_view_refuses_requests_by_raising_request_refused(
         await view.run(Request(scope, receive))
     assert refused.value.status_code == status
     assert refused.value.reason
+
+
+async def test_strawberrys_view_runs_a_batch_through_execute_single_with_one_context() -> None:
+    """app.py's view batches by returning a list from ``parse_http_body`` (without
+    strawberry's batching config, whose refusals say less), and resolves each operation's
+    persisted document in ``execute_single``, which strawberry calls per operation, with
+    keywords only and the request's one context (so the operations share dataloaders)."""
+    calls: list[tuple[str | None, Any]] = []
+
+    class View(GraphQL[Any, None]):
+        async def parse_http_body(self, request: Any) -> Any:
+            return [GraphQLRequestData(q, None, None, None) for q in ("{ a: __typename }", None)]
+
+        async def get_context(self, request: Any, response: Any) -> Any:
+            return object()
+
+        async def execute_single(  # type: ignore[override]
+            self, *, request_data: GraphQLRequestData, **kwargs: Any
+        ) -> ExecutionResult:
+            calls.append((request_data.query, kwargs["context"]))
+            if request_data.query is None:
+                return ExecutionResult(data=None, errors=[GraphQLError("named elsewhere")])
+            result: ExecutionResult = await super().execute_single(
+                request_data=request_data, **kwargs
+            )
+            return result
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/graphql",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"[]", "more_body": False}
+
+    response = await View(small_schema(), graphql_ide=None).run(Request(scope, receive))
+    assert orjson.loads(response.body) == [
+        {"data": {"a": "Query"}},
+        {"data": None, "errors": [{"message": "named elsewhere"}]},
+    ]
+    assert [query for query, _ in calls] == ["{ a: __typename }", None]
+    assert calls[0][1] is calls[1][1]
+
+
+# --- withhold_field (gateway/api/types.py: PII a caller may not read) ------------------------
+
+
+@strawberry.type
+class _Person:
+    name: str | None
+    city: str | None
+
+
+@strawberry.type
+class _PersonQuery:
+    @strawberry.field
+    def person(self) -> _Person:
+        person = _Person(name="Ada", city="London")
+        withhold_field(person, "name", PermissionError("name is withheld"))
+        return person
+
+
+async def test_a_withheld_plain_field_is_null_with_its_error_and_the_rest_answered() -> None:
+    result = await strawberry.Schema(query=_PersonQuery).execute("{ person { name city } }")
+    assert result.data == {"person": {"name": None, "city": "London"}}
+    (error,) = result.errors or []
+    assert error.path == ["person", "name"]
+    assert error.message == "name is withheld"
+    assert isinstance(error.original_error, PermissionError)

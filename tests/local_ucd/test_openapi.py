@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from gateway.local_ucd.app import ENDPOINTS
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.http import ACCESS_DENIED, NO_SUCH_USER, TOO_MANY_REQUESTS, UNKNOWN_ERROR
 from gateway.local_ucd.openapi import document as openapi
+from gateway.ucd.demo_data import demo_users
 from tests.local_ucd.conftest import serve
 
 LOCAL_GETS = {("get", "/healthz"), ("get", "/openapi.json"), ("get", "/exports/{partner}/p/{file}")}
@@ -310,3 +312,77 @@ async def test_envelope_never_shows_a_zero_count(document: dict[str, Any]) -> No
         document, response_schema(document, "post", "/api/user/v1/upsert", "200")
     )
     assert not validator.is_valid({"data": {"successful": {"count": 0}, "fail": {}}})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"attributes": {"iid": "i", "name": 7}, "events": {}}, id="name-not-a-string"),
+        pytest.param({"attributes": {"iid": "i", "age": "7"}, "events": {}}, id="age-not-a-number"),
+        pytest.param(
+            {
+                "attributes": {"iid": "i"},
+                "events": {
+                    "purchase": [
+                        {"created_date": "2025-01-10T21:35:20Z", "source": "api", "quantity": "2"}
+                    ]
+                },
+            },
+            id="quantity-not-an-integer",
+        ),
+        pytest.param(
+            {"attributes": {"iid": "i"}, "events": {"custom_event": [{"source": "api"}]}},
+            id="custom-event-without-its-date",
+        ),
+    ],
+)
+async def test_the_profile_answer_types_attributes_and_event_parameters(
+    document: dict[str, Any], answer: dict[str, Any]
+) -> None:
+    """Typed, so a client generated from the document (GraphQL Mesh) can select ``name``
+    and ``email``, not only ``iid``; custom names stay open."""
+    schema = response_schema(document, "post", "/api/user/v1/profile", "200")
+    attributes = schema["properties"]["attributes"]["properties"]
+    assert attributes["name"]["type"] == attributes["email"]["type"] == "string"
+    assert set(schema["properties"]["events"]["properties"]) == {"cart_page_view", "purchase"}
+    validator = schema_validator(document, schema)
+    assert not validator.is_valid(answer)
+    assert validator.is_valid(
+        {"attributes": {"iid": "i", "name": "Ada", "c_tier": ["x"]}, "events": {"x": []}}
+    )
+
+
+async def test_every_demo_users_whole_profile_fits_the_answer_schema(
+    document: dict[str, Any], ucd: httpx.AsyncClient
+) -> None:
+    users = [user.to_wire() for user in demo_users(20, seed=7)]
+    upserted = await ucd.post("/api/user/v1/upsert", json={"users": users})
+    assert upserted.json()["data"]["successful"] == {"count": 20}
+    validator = schema_validator(
+        document, response_schema(document, "post", "/api/user/v1/profile", "200")
+    )
+    events = [e for u in users for e in u.get("events", ())]
+    names = sorted({e["event_name"] for e in events})
+    params = sorted(
+        {k for e in events for k in e.get("event_params", {}) if k != "custom"}
+        | {f"c_{k}" for e in events for k in e.get("event_params", {}).get("custom", {})}
+    )
+    now = int(time.time())
+    seen: set[str] = set()
+    for user in users:
+        answer = await ucd.post(
+            "/api/user/v1/profile",
+            json={
+                "identifiers": {"uuid": user["identifiers"]["uuid"]},
+                "attributes": ["*"],
+                "events": {
+                    "start_date": now - 100 * 86400,
+                    "end_date": now,
+                    "wanted": [{"event_name": n, "params": params} for n in names],
+                },
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        assert list(validator.iter_errors(answer.json())) == []
+        seen.update(k for lists in answer.json()["events"].values() for e in lists for k in e)
+    assert {"product_id", "unit_sale_price", "quantity"} <= seen  # typed ones were checked

@@ -6,8 +6,19 @@ Request bodies refer to the component schemas; answers that only one operation g
 
 from __future__ import annotations
 
+from gateway.local_ucd.attributes.names import DEFAULT_ATTRIBUTES
+from gateway.local_ucd.events.params import PARAM_TYPES, REQUIRING_EVENTS
 from gateway.local_ucd.openapi.operations import api_operation
-from gateway.local_ucd.openapi.primitives import DATE, STRING, STRINGS, Schema, obj, ref
+from gateway.local_ucd.openapi.primitives import (
+    ANY,
+    DATE,
+    STRING,
+    STRINGS,
+    VALUE_TYPES,
+    Schema,
+    obj,
+    ref,
+)
 from gateway.local_ucd.ratelimit import PROFILE_QUOTA
 
 __all__ = ["insider_paths"]
@@ -24,21 +35,37 @@ _ATTRIBUTE_NAMES: Schema = {
 
 
 def _profile_answer() -> Schema:
-    event = obj(
-        {"created_date": DATE, "source": STRING},
-        required=("created_date", "source"),
-        description="Requested parameters; custom ones as c_<name>.",
-    )
+    """E2's answer, typed as far as the contract knows it, so a client generated from
+    this document (GraphQL Mesh, say) can select ``name``, ``email`` or an event's
+    ``product_id`` rather than an opaque object; custom names stay open."""
+    params: dict[str, Schema] = {
+        name: VALUE_TYPES[kind] for name, kind in PARAM_TYPES.items() if name != "source"
+    }
+    event = {
+        **obj(
+            {"created_date": DATE, "source": STRING, **params},
+            required=("created_date", "source"),
+        ),
+        "additionalProperties": {**ANY, "description": "Other parameters, custom as c_<name>."},
+        "description": "Requested parameters it has; custom ones as c_<name>.",
+    }
+    events: Schema = {"type": "array", "items": event}
+    attributes: dict[str, Schema] = {"iid": STRING}
+    for attribute in DEFAULT_ATTRIBUTES:
+        attributes[attribute.read_name] = {
+            **VALUE_TYPES[attribute.type],
+            "description": attribute.display_name,
+        }
     return obj(
         {
-            "attributes": obj(
-                {"iid": STRING},
-                required=("iid",),
-                description="Requested attributes by read name; custom ones as c_<name>.",
-            ),
+            "attributes": {
+                **obj(attributes, required=("iid",)),
+                "additionalProperties": {**ANY, "description": "Custom attributes as c_<name>."},
+                "description": "Requested attributes it has, by read name (§4.7.1).",
+            },
             "events": {
-                "type": "object",
-                "additionalProperties": {"type": "array", "items": event},
+                **obj({name: events for name in sorted(REQUIRING_EVENTS)}),
+                "additionalProperties": events,
                 "description": "One list per wanted event name, newest first.",
             },
             "quota": obj(

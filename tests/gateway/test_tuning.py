@@ -1,0 +1,76 @@
+"""The CLI's servers run on uvloop, with start-up objects frozen out of the collector
+(gateway/tuning.py).
+
+The commands run in this process with uvicorn's ``serve`` replaced by a probe that
+records the running loop and the collector's state at the moment the server would start
+taking requests, then returns: the command then closes its lifespan and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+import uvloop
+
+from gateway.cli import main
+from gateway.drain import DrainingServer
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No developer .env or UCD_GATEWAY_* variable may reach the command."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.upper().startswith("UCD_GATEWAY_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def probe(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
+    """What the command's server saw when it started (``request.param``: its class; the
+    embedded local UCD of ``serve`` serves for real); the collector is given back."""
+    server_class: type[uvicorn.Server] = request.param
+    seen: dict[str, Any] = {}
+    thresholds = gc.get_threshold()
+
+    async def serve(self: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        seen["loop"] = type(asyncio.get_running_loop())
+        seen["frozen"] = gc.get_freeze_count()
+        seen["sockets"] = sockets
+
+    monkeypatch.setattr(server_class, "serve", serve)
+    gc.unfreeze()
+    try:
+        yield seen
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+@pytest.mark.parametrize(
+    ("command", "probe"),
+    [
+        pytest.param(["serve", "--port", "0"], DrainingServer, id="serve"),
+        pytest.param(["local-ucd", "--port", "0", "--data", "ucd"], uvicorn.Server, id="local-ucd"),
+    ],
+    indirect=["probe"],
+)
+def test_the_cli_server_runs_on_uvloop_with_start_up_objects_frozen(
+    probe: dict[str, Any], command: list[str]
+) -> None:
+    assert main(command) == 0
+    assert probe["loop"] is uvloop.Loop
+    # The modules, the schema and the app: far more than a test's own few objects.
+    assert probe["frozen"] > 50_000
+    (sock,) = probe["sockets"]
+    assert sock.proto == socket.IPPROTO_TCP
