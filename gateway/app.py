@@ -62,6 +62,8 @@ from gateway.graphiql.page import graphiql_page, graphiql_routes
 from gateway.graphql_over_http import current_exchange, exchanging
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
+from gateway.metrics import GatewayMetrics, metrics_endpoint
+from gateway.operations import observe_operations
 from gateway.persisted import names_a_document, persisted_documents
 from gateway.persisted.documents import PersistedDocuments
 from gateway.reads.inflight import ProfileReads
@@ -72,6 +74,7 @@ from gateway.request_bodies import (
     refusal_response,
     unsupported,
 )
+from gateway.request_context import RequestIds
 from gateway.settings import Settings
 from gateway.state.backend import open_state
 from gateway.ucd.answers import ExportHook
@@ -341,7 +344,12 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     schema = build_schema()
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.
-    schema.extensions = (*schema.extensions, *schema_extensions(settings))
+    metrics = GatewayMetrics(admission)  # /metrics (gateway/metrics.py)
+    schema.extensions = (
+        observe_operations(metrics),  # first: it sees the errors as answered
+        *schema.extensions,
+        *schema_extensions(settings),
+    )
     # Tracing (gateway/tracing.py): on with OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_TRACES_EXPORTER.
     spans = tracing.provider_for(
         settings.traces_exporters(),
@@ -368,6 +376,10 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     base_url = await stack.enter_async_context(run_local_ucd(settings))
                 http = build_http_client(settings, base_url=base_url)
                 stack.push_async_callback(http.aclose)
+            breakers = LocalCircuitBreakers(
+                failures=settings.breaker_failures, cooldown=settings.breaker_cooldown
+            )
+            metrics.watch_breakers(breakers)
             ucd = UcdClient(
                 http,
                 partner=settings.partner,
@@ -378,12 +390,11 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     identity=settings.max_concurrency_identity,
                     exports=settings.max_concurrency_exports,
                 ),
-                breakers=LocalCircuitBreakers(
-                    failures=settings.breaker_failures, cooldown=settings.breaker_cooldown
-                ),
+                breakers=breakers,
                 max_retries=settings.max_retries,
                 max_retry_after=settings.max_retry_after,
                 request_timeout=settings.request_timeout,
+                observers=(metrics,),
             )
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
@@ -399,7 +410,6 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
             )
-            logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)
             try:
                 yield
             finally:
@@ -413,6 +423,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             ),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
+            Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),
             *graphiql_routes(settings.graphiql),
         ],
@@ -427,6 +438,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.
     app.add_middleware(ShedLoad, admission=admission)
+    # Around even that: every answer, a refusal too, carries its X-Request-Id (a header
+    # scan and an id, microseconds next to the refusal's write).
+    app.add_middleware(RequestIds)
     app.state.runtime = slot
     app.state.admission = admission
     return app

@@ -126,7 +126,9 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ),
         ErrorCode.OVERLOADED: CodeDoc(
             "the gateway did not start the operation: UCD_GATEWAY_MAX_IN_FLIGHT GraphQL "
-            "requests are already in flight, or it is shutting down (the message says which); "
+            "requests are already in flight, its event loop is more than "
+            "UCD_GATEWAY_MAX_LOOP_LAG_MS behind, or it is shutting down (the message says "
+            "which); "
             "HTTP 503 with Retry-After, before the body is read; safe to retry",
             (("retryAfter", "seconds to wait before retrying, as in the Retry-After header"),),
         ),

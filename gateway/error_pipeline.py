@@ -58,6 +58,7 @@ __all__ = [
     "LocateOneOfArguments",
     "bad_request",
     "behind_schedule",
+    "code_of",
     "code_one_of_refusals",
     "code_request_errors",
     "code_validation_errors",
@@ -225,6 +226,19 @@ def code_request_errors(errors: Sequence[GraphQLError]) -> None:
     _tag([e for e in errors if isinstance(e, GraphQLSyntaxError)], ErrorCode.GRAPHQL_PARSE_FAILED)
     # Left without a code and without a path: variables that failed coercion.
     _tag([e for e in errors if e.path is None], ErrorCode.BAD_USER_INPUT)
+
+
+def code_of(error: GraphQLError) -> ErrorCode:
+    """The code ``error`` has, or gets from ``code_request_errors`` or masking, on the
+    answer: for metrics and logs, which may see an error before the view codes it."""
+    code = (error.extensions or {}).get("code")
+    if isinstance(code, str) and code in ErrorCode.__members__:
+        return ErrorCode(code)
+    if isinstance(error, GraphQLSyntaxError):
+        return ErrorCode.GRAPHQL_PARSE_FAILED
+    if error.path is None:
+        return ErrorCode.BAD_USER_INPUT
+    return ErrorCode.INTERNAL_SERVER_ERROR
 
 
 #: graphql-core's suggestion (``graphql.pyutils.did_you_mean``): " Did you mean 'a' or

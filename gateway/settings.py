@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -162,6 +163,27 @@ class Settings(BaseSettings):
         schemes = ("redis://", "rediss://", "unix://")  # redis-py's: TCP, TLS, Unix socket
         if value is not None and not value.get_secret_value().startswith(schemes):
             raise ValueError("must start with " + ", ".join(schemes))
+        return value
+
+    # --- logs (gateway/logs.py) -----------------------------------------------------
+    # The root level of every logger the gateway and uvicorn use; httpx stays at WARNING.
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # "json": one object per line (time, level, logger, message, request_id, operation,
+    # operation_type, duration_ms, outcome), for log shippers; "text" for terminals.
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        # UCD_GATEWAY_LOG_LEVEL=INFO is as good as info.
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("ucd_base_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        # Refused at start-up in one line, rather than on the first request.
+        if value is not None:
+            check_http_url(value)
         return value
 
     # --- persisted documents and batching (gateway/persisted/, gateway/graphql_over_http.py)
@@ -319,3 +341,28 @@ def reachable_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):  # noqa: S104
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
+
+
+def check_http_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is an absolute http(s) URL with a host and a
+    valid port, and nothing after the path.
+
+    >>> check_http_url("https://unification.useinsider.com")
+    >>> check_http_url("unification.useinsider.com")
+    Traceback (most recent call last):
+    ...
+    ValueError: must be an http(s) URL such as https://unification.useinsider.com
+    """
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError("must be an http(s) URL such as https://unification.useinsider.com")
