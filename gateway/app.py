@@ -49,6 +49,7 @@ from strawberry.types.unset import UNSET
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.audit import AuditLog
 from gateway.auth.authenticator import build_authenticator
 from gateway.auth.middleware import Authenticate, principal_of
 from gateway.catalog import CatalogCache
@@ -63,6 +64,7 @@ from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
 from gateway.persisted import names_a_document, persisted_documents
 from gateway.persisted.documents import PersistedDocuments
+from gateway.rate_limits import RateLimiter
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
@@ -71,6 +73,7 @@ from gateway.request_bodies import (
     refusal_response,
     unsupported,
 )
+from gateway.request_id import RequestIds
 from gateway.settings import Settings
 from gateway.state.backend import open_state
 from gateway.ucd.answers import ExportHook
@@ -107,6 +110,8 @@ class Runtime:
     reads: ProfileReads
     ucd_base_url: str
     catalog: CatalogCache
+    audit: AuditLog | None = None
+    rate_limiter: RateLimiter | None = None
 
 
 class _RuntimeSlot:
@@ -261,6 +266,8 @@ class GatewayGraphQL(GraphQL[Any, None]):
             reads=runtime.reads,
             catalog=runtime.catalog,
             principal=principal_of(request),
+            audit=runtime.audit,
+            rate_limiter=runtime.rate_limiter,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -373,6 +380,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             )
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
+            audit = AuditLog(settings.audit_log) if settings.audit_log else None
+            if audit is not None:
+                stack.push_async_callback(audit.aclose)
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
@@ -384,6 +394,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 reads=ProfileReads(ucd),
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
+                audit=audit,
+                rate_limiter=RateLimiter(state, settings.rate_limit),
             )
             logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)
             try:
@@ -411,6 +423,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.
     app.add_middleware(ShedLoad, admission=admission)
+    app.add_middleware(RequestIds)  # outermost: every answer carries its X-Request-Id
     app.state.runtime = slot
     app.state.admission = admission
     return app

@@ -24,6 +24,8 @@ class Namespace(enum.Enum):
     """A kind of shared record; its value is part of the record's key in every backend."""
 
     EXPORT_JOBS = "export-jobs"
+    #: Per-principal rate-limit counters (gateway/rate_limits.py).
+    RATE_LIMITS = "rate-limits"
 
 
 class StateStore(Protocol):
@@ -39,6 +41,14 @@ class StateStore(Protocol):
 
     async def put(self, namespace: Namespace, key: str, value: bytes, *, ttl: float) -> None:
         """Write the record (replacing any), to expire ``ttl`` seconds from now."""
+        ...
+
+    # --- counters (rate limits) ---------------------------------------------------
+
+    async def increment(self, namespace: Namespace, key: str, amount: int, *, ttl: float) -> int:
+        """Add ``amount`` to the counter (0 when absent or expired) and answer its new
+        value, atomically across replicas; a new counter expires ``ttl`` seconds from
+        now, and adding to it does not move that."""
         ...
 
     async def aclose(self) -> None:
