@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from gateway.api.audit_trail import subject
 from gateway.audit import AuditLog, AuditUnavailable
 from gateway.ucd.client import UcdClient
 from tests.gateway.auth.conftest import auth_settings, authed_gateway, body, call
@@ -244,3 +246,25 @@ async def test_a_line_costs_under_the_event_loops_patience(tmp_path: Path) -> No
     # The loop ran other work while the writes (and their fsyncs) were on the writer thread.
     assert ticks >= 50
     print(f"audit: {elapsed / 50 * 1e6:.0f} µs a line (write + fsync), measured on this machine")
+
+
+def test_users_are_named_by_insider_id_or_a_keyed_hash() -> None:
+    assert subject({"insiderId": "iid-1", "email": "a@example.com"}, b"k") == "iid-1"
+    by_email = subject({"email": "A@Example.com"}, b"k")
+    assert by_email == subject({"email": "a@example.com"}, b"k")  # normalised, as the UCD
+    assert by_email != subject({"email": "a@example.com"}, b"other key")
+    assert subject({"custom": {"name": "crm", "value": "7"}}, b"k") == subject(
+        {"custom": [{"name": "crm", "value": "7"}]}, b"k"
+    )
+
+
+async def test_a_callers_request_id_is_kept_only_when_it_is_a_plain_token(
+    ucd_http: httpx.AsyncClient, hooks: HookRelay, keys_file: Path
+) -> None:
+    async with authed_gateway(auth_settings(keys_file, None), ucd_http, hooks) as gw:
+        kept = await gw.client.get("/healthz", headers={"X-Request-Id": "abc-123"})
+        replaced = await gw.client.get("/healthz", headers={"X-Request-Id": "ada@example.com"})
+        made = await gw.client.get("/healthz")
+    assert kept.headers["x-request-id"] == "abc-123"
+    assert uuid.UUID(replaced.headers["x-request-id"])
+    assert uuid.UUID(made.headers["x-request-id"])
