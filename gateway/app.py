@@ -11,7 +11,8 @@ Its lifespan owns, in opening order (closed in reverse):
    ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
    the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
    (``CatalogCache``) and the upsert coalescer
-   (flushed on shutdown, so no accepted write is lost).
+   (flushed on shutdown, so no accepted write is lost), the audit log (``gateway.audit``,
+   when ``UCD_GATEWAY_AUDIT_LOG`` is set) and the rate limiter (``gateway.rate_limits``).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
 (``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before

@@ -274,6 +274,10 @@ class GatewayExtension(MaskingExtension):
       with the parser cache they escape the parse hooks;
     * masking of unexpected errors (MaskErrors): the caller sees "Internal server error"
       and an ``errorId``; the log has the same id with the traceback.
+    * before execution: the scopes of mutations, the operation budget, the caller's rate
+      limit and the audit trail's attempt lines, each able to refuse the operation before
+      any UCD call; after it, the audit trail's outcome and read lines
+      (gateway/api/audit_trail.py).
 
     The codes and the masking are the error pipeline's (gateway/error_pipeline.py).
 

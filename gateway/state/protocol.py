@@ -6,8 +6,8 @@ exactly what is used today; the pieces of shared state still to come add their
 operation here when they land, each with both backends and a test:
 
 * persisted documents: records without expiry, written once;
-* per-principal rate-limit counters and the partner's UCD quota budget: an atomic
-  increment with expiry (Redis ``INCR`` + ``PEXPIRE``), so N replicas share one count;
+* the partner's UCD quota budget: an atomic increment with expiry, like the rate-limit
+  counters' ``increment`` (gateway/rate_limits.py), which is here already;
 * circuit-breaker state: records per UCD endpoint, read on every call;
 * the profile cache: records per user and an invalidation broadcast (pub/sub).
 """
