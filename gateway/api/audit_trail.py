@@ -38,6 +38,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -104,15 +105,24 @@ _SUBJECTS: Final[Mapping[str, Callable[[Mapping[str, Any]], list[Mapping[str, An
 }
 
 
+#: The PII answered by the operation being executed: read name -> insiderIds. A
+#: ContextVar, not the Context: the operations of a batch share one Context and run
+#: concurrently, each in its own task, where ``OperationTrail`` sets its own.
+_pii_reads: ContextVar[dict[str, set[str]] | None] = ContextVar("audit_pii_reads", default=None)
+
+
 def note_pii_read(context: Context, profile: ProfileAnswer, need: ProfileNeed) -> None:
     """Remember the PII values ``profile`` answers for ``need``, for the read lines."""
+    reads = _pii_reads.get()
+    if reads is None:
+        return  # not inside an audited operation
     pii = pii_read_names(context.settings.pii_attributes) & profile.attributes.keys()
     if not need.all_attributes:
         pii &= need.attributes  # type: ignore[operator]  # a frozenset unless all
     insider_id = profile.insider_id
     for name in pii:
         if profile.attributes[name] is not None:
-            context.pii_reads.setdefault(name, set()).add(insider_id or "unknown")
+            reads.setdefault(name, set()).add(insider_id or "unknown")
 
 
 def _code(errors: Sequence[GraphQLError]) -> str | None:
@@ -138,6 +148,8 @@ class OperationTrail:
         self.fields: dict[str, tuple[str, list[str]]] = {}
         self.mutation = False
         self._attempted = False
+        self._reads: dict[str, set[str]] = {}
+        _pii_reads.set(self._reads)  # this operation's task: see _pii_reads
         self._find_fields()
 
     @classmethod
@@ -227,9 +239,8 @@ class OperationTrail:
             phase = "outcome" if self.mutation else "read"
             code = None if outcome == "ok" else _code(own or errors)
             lines.append(self._line(name, phase, named, outcome, code))
-        for name, insider_ids in sorted(self._gateway.pii_reads.items()):
+        for name, insider_ids in sorted(self._reads.items()):
             lines.append(self._line(name, "read", insider_ids, "ok", None))
-        self._gateway.pii_reads.clear()  # a batch's next operation has its own
         if not lines:
             return
         try:

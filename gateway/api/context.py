@@ -54,8 +54,6 @@ class Context:
     #: gateway/api/rate_limiting.py); None: not configured.
     audit: AuditLog | None = None
     rate_limiter: RateLimiter | None = None
-    #: The PII this request answered, for its audit lines: read name -> insiderIds.
-    pii_reads: dict[str, set[str]] = field(default_factory=dict)
 
 
 async def build_context(

@@ -268,3 +268,27 @@ async def test_a_callers_request_id_is_kept_only_when_it_is_a_plain_token(
     assert kept.headers["x-request-id"] == "abc-123"
     assert uuid.UUID(replaced.headers["x-request-id"])
     assert uuid.UUID(made.headers["x-request-id"])
+
+
+async def test_each_operation_of_a_batch_has_its_own_read_lines(
+    tmp_path: Path,
+    keys_file: Path,
+    ucd_http: httpx.AsyncClient,
+    hooks: HookRelay,
+    seeded: dict[str, str],
+) -> None:
+    """A batch's operations share one context and run concurrently; their lines do not mix."""
+    log = tmp_path / "audit.jsonl"
+    settings = auth_settings(keys_file, None, audit_log=str(log))
+    async with authed_gateway(settings, ucd_http, hooks) as gw:
+        response = await gw.client.post(
+            "/graphql",
+            json=[
+                {"query": 'query A { user(key: {uuid: "u-1"}) { email } }'},
+                {"query": 'query B { user(key: {uuid: "u-2"}) { email } }'},
+            ],
+            headers={"Authorization": "Bearer ucdg_test-key-of-everything"},
+        )
+        assert response.status_code == 200
+    reads = {line["operation"]: line["insiderIds"] for line in lines(log)}
+    assert reads == {"A": [seeded["ada"]], "B": [seeded["grace"]]}
