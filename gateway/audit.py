@@ -7,10 +7,13 @@ file, ``fsync``: when ``write`` returns, the lines are on the disk. A failure of
 it (the directory is read-only, the disk is full, ``/dev/full``) raises
 ``AuditUnavailable``, and the caller refuses what it was about to do.
 
-The appends run on one dedicated thread, so an fsync (a millisecond or more on a real
-disk) never blocks the event loop; the lines of concurrent requests go one write after
-another, each request's together. A file that cannot be opened is tried again at the
-next write, so fixing the directory's permissions heals a running gateway.
+The appends run on one dedicated thread, so an fsync (a millisecond to tens of them on a
+real disk) never blocks the event loop. Writes are group-committed: while one append and
+its fsync are on the disk, the lines of every request that arrives meanwhile wait and
+then go in one append with one fsync, so the trail keeps up with concurrent mutations
+(an fsync each would cap them at one disk flush per line). A file that cannot be opened
+is tried again at the next write, so fixing the directory's permissions heals a running
+gateway.
 
 What goes in a line is the caller's business (gateway/api/audit_trail.py); this module
 only makes sure it is written.
@@ -48,13 +51,41 @@ class AuditLog:
         self._sync = False
         self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-log")
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
 
     async def write(self, lines: Sequence[Mapping[str, Any]]) -> None:
         """Append ``lines`` durably, or raise ``AuditUnavailable``."""
         if not lines:
             return
-        data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
-        await asyncio.get_running_loop().run_in_executor(self._writer, self.append, data)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((b"".join(orjson.dumps(line) + b"\n" for line in lines), done))
+        if self._flushing is None:
+            self._flushing = loop.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        """Group commit: the writes that arrive while one is on the disk go together in the
+        next, one write and one fsync for all of them (each request's lines stay together).
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                data = b"".join(chunk for chunk, _ in batch)
+                try:
+                    await loop.run_in_executor(self._writer, self.append, data)
+                except Exception as exc:  # AuditUnavailable, or a writer shut down
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(AuditUnavailable(str(exc)))
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._flushing = None
 
     def append(self, data: bytes) -> None:
         """The blocking append (on the writer thread; a lock for any other caller)."""
