@@ -232,7 +232,7 @@ class OperationTrail:
             if self.mutation and not self._attempted:
                 outcome = "refused"
                 own = own or [e for e in errors if not e.path]
-            elif own or (self.mutation and (data is None or data.get(key) is None)):
+            elif own or data is None or (self.mutation and data.get(key) is None):
                 outcome = "error"  # a payload is non-null: null is an error's doing
             else:
                 outcome = "ok"

@@ -292,3 +292,16 @@ async def test_each_operation_of_a_batch_has_its_own_read_lines(
         assert response.status_code == 200
     reads = {line["operation"]: line["insiderIds"] for line in lines(log)}
     assert reads == {"A": [seeded["ada"]], "B": [seeded["grace"]]}
+
+
+async def test_an_export_read_refused_by_the_rate_limit_is_recorded_as_an_error(
+    tmp_path: Path, keys_file: Path, ucd_http: httpx.AsyncClient, hooks: HookRelay
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    settings = auth_settings(keys_file, None, audit_log=str(log), rate_limit="1/hour")
+    async with authed_gateway(settings, ucd_http, hooks) as gw:
+        query = '{ exportJob(id: "job-x") { id } }'
+        assert (await call(gw, query, persona="exporter")).status_code == 200
+        assert (await call(gw, query, persona="exporter")).status_code == 429
+    outcomes = [(line["outcome"], line["code"]) for line in lines(log)]
+    assert outcomes == [("ok", None), ("error", "RATE_LIMITED")]
