@@ -11,7 +11,8 @@ Its lifespan owns, in opening order (closed in reverse):
    ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
    the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
    (``CatalogCache``) and the upsert coalescer
-   (flushed on shutdown, so no accepted write is lost).
+   (flushed on shutdown, so no accepted write is lost), the audit log (``gateway.audit``,
+   when ``UCD_GATEWAY_AUDIT_LOG`` is set) and the rate limiter (``gateway.rate_limits``).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
 (``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before
@@ -50,6 +51,7 @@ from gateway import tracing
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.audit import AuditLog
 from gateway.auth.authenticator import build_authenticator
 from gateway.auth.middleware import Authenticate, principal_of
 from gateway.catalog import CatalogCache
@@ -66,6 +68,7 @@ from gateway.metrics import GatewayMetrics, metrics_endpoint
 from gateway.operations import observe_operations
 from gateway.persisted import names_a_document, persisted_documents
 from gateway.persisted.documents import PersistedDocuments
+from gateway.rate_limits import RateLimiter
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
@@ -111,6 +114,8 @@ class Runtime:
     reads: ProfileReads
     ucd_base_url: str
     catalog: CatalogCache
+    audit: AuditLog | None = None
+    rate_limiter: RateLimiter | None = None
 
 
 class _RuntimeSlot:
@@ -265,6 +270,8 @@ class GatewayGraphQL(GraphQL[Any, None]):
             reads=runtime.reads,
             catalog=runtime.catalog,
             principal=principal_of(request),
+            audit=runtime.audit,
+            rate_limiter=runtime.rate_limiter,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -398,6 +405,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             )
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
+            audit = AuditLog(settings.audit_log) if settings.audit_log else None
+            if audit is not None:
+                stack.push_async_callback(audit.aclose)
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
@@ -409,6 +419,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 reads=ProfileReads(ucd),
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
+                audit=audit,
+                rate_limiter=RateLimiter(state, settings.rate_limit),
             )
             try:
                 yield

@@ -328,3 +328,23 @@ def unauthenticated(message: str) -> dict[str, Any]:
     return {
         "errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED.value}}]
     }
+
+
+def over_rate_limit(limit: str, retry_after: int) -> GraphQLError:
+    """The refusal of an operation whose caller has spent its UCD calls for the window
+    (gateway/rate_limits.py); the view answers it HTTP 429 with Retry-After."""
+    return GraphQLError(
+        f"this caller has spent its rate limit of {limit} UCD calls; retry in {retry_after} s "
+        "(UCD_GATEWAY_RATE_LIMIT, or the API key's rate_limit)",
+        extensions={"code": ErrorCode.RATE_LIMITED.value, "retryAfter": retry_after},
+    )
+
+
+def audit_unavailable(path: Sequence[str | int] | None = None) -> GraphQLError:
+    """The refusal of a mutation, or the withholding of an answer with personal data,
+    whose audit line could not be written (gateway/audit.py): nothing without a trace."""
+    return GraphQLError(
+        "the audit trail cannot be written (UCD_GATEWAY_AUDIT_LOG), so this is refused",
+        path=path,
+        extensions={"code": ErrorCode.AUDIT_UNAVAILABLE.value},
+    )

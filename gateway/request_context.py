@@ -24,7 +24,14 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ACCEPTED_ID", "HEADER", "RequestIds", "RequestInfo", "current_request"]
+__all__ = [
+    "ACCEPTED_ID",
+    "HEADER",
+    "RequestIds",
+    "RequestInfo",
+    "current_request",
+    "current_request_id",
+]
 
 #: The response header (and the request header it is taken from).
 HEADER: Final = b"x-request-id"
@@ -60,6 +67,13 @@ def _new_id() -> str:
 def current_request() -> RequestInfo | None:
     """The request running in this context, if any."""
     return _current.get()
+
+
+def current_request_id() -> str | None:
+    """The id of the request running in this context (an audit line names it); None
+    outside of one."""
+    info = _current.get()
+    return None if info is None else info.request_id
 
 
 def _caller_id(scope: Scope) -> str | None:

@@ -25,6 +25,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: scheme://host[:port]: what a browser sends as Origin (RFC 6454), and nothing else.
 _ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+#: count/unit, as UCD_GATEWAY_RATE_LIMIT and a key's rate_limit spell a limit.
+_RATE_LIMIT: Final = re.compile(r"^[1-9][0-9]*/(second|minute|hour|day)$")
 
 
 def _otel(name: str) -> AliasChoices:
@@ -236,6 +238,24 @@ class Settings(BaseSettings):
     # Exact origins (scheme://host[:port]) whose pages may call the gateway, comma-separated;
     # none by default, so no other site's page can read an answer.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # --- audit trail and rate limits (gateway/audit.py, gateway/rate_limits.py) --------
+    # Where the audit trail goes: a file (appended, fsync'ed per write) or "-" for stderr;
+    # unset: no audit trail. Mutations refuse to run when their line cannot be written.
+    audit_log: str | None = None
+    # Key of the HMAC that stands for a user named by email, phone, uuid or custom
+    # identifier in an audit line (never the value itself); unset: the UCD token.
+    audit_hash_key: SecretStr | None = None
+    # Every principal's budget of planned UCD calls (at least 1 an operation) per window,
+    # e.g. 600/minute (second, minute, hour, day); a key's rate_limit overrides it.
+    rate_limit: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _RATE_LIMIT.match(value):
+            raise ValueError("must look like 600/minute (count per second, minute, hour or day)")
+        return value
 
     @field_validator("pii_attributes", "cors_origins", mode="before")
     @classmethod
