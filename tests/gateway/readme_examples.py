@@ -53,11 +53,12 @@ _UUID: Final = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _DATE_TIME: Final = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
 #: Keys whose values are made by the UCD or the gateway when the example runs: compared
 #: by their form, and the same value shown twice must be the same value answered twice.
-#: ``insiderId`` and a job's ``id`` are random UUIDs; the ``*At`` times are "now"; a
-#: job's ``url`` names a random file on whatever port the UCD listens.
+#: ``insiderId`` and a job's ``id`` (``jobId`` in an error) are random UUIDs; the ``*At``
+#: times are "now"; a job's ``url`` names a random file on whatever port the UCD listens.
 VOLATILE_FORMS: Final[Mapping[str, re.Pattern[str]]] = {
     "insiderId": re.compile(_UUID),
     "id": re.compile(_UUID),
+    "jobId": re.compile(_UUID),
     "requestedAt": re.compile(_DATE_TIME),
     "readyAt": re.compile(_DATE_TIME),
     "expiresAt": re.compile(_DATE_TIME),
