@@ -50,7 +50,18 @@ from tests.gateway.readme_examples import (
 from tests.gateway.served_gateway import ServedGateway, serving_gateway
 
 README: Final = Path(__file__).resolve().parents[2] / "README.md"
-STEPS: Final = read_readme(README.read_text("utf-8"))
+
+
+def _read_steps() -> tuple[list[Step], str | None]:
+    """The README's steps, or none and why (a README that breaks the markup fails
+    ``test_the_readme_examples_are_well_formed`` rather than the whole module's import)."""
+    try:
+        return read_readme(README.read_text("utf-8")), None
+    except ReadmeError as exc:
+        return [], str(exc)
+
+
+STEPS, MALFORMED = _read_steps()
 #: Where the README's reader finds the gateway and the embedded local UCD (the defaults).
 README_GATEWAY: Final = ("http://127.0.0.1:8000", "http://localhost:8000")
 README_UCD: Final = ("http://127.0.0.1:8765", "http://localhost:8765")
@@ -134,6 +145,7 @@ class Reader:
                 capture_output=True,
                 text=True,
                 env=env,
+                cwd=self.served.log.parent,  # no .env of the repository's
                 timeout=300,
                 check=False,
             )
@@ -176,6 +188,11 @@ def _expected(step: Step) -> Any:
     if isinstance(step, Setup):
         return [shown for _, shown in step.commands]
     return step.answer
+
+
+def test_the_readme_examples_are_well_formed() -> None:
+    assert MALFORMED is None, MALFORMED
+    assert len(STEPS) > 10
 
 
 @pytest.mark.parametrize("step", STEPS, ids=[f"README.md:{s.line}" for s in STEPS])
