@@ -12,14 +12,16 @@ block is for is said by words after the language in its fence (GitHub ignores th
     client polls ``exportJob``. ``env=``: run on a gateway of its own, started with
     these variables on an empty local UCD, rather than on the README's running one.
 ``sh example``
-    One ``curl`` command (``-s``, ``-H``, ``-d`` and a URL on the gateway, port 8000, or
-    the local UCD, port 8765); the next ``json`` block is the body it answers.
+    One ``curl`` command (``-s``, ``-H``, ``-d``, ``-G`` with ``--data-urlencode``, and a
+    URL on the gateway, port 8000, or the local UCD, port 8765); the next ``json`` block
+    is the body it answers.
 ``sh setup``
     ``ucd-gateway seed`` commands, run in order before the examples after them; a line
     ``# <output>`` right after a command is what it prints.
 
-Every other block is prose. Answers are compared exactly, but for values that differ on
-every run (see :func:`normalised`) and the answer's top-level ``extensions`` (each
+A fence may be indented (a block inside a list item). Every other block is prose.
+Answers are compared exactly, but for values that differ on every run (see
+:func:`normalised`) and the answer's top-level ``extensions`` (each
 operation's cost), compared only where the README shows them.
 """
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -65,7 +68,9 @@ VOLATILE_FORMS: Final[Mapping[str, re.Pattern[str]]] = {
     "url": re.compile(r"https?://[^\s\"]+"),
 }
 
-_FENCE: Final = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
+_FENCE: Final = re.compile(
+    r"^(?P<indent> *)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S
+)
 
 
 class ReadmeError(AssertionError):
@@ -104,6 +109,8 @@ class CurlExample:
     headers: tuple[tuple[str, str], ...]
     data: str | None
     answer: Any
+    #: ``-G``: the ``--data-urlencode`` pairs go in the URL's query string of a GET.
+    params: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -127,7 +134,7 @@ def blocks(text: str) -> list[Block]:
         Block(
             text.count("\n", 0, match.start()) + 1,
             tuple(match["info"].split()),
-            match["body"],
+            textwrap.dedent(match["body"]),
         )
         for match in _FENCE.finditer(text)
     ]
@@ -174,12 +181,17 @@ def _curl(block: Block, found: Iterator[Block]) -> CurlExample:
     words = shlex.split(block.body.replace("\\\n", " "), comments=True)
     if not words or words[0] != "curl":
         raise ReadmeError(f"README.md:{block.line}: an sh example is one curl command")
-    url, headers, data = None, [], None
+    url, headers, data, get, params = None, [], None, False, []
     rest = iter(words[1:])
     for word in rest:
         if word == "-s":
             continue
-        if word == "-H":
+        if word == "-G":
+            get = True
+        elif word == "--data-urlencode":
+            name, _, value = next(rest, "").partition("=")
+            params.append((name, value))
+        elif word == "-H":
             name, _, value = next(rest, "").partition(":")
             headers.append((name.strip(), value.strip()))
         elif word == "-d":
@@ -190,8 +202,11 @@ def _curl(block: Block, found: Iterator[Block]) -> CurlExample:
             raise ReadmeError(f"README.md:{block.line}: curl option {word!r} is not supported")
     if url is None:
         raise ReadmeError(f"README.md:{block.line}: the curl command has no URL")
+    if bool(params) != get or (get and data is not None):
+        raise ReadmeError(f"README.md:{block.line}: --data-urlencode goes with -G, -d without")
     _, answer = _answer(found, block)
-    return CurlExample(block.line, url, tuple(headers), data, answer)
+    url = url if "://" in url else f"http://{url}"  # as curl takes a URL without a scheme
+    return CurlExample(block.line, url, tuple(headers), data, answer, tuple(params))
 
 
 def _setup(block: Block) -> Setup:
@@ -240,7 +255,9 @@ class Volatile:
 
 def normalised_answer(actual: Any, expected: Any, volatile: Volatile) -> Any:
     """The answer as :func:`normalised` makes it, without the top-level ``extensions``
-    when the README's answer leaves them out."""
+    when the README's answer leaves them out (of each answer of a batch, too)."""
+    if isinstance(actual, list) and isinstance(expected, list) and len(actual) == len(expected):
+        return [normalised_answer(a, e, volatile) for a, e in zip(actual, expected, strict=True)]
     if isinstance(actual, dict) and isinstance(expected, dict) and "extensions" not in expected:
         actual = {k: v for k, v in actual.items() if k != "extensions"}
     return normalised(actual, expected, volatile)

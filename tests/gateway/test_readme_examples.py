@@ -108,7 +108,7 @@ class Reader:
             return Outcome(got=self._setup(step), bound_before=before)
         if isinstance(step, CurlExample):
             raw = self._curl(step)
-            return Outcome(normalised(raw, step.answer, self.volatile), raw, before)
+            return Outcome(normalised_answer(raw, step.answer, self.volatile), raw, before)
         return self._graphql(step, before)
 
     def _graphql(self, example: GraphqlExample, before: dict[str, str]) -> Outcome:
@@ -131,6 +131,7 @@ class Reader:
         response = self.http.request(
             "POST" if example.data is not None else "GET",
             self.url(example.url),
+            params=[(name, self.volatile.substitute(value)) for name, value in example.params],
             headers=dict(example.headers),
             content=example.data,
         )
@@ -306,6 +307,7 @@ def test_a_volatile_value_is_held_to_its_form_and_to_one_value() -> None:
         ('```graphql\n{ a }\n```\n```json\n{"data": \n```\n', "the answer is not JSON"),
         ("```json variables\n{}\n```\n", "variables with no ```graphql"),
         ("```sh example\ncurl -X DELETE http://x\n```\n```json\n{}\n```\n", "'-X'"),
+        ("```sh example\ncurl x --data-urlencode a=b\n```\n```json\n{}\n```\n", "with -G"),
         ("```sh setup\nrm -rf .local-ucd\n```\n", "seed only"),
     ],
 )
