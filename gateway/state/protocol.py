@@ -6,8 +6,8 @@ exactly what is used today; the pieces of shared state still to come add their
 operation here when they land, each with both backends and a test:
 
 * persisted documents: records without expiry, written once;
-* per-principal rate-limit counters and the partner's UCD quota budget: an atomic
-  increment with expiry (Redis ``INCR`` + ``PEXPIRE``), so N replicas share one count;
+* the partner's UCD quota budget: an atomic increment with expiry, like the rate-limit
+  counters' ``increment`` (gateway/rate_limits.py), which is here already;
 * circuit-breaker state: records per UCD endpoint, read on every call;
 * the profile cache: records per user and an invalidation broadcast (pub/sub).
 """
@@ -24,6 +24,8 @@ class Namespace(enum.Enum):
     """A kind of shared record; its value is part of the record's key in every backend."""
 
     EXPORT_JOBS = "export-jobs"
+    #: Per-principal rate-limit counters (gateway/rate_limits.py).
+    RATE_LIMITS = "rate-limits"
 
 
 class StateStore(Protocol):
@@ -39,6 +41,14 @@ class StateStore(Protocol):
 
     async def put(self, namespace: Namespace, key: str, value: bytes, *, ttl: float) -> None:
         """Write the record (replacing any), to expire ``ttl`` seconds from now."""
+        ...
+
+    # --- counters (rate limits) ---------------------------------------------------
+
+    async def increment(self, namespace: Namespace, key: str, amount: int, *, ttl: float) -> int:
+        """Add ``amount`` to the counter (0 when absent or expired) and answer its new
+        value, atomically across replicas; a new counter expires ``ttl`` seconds from
+        now, and adding to it does not move that."""
         ...
 
     async def aclose(self) -> None:
