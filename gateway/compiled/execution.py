@@ -24,6 +24,7 @@ graphql-core's), and the operation's span, with tracing on, is opened here as
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -37,15 +38,19 @@ from strawberry.types import ExecutionResult
 from gateway import tracing
 from gateway.api.budget import CostLimits, user_key
 from gateway.api.context import Context
+from gateway.api.rate_limiting import already_taken, take
 from gateway.api.selection import FieldScope, user_selection
 from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.api.types import check_last, event_window
 from gateway.api.ucd_requests import key_ref
 from gateway.api.validation import check_key
+from gateway.auth.pii import pii_read_names
 from gateway.auth.scopes import Scope
 from gateway.compiled.plan import Plan, PlannedField, collect, compile_operation
 from gateway.compiled.serializer import Serializers
 from gateway.errors import GatewayError
+from gateway.operations import ObserveOperations
+from gateway.rate_limits import Decision
 from gateway.reads.need import ProfileNeed
 from gateway.settings import Settings
 from gateway.ucd.answers import ProfileAnswer
@@ -79,20 +84,32 @@ def compiled_execution(schema: strawberry.Schema, settings: Settings) -> Compile
     that work twice) and planned against the same budget.
 
     The schema's extensions are request hooks the compiled path skips, so it honours
-    each itself or is off: the guards (parse, validation, budget and ``extensions.cost``
-    are done here; mutation refusals concern no query it compiles; masking has no error
-    to mask) and tracing's ``OperationSpans`` (``tracing.operation_span``). Any other
-    extension turns it off, with one warning at start-up: a new hook must be honoured
-    here (and tested in tests/gateway/test_compiled.py) before it may be on.
+    each itself or is off:
+
+    * the guards: parse, validation, budget and ``extensions.cost`` are done here, and the
+      caller's rate limit taken (``rate_limiting.take``); mutation refusals and audit
+      attempt lines concern no query it compiles; PII read lines are graphql-core's
+      (``can_compile``); masking has no error to mask;
+    * the operations' observer (gateway/operations.py: metrics, the request's log
+      fields, the log line): ``ObserveOperations.observing``;
+    * tracing's ``OperationSpans``: ``tracing.operation_span``.
+
+    Any other extension turns it off, with one warning at start-up: a new hook must be
+    honoured here (and tested in tests/gateway/test_compiled.py) before it may be on.
     """
     found: list[Guards] = []
+    observers: list[ObserveOperations] = []
     others: list[str] = []
     for extension in schema.extensions:
         if isinstance(extension, Guards):
             found.append(extension)
+        elif isinstance(extension, ObserveOperations):
+            observers.append(extension)
         elif extension is not tracing.OperationSpans:
             others.append(getattr(extension, "__name__", type(extension).__name__))
     (guards,) = found
+    if len(observers) > 1:
+        others += [type(o).__name__ for o in observers]  # pragma: no cover - the app adds one
     enabled = settings.compiled_execution
     if enabled and others:
         # A request hook the compiled path does not do itself would be skipped: correctness
@@ -107,6 +124,7 @@ def compiled_execution(schema: strawberry.Schema, settings: Settings) -> Compile
         prepare=functools.partial(guards.prepare, graphql_core_schema(schema)),
         limits=guards.cost_limits,
         enabled=enabled,
+        observer=observers[0] if observers else None,
     )
 
 
@@ -126,12 +144,21 @@ def can_compile(context: object, plan: Plan) -> bool:
     any condition, goes there whole: the common reader asks for none. Whatever the
     compiled path answers reads no withheld attribute, so the need it pushes down is the
     one ``authorization.restrict`` would leave.
+
+    The audit trail (gateway/api/audit_trail.py) writes a read line per PII attribute a
+    query answers, and withholds the answer when it cannot: with an audit log, a plan
+    that may select PII is graphql-core's too. Nothing else of a query it compiles is
+    audited.
     """
     if not isinstance(context, Context):
         return False
     if not context.principal.may(Scope.PROFILE_READ):
         return False
-    return not (context.withheld and plan.read_names & context.withheld)
+    if context.withheld and plan.read_names & context.withheld:
+        return False
+    return context.audit is None or not (
+        plan.read_names & pii_read_names(context.settings.pii_attributes)
+    )
 
 
 #: Root fields by response key; the users each ``user``/``users`` key reads, with the need.
@@ -141,6 +168,11 @@ _Reads = dict[str, list[tuple[UserRef, ProfileNeed]]]
 
 class _Fallback(Exception):
     """Inside ``_run``: hand the operation to graphql-core."""
+
+
+def _taken(decision: Decision | None) -> contextlib.AbstractContextManager[None]:
+    """The rate limit taken for a fallback after the reads: not taken again."""
+    return contextlib.nullcontext() if decision is None else already_taken(decision)
 
 
 class CompiledExecution:
@@ -153,8 +185,10 @@ class CompiledExecution:
         prepare: Prepare,
         limits: CostLimits,
         enabled: bool,
+        observer: ObserveOperations | None = None,
     ) -> None:
         self._schema = schema
+        self._observer = observer
         self._core = graphql_core_schema(schema)
         self._prepare = prepare
         self._limits = limits
@@ -210,17 +244,38 @@ class CompiledExecution:
         ):
             return await fallback()
         assert isinstance(context, Context)
-        if self._spans and tracing.enabled():
-            # The operation's span, as tracing.OperationSpans makes it on graphql-core's
-            # path; a fallback inside runs in it and opens none of its own.
-            name = operation_name
-            if name is None and plan.operation.name is not None:
-                name = plan.operation.name.value
-            with tracing.operation_span(plan.operation.operation.value, name) as span:
-                result = await self._run(plan, context, variables, fallback)
-                span.answered(errors=bool(result.errors))
-            return result
-        return await self._run(plan, context, variables, fallback)
+        observer = self._observer
+        if observer is None:
+            return await self._traced(plan, operation_name, context, variables, fallback)
+        # Metrics, the request's log fields and line (gateway/operations.py), as its
+        # extension records them on graphql-core's path, which then records nothing.
+        named = plan.operation.name
+        with observer.observing(
+            named.value if named else None, plan.operation.operation.value
+        ) as observed:
+            result = await self._traced(plan, operation_name, context, variables, fallback)
+            observed.answered(result.errors)
+        return result
+
+    async def _traced(
+        self,
+        plan: Plan,
+        operation_name: str | None,
+        context: Context,
+        variables: Mapping[str, Any] | None,
+        fallback: Callable[[], Awaitable[ExecutionResult]],
+    ) -> ExecutionResult:
+        if not (self._spans and tracing.enabled()):
+            return await self._run(plan, context, variables, fallback)
+        # The operation's span, as tracing.OperationSpans makes it on graphql-core's
+        # path; a fallback inside runs in it and opens none of its own.
+        name = operation_name
+        if name is None and plan.operation.name is not None:
+            name = plan.operation.name.value
+        with tracing.operation_span(plan.operation.operation.value, name) as span:
+            result = await self._run(plan, context, variables, fallback)
+            span.answered(errors=bool(result.errors))
+        return result
 
     async def _run(
         self,
@@ -281,6 +336,13 @@ class _Run:
         planned = self.planned
         batch = self.context.planned
         batch.calls += planned
+        # The caller's rate limit (gateway/api/rate_limiting.py), after the budget as on
+        # graphql-core's path: once per operation, so graphql-core reuses the decision.
+        decision = await take(self.context, planned)
+        if decision is not None and decision.retry_after is not None:
+            batch.calls -= planned  # graphql-core's budget plans them again
+            with already_taken(decision):
+                return await fallback()  # RATE_LIMITED, as graphql-core refuses it
         with counting_calls() as count:
             loads = [read for keyed in reads.values() for read in keyed]
             profiles = self.context.profiles
@@ -293,7 +355,7 @@ class _Run:
                 data = self._data(grouped, reads, answers)
             except Exception:  # a UCD error, Unanswerable: graphql-core's to answer
                 batch.calls -= planned  # graphql-core's budget plans them again
-                with carrying_calls(count.calls):
+                with carrying_calls(count.calls), _taken(decision):
                     return await fallback()
         self.compiled.answered += 1
         return ExecutionResult(

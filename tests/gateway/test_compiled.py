@@ -29,6 +29,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from strawberry.extensions import SchemaExtension
 
@@ -486,6 +487,130 @@ def test_a_persisted_document_is_answered_by_the_compiled_path(both: Both) -> No
     assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
     assert fast.headers["cache-control"] == slow.headers["cache-control"] != ""
     assert orjson.loads(fast.content)["data"] == {"user": {"name": "Grace", "city": None}}
+
+
+# --- observed, rate-limited, audited as on graphql-core's path ------------------------------
+
+
+def _operations_total(text: str, name: str) -> dict[str, float]:
+    """``ucd_gateway_operations_total`` of operation ``name``, by outcome."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "ucd_gateway_operations_total"
+                and sample.labels.get("operation") == name
+            ):
+                found[sample.labels["outcome"]] = float(sample.value)
+    return found
+
+
+def test_metrics_and_the_log_line_count_a_compiled_operation_once(
+    both: Both, caplog: pytest.LogCaptureFixture
+) -> None:
+    query = "query Counted($u: String!) { user(key: {uuid: $u}) { age } }"
+    before = both.compiled.answered
+    with caplog.at_level(logging.INFO, logger="gateway.operations"):
+        for uuid in ("u-1", "u-2"):
+            both.post({"query": query, "variables": {"u": uuid}})
+    assert both.compiled.answered == before + 2
+    lines = [m for m in caplog.messages if m.startswith("query Counted: OK in ")]
+    assert len(lines) == 4  # two operations on each app, one line each
+
+    async def scrape() -> list[str]:
+        return [
+            (await client.get("/metrics", headers=_as("everything"))).text
+            for client in (both.fast, both.slow)
+        ]
+
+    fast, slow = both.runner.run(scrape())
+    assert _operations_total(fast, "Counted") == _operations_total(slow, "Counted") == {"OK": 2}
+
+
+async def test_a_fallback_after_the_reads_is_observed_and_rate_limited_once(
+    tmp_path: Path,
+) -> None:
+    """A UCD error after the compiled reads: graphql-core answers the operation, which
+    the metrics count once and the caller's limit charges once (refusals count too, so
+    a second charge would refuse the second operation here)."""
+    keys = tmp_path / "keys.toml"
+    keys.write_text(keys_toml())
+    query = 'query Failing { user(key: {uuid: "u-1"}) { city } }'
+    statuses = {}
+    for compiled in (True, False):
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(500, json={"error": "boom"})
+
+        async with app_gateway(
+            handler, compiled_execution=compiled, api_keys_file=keys, rate_limit="2/hour"
+        ) as (client, app):
+            answers = [
+                await client.post("/graphql", json={"query": query}, headers=_as("reader"))
+                for _ in range(3)
+            ]
+            metrics = (await client.get("/metrics", headers=_as("reader"))).text
+            assert _compiled(app).answered == 0
+        statuses[compiled] = [
+            (a.status_code, orjson.loads(a.content)["errors"][0]["extensions"]["code"])
+            for a in answers
+        ]
+        assert sum(_operations_total(metrics, "Failing").values()) == 3
+    assert statuses[True] == statuses[False]
+    assert [status for status, _ in statuses[True]] == [200, 200, 429]
+    assert statuses[True][2][1] == "RATE_LIMITED"
+
+
+async def test_a_compiled_operation_over_the_rate_limit_is_refused_before_the_ucd(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text(keys_toml())
+    query = '{ user(key: {uuid: "u-1"}) { city } }'
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, json={"attributes": {"iid": "i-1", "city": "Oslo"}})
+
+    async with app_gateway(handler, api_keys_file=keys, rate_limit="1/hour") as (client, app):
+        first = await client.post("/graphql", json={"query": query}, headers=_as("reader"))
+        assert orjson.loads(first.content)["data"] == {"user": {"city": "Oslo"}}
+        assert (_compiled(app).answered, calls) == (1, 1)
+        refused = await client.post("/graphql", json={"query": query}, headers=_as("reader"))
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"]
+        (error,) = orjson.loads(refused.content)["errors"]
+        assert error["extensions"]["code"] == "RATE_LIMITED"
+        assert (_compiled(app).answered, calls) == (1, 1)
+
+
+async def test_with_an_audit_log_a_pii_read_is_graphql_cores_and_leaves_its_line(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text(keys_toml())
+    audit = tmp_path / "audit.jsonl"
+    async with app_gateway(api_keys_file=keys, audit_log=str(audit)) as (client, app):
+        seeded = await client.post(
+            "/graphql",
+            json={"query": UPSERT, "variables": {"i": {"users": USERS[:1]}}},
+            headers=_as("everything"),
+        )
+        assert orjson.loads(seeded.content)["data"]["upsertUsers"]["failureCount"] == 0
+        written = len(audit.read_bytes().splitlines())
+        pii = '{ user(key: {uuid: "u-1"}) { name } }'
+        answer = await client.post("/graphql", json={"query": pii}, headers=_as("pii-reader"))
+        assert orjson.loads(answer.content)["data"] == {"user": {"name": "Ada"}}
+        assert _compiled(app).answered == 0
+        (line,) = [orjson.loads(x) for x in audit.read_bytes().splitlines()[written:]]
+        assert (line["field"], line["phase"], line["principal"]) == ("name", "read", "pii-reader")
+        plain = '{ user(key: {uuid: "u-1"}) { age } }'
+        answer = await client.post("/graphql", json={"query": plain}, headers=_as("pii-reader"))
+        assert orjson.loads(answer.content)["data"] == {"user": {"age": 36}}
+        assert _compiled(app).answered == 1
+        assert len(audit.read_bytes().splitlines()) == written + 1  # nothing to audit
 
 
 # --- fallbacks, against a scripted UCD ----------------------------------------------------
