@@ -9,8 +9,9 @@ Its lifespan owns, in opening order (closed in reverse):
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
 3. the ``UcdClient``, the shared state (``gateway.state``: Redis when
    ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
-   the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
-   (``CatalogCache``) and the upsert coalescer
+   the in-flight sharing of profile reads (``ProfileReads``), the profile cache on the
+   shared state (``ProfileCache``, when ``UCD_GATEWAY_PROFILE_CACHE_TTL`` is set), the
+   catalogue cache (``CatalogCache``) and the upsert coalescer
    (flushed on shutdown, so no accepted write is lost).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
@@ -64,6 +65,7 @@ from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
 from gateway.persisted import names_a_document, persisted_documents
 from gateway.persisted.documents import PersistedDocuments
+from gateway.reads.cache import ProfileCache, open_profile_cache
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
@@ -108,6 +110,7 @@ class Runtime:
     reads: ProfileReads
     ucd_base_url: str
     catalog: CatalogCache
+    cache: ProfileCache | None = None
 
 
 class _RuntimeSlot:
@@ -262,6 +265,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             reads=runtime.reads,
             catalog=runtime.catalog,
             principal=principal_of(request),
+            cache=runtime.cache,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -389,14 +393,16 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
+            reads = ProfileReads(ucd)
             slot.value = Runtime(
                 settings=settings,
                 ucd=ucd,
                 exports=ExportJobs(settings.webhook_base_url(), state, ttl=settings.export_job_ttl),
                 upserts=upserts,
-                reads=ProfileReads(ucd),
+                reads=reads,
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
+                cache=open_profile_cache(settings, state, reads),
             )
             logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)
             try:

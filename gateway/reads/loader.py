@@ -2,8 +2,9 @@
 
 Resolvers ask the request's ``ProfileLoader`` for ``(UserRef, ProfileNeed)``. The loader
 groups the keys of one tick by user, merges their needs into one (``ProfileNeed.merge``)
-and reads the distinct users concurrently through the process-wide ``ProfileReads``
-(the ``UcdClient``'s reads pool is the concurrency bound).
+and reads the distinct users concurrently through the process-wide ``ProfileCache``
+when the profile cache is on, else ``ProfileReads`` (the ``UcdClient``'s reads pool is
+the concurrency bound).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
+from gateway.reads.cache import ProfileCache
 from gateway.reads.inflight import ProfileReads
 from gateway.reads.need import ProfileNeed
 from gateway.ucd.answers import ProfileAnswer
@@ -36,10 +38,12 @@ class ProfileLoader:
     """
 
     reads: ProfileReads
+    cache: ProfileCache | None = None
     _loader: DataLoader[ProfileKey, ProfileAnswer | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self._loader = DataLoader(self._batch, loop=asyncio.get_running_loop())
+        self._fetch = self.reads.fetch if self.cache is None else self.cache.fetch
 
     async def load(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
         result: ProfileAnswer | None = await self._loader.load((ref, need))
@@ -68,13 +72,13 @@ class ProfileLoader:
             # One user (the usual single-user request): no gather, no per-user tasks.
             ((ref, need),) = needs.items()
             try:
-                answer: Any = await self.reads.fetch(ref, need)
+                answer: Any = await self._fetch(ref, need)
             except Exception as exc:  # handed to aiodataloader as every key's item
                 answer = exc
             return [answer] * len(keys)
         refs = list(needs)
         answers = await asyncio.gather(
-            *(self.reads.fetch(ref, needs[ref]) for ref in refs), return_exceptions=True
+            *(self._fetch(ref, needs[ref]) for ref in refs), return_exceptions=True
         )
         by_ref = dict(zip(refs, answers, strict=True))
         return [by_ref[ref] for ref, _ in keys]
