@@ -177,7 +177,8 @@ def run() -> dict[str, Any]:
         f"clients; {info['distinct_keys']:,} distinct keys read.\n"
     )
     print(
-        "| cache | UCD profile calls | calls per operation | cache hits | rps (in-process, under load) |"
+        "| cache | UCD profile calls | calls per operation | cache hits "
+        + "| rps (in-process, under load) |"
     )
     print("|---|---:|---:|---:|---:|")
     for row in measured:
