@@ -361,3 +361,33 @@ async def test_erasure_by_insider_id_of_a_user_read_by_email(cached: GatewayHttp
     await cached.ok(erase, {"key": {"insiderId": user["insiderId"]}})
     assert not [b for b in stored_bytes(cached) if ids["email"].encode() in b]
     assert (await read(cached, every, key={"email": ids["email"]}))[0] is None
+
+
+async def test_a_write_by_a_custom_identifier_the_cache_never_saw_invalidates_the_user(
+    cached: GatewayHttp, ucd_calls: CallLog
+) -> None:
+    ids = person()
+    crm = {"custom": [{"name": "crm", "value": f"crm-{ids['uuid']}"}]}
+    await write(cached, crm, name="Pam", email=ids["email"])
+    await read(cached, READ_NAME, key={"email": ids["email"]})
+    # The entry learned the email, phone and uuid, not the custom identifier: the write
+    # by it cannot be followed to the user, so it outranks every entry.
+    await write(cached, crm, name="Pat")
+    assert (await read(cached, READ_NAME, key={"email": ids["email"]}))[0] == {"name": "Pat"}
+    # Once read by it, the custom identifier is an alias: later writes are exact.
+    await read(cached, READ_NAME, key=crm)
+    other = person()
+    await write(cached, {"uuid": other["uuid"]}, name="Ray")
+    await read(cached, READ_NAME, key={"uuid": other["uuid"]})
+    await write(cached, crm, name="Pia")
+    ucd_calls.clear()
+    assert (await read(cached, READ_NAME, key={"uuid": other["uuid"]}))[1]["cacheHits"] == 1
+    assert (await read(cached, READ_NAME, key={"email": ids["email"]}))[0] == {"name": "Pia"}
+
+
+async def test_a_write_by_insider_id_invalidates_reads_by_email(cached: GatewayHttp) -> None:
+    ids = person()
+    await write(cached, {"email": ids["email"]}, name="Quin")
+    user, _ = await read(cached, READ, key={"email": ids["email"]})
+    await write(cached, {"insiderId": user["insiderId"]}, name="Quil")
+    assert (await read(cached, READ_NAME, key={"email": ids["email"]}))[0] == {"name": "Quil"}
