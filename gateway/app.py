@@ -341,7 +341,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     # Raises AuthSetupError on a non-loopback host without credentials (gateway/auth/).
     authenticator = build_authenticator(settings)
     slot = _RuntimeSlot()
-    admission = Admission(settings.max_in_flight)
+    admission = Admission(settings.max_in_flight, max_loop_lag_ms=settings.max_loop_lag_ms)
     schema = build_schema()
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.
@@ -361,6 +361,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(authenticator.aclose)
+            stack.enter_context(admission.watching_the_loop())  # gateway/loop_lag.py
             if spans is not None:  # last out: the spans of the shutdown flush are sent too
                 stack.callback(tracing.shut_down, spans)
             if http_client is not None:

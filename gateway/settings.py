@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # GraphQL requests in flight in this process; beyond it an immediate 503 OVERLOADED,
     # before the body is read: a queue of requests that would all time out helps nobody.
     max_in_flight: int = Field(default=256, ge=1)
+    # Also refused, while requests are in flight: new GraphQL requests whenever the event
+    # loop runs more than this many ms behind (gateway/loop_lag.py), since a request
+    # waits unread in its socket for as long, refusal or not. 0: off.
+    max_loop_lag_ms: float = Field(default=50.0, ge=0)
     # After SIGTERM, how long operations in flight may take to finish before the server
     # stops; at most 10 so the process is gone within 15 s (uvicorn's 1 s and close after).
     drain_timeout: float = Field(default=10.0, ge=0, le=10)

@@ -196,6 +196,7 @@ LAYERS: Final[dict[str, int]] = {
     "settings": 1,
     "listening": 1,
     "tuning": 1,
+    "loop_lag": 1,
     "tracing": 1,
     "error_pipeline": 2,
     "ucd": 2,
