@@ -50,6 +50,12 @@ A write whose marks cannot be written answers ``STATE_UNAVAILABLE`` (the UCD app
 it; the caller is told the replicas may still hold the old value), so no stale read
 follows an acknowledged write.
 
+**Callers without ``pii:read``** (gateway/auth/) must not make the UCD be asked for PII,
+the email and phone included (``withheld``). Their misses ask only for what they may see
+and store nothing: an entry that does not know its user's email and phone could not be
+found by a write naming them (see above), so storing it would allow a stale read. Their
+hits are served from entries other callers stored, with only what they asked for.
+
 What stays stale: writes made to the UCD by other systems, until the TTL.
 """
 
@@ -356,7 +362,13 @@ class ProfileCache:
 
     # --- reads ----------------------------------------------------------------------
 
-    async def fetch(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
+    async def fetch(
+        self, ref: UserRef, need: ProfileNeed, *, withheld: Collection[str] = ()
+    ) -> ProfileAnswer | None:
+        """The answer to ``need``, from the cache where it can. ``withheld``: read names
+        the caller may not see (gateway/auth/), never asked of the UCD; a read that could
+        not learn the user's every identifier for them stores nothing (invalidation
+        follows writes through identifiers it knows, so an entry must know them all)."""
         lookup = _lookup_identifier(ref)
         if lookup is None or self._monotonic() < self._paused_until:
             return await self._reads.fetch(ref, need)
@@ -366,7 +378,7 @@ class ProfileCache:
         except StateUnavailable:
             self._pause()
             return await self._reads.fetch(ref, need)
-        return await self._read(ref, need, alias, since, cached)
+        return await self._read(ref, need, alias, since, cached, frozenset(withheld))
 
     def _pause(self) -> None:
         self._paused_until = self._monotonic() + PAUSE_AFTER_OUTAGE
@@ -393,14 +405,20 @@ class ProfileCache:
         return since, entry
 
     async def _read(
-        self, ref: UserRef, need: ProfileNeed, alias: str, since: int, cached: _Entry | None
+        self,
+        ref: UserRef,
+        need: ProfileNeed,
+        alias: str,
+        since: int,
+        cached: _Entry | None,
+        withheld: frozenset[str],
     ) -> ProfileAnswer | None:
         missing = need if cached is None else cached.missing(need)
         if cached is not None and _empty(missing):
             self.hits += 1
             count_cache_hit()
             return cached.answer(need)
-        asked = _with_identity(missing, cached)
+        asked = _with_identity(missing, cached, withheld)
         answer, tag = await self._reads.fetch_tagged(ref, asked, since)
         if answer is None:
             return None
@@ -410,7 +428,7 @@ class ProfileCache:
         if cached is not None and cached.iid != iid:
             # The alias named someone else (merged, or moved by another system): read
             # the whole need for the user the UCD answered with.
-            return await self._read(ref, need, alias, since, None)
+            return await self._read(ref, need, alias, since, None, withheld)
         entry = cached if cached is not None else _Entry(iid)
         try:
             await self._store(entry, alias, asked, answer, tag, stored=cached is not None)
@@ -445,6 +463,8 @@ class ProfileCache:
                 # so an erasure finds and deletes them all.
                 entry.aliases |= _Entry.load(before).aliases
         entry.learn(asked, answer, tag, self._clock())
+        if not all(entry.knows(kind) for kind in IDENTITY):
+            return  # a caller without pii:read read it: see the module's docstring
         learned = {alias, self._alias(IID, entry.iid)}
         for kind in IDENTITY:
             value = answer.attributes.get(kind)
@@ -560,12 +580,19 @@ def _empty(need: ProfileNeed) -> bool:
     return not need.events and not need.all_attributes and not need.attributes
 
 
-def _with_identity(missing: ProfileNeed, cached: _Entry | None) -> ProfileNeed:
-    """``missing`` plus the identifier attributes the entry does not hold yet."""
+def _with_identity(
+    missing: ProfileNeed, cached: _Entry | None, withheld: frozenset[str]
+) -> ProfileNeed:
+    """``missing`` plus the identifier attributes the entry does not hold yet (but those
+    the caller may not see)."""
     if missing.all_attributes:
         return missing
     assert isinstance(missing.attributes, frozenset)
-    unknown = {kind for kind in IDENTITY if cached is None or not cached.knows(kind)}
+    unknown = {
+        kind
+        for kind in IDENTITY
+        if kind not in withheld and (cached is None or not cached.knows(kind))
+    }
     return ProfileNeed(missing.attributes | unknown, missing.events, missing.window, missing.lasts)
 
 

@@ -39,11 +39,14 @@ class ProfileLoader:
 
     reads: ProfileReads
     cache: ProfileCache | None = None
+    #: The PII read names the caller may not see (gateway/auth/): the cache must not
+    #: ask the UCD for them to learn aliases.
+    withheld: frozenset[str] = frozenset()
     _loader: DataLoader[ProfileKey, ProfileAnswer | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self._loader = DataLoader(self._batch, loop=asyncio.get_running_loop())
-        self._fetch = self.reads.fetch if self.cache is None else self.cache.fetch
+        self._fetch = self.reads.fetch if self.cache is None else self._cached
 
     async def load(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
         result: ProfileAnswer | None = await self._loader.load((ref, need))
@@ -61,6 +64,10 @@ class ProfileLoader:
         """
         self._loader.clear_all()
         self.reads.invalidate()
+
+    async def _cached(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
+        assert self.cache is not None
+        return await self.cache.fetch(ref, need, withheld=self.withheld)
 
     async def _batch(self, keys: list[ProfileKey]) -> list[Any]:
         # list[ProfileAnswer | None | Exception]: aiodataloader rejects a key's future when its

@@ -5,7 +5,6 @@ lookups by every identifier, erasure leaving no byte of an email or phone behind
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,16 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from redis import Redis
 
 from gateway.settings import Settings
-from gateway.state.memory import MemoryState
-from gateway.state.protocol import Namespace
+from tests.gateway.cache_helpers import person, stored_bytes
 from tests.gateway.conftest import CallLog, GatewayHttp, HookRelay, serve_gateway
 from tests.gateway.redis_server import RedisServer
 
 TTL = 60.0
-_serial = itertools.count()
 
 UPSERT = """
 mutation($users: [UserUpsertInput!]!) {
@@ -42,7 +38,7 @@ async def cached(
 ) -> AsyncIterator[GatewayHttp]:
     update: dict[str, Any] = {"profile_cache_ttl": TTL}
     if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("private_redis")
+        server: RedisServer = request.getfixturevalue("redis_server")
         update["redis_url"] = SecretStr(server.url)
     async with serve_gateway(settings.model_copy(update=update), ucd_http, hooks) as served:
         yield served
@@ -50,16 +46,6 @@ async def cached(
 
 def ago(**delta: float) -> str:
     return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def person() -> dict[str, str]:
-    """A user of this test alone: identifiers no other test writes."""
-    n = next(_serial)
-    return {
-        "email": f"cache.person{n}@example.com",
-        "phoneNumber": f"+4915100{n:05d}",
-        "uuid": f"cache-uuid-{n}",
-    }
 
 
 async def write(gateway: GatewayHttp, key: dict[str, Any], **attributes: Any) -> None:
@@ -301,29 +287,6 @@ async def test_a_user_deleted_reads_as_null_on_every_alias(cached: GatewayHttp) 
 
 
 # --- erasure: no byte of the email or phone left behind ------------------------------------
-
-
-def stored_bytes(gateway: GatewayHttp) -> list[bytes]:
-    """Every key and value the cache's store holds (Redis: SCAN, then DUMP and, since
-    DUMP may compress a value with LZF, GET of the strings as well)."""
-    runtime = gateway.runtime
-    assert runtime.cache is not None
-    state = runtime.cache.state
-    if isinstance(state, MemoryState):
-        records = state.records(Namespace.PROFILE_CACHE)
-        return [key.encode() for key in records] + list(records.values())
-    assert runtime.settings.redis_url is not None
-    sync = Redis.from_url(runtime.settings.redis_url.get_secret_value())
-    try:
-        dumped: list[bytes] = []
-        for key in sync.scan_iter(count=1000):
-            dumped.append(key)
-            for value in (sync.dump(key), sync.get(key) if sync.type(key) == b"string" else None):
-                if isinstance(value, bytes):
-                    dumped.append(value)
-        return dumped
-    finally:
-        sync.close()
 
 
 @pytest.mark.parametrize("by", ["email", "phoneNumber", "uuid"])
