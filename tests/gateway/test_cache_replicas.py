@@ -1,5 +1,6 @@
 """Read-your-writes across replicas with the profile cache on: three ``ucd-gateway serve``
-processes, one real Redis, one ``ucd-gateway local-ucd`` process.
+processes, one real Redis, one ``ucd-gateway local-ucd`` process. And erasure through
+one replica leaving no byte of the user's email or phone in the Redis they share.
 
 Users are written through one replica and read right after, through another, by another
 of their identifiers, while readers on every replica keep reading the same users (so
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from tests.gateway.processes import started
 from tests.gateway.redis_server import RedisServer
@@ -155,3 +157,45 @@ async def test_no_read_after_a_write_is_stale_on_any_replica(
     # The cache took part: the readers' repeated reads between writes hit it.
     assert hits > 0, "no read was answered from the cache"
     print(f"{PAIRS} pairs in {elapsed:.1f} s, {hits} reads answered from the cache")
+
+
+def redis_bytes(server: RedisServer) -> list[bytes]:
+    """Every key and value in the Redis (SCAN, DUMP, and GET of strings since DUMP may
+    compress). The replicas hold no cached profile in their own memory: ``ProfileCache``
+    keeps everything in the state store, so this is all of the cache."""
+    sync = Redis.from_url(server.url)
+    try:
+        found: list[bytes] = []
+        for key in sync.scan_iter(count=1000):
+            found.append(key)
+            for value in (sync.dump(key), sync.get(key) if sync.type(key) == b"string" else None):
+                if isinstance(value, bytes):
+                    found.append(value)
+        return found
+    finally:
+        sync.close()
+
+
+async def test_erasure_on_one_replica_leaves_no_byte_of_the_user_in_redis(
+    replicas: tuple[str, ...], redis_server: RedisServer
+) -> None:
+    a, b, c = replicas
+    every = "query($key: UserKey!) { user(key: $key) { insiderId email phoneNumber name } }"
+    async with httpx.AsyncClient(timeout=30) as client:
+        person = await seeded(client, a, 900)
+        email, phone = person.keys[0]["email"], person.keys[1]["phoneNumber"]
+        # Cached by every replica, under every identifier.
+        for url, key in zip((a, b, c), person.keys[:3], strict=True):
+            body = await post(client, url, every, key=key)
+            assert body["data"]["user"]["email"] == email
+        pii = (email.encode(), phone.encode())
+        assert [blob for blob in redis_bytes(redis_server) for p in pii if p in blob]
+        erase = "mutation($key: UserKey!) { deletePii(key: $key) { ok } }"
+        body = await post(client, a, erase, key=person.keys[2])
+        assert body["data"] == {"deletePii": {"ok": True}}
+        assert not [blob for blob in redis_bytes(redis_server) for p in pii if p in blob]
+        for url in (a, b, c):
+            for key in person.keys[2:]:
+                user = (await post(client, url, every, key=key))["data"]["user"]
+                assert (user["email"], user["phoneNumber"]) == (None, None)
+        assert not [blob for blob in redis_bytes(redis_server) for p in pii if p in blob]
