@@ -12,7 +12,8 @@ Its lifespan owns, in opening order (closed in reverse):
    the in-flight sharing of profile reads (``ProfileReads``), the profile cache on the
    shared state (``ProfileCache``, when ``UCD_GATEWAY_PROFILE_CACHE_TTL`` is set), the
    catalogue cache (``CatalogCache``) and the upsert coalescer
-   (flushed on shutdown, so no accepted write is lost).
+   (flushed on shutdown, so no accepted write is lost), the audit log (``gateway.audit``,
+   when ``UCD_GATEWAY_AUDIT_LOG`` is set) and the rate limiter (``gateway.rate_limits``).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
 (``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before
@@ -51,6 +52,7 @@ from gateway import tracing
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.audit import AuditLog
 from gateway.auth.authenticator import build_authenticator
 from gateway.auth.middleware import Authenticate, principal_of
 from gateway.catalog import CatalogCache
@@ -63,8 +65,11 @@ from gateway.graphiql.page import graphiql_page, graphiql_routes
 from gateway.graphql_over_http import current_exchange, exchanging
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
+from gateway.metrics import GatewayMetrics, metrics_endpoint
+from gateway.operations import observe_operations
 from gateway.persisted import names_a_document, persisted_documents
 from gateway.persisted.documents import PersistedDocuments
+from gateway.rate_limits import RateLimiter
 from gateway.reads.cache import ProfileCache, open_profile_cache
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
@@ -74,6 +79,7 @@ from gateway.request_bodies import (
     refusal_response,
     unsupported,
 )
+from gateway.request_context import RequestIds
 from gateway.settings import Settings
 from gateway.state.backend import open_state
 from gateway.ucd.answers import ExportHook
@@ -111,6 +117,8 @@ class Runtime:
     ucd_base_url: str
     catalog: CatalogCache
     cache: ProfileCache | None = None
+    audit: AuditLog | None = None
+    rate_limiter: RateLimiter | None = None
 
 
 class _RuntimeSlot:
@@ -266,6 +274,8 @@ class GatewayGraphQL(GraphQL[Any, None]):
             catalog=runtime.catalog,
             principal=principal_of(request),
             cache=runtime.cache,
+            audit=runtime.audit,
+            rate_limiter=runtime.rate_limiter,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -345,7 +355,12 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     schema = build_schema()
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.
-    schema.extensions = (*schema.extensions, *schema_extensions(settings))
+    metrics = GatewayMetrics(admission)  # /metrics (gateway/metrics.py)
+    schema.extensions = (
+        observe_operations(metrics),  # first: it sees the errors as answered
+        *schema.extensions,
+        *schema_extensions(settings),
+    )
     # Tracing (gateway/tracing.py): on with OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_TRACES_EXPORTER.
     spans = tracing.provider_for(
         settings.traces_exporters(),
@@ -372,6 +387,10 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     base_url = await stack.enter_async_context(run_local_ucd(settings))
                 http = build_http_client(settings, base_url=base_url)
                 stack.push_async_callback(http.aclose)
+            breakers = LocalCircuitBreakers(
+                failures=settings.breaker_failures, cooldown=settings.breaker_cooldown
+            )
+            metrics.watch_breakers(breakers)
             ucd = UcdClient(
                 http,
                 partner=settings.partner,
@@ -382,15 +401,17 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     identity=settings.max_concurrency_identity,
                     exports=settings.max_concurrency_exports,
                 ),
-                breakers=LocalCircuitBreakers(
-                    failures=settings.breaker_failures, cooldown=settings.breaker_cooldown
-                ),
+                breakers=breakers,
                 max_retries=settings.max_retries,
                 max_retry_after=settings.max_retry_after,
                 request_timeout=settings.request_timeout,
+                observers=(metrics,),
             )
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
+            audit = AuditLog(settings.audit_log) if settings.audit_log else None
+            if audit is not None:
+                stack.push_async_callback(audit.aclose)
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
@@ -404,8 +425,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
                 cache=open_profile_cache(settings, state, reads),
+                audit=audit,
+                rate_limiter=RateLimiter(state, settings.rate_limit),
             )
-            logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)
             try:
                 yield
             finally:
@@ -419,6 +441,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             ),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
+            Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),
             *graphiql_routes(settings.graphiql),
         ],
@@ -433,6 +456,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.
     app.add_middleware(ShedLoad, admission=admission)
+    # Around even that: every answer, a refusal too, carries its X-Request-Id (a header
+    # scan and an id, microseconds next to the refusal's write).
+    app.add_middleware(RequestIds)
     app.state.runtime = slot
     app.state.admission = admission
     return app

@@ -6,8 +6,8 @@ exactly what is used today; the pieces of shared state still to come add their
 operation here when they land, each with both backends and a test:
 
 * persisted documents: records without expiry, written once;
-* per-principal rate-limit counters and the partner's UCD quota budget: an atomic
-  increment with expiry (Redis ``INCR`` + ``PEXPIRE``), so N replicas share one count;
+* the partner's UCD quota budget: an atomic increment with expiry, like the rate-limit
+  counters' ``increment`` (gateway/rate_limits.py), which is here already;
 * circuit-breaker state: records per UCD endpoint, read on every call;
 * the profile cache (``gateway/reads/cache.py``): several records in one round trip
   (``get_many``, ``delete_many``), and key versioning instead of a broadcast: ``stamp``
@@ -33,6 +33,8 @@ class Namespace(enum.Enum):
     #: stays in memory), and not limited by count (its marks must outlive the entries
     #: they invalidate; everything in it expires with the cache's TTL).
     PROFILE_CACHE = "profile-cache"
+    #: Per-principal rate-limit counters (gateway/rate_limits.py).
+    RATE_LIMITS = "rate-limits"
 
     @property
     def kept_on_disk(self) -> bool:
@@ -84,6 +86,14 @@ class StateStore(Protocol):
     ) -> bool:
         """Atomically: unless a record of ``guards`` holds a mark above ``since``, write
         ``items`` (to expire ``ttl`` seconds from now); True when they were written."""
+        ...
+
+    # --- counters (rate limits) ---------------------------------------------------
+
+    async def increment(self, namespace: Namespace, key: str, amount: int, *, ttl: float) -> int:
+        """Add ``amount`` to the counter (0 when absent or expired) and answer its new
+        value, atomically across replicas; a new counter expires ``ttl`` seconds from
+        now, and adding to it does not move that."""
         ...
 
     async def aclose(self) -> None:
