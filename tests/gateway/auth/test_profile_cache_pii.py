@@ -87,7 +87,7 @@ async def seeded(gateway: GatewayHttp) -> dict[str, str]:
         "attributes": {
             "email": ids["email"],
             "phoneNumber": ids["phoneNumber"],
-            "name": "Ada",
+            "name": "Ada " + ids["uuid"],
             "city": "London",
             "custom": [{"name": "loyalty_card", "value": "LC-" + ids["uuid"]}],
         },
@@ -98,7 +98,7 @@ async def seeded(gateway: GatewayHttp) -> dict[str, str]:
 
 
 def pii_values(ids: dict[str, str]) -> list[str]:
-    return [ids["email"], ids["phoneNumber"], "Ada", "LC-" + ids["uuid"]]
+    return [ids["email"], ids["phoneNumber"], "Ada " + ids["uuid"], "LC-" + ids["uuid"]]
 
 
 def cost(answer: Any) -> dict[str, int]:
@@ -158,7 +158,7 @@ async def test_entries_a_pii_reader_stored_serve_a_reader_only_what_it_may_see(
     assert (user["email"], user["phoneNumber"], user["name"], user["city"]) == (
         ids["email"],
         ids["phoneNumber"],
-        "Ada",
+        "Ada " + ids["uuid"],
         "London",
     )
     assert user["card"] == {"value": "LC-" + ids["uuid"]}
