@@ -416,6 +416,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
             reads = ProfileReads(ucd)
+            cache = open_profile_cache(settings, state, reads)
+            if cache is not None:
+                metrics.watch_profile_cache(cache)
             slot.value = Runtime(
                 settings=settings,
                 ucd=ucd,
@@ -424,7 +427,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 reads=reads,
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
-                cache=open_profile_cache(settings, state, reads),
+                cache=cache,
                 audit=audit,
                 rate_limiter=RateLimiter(state, settings.rate_limit),
             )

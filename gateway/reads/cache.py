@@ -348,7 +348,8 @@ class ProfileCache:
         self._monotonic = monotonic
         self._paused_until = 0.0
         self.state = state  # read by tests, which look for erased bytes in it
-        self.hits = 0  # reads answered without a UCD call (tests, bench)
+        self.hits = 0  # reads answered without a UCD call (tests, bench, /metrics)
+        self.reads = 0  # every read through the cache (/metrics: the hit ratio)
 
     # --- keys -----------------------------------------------------------------------
 
@@ -369,6 +370,7 @@ class ProfileCache:
         the caller may not see (gateway/auth/), never asked of the UCD; a read that could
         not learn the user's every identifier for them stores nothing (invalidation
         follows writes through identifiers it knows, so an entry must know them all)."""
+        self.reads += 1
         lookup = _lookup_identifier(ref)
         if lookup is None or self._monotonic() < self._paused_until:
             return await self._reads.fetch(ref, need)

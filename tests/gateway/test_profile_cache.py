@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from gateway.settings import Settings
@@ -81,6 +82,35 @@ async def test_a_second_read_is_answered_without_a_ucd_call(
     assert again == {"name": "Ada"}
     assert cost == {"planned": 1, "actual": 0, "cacheHits": 1}
     assert ucd_calls.profiles == []
+
+
+async def test_metrics_show_the_hits_and_the_hit_ratio(cached: GatewayHttp) -> None:
+    ids = person()
+    await write(cached, {"uuid": ids["uuid"]}, name="Ann")
+
+    async def scraped() -> dict[tuple[str, str], float]:
+        response = await cached.client.get("/metrics")
+        assert response.status_code == 200
+        return {
+            (found.name, found.labels.get("result", "")): found.value
+            for family in text_string_to_metric_families(response.text)
+            for found in family.samples
+            if found.name.startswith("ucd_gateway_profile_cache_")
+        }
+
+    before = await scraped()
+    for _ in range(4):  # one miss, three hits
+        await read(cached, READ_NAME, key={"uuid": ids["uuid"]})
+    # A key of several identifiers reads past the cache: a miss as well.
+    await read(cached, READ_NAME, key={"uuid": ids["uuid"], "email": ids["email"]})
+    after = await scraped()
+    hits = ("ucd_gateway_profile_cache_reads_total", "hit")
+    misses = ("ucd_gateway_profile_cache_reads_total", "miss")
+    assert after[hits] - before.get(hits, 0) == 3
+    assert after[misses] - before.get(misses, 0) == 2
+    assert after[("ucd_gateway_profile_cache_hit_ratio", "")] == pytest.approx(
+        after[hits] / (after[hits] + after[misses])
+    )
 
 
 async def test_a_read_of_more_fields_fetches_only_the_difference(
