@@ -7,8 +7,9 @@ Its lifespan owns, in opening order (closed in reverse):
    client is given: a sibling uvicorn server on 127.0.0.1 in this process and event
    loop, so the gateway reaches it over real HTTP exactly as it reaches Insider's host;
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
-3. the ``UcdClient``, the shared state (``gateway.state``: Redis when
-   ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
+3. the shared state (``gateway.state``: Redis when ``UCD_GATEWAY_REDIS_URL`` is set,
+   else in process), the ``UcdClient`` (its partner-wide UCD quota budget,
+   ``gateway.partner_quota``, is kept in the state) and the export jobs kept in it,
    the in-flight sharing of profile reads (``ProfileReads``), the profile cache on the
    shared state (``ProfileCache``, when ``UCD_GATEWAY_PROFILE_CACHE_TTL`` is set), the
    catalogue cache (``CatalogCache``) and the upsert coalescer
@@ -67,6 +68,7 @@ from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
 from gateway.metrics import GatewayMetrics, metrics_endpoint
 from gateway.operations import observe_operations
+from gateway.partner_quota import PartnerQuota
 from gateway.persisted import names_a_document, persisted_documents
 from gateway.persisted.documents import PersistedDocuments
 from gateway.rate_limits import RateLimiter
@@ -387,6 +389,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     base_url = await stack.enter_async_context(run_local_ucd(settings))
                 http = build_http_client(settings, base_url=base_url)
                 stack.push_async_callback(http.aclose)
+            # Before the UCD client: its quota budget is kept in the shared state.
+            state = open_state(settings, time_left=time_left)
+            stack.push_async_callback(state.aclose)
             breakers = LocalCircuitBreakers(
                 failures=settings.breaker_failures, cooldown=settings.breaker_cooldown
             )
@@ -406,9 +411,12 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 max_retry_after=settings.max_retry_after,
                 request_timeout=settings.request_timeout,
                 observers=(metrics,),
+                quota=(
+                    PartnerQuota(state, settings.partner, settings.ucd_quota_share)
+                    if settings.ucd_quota_share > 0
+                    else None
+                ),
             )
-            state = open_state(settings, time_left=time_left)
-            stack.push_async_callback(state.aclose)
             audit = AuditLog(settings.audit_log) if settings.audit_log else None
             if audit is not None:
                 stack.push_async_callback(audit.aclose)

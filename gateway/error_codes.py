@@ -71,10 +71,17 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ErrorCode.NOT_FOUND: CodeDoc("the UCD has no user for these identifiers"),
         ErrorCode.CONFLICT: CodeDoc("the new identifier already belongs to another user"),
         ErrorCode.RATE_LIMITED: CodeDoc(
-            "the UCD still answers 429 after the gateway's retries; or the caller has spent "
+            "the UCD still answers 429 after the gateway's retries, or the gateway's share of "
+            "the partner's UCD quota (UCD_GATEWAY_UCD_QUOTA_SHARE) has no room in time (no "
+            "UCD call); or the caller has spent "
             "its own budget of UCD calls for the window (UCD_GATEWAY_RATE_LIMIT, or its API "
             "key's rate_limit): then HTTP 429 with Retry-After, before any UCD call",
-            (("retryAfter", "seconds to wait: the UCD's, or until the caller's window ends"),),
+            (
+                (
+                    "retryAfter",
+                    "seconds to wait: the UCD's, or until the quota's or the caller's window ends",
+                ),
+            ),
         ),
         ErrorCode.UPSTREAM_UNAVAILABLE: CodeDoc(
             "the UCD cannot be reached: timeout, refused or dropped connection; or the "

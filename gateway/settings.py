@@ -258,6 +258,10 @@ class Settings(BaseSettings):
     # Every principal's budget of planned UCD calls (at least 1 an operation) per window,
     # e.g. 600/minute (second, minute, hour, day); a key's rate_limit overrides it.
     rate_limit: str | None = None
+    # The share of the partner's UCD limits (§1.1) every replica together may spend,
+    # counted through the shared state (gateway/partner_quota.py); 0: no budget kept, the
+    # UCD's own 429s the only limit (the default: the embedded local UCD enforces none).
+    ucd_quota_share: float = Field(0.0, ge=0.0, le=1.0)
 
     @field_validator("rate_limit")
     @classmethod

@@ -6,8 +6,6 @@ exactly what is used today; the pieces of shared state still to come add their
 operation here when they land, each with both backends and a test:
 
 * persisted documents: records without expiry, written once;
-* the partner's UCD quota budget: an atomic increment with expiry, like the rate-limit
-  counters' ``increment`` (gateway/rate_limits.py), which is here already;
 * circuit-breaker state: records per UCD endpoint, read on every call;
 * the profile cache (``gateway/reads/cache.py``): several records in one round trip
   (``get_many``, ``delete_many``), and key versioning instead of a broadcast: ``stamp``
@@ -35,6 +33,8 @@ class Namespace(enum.Enum):
     PROFILE_CACHE = "profile-cache"
     #: Per-principal rate-limit counters (gateway/rate_limits.py).
     RATE_LIMITS = "rate-limits"
+    #: The partner's UCD quota per pool and window (gateway/partner_quota.py).
+    UCD_QUOTA = "ucd-quota"
 
     @property
     def kept_on_disk(self) -> bool:
