@@ -10,8 +10,9 @@ Its lifespan owns, in opening order (closed in reverse):
 3. the shared state (``gateway.state``: Redis when ``UCD_GATEWAY_REDIS_URL`` is set,
    else in process), the ``UcdClient`` (its partner-wide UCD quota budget,
    ``gateway.partner_quota``, is kept in the state) and the export jobs kept in it,
-   the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
-   (``CatalogCache``) and the upsert coalescer
+   the in-flight sharing of profile reads (``ProfileReads``), the profile cache on the
+   shared state (``ProfileCache``, when ``UCD_GATEWAY_PROFILE_CACHE_TTL`` is set), the
+   catalogue cache (``CatalogCache``) and the upsert coalescer
    (flushed on shutdown, so no accepted write is lost), the audit log (``gateway.audit``,
    when ``UCD_GATEWAY_AUDIT_LOG`` is set) and the rate limiter (``gateway.rate_limits``).
 
@@ -71,6 +72,7 @@ from gateway.partner_quota import PartnerQuota
 from gateway.persisted import names_a_document, persisted_documents
 from gateway.persisted.documents import PersistedDocuments
 from gateway.rate_limits import RateLimiter
+from gateway.reads.cache import ProfileCache, open_profile_cache
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
@@ -116,6 +118,7 @@ class Runtime:
     reads: ProfileReads
     ucd_base_url: str
     catalog: CatalogCache
+    cache: ProfileCache | None = None
     audit: AuditLog | None = None
     rate_limiter: RateLimiter | None = None
 
@@ -272,6 +275,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             reads=runtime.reads,
             catalog=runtime.catalog,
             principal=principal_of(request),
+            cache=runtime.cache,
             audit=runtime.audit,
             rate_limiter=runtime.rate_limiter,
         )
@@ -419,14 +423,19 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
+            reads = ProfileReads(ucd)
+            cache = open_profile_cache(settings, state, reads)
+            if cache is not None:
+                metrics.watch_profile_cache(cache)
             slot.value = Runtime(
                 settings=settings,
                 ucd=ucd,
                 exports=ExportJobs(settings.webhook_base_url(), state, ttl=settings.export_job_ttl),
                 upserts=upserts,
-                reads=ProfileReads(ucd),
+                reads=reads,
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
+                cache=cache,
                 audit=audit,
                 rate_limiter=RateLimiter(state, settings.rate_limit),
             )

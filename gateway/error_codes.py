@@ -145,7 +145,9 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ErrorCode.STATE_UNAVAILABLE: CodeDoc(
             "the gateway's shared state (Redis at UCD_GATEWAY_REDIS_URL) did not answer within "
             "UCD_GATEWAY_REDIS_TIMEOUT or the operation's deadline; a startExport answered so "
-            "asked nothing of the UCD; safe to retry"
+            "asked nothing of the UCD; safe to retry. With the profile cache on, a mutation "
+            "answered so was applied by the UCD, but the replicas' caches could not be "
+            "invalidated (the message says so): read with fresh: true until Redis is back"
         ),
         ErrorCode.PERSISTED_QUERY_NOT_FOUND: CodeDoc(
             "the request names its document only by hash (extensions.persistedQuery) or by "
