@@ -28,6 +28,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Final, Protocol, runtime_checkable
 
 import strawberry
@@ -54,7 +55,7 @@ from gateway.rate_limits import Decision
 from gateway.reads.need import ProfileNeed
 from gateway.settings import Settings
 from gateway.ucd.answers import ProfileAnswer
-from gateway.ucd.call_count import carrying_calls, counting_calls
+from gateway.ucd.call_count import CallCount, carrying_calls, counting_calls
 from gateway.ucd.requests import UserRef
 
 __all__ = ["PLAN_CACHE_SIZE", "CompiledExecution", "Guards", "can_compile", "compiled_execution"]
@@ -168,6 +169,14 @@ _Reads = dict[str, list[tuple[UserRef, ProfileNeed]]]
 
 class _Fallback(Exception):
     """Inside ``_run``: hand the operation to graphql-core."""
+
+
+def _cost(planned: int, count: CallCount) -> dict[str, int]:
+    """``extensions.cost.ucdCalls``, as ``OperationBudget.results`` writes it."""
+    calls = {"planned": planned, "actual": count.calls}
+    if count.cache_hits:
+        calls["cacheHits"] = count.cache_hits
+    return calls
 
 
 def _taken(decision: Decision | None) -> contextlib.AbstractContextManager[None]:
@@ -355,13 +364,13 @@ class _Run:
                 data = self._data(grouped, reads, answers)
             except Exception:  # a UCD error, Unanswerable: graphql-core's to answer
                 batch.calls -= planned  # graphql-core's budget plans them again
-                with carrying_calls(count.calls), _taken(decision):
+                with carrying_calls(count), _taken(decision):
                     return await fallback()
         self.compiled.answered += 1
         return ExecutionResult(
             data=data,
             errors=None,
-            extensions={"cost": {"ucdCalls": {"planned": planned, "actual": count.calls}}},
+            extensions={"cost": {"ucdCalls": _cost(planned, count)}},
         )
 
     def _reads(
@@ -384,6 +393,8 @@ class _Run:
             else:  # __typename
                 continue
             need = self._need(key, fields)
+            if raw.get("fresh"):  # user(fresh: true): past the profile cache, as read_user
+                need = replace(need, fresh=True)
             reads[key] = [(ref, need) for ref in refs]
         return reads
 

@@ -11,6 +11,9 @@ exactly right for the shared paths without threading a counter through them:
 * ``UpsertCoalescer``: its flush runs in a timer or task made while the batch's first
   (or filling) request was running, so one request counts the shared E1 call.
 
+The profile cache (``gateway/reads/cache.py``) counts here too the reads it answered
+without a call (``count_cache_hit``: ``extensions.cost.ucdCalls.cacheHits``).
+
 Outside of ``counting_calls`` (``seed``, ``/readyz``, the coalescer's shutdown flush)
 nothing is counted.
 """
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["CallCount", "carrying_calls", "count_call", "counting_calls"]
+__all__ = ["CallCount", "carrying_calls", "count_cache_hit", "count_call", "counting_calls"]
 
 
 @dataclass
@@ -30,16 +33,18 @@ class CallCount:
     """The UCD calls sent on behalf of one operation so far."""
 
     calls: int = 0
+    cache_hits: int = 0
 
 
 _current: ContextVar[CallCount | None] = ContextVar("ucd_call_count", default=None)
-_carried: ContextVar[int] = ContextVar("ucd_calls_carried", default=0)
+_carried: ContextVar[CallCount | None] = ContextVar("ucd_calls_carried", default=None)
 
 
 @contextlib.contextmanager
 def counting_calls() -> Iterator[CallCount]:
     """Count the calls made from here (and from tasks started here) into the count yielded."""
-    count = CallCount(_carried.get())
+    carried = _carried.get()
+    count = CallCount() if carried is None else CallCount(carried.calls, carried.cache_hits)
     token = _current.set(count)
     try:
         yield count
@@ -48,11 +53,12 @@ def counting_calls() -> Iterator[CallCount]:
 
 
 @contextlib.contextmanager
-def carrying_calls(calls: int) -> Iterator[None]:
-    """A ``counting_calls`` opened in here starts at ``calls``: the operation already made
-    them on another path (the compiled execution's reads, before it handed the operation
-    to graphql-core, whose resolvers then find those answers in the request's loader)."""
-    token = _carried.set(calls)
+def carrying_calls(carried: CallCount) -> Iterator[None]:
+    """A ``counting_calls`` opened in here starts at ``carried`` (calls and cache hits):
+    the operation already made them on another path (the compiled execution's reads,
+    before it handed the operation to graphql-core, whose resolvers then find those
+    answers in the request's loader)."""
+    token = _carried.set(carried)
     try:
         yield
     finally:
@@ -64,3 +70,10 @@ def count_call() -> None:
     count = _current.get()
     if count is not None:
         count.calls += 1
+
+
+def count_cache_hit() -> None:
+    """A profile read was answered from the profile cache, without a UCD call."""
+    count = _current.get()
+    if count is not None:
+        count.cache_hits += 1

@@ -158,7 +158,7 @@ def _compiled(app: Starlette) -> CompiledExecution:
 
 
 @contextlib.asynccontextmanager
-async def _both(data_dir: Path, calls: CallLog) -> AsyncIterator[list[Any]]:
+async def _both(data_dir: Path, calls: CallLog, *, cache: bool) -> AsyncIterator[list[Any]]:
     keys = data_dir / "api-keys.toml"
     keys.write_text(keys_toml())
     async with upstream(None) as http, contextlib.AsyncExitStack() as stack:
@@ -171,6 +171,7 @@ async def _both(data_dir: Path, calls: CallLog) -> AsyncIterator[list[Any]]:
                     local_ucd_data_dir=data_dir / str(compiled),
                     api_keys_file=keys,
                     pii_attributes="tier",
+                    profile_cache_ttl=600.0 if cache else None,
                 ),
                 http_client=http,
             )
@@ -188,17 +189,33 @@ async def _both(data_dir: Path, calls: CallLog) -> AsyncIterator[list[Any]]:
         yield clients
 
 
-@pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Both]:
+@contextlib.contextmanager
+def _both_apps(tmp_path_factory: pytest.TempPathFactory, *, cache: bool) -> Iterator[Both]:
     """One event loop for the module (hypothesis calls the test synchronously)."""
     with asyncio.Runner() as runner:
         calls = CallLog()
-        context = _both(tmp_path_factory.mktemp("compiled"), calls)
+        context = _both(tmp_path_factory.mktemp("compiled"), calls, cache=cache)
         fast, fast_app, slow, _ = runner.run(context.__aenter__())
         try:
             yield Both(runner, fast, slow, _compiled(fast_app), calls)
         finally:
             runner.run(context.__aexit__(None, None, None))
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Both]:
+    """Both paths, the profile cache off: every read is a UCD call to compare."""
+    with _both_apps(tmp_path_factory, cache=False) as apps:
+        yield apps
+
+
+@pytest.fixture(scope="module")
+def both_cached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Both]:
+    """Both paths with the profile cache on (UCD_GATEWAY_PROFILE_CACHE_TTL), each app its
+    own: the same requests in the same order leave both caches alike, so the answers
+    (``extensions.cost.ucdCalls.cacheHits`` included) and the calls must be the same."""
+    with _both_apps(tmp_path_factory, cache=True) as apps:
+        yield apps
 
 
 class _NoOpExtension(SchemaExtension):
@@ -297,8 +314,9 @@ def documents(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
         inner = _selection(draw, doc, USER_SCALARS, 0, "User")
         if kind == "user":
             keys[f"k{index}"] = draw(st.sampled_from(UUIDS))
+            fresh = draw(st.sampled_from(["", "", "", ", fresh: true", ", fresh: false"]))
             roots.append(
-                f"{alias}user(key: {{uuid: $k{index}}}){doc.condition(draw)} {{ {inner} }}"
+                f"{alias}user(key: {{uuid: $k{index}}}{fresh}){doc.condition(draw)} {{ {inner} }}"
             )
         else:
             picked = draw(st.lists(st.sampled_from(UUIDS), max_size=3))
@@ -315,16 +333,18 @@ def documents(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return text, variables
 
 
+@pytest.mark.parametrize("apps", ["both", "both_cached"], ids=["cache-off", "cache-on"])
 @settings(
-    max_examples=200,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(document=documents(), persona=st.sampled_from(CALLERS))
 def test_random_documents_answer_the_same_bytes_on_both_paths_for_every_caller(
-    both: Both, document: tuple[str, dict[str, Any]], persona: str
+    request: pytest.FixtureRequest, apps: str, document: tuple[str, dict[str, Any]], persona: str
 ) -> None:
     text, variables = document
+    both: Both = request.getfixturevalue(apps)
     (fast, fast_calls), (slow, slow_calls) = both.each(
         {"query": text, "variables": variables}, persona
     )
