@@ -57,7 +57,7 @@ from gateway.graphiql.page import graphiql_page, graphiql_routes
 from gateway.graphql_over_http import current_exchange, exchanging
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
-from gateway.persisted import names_a_document, persisted_documents
+from gateway.persisted import names_a_document, persisted_documents, share_documents
 from gateway.persisted.documents import PersistedDocuments
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
@@ -68,9 +68,9 @@ from gateway.request_bodies import (
     unsupported,
 )
 from gateway.settings import Settings
+from gateway.shared_breakers import circuit_breakers
 from gateway.state.backend import open_state
 from gateway.ucd.answers import ExportHook
-from gateway.ucd.breaker import LocalCircuitBreakers
 from gateway.ucd.bulkheads import Bulkheads
 from gateway.ucd.client import UcdClient
 from gateway.ucd.deadline import operation_deadline, time_left
@@ -334,6 +334,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.
     schema.extensions = (*schema.extensions, *schema_extensions(settings))
+    documents = persisted_documents(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -346,6 +347,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     base_url = await stack.enter_async_context(run_local_ucd(settings))
                 http = build_http_client(settings, base_url=base_url)
                 stack.push_async_callback(http.aclose)
+            state = open_state(settings, time_left=time_left)
+            stack.push_async_callback(state.aclose)
+            share_documents(documents, state, settings)  # with Redis: on every replica
             ucd = UcdClient(
                 http,
                 partner=settings.partner,
@@ -356,15 +360,11 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     identity=settings.max_concurrency_identity,
                     exports=settings.max_concurrency_exports,
                 ),
-                breakers=LocalCircuitBreakers(
-                    failures=settings.breaker_failures, cooldown=settings.breaker_cooldown
-                ),
+                breakers=circuit_breakers(settings, state),  # with Redis: shared
                 max_retries=settings.max_retries,
                 max_retry_after=settings.max_retry_after,
                 request_timeout=settings.request_timeout,
             )
-            state = open_state(settings, time_left=time_left)
-            stack.push_async_callback(state.aclose)
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
@@ -386,9 +386,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app = Starlette(
         routes=[
             # Every method reaches the view, so a PUT is refused in the same shape (405).
-            Route(
-                "/graphql", GatewayGraphQL(schema, slot, settings, persisted_documents(settings))
-            ),
+            Route("/graphql", GatewayGraphQL(schema, slot, settings, documents)),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),

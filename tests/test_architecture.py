@@ -203,6 +203,7 @@ LAYERS: Final[dict[str, int]] = {
     "upserts": 3,
     "exports": 3,
     "catalog": 3,
+    "shared_breakers": 3,
     "local_ucd": 3,
     "api": 4,
     "embedded": 4,

@@ -100,6 +100,26 @@ class MemoryState:
         while len(records) > self._max_entries:
             self._forget(namespace, next(iter(records)))
 
+    async def incr(self, namespace: Namespace, key: str, *, ttl: float) -> int:
+        current = await self.get(namespace, key)
+        value = int(current) + 1 if current is not None else 1
+        await self.put(namespace, key, str(value).encode(), ttl=ttl)
+        return value
+
+    async def put_if_absent(
+        self, namespace: Namespace, key: str, value: bytes, *, ttl: float
+    ) -> bool:
+        # No await between the check and the write: on one event loop this is atomic.
+        if await self.get(namespace, key) is not None:
+            return False
+        await self.put(namespace, key, value, ttl=ttl)
+        return True
+
+    async def delete(self, namespace: Namespace, *keys: str) -> None:
+        for key in keys:
+            if key in self._records[namespace]:
+                self._forget(namespace, key)
+
     def _forget(self, namespace: Namespace, key: str) -> None:
         del self._records[namespace][key]
         if self._db is not None:

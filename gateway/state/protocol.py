@@ -5,10 +5,11 @@ it was last written, so nothing shared grows without bound. Both backends implem
 exactly what is used today; the pieces of shared state still to come add their
 operation here when they land, each with both backends and a test:
 
-* persisted documents: records without expiry, written once;
+* persisted documents: records written once, kept for ``UCD_GATEWAY_PERSISTED_TTL``;
 * per-principal rate-limit counters and the partner's UCD quota budget: an atomic
   increment with expiry (Redis ``INCR`` + ``PEXPIRE``), so N replicas share one count;
-* circuit-breaker state: records per UCD endpoint, read on every call;
+* circuit-breaker state: a failure counter (``incr``), an open record and a probe lease
+  (``put_if_absent``) per UCD endpoint, mirrored in each process (gateway/shared_breakers.py);
 * the profile cache: records per user and an invalidation broadcast (pub/sub).
 """
 
@@ -24,6 +25,10 @@ class Namespace(enum.Enum):
     """A kind of shared record; its value is part of the record's key in every backend."""
 
     EXPORT_JOBS = "export-jobs"
+    #: APQ-registered documents by SHA-256 (gateway/persisted/shared.py).
+    PERSISTED_DOCUMENTS = "persisted-documents"
+    #: Circuit-breaker state per UCD endpoint (gateway/shared_breakers.py).
+    BREAKERS = "breakers"
 
 
 class StateStore(Protocol):
@@ -39,6 +44,24 @@ class StateStore(Protocol):
 
     async def put(self, namespace: Namespace, key: str, value: bytes, *, ttl: float) -> None:
         """Write the record (replacing any), to expire ``ttl`` seconds from now."""
+        ...
+
+    # --- counters, leases and deletes (the shared circuit breakers) --------------------
+
+    async def incr(self, namespace: Namespace, key: str, *, ttl: float) -> int:
+        """Add one to the integer record (0 when absent) and return the new value; the
+        record then expires ``ttl`` seconds from now. Atomic across replicas."""
+        ...
+
+    async def put_if_absent(
+        self, namespace: Namespace, key: str, value: bytes, *, ttl: float
+    ) -> bool:
+        """Write the record only if none is there (a lease): True when this call wrote it.
+        Atomic across replicas, so exactly one of them wins."""
+        ...
+
+    async def delete(self, namespace: Namespace, *keys: str) -> None:
+        """Forget these records (absent ones are no error)."""
         ...
 
     async def aclose(self) -> None:
