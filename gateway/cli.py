@@ -1,7 +1,8 @@
 """The ``ucd-gateway`` command (also ``python -m gateway``).
 
     ucd-gateway [serve]            the gateway (default), on the embedded local UCD unless
-                                   UCD_GATEWAY_UCD_BASE_URL is set
+                                   UCD_GATEWAY_UCD_BASE_URL is set; --workers N: N processes
+                                   on one port (needs UCD_GATEWAY_REDIS_URL and a UCD URL)
     ucd-gateway local-ucd          only the local UCD, for other clients
     ucd-gateway schema             print the GraphQL SDL
     ucd-gateway seed --users N     demo users, events and segments into the local UCD
@@ -18,22 +19,23 @@ import logging
 import socket
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
-from gateway.drain import DrainingServer
+from gateway.drain import EXIT_WITHIN_S, DrainingServer
 from gateway.embedded import EmbeddedUcdError
 from gateway.errors import GatewayError, UpstreamUnavailable
-from gateway.listening import listening_socket
+from gateway.listening import listening_socket, reserved_port
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
 from gateway.tuning import event_loop_factory, freeze_after_start_up
+from gateway.workers import WorkerFailed, supervise
 
 EXIT_CONFIG = 2
 #: Where the local UCD's token comes from, for its banner (the partner it accepts is
@@ -75,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway (the default)")
     serve.add_argument("--host", help="bind address (default: UCD_GATEWAY_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: UCD_GATEWAY_PORT or 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes on the port (default 1; more needs UCD_GATEWAY_REDIS_URL)",
+    )
 
     local = commands.add_parser("local-ucd", help="run only the local UCD")
     local.add_argument("--host", default="127.0.0.1")
@@ -107,32 +115,123 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import admission_of, create_app
-    from gateway.persisted.manifest import ManifestError
-
     settings = _settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+    workers: int = getattr(args, "workers", 1)
+    _check_workers(settings, workers)
     _configure_logging()
+    if workers > 1:
+        return _serve_workers(settings, workers)
     sock = _bind(settings.host, settings.port)
     # With port 0 the webhook base URL needs the port actually bound.
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
-    try:
-        app = create_app(settings)
-    except ManifestError as exc:  # UCD_GATEWAY_TRUSTED_DOCUMENTS cannot be read
-        sock.close()
-        raise ConfigurationError(str(exc)) from None
-    config = uvicorn.Config(
-        app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
-    )
+    app = _gateway_app(settings, sock)
     _run(
         app,
         sock,
-        # SIGTERM drains first (gateway/drain.py); the lifespan closes after it.
-        DrainingServer(config, admission=admission_of(app), drain_timeout=settings.drain_timeout),
-        # RuntimeError: the data folder was written by a newer local UCD (the store says so).
-        start_errors=(EmbeddedUcdError, OSError, sqlite3.Error, RuntimeError),
+        _draining_server(app, settings),
+        start_errors=SERVE_START_ERRORS,
         failed="cannot start",
         banner=f"ucd-gateway: GraphiQL on http://{reachable_host(settings.host)}:{settings.port}/graphql",
     )
+    return 0
+
+
+#: RuntimeError: the data folder was written by a newer local UCD (the store says so).
+SERVE_START_ERRORS: tuple[type[Exception], ...] = (
+    EmbeddedUcdError,
+    OSError,
+    sqlite3.Error,
+    RuntimeError,
+)
+
+
+def _check_workers(settings: Settings, workers: int) -> None:
+    """``--workers N`` needs what N processes must share (gateway/workers.py)."""
+    if workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    if workers == 1:
+        return
+    if settings.redis_url is None:
+        raise ConfigurationError(
+            f"--workers {workers} needs UCD_GATEWAY_REDIS_URL: export jobs, APQ documents and "
+            "circuit breakers would be per process"
+        )
+    if settings.ucd_base_url is None:
+        raise ConfigurationError(
+            f"--workers {workers} needs UCD_GATEWAY_UCD_BASE_URL: the embedded local UCD "
+            "would start once per worker; run `ucd-gateway local-ucd` once and point "
+            "UCD_GATEWAY_UCD_BASE_URL at it"
+        )
+
+
+def _gateway_app(settings: Settings, sock: socket.socket) -> Starlette:
+    from gateway.app import create_app
+    from gateway.persisted.manifest import ManifestError
+
+    try:
+        return create_app(settings)
+    except ManifestError as exc:  # UCD_GATEWAY_TRUSTED_DOCUMENTS cannot be read
+        sock.close()
+        raise ConfigurationError(str(exc)) from None
+
+
+def _draining_server(app: Starlette, settings: Settings) -> uvicorn.Server:
+    from gateway.app import admission_of
+
+    config = uvicorn.Config(
+        app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
+    )
+    # SIGTERM drains first (gateway/drain.py); the lifespan closes after it.
+    return DrainingServer(config, admission=admission_of(app), drain_timeout=settings.drain_timeout)
+
+
+def _serve_workers(settings: Settings, workers: int) -> int:
+    """N processes on one port (gateway/workers.py); the app is built here, before the
+    workers fork, so a bad setting is one line from this process and the schema is built
+    once."""
+    try:
+        reserved = reserved_port(settings.host, settings.port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
+    try:
+        settings = settings.model_copy(update={"port": reserved.getsockname()[1]})
+        app = _gateway_app(settings, reserved)
+
+        def worker(started: Callable[[], None]) -> int:
+            try:
+                sock = listening_socket(settings.host, settings.port, backlog=2048, reuse_port=True)
+                _run(
+                    app,
+                    sock,
+                    _draining_server(app, settings),
+                    start_errors=SERVE_START_ERRORS,
+                    failed="cannot start",
+                    banner="",
+                    on_started=started,
+                )
+            except ConfigurationError as exc:
+                print(f"ucd-gateway serve: {exc}", file=sys.stderr, flush=True)
+                return EXIT_CONFIG
+            except OSError as exc:
+                print(f"ucd-gateway serve: cannot listen: {exc.strerror}", file=sys.stderr)
+                return EXIT_CONFIG
+            return 0
+
+        url = f"http://{reachable_host(settings.host)}:{settings.port}/graphql"
+        supervise(
+            workers,
+            worker,
+            exit_within=EXIT_WITHIN_S,
+            on_started=lambda: print(
+                f"ucd-gateway: GraphiQL on {url} ({workers} workers)", flush=True
+            ),
+        )
+    except WorkerFailed as exc:
+        return exc.code
+    finally:
+        reserved.close()
     return 0
 
 
@@ -144,8 +243,10 @@ def _run(
     start_errors: tuple[type[Exception], ...],
     failed: str,
     banner: str,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` on ``sock`` with ``server`` until interrupted, then close ``sock``.
+    """Serve ``app`` on ``sock`` with ``server`` until interrupted, then close ``sock``;
+    once started, print ``banner`` (or call ``on_started``, in a worker of ``serve``).
 
     The app's lifespan runs here rather than in uvicorn (``config`` has it off), so a
     start-up failure of ``start_errors`` (the embedded local UCD's port is taken, a data
@@ -161,7 +262,10 @@ def _run(
         try:
             # Built and started: what lives now lives as long as the process (tuning.py).
             freeze_after_start_up()
-            print(banner, flush=True)
+            if on_started is not None:
+                on_started()
+            else:
+                print(banner, flush=True)
             await server.serve(sockets=[sock])
         finally:
             await lifespan.__aexit__(None, None, None)

@@ -218,6 +218,7 @@ LAYERS: Final[dict[str, int]] = {
     "graphiql": 5,
     "app": 6,
     "drain": 6,
+    "workers": 6,
     "cli": 7,
     "__main__": 8,
 }

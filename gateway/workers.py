@@ -1,0 +1,184 @@
+"""``serve --workers N``: N gateway processes on one port, for machines with more cores.
+
+One Python process runs one event loop on one core; N worker processes use N. The
+supervisor (the process ``serve`` started as) holds the port (``listening.reserved_port``)
+and forks the workers before any event loop, thread or connection exists. Each worker
+makes its own listening socket on the port with SO_REUSEPORT (``listening.py``, so
+TCP_NODELAY holds as for one process), builds its own app, and runs it exactly as a
+single ``serve`` does: uvloop, ``gc.freeze()`` after start-up, the drain on SIGTERM.
+The kernel spreads new connections over the workers' sockets.
+
+What the workers must agree on goes through Redis (``UCD_GATEWAY_REDIS_URL``: export
+jobs, APQ documents, circuit breakers), which the command line requires for N > 1.
+
+Signals: each worker is in its own process group, so a terminal's Ctrl-C reaches only
+the supervisor; the supervisor's first SIGTERM or SIGINT is sent on once, as SIGTERM, to
+every worker, which drains (gateway/drain.py) and exits within its bound; the
+supervisor waits for them (killing any left after ``exit_within`` seconds) and exits. A
+worker that dies on its own is started again (at most once a second), so the port keeps
+N processes behind it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any, Final
+
+__all__ = ["RESTART_AFTER_S", "START_TIMEOUT_S", "WorkerFailed", "supervise"]
+
+logger = logging.getLogger("gateway.workers")
+
+#: A worker that has not started serving by then fails the start.
+START_TIMEOUT_S: Final = 60.0
+#: A worker that dies on its own is started again no sooner than this after its last start.
+RESTART_AFTER_S: Final = 1.0
+
+#: What runs in each worker: serve until told to stop, calling the argument once the app
+#: is started; returns the process's exit code.
+Worker = Callable[[Callable[[], None]], int]
+
+
+class WorkerFailed(Exception):
+    """A worker could not start (it said why on stderr); ``code`` is its exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"a worker exited with code {code} while starting")
+        self.code = code
+
+
+def _child(worker: Worker, ready: Connection) -> None:
+    # Its own process group: a terminal's Ctrl-C goes to the supervisor alone, which
+    # sends one SIGTERM; a second signal would make uvicorn stop without draining.
+    os.setpgid(0, 0)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)  # the supervisor's handlers are not ours
+
+    def started() -> None:
+        # A worker started again after a crash has no one listening: nothing to tell.
+        with contextlib.suppress(OSError):
+            ready.send(os.getpid())
+        ready.close()
+
+    code = worker(started)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+class _Supervisor:
+    def __init__(self, count: int, worker: Worker, exit_within: float) -> None:
+        self._count = count
+        self._worker = worker
+        self._exit_within = exit_within
+        self._context = multiprocessing.get_context("fork")
+        self._workers: list[BaseProcess] = []
+        self._started_at: dict[int, float] = {}
+        self._stopping = False
+
+    def _fork(self) -> tuple[BaseProcess, Connection]:
+        reader, writer = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=_child, args=(self._worker, writer), daemon=False)
+        process.start()
+        writer.close()
+        self._workers.append(process)
+        assert process.pid is not None
+        self._started_at[process.pid] = time.monotonic()
+        return process, reader
+
+    def start(self) -> None:
+        """Fork every worker and wait until each serves; ``WorkerFailed`` if one cannot."""
+        waiting = dict(self._fork() for _ in range(self._count))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping:
+                raise WorkerFailed(1)
+            # A worker's pipe says it serves; its sentinel, that it exited first.
+            owners: dict[Any, BaseProcess] = {reader: p for p, reader in waiting.items()}
+            owners |= {p.sentinel: p for p in waiting}
+            for done in wait(list(owners), timeout=left):
+                process = owners[done]
+                if process not in waiting:
+                    continue
+                if isinstance(done, Connection) and _answered(done):
+                    waiting.pop(process).close()
+                    continue
+                process.join()
+                raise WorkerFailed(process.exitcode or 1)
+
+    def run(self) -> None:
+        """Until a signal: start again any worker that dies."""
+        while not self._stopping:
+            sentinels: dict[Any, BaseProcess] = {p.sentinel: p for p in self._workers}
+            for done in wait(list(sentinels), timeout=0.5):
+                process = sentinels[done]
+                process.join()
+                if self._stopping:
+                    break
+                self._workers.remove(process)
+                assert process.pid is not None
+                logger.error(
+                    "worker %d exited with code %s; starting another", process.pid, process.exitcode
+                )
+                since = time.monotonic() - self._started_at.pop(process.pid, 0.0)
+                if since < RESTART_AFTER_S:
+                    time.sleep(RESTART_AFTER_S - since)
+                _, reader = self._fork()
+                reader.close()
+
+    def handle_signal(self, sig: int, frame: FrameType | None) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for process in self._workers:
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        """SIGTERM every worker still running (once) and wait for all, within the bound."""
+        self.handle_signal(signal.SIGTERM, None)
+        deadline = time.monotonic() + self._exit_within
+        for process in self._workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                logger.error("worker %d did not stop in time; killed", process.pid)
+                process.kill()
+                process.join()
+
+
+def _answered(reader: Connection) -> bool:
+    try:
+        reader.recv()
+    except EOFError:  # the worker closed its end without a word: it is exiting
+        return False
+    return True
+
+
+def supervise(
+    count: int, worker: Worker, *, exit_within: float, on_started: Callable[[], None]
+) -> None:
+    """Run ``count`` processes of ``worker`` until SIGTERM or SIGINT; ``on_started`` once
+    all of them serve. Raises ``WorkerFailed`` when one cannot start (the others are
+    stopped first)."""
+    supervisor = _Supervisor(count, worker, exit_within)
+    previous = {
+        sig: signal.signal(sig, supervisor.handle_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        supervisor.start()
+        on_started()
+        supervisor.run()
+    finally:
+        supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
