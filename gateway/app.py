@@ -7,8 +7,9 @@ Its lifespan owns, in opening order (closed in reverse):
    client is given: a sibling uvicorn server on 127.0.0.1 in this process and event
    loop, so the gateway reaches it over real HTTP exactly as it reaches Insider's host;
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
-3. the ``UcdClient``, the shared state (``gateway.state``: Redis when
-   ``UCD_GATEWAY_REDIS_URL`` is set, else in process) and the export jobs kept in it,
+3. the shared state (``gateway.state``: Redis when ``UCD_GATEWAY_REDIS_URL`` is set,
+   else in process; with Redis the APQ documents and the circuit breakers are shared
+   through it too), the ``UcdClient`` and the export jobs kept in it,
    the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
    (``CatalogCache``) and the upsert coalescer
    (flushed on shutdown, so no accepted write is lost).

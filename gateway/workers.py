@@ -16,12 +16,14 @@ the supervisor; the supervisor's first SIGTERM or SIGINT is sent on once, as SIG
 every worker, which drains (gateway/drain.py) and exits within its bound; the
 supervisor waits for them (killing any left after ``exit_within`` seconds) and exits. A
 worker that dies on its own is started again (at most once a second), so the port keeps
-N processes behind it.
+N processes behind it. On Linux a worker also gets SIGTERM when the supervisor dies,
+even by SIGKILL, so none is left serving alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -43,6 +45,9 @@ START_TIMEOUT_S: Final = 60.0
 #: A worker that dies on its own is started again no sooner than this after its last start.
 RESTART_AFTER_S: Final = 1.0
 
+#: prctl's option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG: Final = 1
+
 #: What runs in each worker: serve until told to stop, calling the argument once the app
 #: is started; returns the process's exit code.
 Worker = Callable[[Callable[[], None]], int]
@@ -56,7 +61,18 @@ class WorkerFailed(Exception):
         self.code = code
 
 
-def _child(worker: Worker, ready: Connection) -> None:
+def _end_with_the_supervisor() -> None:
+    """Linux: SIGTERM this worker when the supervisor dies, even by SIGKILL (prctl
+    PR_SET_PDEATHSIG), so no worker is left serving alone; it then drains as usual."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _child(worker: Worker, ready: Connection, supervisor: int) -> None:
+    _end_with_the_supervisor()
+    if os.getppid() != supervisor:  # it died before prctl: nothing would tell us
+        sys.exit(1)
     # Its own process group: a terminal's Ctrl-C goes to the supervisor alone, which
     # sends one SIGTERM; a second signal would make uvicorn stop without draining.
     os.setpgid(0, 0)
@@ -87,7 +103,9 @@ class _Supervisor:
 
     def _fork(self) -> tuple[BaseProcess, Connection]:
         reader, writer = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=_child, args=(self._worker, writer), daemon=False)
+        process = self._context.Process(
+            target=_child, args=(self._worker, writer, os.getpid()), daemon=False
+        )
         process.start()
         writer.close()
         self._workers.append(process)

@@ -188,6 +188,16 @@ def test_sigterm_drains_every_worker_and_exits_within_15_s(
     connection.close()
 
 
+def test_workers_end_when_the_supervisor_is_killed(serve_workers: tuple[Served, Path]) -> None:
+    served, _ = serve_workers
+    served.supervisor.kill()
+    served.supervisor.wait(timeout=5)
+    deadline = time.monotonic() + 15  # each drains (nothing in flight) and exits
+    while any(Path(f"/proc/{pid}").exists() for pid in served.workers):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def test_a_worker_that_dies_is_started_again(serve_workers: tuple[Served, Path]) -> None:
     served, _ = serve_workers
     victim = min(served.workers)
