@@ -2,7 +2,7 @@
 
     ucd-gateway [serve]            the gateway (default), on the embedded local UCD unless
                                    UCD_GATEWAY_UCD_BASE_URL is set; --workers N: N processes
-                                   on one port (needs UCD_GATEWAY_REDIS_URL and a UCD URL)
+                                   on one port (needs UCD_GATEWAY_REDIS_URL)
     ucd-gateway local-ucd          only the local UCD, for other clients
     ucd-gateway schema             print the GraphQL SDL
     ucd-gateway seed --users N     demo users, events and segments into the local UCD
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import sqlite3
 import sys
@@ -26,8 +27,8 @@ import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
-from gateway.drain import EXIT_WITHIN_S, DrainingServer
-from gateway.embedded import EmbeddedUcdError
+from gateway.drain import EXIT_RESERVE_S, EXIT_WITHIN_S, DrainingServer
+from gateway.embedded import EmbeddedUcdError, run_local_ucd
 from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.listening import listening_socket, reserved_port
 from gateway.local_ucd.app import create_local_ucd_app
@@ -35,7 +36,7 @@ from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
 from gateway.tuning import event_loop_factory, freeze_after_start_up
-from gateway.workers import WorkerFailed, supervise
+from gateway.workers import Companion, WorkerFailed, supervise
 
 EXIT_CONFIG = 2
 #: Where the local UCD's token comes from, for its banner (the partner it accepts is
@@ -156,12 +157,6 @@ def _check_workers(settings: Settings, workers: int) -> None:
             f"--workers {workers} needs UCD_GATEWAY_REDIS_URL: export jobs, APQ documents and "
             "circuit breakers would be per process"
         )
-    if settings.ucd_base_url is None:
-        raise ConfigurationError(
-            f"--workers {workers} needs UCD_GATEWAY_UCD_BASE_URL: the embedded local UCD "
-            "would start once per worker; run `ucd-gateway local-ucd` once and point "
-            "UCD_GATEWAY_UCD_BASE_URL at it"
-        )
 
 
 def _gateway_app(settings: Settings, sock: socket.socket) -> Starlette:
@@ -195,8 +190,13 @@ def _serve_workers(settings: Settings, workers: int) -> int:
         raise ConfigurationError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from None
+    companion: Companion | None = None
     try:
         settings = settings.model_copy(update={"port": reserved.getsockname()[1]})
+        if settings.ucd_base_url is None:
+            # Once, not per worker; the workers reach it by its URL.
+            companion = Companion(_embedded_ucd(settings))
+            settings = settings.model_copy(update={"ucd_base_url": companion.message})
         app = _gateway_app(settings, reserved)
 
         def worker(started: Callable[[], None]) -> int:
@@ -231,8 +231,34 @@ def _serve_workers(settings: Settings, workers: int) -> int:
     except WorkerFailed as exc:
         return exc.code
     finally:
+        if companion is not None:  # after the workers: their last writes reach it
+            companion.stop(within=EXIT_RESERVE_S)
         reserved.close()
     return 0
+
+
+def _embedded_ucd(settings: Settings) -> Callable[[Callable[[str], None]], int]:
+    """The embedded local UCD as the workers' companion process, until SIGTERM."""
+
+    def run(started: Callable[[str], None]) -> int:
+        async def serve() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            async with run_local_ucd(settings) as url:
+                freeze_after_start_up()
+                started(url)
+                await stop.wait()
+
+        try:
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                runner.run(serve())
+        except SERVE_START_ERRORS as exc:
+            print(f"ucd-gateway serve: cannot start: {exc}", file=sys.stderr, flush=True)
+            return EXIT_CONFIG
+        return 0
+
+    return run
 
 
 def _run(

@@ -10,6 +10,9 @@ The kernel spreads new connections over the workers' sockets.
 
 What the workers must agree on goes through Redis (``UCD_GATEWAY_REDIS_URL``: export
 jobs, APQ documents, circuit breakers), which the command line requires for N > 1.
+Without a UCD URL the embedded local UCD runs once, in a ``Companion`` process the
+supervisor starts before the workers (who get its URL) and stops after them, so their
+last coalesced writes still reach it.
 
 Signals: each worker is in its own process group, so a terminal's Ctrl-C reaches only
 the supervisor; the supervisor's first SIGTERM or SIGINT is sent on once, as SIGTERM, to
@@ -36,7 +39,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any, Final
 
-__all__ = ["RESTART_AFTER_S", "START_TIMEOUT_S", "WorkerFailed", "supervise"]
+__all__ = ["RESTART_AFTER_S", "START_TIMEOUT_S", "Companion", "WorkerFailed", "supervise"]
 
 logger = logging.getLogger("gateway.workers")
 
@@ -69,7 +72,8 @@ def _end_with_the_supervisor() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _child(worker: Worker, ready: Connection, supervisor: int) -> None:
+def _detach(supervisor: int) -> None:
+    """The start of every child: it ends with the supervisor, in a group of its own."""
     _end_with_the_supervisor()
     if os.getppid() != supervisor:  # it died before prctl: nothing would tell us
         sys.exit(1)
@@ -78,6 +82,10 @@ def _child(worker: Worker, ready: Connection, supervisor: int) -> None:
     os.setpgid(0, 0)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # the supervisor's handlers are not ours
+
+
+def _child(worker: Worker, ready: Connection, supervisor: int) -> None:
+    _detach(supervisor)
 
     def started() -> None:
         # A worker started again after a crash has no one listening: nothing to tell.
@@ -172,6 +180,65 @@ class _Supervisor:
                 logger.error("worker %d did not stop in time; killed", process.pid)
                 process.kill()
                 process.join()
+
+
+#: What runs in the companion process: serve until SIGTERM, calling the argument with
+#: what the workers need to know (a URL) once started; returns the exit code.
+CompanionTarget = Callable[[Callable[[str], None]], int]
+
+
+def _companion_child(target: CompanionTarget, ready: Connection, supervisor: int) -> None:
+    _detach(supervisor)
+
+    def started(message: str) -> None:
+        ready.send(message)
+        ready.close()
+
+    code = target(started)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+class Companion:
+    """A process the workers need, started before them and stopped after them: the
+    embedded local UCD, which must run once, not once per worker. ``message`` is what
+    it said once started (its URL)."""
+
+    def __init__(self, target: CompanionTarget) -> None:
+        context = multiprocessing.get_context("fork")
+        reader, writer = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_companion_child, args=(target, writer, os.getpid()), daemon=False
+        )
+        self._process.start()
+        writer.close()
+        message: str | None = None
+        try:
+            if reader.poll(START_TIMEOUT_S):
+                message = reader.recv()
+        except EOFError:  # it exited without a word; it said why on stderr
+            pass
+        finally:
+            reader.close()
+        if message is None:
+            self.stop(within=5.0)
+            raise WorkerFailed(self._process.exitcode or 1)
+        self.message = message
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def stop(self, *, within: float) -> None:
+        """SIGTERM it and wait up to ``within`` seconds, then kill it."""
+        if self._process.exitcode is None and self._process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, signal.SIGTERM)
+        self._process.join(within)
+        if self._process.exitcode is None:
+            self._process.kill()
+            self._process.join()
 
 
 def _answered(reader: Connection) -> bool:

@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from gateway.cli import main
-from gateway.workers import RESTART_AFTER_S, WorkerFailed, supervise
+from gateway.workers import RESTART_AFTER_S, Companion, WorkerFailed, supervise
 from tests.gateway.processes import running, started
 from tests.gateway.redis_server import RedisServer
 
@@ -218,6 +218,39 @@ def test_a_worker_that_dies_is_started_again(serve_workers: tuple[Served, Path])
             connection.close()
 
 
+def test_without_a_ucd_url_the_embedded_local_ucd_runs_once_for_all_workers(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = {
+        "UCD_GATEWAY_REDIS_URL": redis_server.url,
+        "UCD_GATEWAY_LOCAL_UCD_DATA_DIR": str(tmp_path / "data"),
+        "UCD_GATEWAY_LOCAL_UCD_PORT": "0",
+    }
+    log = tmp_path / "serve.log"
+    with running(["serve", "--port", "0", "--workers", "2"], settings, log) as (url, process):
+        children = children_of(process.pid)
+        assert len(children) == 3  # two workers and one local UCD
+        host, port = url.removeprefix("http://").split(":")
+        served = Served(host, int(port), process, children)
+        connections = [served.connect() for _ in range(8)]
+        try:
+            owners = {
+                owner(c, children) for c in connections for _ in [graphql(c, "{ __typename }")]
+            }
+            assert len(owners) == 2  # only workers accept on the gateway's port
+            assert graphql(connections[0], UPSERT) == {"upsertUsers": {"failureCount": 0}}
+            for connection in connections:  # every worker reads the one local UCD
+                read = graphql(connection, '{ user(key: {uuid: "u-workers"}) { name } }')
+                assert read == {"user": {"name": "Wanda"}}
+        finally:
+            for connection in connections:
+                connection.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+    assert log.read_text().count("embedded local UCD on http://127.0.0.1:") == 1
+
+
 # --- refusals -------------------------------------------------------------------------------------
 
 
@@ -242,15 +275,9 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
             "circuit breakers would be per process",
             id="without-redis",
         ),
-        pytest.param(
-            {"UCD_GATEWAY_REDIS_URL": "redis://127.0.0.1:9/0"},
-            "--workers 2 needs UCD_GATEWAY_UCD_BASE_URL: the embedded local UCD would start "
-            "once per worker",
-            id="embedded-ucd",
-        ),
     ],
 )
-def test_more_than_one_worker_without_what_they_share_is_refused_in_one_line(
+def test_more_than_one_worker_without_redis_is_refused_in_one_line(
     env: dict[str, str], words: str
 ) -> None:
     result = _serve(env, "--workers", "2")
@@ -329,3 +356,28 @@ def test_the_supervisor_starts_a_dead_worker_again() -> None:
     assert events == ["killed", "stopping"]
     (others,) = later
     assert others  # another worker took the dead one's place
+
+
+def _companion_refuses(started: Callable[[str], None]) -> int:
+    return 2
+
+
+def _companion_serves(started: Callable[[str], None]) -> int:
+    started("http://127.0.0.1:1")
+    time.sleep(60)  # SIGTERM (the default action) ends it long before
+    return 0
+
+
+def test_a_companion_says_its_url_and_stops_when_told() -> None:
+    companion = Companion(_companion_serves)
+    assert companion.message == "http://127.0.0.1:1"
+    assert companion.pid is not None
+    pid = companion.pid
+    companion.stop(within=5)
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_companion_that_cannot_start_fails_with_its_exit_code() -> None:
+    with pytest.raises(WorkerFailed) as failed:
+        Companion(_companion_refuses)
+    assert failed.value.code == 2
