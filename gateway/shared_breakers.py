@@ -150,6 +150,9 @@ class SharedCircuitBreakers:
         return Admission(retry_after=1)
 
     async def _read(self, endpoint: str, mirror: _Mirror, now: float) -> None:
+        # Fresh from now on: the attempts that come while this read waits (on a slow
+        # Redis) go on the mirror as it is, instead of all reading it again.
+        mirror.seen_at = now
         opened = await self._state.get(_NS, _key(endpoint, "open"))
         count = await self._state.get(_NS, _key(endpoint, "failures"))
         mirror.opened_at = float(opened) if opened is not None else None

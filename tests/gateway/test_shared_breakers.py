@@ -279,3 +279,28 @@ async def test_two_replicas_pay_five_failures_together_then_one_probe_closes_bot
         assert await a.profile(PROFILE) is not None  # the probe, whose success closes it
         assert await b.profile(PROFILE) is not None
         assert ucd.seen[PROFILE_PATH] == 7
+
+
+async def test_attempts_during_a_slow_refresh_go_on_the_mirror_without_reading_again() -> None:
+    class SlowState:
+        """Answers every read after ``release``: a Redis that is slow, not down."""
+
+        def __init__(self) -> None:
+            self.reads = 0
+            self.release = asyncio.Event()
+
+        async def get(self, namespace: object, key: str) -> bytes | None:
+            self.reads += 1
+            await self.release.wait()
+            return None
+
+    state = SlowState()
+    breakers = SharedCircuitBreakers(state, refresh=0.5)  # type: ignore[arg-type]
+    first = asyncio.ensure_future(breakers.admit("/p"))  # the mirror was never read
+    await asyncio.sleep(0)
+    others = [await breakers.admit("/p") for _ in range(10)]
+    assert others == [Admission()] * 10
+    assert state.reads == 1
+    state.release.set()
+    assert await first == Admission()
+    assert state.reads == 2  # the open record, then the failure count
