@@ -1,7 +1,10 @@
 # ucd-gateway: the GraphQL gateway, on the embedded local UCD unless
 # UCD_GATEWAY_UCD_BASE_URL (plus UCD_GATEWAY_PARTNER and UCD_GATEWAY_TOKEN) is set.
+# It listens on 0.0.0.0, so it refuses to start without callers' credentials
+# (UCD_GATEWAY_API_KEYS_FILE or UCD_GATEWAY_JWT_JWKS_URL; README, Production), unless
+# UCD_GATEWAY_ALLOW_ANONYMOUS=true:
 #   docker build -t ucd-gateway .
-#   docker run -p 8000:8000 -v ucd-data:/data ucd-gateway
+#   docker run -p 8000:8000 -v ucd-data:/data -e UCD_GATEWAY_API_KEYS_FILE=... ucd-gateway
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -10,7 +10,9 @@ local UCD, the generators and this process share the others.
 1. **Saturation.** A closed loop of ``SATURATION_CONNECTIONS`` connections sends the
    selective read of ``gateway_overhead`` for ``SATURATION_S`` seconds to a gateway with
    default settings: its accepted requests/s is the saturation rate ``S``.
-2. **Overload**, for each gateway row (a fresh process each): an open loop offers
+2. **Overload**, for each gateway row of ``ROWS`` (a fresh process each: shedding on the
+   event loop's lag at its default, the in-flight limit alone at 256 and at 64, and no
+   shedding at all): an open loop offers
    ``2 × S`` requests/s for ``LOAD_S`` seconds, each request with a ``CLIENT_TIMEOUT_S``
    timeout, bounded at ``MAX_OUTSTANDING`` requests in flight on as many connections (a
    request due while the bound is reached is not sent and is counted as "not sent").
@@ -66,9 +68,17 @@ AFTER_REQUESTS = 100
 #: Load generator processes; they share the CPUs the gateway does not have.
 GENERATORS = 2
 
-#: The gateways compared: a name and UCD_GATEWAY_MAX_IN_FLIGHT. A limit no load reaches
-#: stands for the gateway before shedding existed.
-ROWS: dict[str, int] = {"shedding (max_in_flight 256, default)": 256, "no shedding": 10**9}
+#: The gateways compared: a name, UCD_GATEWAY_MAX_IN_FLIGHT and UCD_GATEWAY_MAX_LOOP_LAG_MS.
+#: A limit no load reaches stands for the gateway before shedding existed; lag 0 for the
+#: one before shedding on the event loop's lag.
+ROWS: dict[str, tuple[int, float]] = {
+    "lag shedding (max_loop_lag_ms 50, default)": (256, 50.0),
+    "in-flight only (max_in_flight 256, lag off)": (256, 0.0),
+    "in-flight only, max_in_flight 64": (64, 0.0),
+    "no shedding": (10**9, 0.0),
+}
+#: The saturation run's gateway: nothing refused, so ``S`` is what it can serve.
+SATURATION_ROW: Final = (256, 0.0)
 
 GRAPHQL = orjson.dumps({"query": QUERY, "variables": {"u": USER_UUID}})
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -200,7 +210,10 @@ class _Timed:
 
 
 def _serve_gateway(
-    ucd_url: str, max_in_flight: int, cpus: frozenset[int] | None, ready: Queue[int]
+    ucd_url: str,
+    limits: tuple[int, float],
+    cpus: frozenset[int] | None,
+    ready: Queue[int],
 ) -> None:
     import uvicorn
 
@@ -215,7 +228,8 @@ def _serve_gateway(
         partner=PARTNER,
         token=SecretStr(TOKEN),
         port=sock.getsockname()[1],
-        max_in_flight=max_in_flight,
+        max_in_flight=limits[0],
+        max_loop_lag_ms=limits[1],
     )
     ready.put(sock.getsockname()[1])
     app = _Timed(create_app(settings))
@@ -452,17 +466,17 @@ def run() -> dict[str, Any]:
             ucd_port, _ = start(_serve_pinned_local_ucd, data_dir, cpus.others)
             asyncio.run(_seed(ucd_port))
             ucd_url = f"http://127.0.0.1:{ucd_port}"
-            for name, limit in ROWS.items():
+            for name, limits in ROWS.items():
                 if saturation is None:
-                    port, _ = start(_serve_gateway, ucd_url, limit, cpus.gateway)
+                    port, _ = start(_serve_gateway, ucd_url, SATURATION_ROW, cpus.gateway)
                     asyncio.run(_warm_up(port))
                     _saturation(port, cpus)  # warm-up
                     saturation = _saturation(port, cpus)
                     stop(processes.pop())
-                port, pid = start(_serve_gateway, ucd_url, limit, cpus.gateway)
+                port, pid = start(_serve_gateway, ucd_url, limits, cpus.gateway)
                 rows[name] = _overload_row(port, pid, saturation * OVERLOAD_FACTOR, cpus)
                 stop(processes.pop())
-            port, pid = start(_serve_gateway, ucd_url, 1, cpus.gateway)
+            port, pid = start(_serve_gateway, ucd_url, (1, 0.0), cpus.gateway)
             refusals = _refusal_cost(port, pid, cpus)
             stop(processes.pop())
         finally:

@@ -36,6 +36,7 @@ import orjson
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -46,10 +47,14 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from gateway import tracing
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.auth.authenticator import build_authenticator
+from gateway.auth.middleware import Authenticate, principal_of
 from gateway.catalog import CatalogCache
+from gateway.cors import cors_options
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
 from gateway.errors import GatewayError, StateUnavailable
@@ -257,6 +262,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             settings=runtime.settings,
             reads=runtime.reads,
             catalog=runtime.catalog,
+            principal=principal_of(request),
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -329,17 +335,33 @@ def _export_hook(slot: _RuntimeSlot) -> Callable[[Request], Any]:
 def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> Starlette:
     """The gateway as an ASGI app; ``http_client`` (with the UCD as base_url) is used as is."""
     _install_log_filters()
+    # Raises AuthSetupError on a non-loopback host without credentials (gateway/auth/).
+    authenticator = build_authenticator(settings)
     slot = _RuntimeSlot()
-    admission = Admission(settings.max_in_flight)
+    admission = Admission(settings.max_in_flight, max_loop_lag_ms=settings.max_loop_lag_ms)
     schema = build_schema()
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.
     schema.extensions = (*schema.extensions, *schema_extensions(settings))
     documents = persisted_documents(settings)
+    # Tracing (gateway/tracing.py): on with OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_TRACES_EXPORTER.
+    spans = tracing.provider_for(
+        settings.traces_exporters(),
+        settings.otlp_traces_url(),
+        service_name=settings.otel_service_name,
+    )
+    if spans is not None:
+        tracing.enable(spans)
+    if tracing.enabled():
+        schema.extensions = (*schema.extensions, tracing.OperationSpans)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(authenticator.aclose)
+            stack.enter_context(admission.watching_the_loop())  # gateway/loop_lag.py
+            if spans is not None:  # last out: the spans of the shutdown flush are sent too
+                stack.callback(tracing.shut_down, spans)
             if http_client is not None:
                 http = http_client
             else:
@@ -395,6 +417,12 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
         ],
         lifespan=lifespan,
     )
+    # Innermost of the three: a request refused by the others costs no credential check.
+    app.add_middleware(Authenticate, authenticator=authenticator)
+    if settings.cors_origins:  # outside authentication: a preflight carries no credential
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
+    if tracing.enabled():
+        app.add_middleware(tracing.TraceRequests)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.
     app.add_middleware(ShedLoad, admission=admission)

@@ -6,6 +6,8 @@
     ucd-gateway local-ucd          only the local UCD, for other clients
     ucd-gateway schema             print the GraphQL SDL
     ucd-gateway seed --users N     demo users, events and segments into the local UCD
+    ucd-gateway api-key create --id ID --scopes S [S ...]
+                                   a new API key (printed once) and its keys file entry
 
 Configuration errors end with one line on stderr and exit code 2, never a traceback.
 """
@@ -27,6 +29,9 @@ import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from gateway.auth.api_keys import keys_file_entry, new_key
+from gateway.auth.authenticator import AuthSetupError, anonymous_warning
+from gateway.auth.scopes import Scope, parse_scopes
 from gateway.drain import EXIT_RESERVE_S, EXIT_WITHIN_S, DrainingServer
 from gateway.embedded import EmbeddedUcdError, run_local_ucd
 from gateway.errors import GatewayError, UpstreamUnavailable
@@ -60,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _local_ucd(args)
         if command == "schema":
             return _schema()
+        if command == "api-key":
+            return _api_key(args)
         return _seed(args)
     except ConfigurationError as exc:
         print(f"ucd-gateway {command}: {exc}", file=sys.stderr)
@@ -99,6 +106,19 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--data", type=Path, help="local UCD data folder (default: the gateway's)")
     seed.add_argument("--ucd-url", help="seed a running local UCD at this URL instead")
     seed.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    api_key = commands.add_parser("api-key", help="manage API keys")
+    api_key_commands = api_key.add_subparsers(dest="api_key_command", metavar="ACTION")
+    api_key_commands.required = True
+    create = api_key_commands.add_parser("create", help="make a new key and its keys file entry")
+    create.add_argument("--id", required=True, help="who will call with it, e.g. crm-sync")
+    create.add_argument(
+        "--scopes",
+        nargs="+",
+        required=True,
+        metavar="SCOPE",
+        help=f"scopes (space- or comma-separated): {', '.join(s.value for s in Scope)}",
+    )
     return parser
 
 
@@ -108,7 +128,9 @@ def _settings(**overrides: object) -> Settings:
         return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "UCD_GATEWAY_" + "_".join(str(p) for p in first["loc"]).upper()
+        name = "_".join(str(p) for p in first["loc"]).upper()
+        if not name.startswith("OTEL_"):  # OpenTelemetry's variables keep their own names
+            name = "UCD_GATEWAY_" + name
         raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
 
 
@@ -164,10 +186,14 @@ def _gateway_app(settings: Settings, sock: socket.socket) -> Starlette:
     from gateway.persisted.manifest import ManifestError
 
     try:
-        return create_app(settings)
-    except ManifestError as exc:  # UCD_GATEWAY_TRUSTED_DOCUMENTS cannot be read
+        app = create_app(settings)
+    except (ManifestError, AuthSetupError) as exc:  # a manifest or keys file, a public bind
         sock.close()
         raise ConfigurationError(str(exc)) from None
+    warning = anonymous_warning(settings)
+    if warning is not None:  # once, also with --workers: the app is built before they fork
+        logging.getLogger("gateway.auth").warning(warning)
+    return app
 
 
 def _draining_server(app: Starlette, settings: Settings) -> uvicorn.Server:
@@ -373,6 +399,30 @@ def _schema() -> int:
     from gateway.api.schema import build_schema
 
     sys.stdout.write(build_schema().as_str().rstrip("\n") + "\n")
+    return 0
+
+
+# --- api-key -------------------------------------------------------------------------------
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    """Prints the key once (only its digest is kept anywhere) and the entry to add."""
+    key_id = args.id.strip()
+    if not key_id:
+        raise ConfigurationError("--id must not be empty")
+    names = [name for value in args.scopes for name in value.replace(",", " ").split()]
+    try:
+        scopes = parse_scopes(names, where="--scopes")
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if not scopes:
+        raise ConfigurationError("--scopes must name at least one scope")
+    key = new_key()
+    print(f"API key for {key_id} (shown once; store it in your secret manager now):")
+    print(f"  {key}")
+    print("Add this entry to the file UCD_GATEWAY_API_KEYS_FILE names (TOML):")
+    print()
+    sys.stdout.write(keys_file_entry(key_id, key, scopes))
     return 0
 
 

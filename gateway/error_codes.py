@@ -42,6 +42,8 @@ class ErrorCode(StrEnum):
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     PERSISTED_QUERY_HASH_MISMATCH = "PERSISTED_QUERY_HASH_MISMATCH"
     TRUSTED_DOCUMENT_REQUIRED = "TRUSTED_DOCUMENT_REQUIRED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,18 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ErrorCode.TRUSTED_DOCUMENT_REQUIRED: CodeDoc(
             "UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY is on and the request's document is not in "
             "the manifest of UCD_GATEWAY_TRUSTED_DOCUMENTS; refused before any UCD call"
+        ),
+        ErrorCode.UNAUTHENTICATED: CodeDoc(
+            "authentication is on (UCD_GATEWAY_API_KEYS_FILE or UCD_GATEWAY_JWT_JWKS_URL) and "
+            "the request has no Authorization: Bearer credential, or one that is not a known "
+            "API key or a valid JWT (expired, wrong issuer or audience, unknown key, bad "
+            "signature); HTTP 401, before the body is read"
+        ),
+        ErrorCode.FORBIDDEN: CodeDoc(
+            "the caller's scopes do not allow this: a field it may not read is null with "
+            "this error at its path and the rest is answered; a mutation it may not run "
+            "refuses the whole operation before any UCD call",
+            (("scope", "the scope that would allow it, e.g. pii:read"),),
         ),
     }
 )

@@ -29,9 +29,12 @@ without a code gets one here:
 3c. ``persisted_query_not_found()``, ``persisted_hash_mismatch()``,
    ``trusted_document_required()``: the one error of an operation whose document could
    not be had or is not allowed (gateway/persisted/), answered before it parses;
-7. ``overloaded(limit, retry_after)`` / ``shutting_down(retry_after)``: the 503 body
-   (OVERLOADED) of a GraphQL request refused before anything reads it, because the
-   process is at its limit of requests in flight or is draining (``gateway.load_shedding``).
+7. ``overloaded(limit, retry_after)`` / ``behind_schedule(...)`` /
+   ``shutting_down(retry_after)``: the 503 body (OVERLOADED) of a GraphQL request
+   refused before anything reads it, because the process is at its limit of requests in
+   flight, its event loop runs too late, or it is draining (``gateway.load_shedding``);
+8. ``unauthenticated(message)``: the 401 body (UNAUTHENTICATED) of a request without a
+   credential the gateway accepts, before its body is read (``gateway.auth.middleware``).
 
 A code already set is never overwritten, except by step 3.
 """
@@ -54,6 +57,7 @@ __all__ = [
     "INTERNAL_ERROR_MESSAGE",
     "LocateOneOfArguments",
     "bad_request",
+    "behind_schedule",
     "code_one_of_refusals",
     "code_request_errors",
     "code_validation_errors",
@@ -68,6 +72,7 @@ __all__ = [
     "readiness_refusal",
     "shutting_down",
     "trusted_document_required",
+    "unauthenticated",
 ]
 
 # The name the masked errors were always logged under; log routing may depend on it.
@@ -261,6 +266,16 @@ def overloaded(limit: int, retry_after: int) -> dict[str, Any]:
     )
 
 
+def behind_schedule(behind_ms: int, limit_ms: float, retry_after: int) -> dict[str, Any]:
+    """The 503 body refusing a GraphQL request while the event loop runs ``behind_ms``
+    late, over ``limit_ms``, with requests in flight (gateway/loop_lag.py)."""
+    return _not_started(
+        f"the gateway is behind by {behind_ms} ms, over its limit of {limit_ms:g} ms "
+        f"(UCD_GATEWAY_MAX_LOOP_LAG_MS); retry after {retry_after} s",
+        retry_after,
+    )
+
+
 def shutting_down(retry_after: int) -> dict[str, Any]:
     """The 503 body refusing a GraphQL request that arrives while the gateway drains.
 
@@ -291,3 +306,11 @@ def interrupted_by_shutdown() -> dict[str, Any]:
 def _not_started(message: str, retry_after: int) -> dict[str, Any]:
     extensions = {"code": ErrorCode.OVERLOADED.value, "retryAfter": retry_after}
     return {"errors": [{"message": message, "extensions": extensions}]}
+
+
+def unauthenticated(message: str) -> dict[str, Any]:
+    """The 401 body refusing a request whose credential is missing or not accepted;
+    ``message`` says why in general terms and never repeats the credential."""
+    return {
+        "errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED.value}}]
+    }

@@ -13,7 +13,8 @@ exception into the GraphQL response, so a resolver only has to raise one of thes
     ├── UpstreamUnavailable   timeout, refused or dropped connection, open circuit
     ├── UpstreamOutcomeUnknown  a write not safe to repeat lost its answer
     ├── UpstreamError         the UCD sent an unexpected status or body
-    └── StateUnavailable      the shared state (Redis) cannot be reached in time
+    ├── StateUnavailable      the shared state (Redis) cannot be reached in time
+    └── Forbidden             the caller's scopes do not allow a field or mutation (scope)
 
 Messages never contain the UCD token. A message may repeat the caller's own
 input (the UCD's texts do, e.g. "not a valid email address: sample: bad
@@ -120,9 +121,21 @@ class StateUnavailable(GatewayError):
     code: ClassVar[ErrorCode] = ErrorCode.STATE_UNAVAILABLE
 
 
+class Forbidden(GatewayError):
+    """Raised when the caller's scopes do not include ``scope``, which this field needs."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.FORBIDDEN
+
+    def __init__(self, message: str, *, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.extensions["scope"] = scope
+
+
 __all__ = [
     "BadUserInput",
     "Conflict",
+    "Forbidden",
     "GatewayError",
     "NotFound",
     "RateLimited",

@@ -34,10 +34,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
+from gateway.api.authorization import operation_refusals
 from gateway.api.budget import CostLimits, OperationBudget
 from gateway.api.strawberry_internals import (
     MaskingExtension,
     graphql_core_schema,
+    refuse_execution,
     use_parsed_document,
     use_validation_errors,
     validate,
@@ -307,6 +309,16 @@ class GatewayExtension(MaskingExtension):
         code_validation_errors(context.pre_execution_errors)
 
     def on_execute(self) -> Iterator[None]:
+        # Mutations the caller may not run refuse the operation before any UCD call
+        # (gateway/api/authorization.py); fail closed if that check itself fails.
+        try:
+            refusals = operation_refusals(self.execution_context)
+        except Exception as exc:
+            refusals = [mask_unexpected(GraphQLError("authorization", original_error=exc))]
+        if refusals:
+            refuse_execution(self.execution_context, refusals)
+            yield
+            return
         # The operation budget (gateway/api/budget.py): planned with the variables
         # coerced, refused over the limit, or its UCD calls counted.
         self._budget = OperationBudget(self._guards.cost_limits)

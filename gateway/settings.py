@@ -8,11 +8,35 @@ tests pass values in (``Settings(partner="acme", _env_file=None)``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: scheme://host[:port]: what a browser sends as Origin (RFC 6454), and nothing else.
+_ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+
+
+def _otel(name: str) -> AliasChoices:
+    """An OpenTelemetry variable by its own name; ``Settings(otel_...=)`` in code and tests."""
+    return AliasChoices(name, name.lower())
+
+
+#: The values of OTEL_TRACES_EXPORTER the gateway has (gateway/tracing.py).
+_TRACES_EXPORTERS = frozenset({"otlp", "console", "none"})
+
+
+def _exporter_names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip().lower() for name in value.split(",") if name.strip())
 
 
 class Settings(BaseSettings):
@@ -97,6 +121,10 @@ class Settings(BaseSettings):
     # GraphQL requests in flight in this process; beyond it an immediate 503 OVERLOADED,
     # before the body is read: a queue of requests that would all time out helps nobody.
     max_in_flight: int = Field(default=256, ge=1)
+    # Also refused, while requests are in flight: new GraphQL requests whenever the event
+    # loop runs more than this many ms behind (gateway/loop_lag.py), since a request
+    # waits unread in its socket for as long, refusal or not. 0: off.
+    max_loop_lag_ms: float = Field(default=50.0, ge=0)
     # After SIGTERM, how long operations in flight may take to finish before the server
     # stops; at most 10 so the process is gone within 15 s (uvicorn's 1 s and close after).
     drain_timeout: float = Field(default=10.0, ge=0, le=10)
@@ -161,6 +189,116 @@ class Settings(BaseSettings):
                 "true needs UCD_GATEWAY_TRUSTED_DOCUMENTS (the manifest of the documents to allow)"
             )
         return only
+
+    # --- callers: authentication and scopes (gateway/auth/) ---------------------------
+    # API keys: a TOML or JSON file of {id, sha256, scopes, rate_limit?} (README, Production).
+    api_keys_file: Path | None = None
+    # JWTs (RS256, ES256, EdDSA) verified against this JWK Set, with these iss and aud.
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # The key set is fetched again once this old; on an unknown kid at once, but never
+    # twice within jwt_jwks_min_refresh (a flood of made-up kids is not a flood of fetches).
+    jwt_jwks_max_age: float = Field(default=300.0, gt=0)
+    jwt_jwks_min_refresh: float = Field(default=30.0, ge=0)
+    # Clock skew allowed on exp and nbf, seconds.
+    jwt_leeway: float = Field(default=30.0, ge=0)
+    # Without keys or a JWKS the gateway serves anyone: on a loopback address only, unless
+    # this is true (gateway/auth/authenticator.py).
+    allow_anonymous: bool = False
+    # Custom attributes (names without c_) whose values are personal data: reading them
+    # needs pii:read, like email or phoneNumber. A comma list: "loyalty_card,home_address".
+    pii_attributes: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # --- browsers (gateway/cors.py) ------------------------------------------------
+    # Exact origins (scheme://host[:port]) whose pages may call the gateway, comma-separated;
+    # none by default, so no other site's page can read an answer.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("pii_attributes", "cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an exact origin like https://app.example.com "
+                    "(no path, no wildcard)"
+                )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _closed_schema_with_authentication(cls, data: Any) -> Any:
+        """With callers authenticated, introspection and GraphiQL default to off: who may
+        not read a field should not be handed a map of all of them. Set explicitly, they
+        stay as set."""
+        if isinstance(data, dict) and (data.get("api_keys_file") or data.get("jwt_jwks_url")):
+            data.setdefault("introspection", False)
+            data.setdefault("graphiql", False)
+        return data
+
+    def authentication_configured(self) -> bool:
+        """True when callers must show an API key or a JWT."""
+        return self.api_keys_file is not None or self.jwt_jwks_url is not None
+
+    # --- tracing (gateway/tracing.py) ----------------------------------------------
+    # OpenTelemetry's standard variables, spelled as its specification spells them (no
+    # UCD_GATEWAY_ prefix), so a deployment's usual OTel set-up applies. Tracing is on
+    # when OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over HTTP/protobuf to <endpoint>/v1/traces)
+    # or OTEL_TRACES_EXPORTER (otlp, console, none; comma-separated) is set.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=_otel("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    # The traces URL itself (used as it is, no /v1/traces added), as OTel specifies.
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias=_otel("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    otel_traces_exporter: str | None = Field(
+        default=None, validation_alias=_otel("OTEL_TRACES_EXPORTER")
+    )
+    otel_service_name: str = Field(
+        default="ucd-gateway", validation_alias=_otel("OTEL_SERVICE_NAME")
+    )
+    otel_sdk_disabled: bool = Field(default=False, validation_alias=_otel("OTEL_SDK_DISABLED"))
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str | None) -> str | None:
+        if value is not None:
+            unknown = sorted(set(_exporter_names(value)) - _TRACES_EXPORTERS)
+            if unknown:
+                raise ValueError(
+                    f"unknown exporter {', '.join(unknown)}; "
+                    f"the gateway has {', '.join(sorted(_TRACES_EXPORTERS))}"
+                )
+        return value
+
+    def traces_exporters(self) -> tuple[str, ...]:
+        """Where spans go: () when tracing is off. ``none`` turns it off even with an
+        endpoint set, as OpenTelemetry specifies; an endpoint alone means ``otlp``."""
+        if self.otel_sdk_disabled:
+            return ()
+        if self.otel_traces_exporter is not None:
+            names = _exporter_names(self.otel_traces_exporter)
+            return () if "none" in names else names
+        if self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint:
+            return ("otlp",)
+        return ()
+
+    def otlp_traces_url(self) -> str:
+        """The OTLP/HTTP traces URL: the traces endpoint as it is, else the endpoint with
+        ``/v1/traces``, else OpenTelemetry's default (a collector on this host)."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = self.otel_exporter_otlp_endpoint or "http://localhost:4318"
+        return base.rstrip("/") + "/v1/traces"
 
     # --- replicas: what more they share through Redis (gateway/persisted/shared.py,
     # gateway/shared_breakers.py) ----------------------------------------------------

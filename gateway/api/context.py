@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from gateway.auth.pii import pii_read_names
+from gateway.auth.principal import ANONYMOUS, Principal
+from gateway.auth.scopes import Scope
 from gateway.catalog import CatalogCache
 from gateway.exports import ExportJobs
 from gateway.reads.inflight import ProfileReads
@@ -30,6 +33,8 @@ class Context:
 
     ``now`` is read once per request, so every ``events(...)`` default window of one
     operation (the push-down and the resolvers' filtering) uses the same instant.
+    ``principal`` is the caller (gateway/auth/); ``withheld`` the read names of the PII
+    it may not see: never asked of the UCD, FORBIDDEN where selected.
     """
 
     ucd: UcdClient
@@ -39,6 +44,8 @@ class Context:
     profiles: ProfileLoader
     #: The process's cache of the partner's catalogue (``Query.catalog``).
     catalog: CatalogCache
+    principal: Principal = ANONYMOUS
+    withheld: frozenset[str] = frozenset()
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     planned: PlannedCalls = field(default_factory=PlannedCalls)
 
@@ -51,11 +58,14 @@ async def build_context(
     settings: Settings,
     reads: ProfileReads,
     catalog: CatalogCache,
+    principal: Principal = ANONYMOUS,
 ) -> Context:
     """Build one request's context (async: the loader binds the running loop).
 
     ``reads`` is the process-wide in-flight sharing of profile calls, and ``catalog`` the
     process-wide catalogue cache, made by the app's lifespan like the other services.
+    ``principal`` defaults to the caller of a gateway without authentication (every
+    scope); the app passes the authenticated one.
     """
     return Context(
         ucd=ucd,
@@ -64,4 +74,8 @@ async def build_context(
         settings=settings,
         profiles=ProfileLoader(reads),
         catalog=catalog,
+        principal=principal,
+        withheld=frozenset()
+        if principal.may(Scope.PII_READ)
+        else pii_read_names(settings.pii_attributes),
     )

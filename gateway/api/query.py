@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import strawberry
 
+from gateway.api.authorization import require
 from gateway.api.catalog import Catalog
 from gateway.api.context import Context
 from gateway.api.described import described_field
@@ -41,6 +42,7 @@ class Query:
     @described_field("Null when the UCD has no such user.")
     async def user(self, info: Info, key: UserKey) -> User | None:
         raise_first(check_key(key, "key"))
+        require(info, "Query")
         return await read_user(info, key_ref(key))
 
     @described_field("In the order of keys; null for each key the UCD does not know.")
@@ -54,6 +56,7 @@ class Query:
         # Every key is checked before any UCD call, so bad input costs nothing upstream.
         for index, key in enumerate(keys):
             raise_first(check_key(key, f"keys.{index}"))
+        require(info, "Query")
         # graphql-core awaits list items one by one (a failed user nulls only its item);
         # the schema type stays [User]!, hence the cast.
         return cast("list[User | None]", read_users(info, [key_ref(key) for key in keys]))
@@ -62,10 +65,12 @@ class Query:
         "The partner's attributes and events (the UCD's metadata), to explore the names "
         "user, users and events take."
     )
-    def catalog(self) -> Catalog:
+    def catalog(self, info: Info) -> Catalog:
+        require(info, "Query")
         return Catalog()
 
     @strawberry.field
     async def export_job(self, info: Info, id: strawberry.ID) -> ExportJob | None:
+        require(info, "Query")
         record = await info.context.exports.get(str(id))
         return None if record is None else export_job(record)

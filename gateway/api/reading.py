@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 
+from gateway.api.authorization import restrict
 from gateway.api.context import Context
 from gateway.api.selection import FieldScope, UserSelection, user_selection
 from gateway.api.types import User
@@ -20,15 +21,21 @@ Info = strawberry.Info[Context, Any]
 
 
 def selection_of(info: Info) -> UserSelection:
-    """The need of the ``User`` this field returns."""
-    return user_selection(FieldScope.of(info), now=info.context.now)
+    """The need of the ``User`` this field returns, without the PII the caller may not
+    see: that is never asked of the UCD (gateway/api/authorization.py)."""
+    return restrict(
+        user_selection(FieldScope.of(info), now=info.context.now), info.context.withheld
+    )
 
 
 def _user(profile: ProfileAnswer | None, ref: UserRef, info: Info) -> User | None:
     if profile is None:
         return None
     return User.from_ucd(
-        profile, custom_identifiers=[name for name, _ in ref.custom], now=info.context.now
+        profile,
+        custom_identifiers=[name for name, _ in ref.custom],
+        now=info.context.now,
+        withheld=info.context.withheld,
     )
 
 

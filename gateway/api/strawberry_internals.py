@@ -20,6 +20,9 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
 * ``use_parsed_document`` / ``use_validation_errors``: an extension's own parse and
   validation, which strawberry then skips;
 * ``refuse_execution``: an extension's answer instead of executing the operation;
+* ``withhold_field(obj, python_name, error)``: a plain field (no resolver) of a built
+  object answers null with ``error`` at its path instead of its value (strawberry reads
+  plain fields with ``getattr``; graphql-core raises an exception it completes);
 * ``ERROR_LOGGER_NAME``: the logger strawberry writes error messages to;
 * the HTTP view's hooks app.py overrides (``parse_http_body`` may return a list, a batch;
   ``execute_single`` is then called per operation, keywords only, with one context):
@@ -69,6 +72,7 @@ __all__ = [
     "use_parsed_document",
     "use_validation_errors",
     "validate",
+    "withhold_field",
 ]
 
 #: strawberry's ``StrawberryLogger`` writes every error with its message here.
@@ -244,3 +248,14 @@ def refuse_execution(context: ExecutionContext, errors: list[GraphQLError]) -> N
     """From an ``on_execute`` hook (before its yield): strawberry answers with ``errors``
     (and ``data: null``) and does not execute the operation; no resolver runs."""
     context.result = GraphQLExecutionResult(data=None, errors=errors)
+
+
+def withhold_field(obj: object, python_name: str, error: Exception) -> None:
+    """Make the plain field ``python_name`` of ``obj`` fail with ``error`` when selected.
+
+    No resolver runs for a plain field: strawberry reads it with ``getattr``, and
+    graphql-core's ``complete_value`` raises a value that is an exception as that field's
+    error (the spec's field error: null at its path, the rest answered). So a withheld
+    field costs the callers who may see it nothing.
+    """
+    setattr(obj, python_name, error)

@@ -19,7 +19,10 @@ import strawberry
 from strawberry.scalars import JSON
 
 from gateway.api.described import described_field
-from gateway.errors import BadUserInput
+from gateway.api.names import ATTRIBUTE_INPUT_WRITE_NAMES
+from gateway.api.strawberry_internals import graphql_name, withhold_field
+from gateway.auth.scopes import Scope
+from gateway.errors import BadUserInput, Forbidden
 from gateway.ucd.answers import EventRecord, ProfileAnswer, created_date, event_source
 from gateway.ucd.names import (
     AGE,
@@ -28,6 +31,7 @@ from gateway.ucd.names import (
     COUNTRY,
     CURRENCY,
     CUSTOM_PREFIX,
+    DEFAULT_ATTRIBUTES,
     EMAIL,
     EMAIL_OPTIN,
     EVENT_GROUP_ID,
@@ -72,6 +76,7 @@ __all__ = [
     "check_last",
     "default_from",
     "event_window",
+    "pii_forbidden",
 ]
 
 #: ``events(from:)`` defaults to 30 days before ``to`` (contract).
@@ -233,6 +238,19 @@ def check_last(last: int | None) -> None:
         raise BadUserInput("events: last must not be negative", path="events.last")
 
 
+#: User's typed fields as (python name, GraphQL name, read name): the ones whose read
+#: name is withheld from a caller answer FORBIDDEN (gateway/auth/pii.py says which).
+_TYPED_FIELDS: Final = tuple(
+    (field, graphql_name(field), DEFAULT_ATTRIBUTES[write][0])
+    for field, write in ATTRIBUTE_INPUT_WRITE_NAMES.items()
+)
+
+
+def pii_forbidden(what: str) -> Forbidden:
+    """The error of a PII field (or argument) the caller may not read."""
+    return Forbidden(f"{what} is personal data: it needs the pii:read scope", scope=Scope.PII_READ)
+
+
 @strawberry.type(description="A user profile in the Unified Customer Database.")
 class User:
     insider_id: strawberry.ID | None
@@ -256,12 +274,21 @@ class User:
     _profile: strawberry.Private[ProfileAnswer]
     _custom_identifiers: strawberry.Private[tuple[str, ...]]
     _now: strawberry.Private[datetime]
+    _withheld: strawberry.Private[frozenset[str]]
 
     @classmethod
     def from_ucd(
-        cls, profile: ProfileAnswer, *, custom_identifiers: Iterable[str], now: datetime
+        cls,
+        profile: ProfileAnswer,
+        *,
+        custom_identifiers: Iterable[str],
+        now: datetime,
+        withheld: frozenset[str] = frozenset(),
     ) -> User:
         """``custom_identifiers``: the custom identifier names the request's key used.
+        ``withheld``: read names of the PII the caller may not see; selected, each is
+        null with FORBIDDEN at its path (the profile answer may hold them all the same:
+        it can be another request's, shared while in flight).
 
         One keyword per field, as in ``Event.from_ucd`` (no dict unpacked with ``**``). A
         value of another type than §4.7.1's reads as null; the contract types the one
@@ -269,7 +296,7 @@ class User:
         """
         get = profile.attributes.get
         iid = profile.insider_id
-        return cls(
+        user = cls(
             insider_id=strawberry.ID(iid) if iid is not None else None,
             email=_str(get(EMAIL)),
             phone_number=_str(get(PHONE_NUMBER)),
@@ -291,7 +318,13 @@ class User:
             _profile=profile,
             _custom_identifiers=tuple(custom_identifiers),
             _now=now,
+            _withheld=withheld,
         )
+        if withheld:
+            for python_name, field_name, read_name in _TYPED_FIELDS:
+                if read_name in withheld:
+                    withhold_field(user, python_name, pii_forbidden(field_name))
+        return user
 
     @strawberry.field
     def identifiers(self) -> list[Identifier]:
@@ -302,7 +335,12 @@ class User:
         custom attributes alike as ``c_<name>`` (§3.2.3), and the metadata endpoint
         types custom identifiers as plain ``string`` (§3.9), so the gateway cannot tell
         them apart. The names the caller used in its key are known to be identifiers.
+
+        Without pii:read the field is FORBIDDEN: the UCD tells which identifiers a user
+        has only by answering their values, and those are never asked for such a caller.
         """
+        if self._withheld:
+            raise pii_forbidden("identifiers")
         attributes = self._profile.attributes
         found: list[Identifier] = []
         for kind, key in (
@@ -324,6 +362,8 @@ class User:
     )
     def attribute(self, name: str, custom: bool = False) -> Attribute | None:
         key = canonical_read_name(name, custom=custom)
+        if key in self._withheld:
+            raise pii_forbidden(f"attribute {name}")
         attributes = self._profile.attributes
         if key == IID or key not in attributes:
             return None
@@ -338,10 +378,16 @@ class User:
         attributes = self._profile.attributes
         # UNSET defaults keep "= null" out of the SDL; omitted and null mean the same.
         if not _given(names) and not _given(custom_names):
+            if self._withheld:
+                # Every attribute cannot be read without reading PII too: name them.
+                raise pii_forbidden("attributes without names (every attribute)")
             # iid is the profile's id, not an attribute (insiderId carries it).
             return [_attribute(k, v) for k, v in attributes.items() if k != IID]
         keys = [canonical_read_name(n) for n in names or ()]
         keys += [canonical_read_name(n, custom=True) for n in custom_names or ()]
+        for key in keys:
+            if key in self._withheld:
+                raise pii_forbidden(f"attribute {key.removeprefix(CUSTOM_PREFIX)}")
         seen: set[str] = set()
         found: list[Attribute] = []
         for key in keys:

@@ -10,7 +10,7 @@ encoding is both its measure and what its request sends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeVar
 
 import orjson
@@ -25,6 +25,7 @@ __all__ = [
     "Wire",
     "plan_chunks",
     "send_batches",
+    "users_in",
     "wire_bytes",
 ]
 
@@ -44,6 +45,30 @@ class Wire(Protocol):
 
 
 Request = TypeVar("Request", bound=Wire)
+
+
+def users_in(body: Mapping[str, Any] | None) -> int | None:
+    """The users a UCD request body carries: the batch of E1/E4, 1 for the endpoints
+    about one user (E2, E5-E9), None for the others (export, metadata, segments).
+
+    For traces (gateway/tracing.py), which may show how many users a call carried but
+    never which.
+
+    >>> users_in({"users": [{}, {}]}), users_in({"insider_id": "x"}), users_in({"table": "t"})
+    (2, 1, None)
+    """
+    if body is None:
+        return None
+    users = body.get("users")
+    if isinstance(users, list):
+        return len(users)
+    if any(key in body for key in _ONE_USER_KEYS):
+        return 1
+    return None
+
+
+#: Body keys that name the one user of a request (E2, E5-E9).
+_ONE_USER_KEYS: Final = ("insider_id", "identifiers", "old_identifier")
 
 
 def wire_bytes(item: Wire) -> int:

@@ -62,6 +62,7 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+from gateway import tracing
 from gateway.errors import (
     BadUserInput,
     Conflict,
@@ -74,6 +75,7 @@ from gateway.errors import (
 )
 from gateway.ucd import deadline as deadlines
 from gateway.ucd.answers import MetadataColumn, ProfileAnswer, check_metadata, parse_metadata
+from gateway.ucd.batching import users_in
 from gateway.ucd.breaker import Admission, CircuitBreakers, LocalCircuitBreakers, Verdict
 from gateway.ucd.bulkheads import Bulkheads, Pool
 from gateway.ucd.call_count import count_call
@@ -292,7 +294,7 @@ class UcdClient:
             if budget is not None and budget <= 0:
                 raise _out_of_time(method, path, sent_before=attempt > 0)
             try:
-                response, closed = await self._attempt(method, path, content, pool, budget)
+                response, closed = await self._attempt(method, path, content, pool, budget, body)
             except _AttemptFailed as failed:
                 if failed.maybe_sent and not retry_safe:
                     # The UCD may have done it: repeating could do it twice, and calling
@@ -337,7 +339,13 @@ class UcdClient:
             return _answer(method, path, response, parse=parse)
 
     async def _attempt(
-        self, method: str, path: str, content: bytes | None, pool: Pool, budget: float | None
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        pool: Pool,
+        budget: float | None,
+        body: dict[str, Any] | None = None,
     ) -> tuple[httpx.Response, bool]:
         """One attempt through the endpoint's circuit breaker: the answer, and whether the
         circuit is still closed (a retry may go). An open circuit raises
@@ -346,7 +354,7 @@ class UcdClient:
         if admission.retry_after is not None:
             raise _circuit_open(method, path, admission.retry_after)
         try:
-            response = await self._send(method, path, content, pool, budget)
+            response = await self._send(method, path, content, pool, budget, body)
         except _AttemptFailed as failed:
             verdict: Verdict = "failure" if failed.reached else "abandoned"
             failed.circuit_closed = await self._record(path, admission, verdict)
@@ -375,7 +383,13 @@ class UcdClient:
         return left if self._request_timeout is None else min(self._request_timeout, left)
 
     async def _send(
-        self, method: str, path: str, content: bytes | None, pool: Pool, budget: float | None
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        pool: Pool,
+        budget: float | None,
+        body: dict[str, Any] | None = None,
     ) -> httpx.Response:
         """One attempt, bounded by ``budget`` as a whole: the wait for a slot in ``pool``,
         the answer and its body. httpx's and aiohttp's read timeouts apply to each read, so
@@ -395,7 +409,12 @@ class UcdClient:
                     request = self._http.build_request(
                         method, url, content=content, headers=self._headers
                     )
-                    response = await self._http.send(request, stream=True)
+                    if tracing.tracer is None:  # off: this check is all it costs
+                        response = await self._http.send(request, stream=True)
+                    else:  # a span, and its traceparent on the request (gateway/tracing.py)
+                        with tracing.ucd_call(request, path, body, users_in) as traced:
+                            response = await self._http.send(request, stream=True)
+                            traced.answered(response.status_code)
                     stage = "reading"
                     try:
                         await response.aread()

@@ -186,6 +186,14 @@ def _state_in_a_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("UCD_GATEWAY_LOCAL_UCD_DATA_DIR", str(tmp_path / "local-data"))
 
 
+@pytest.fixture(autouse=True)
+def _no_shedding_on_loop_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process apps do not shed on their event loop's lag, unless a test asks
+    (tests/gateway/test_loop_lag.py): a test worker that the machine leaves without a CPU
+    for 50 ms would otherwise refuse a concurrent request of an unrelated test at random."""
+    monkeypatch.setenv("UCD_GATEWAY_MAX_LOOP_LAG_MS", "0")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_refusing_sockets() -> Iterator[None]:
     yield

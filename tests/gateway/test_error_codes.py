@@ -20,6 +20,7 @@ from gateway.error_codes import ERROR_CODES, CodeDoc, ErrorCode
 from gateway.errors import (
     BadUserInput,
     Conflict,
+    Forbidden,
     GatewayError,
     NotFound,
     RateLimited,
@@ -33,6 +34,8 @@ from tests.gateway.conftest import USER_QUERY, app_gateway, free_port_url
 
 README = Path(__file__).parents[2] / "README.md"
 TRUSTED_MANIFEST = Path(__file__).parent / "manifests" / "apollo-persisted-query-manifest.json"
+#: One API key, of the reader persona (tests/gateway/auth/conftest.py): profile:read only.
+KEYS_FILE = Path(__file__).parent / "auth" / "keys.toml"
 #: The paragraph the README's error table follows.
 README_SECTION = "Errors carry a stable `extensions.code`"
 
@@ -131,6 +134,7 @@ EXPECTED_CODES: Mapping[type[GatewayError], str] = {
     UpstreamError: "UPSTREAM_ERROR",
     UpstreamOutcomeUnknown: "UPSTREAM_OUTCOME_UNKNOWN",
     StateUnavailable: "STATE_UNAVAILABLE",
+    Forbidden: "FORBIDDEN",
 }
 
 
@@ -147,6 +151,7 @@ def test_gateway_errors_take_their_code_from_the_table() -> None:
         UpstreamError("m", status=500),
         UpstreamOutcomeUnknown("m"),
         StateUnavailable("m"),
+        Forbidden("m", scope="pii:read"),
     ]
     assert {type(e) for e in raised} == {GatewayError, *_subclasses(GatewayError)}
     assert set(EXPECTED_CODES) == {type(e) for e in raised}, "add the new class's code"
@@ -198,6 +203,7 @@ class Provocation:
     body: Any = None
     #: Done to the running app before the request is sent.
     prepare: Callable[[Starlette], None] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
@@ -267,6 +273,15 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
         USER_QUERY,
         settings={"trusted_documents": TRUSTED_MANIFEST, "trusted_documents_only": True},
     ),
+    ErrorCode.UNAUTHENTICATED: Provocation(
+        USER_QUERY, settings={"api_keys_file": KEYS_FILE}, status=401
+    ),
+    ErrorCode.FORBIDDEN: Provocation(
+        'mutation { deleteUser(key: {uuid: "u-1"}) { ok } }',
+        settings={"api_keys_file": KEYS_FILE},
+        headers={"Authorization": "Bearer ucdg_test-key-of-reader"},
+        extras=frozenset({"scope"}),
+    ),
 }
 
 
@@ -279,7 +294,7 @@ async def test_every_code_is_answered_over_http(code: ErrorCode) -> None:
         if provocation.prepare is not None:
             provocation.prepare(app)
         body = provocation.body if provocation.body is not None else {"query": provocation.query}
-        response = await client.post("/graphql", json=body)
+        response = await client.post("/graphql", json=body, headers=dict(provocation.headers))
     assert response.status_code == provocation.status
     assert response.headers["content-type"].startswith("application/json")
     (error,) = orjson.loads(response.content)["errors"]

@@ -52,6 +52,7 @@ from gateway.api.strawberry_internals import (
     use_parsed_document,
     use_validation_errors,
     validate,
+    withhold_field,
 )
 
 # --- a small schema ------------------------------------------------------------------------
@@ -552,3 +553,30 @@ async def test_strawberrys_view_runs_a_batch_through_execute_single_with_one_con
     ]
     assert [query for query, _ in calls] == ["{ a: __typename }", None]
     assert calls[0][1] is calls[1][1]
+
+
+# --- withhold_field (gateway/api/types.py: PII a caller may not read) ------------------------
+
+
+@strawberry.type
+class _Person:
+    name: str | None
+    city: str | None
+
+
+@strawberry.type
+class _PersonQuery:
+    @strawberry.field
+    def person(self) -> _Person:
+        person = _Person(name="Ada", city="London")
+        withhold_field(person, "name", PermissionError("name is withheld"))
+        return person
+
+
+async def test_a_withheld_plain_field_is_null_with_its_error_and_the_rest_answered() -> None:
+    result = await strawberry.Schema(query=_PersonQuery).execute("{ person { name city } }")
+    assert result.data == {"person": {"name": None, "city": "London"}}
+    (error,) = result.errors or []
+    assert error.path == ["person", "name"]
+    assert error.message == "name is withheld"
+    assert isinstance(error.original_error, PermissionError)
