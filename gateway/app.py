@@ -345,14 +345,10 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     schema.extensions = (*schema.extensions, *schema_extensions(settings))
     documents = persisted_documents(settings)
     # Tracing (gateway/tracing.py): on with OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_TRACES_EXPORTER.
-    spans = tracing.provider_for(
-        settings.traces_exporters(),
-        settings.otlp_traces_url(),
-        service_name=settings.otel_service_name,
-    )
-    if spans is not None:
-        tracing.enable(spans)
-    if tracing.enabled():
+    # Its provider (and the exporter's thread) is made by the lifespan, in the process that
+    # serves: with serve --workers, one per worker, none in the supervisor that forks them.
+    traced = tracing.enabled() or tracing.exports_to(settings.traces_exporters())
+    if traced:
         schema.extensions = (*schema.extensions, tracing.OperationSpans)
 
     @contextlib.asynccontextmanager
@@ -360,7 +356,13 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(authenticator.aclose)
             stack.enter_context(admission.watching_the_loop())  # gateway/loop_lag.py
+            spans = tracing.provider_for(
+                settings.traces_exporters(),
+                settings.otlp_traces_url(),
+                service_name=settings.otel_service_name,
+            )
             if spans is not None:  # last out: the spans of the shutdown flush are sent too
+                tracing.enable(spans)
                 stack.callback(tracing.shut_down, spans)
             if http_client is not None:
                 http = http_client
@@ -421,7 +423,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app.add_middleware(Authenticate, authenticator=authenticator)
     if settings.cors_origins:  # outside authentication: a preflight carries no credential
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
-    if tracing.enabled():
+    if traced:
         app.add_middleware(tracing.TraceRequests)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.

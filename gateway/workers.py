@@ -4,9 +4,15 @@ One Python process runs one event loop on one core; N worker processes use N. Th
 supervisor (the process ``serve`` started as) holds the port (``listening.reserved_port``)
 and forks the workers before any event loop, thread or connection exists. Each worker
 makes its own listening socket on the port with SO_REUSEPORT (``listening.py``, so
-TCP_NODELAY holds as for one process), builds its own app, and runs it exactly as a
-single ``serve`` does: uvloop, ``gc.freeze()`` after start-up, the drain on SIGTERM.
-The kernel spreads new connections over the workers' sockets.
+TCP_NODELAY holds as for one process) and runs the app exactly as a single ``serve``
+does: uvloop, ``gc.freeze()`` after start-up, the drain on SIGTERM. The kernel spreads
+new connections over the workers' sockets.
+
+The app is built once, by the supervisor, before the fork: settings checked once, the
+schema and the API keys file read once and inherited. Whatever has a thread, a loop, a
+socket or a clock of its own is made by the app's lifespan, so in each worker: the UCD
+client and the Redis pool, the loop-lag watcher, the tracer provider and its exporting
+thread, and (on a worker's first JWT) its fetch of the JWT key set.
 
 What the workers must agree on goes through Redis (``UCD_GATEWAY_REDIS_URL``: export
 jobs, APQ documents, circuit breakers), which the command line requires for N > 1.

@@ -1,31 +1,26 @@
 """``serve --workers N`` (gateway/workers.py): real processes, one port, one Redis.
 
-Which worker answered a connection is read from the kernel, not from the gateway (it
-has no endpoint that says): the supervisor's children come from ``/proc/*/stat``, and
-the server side of each client connection (``/proc/net/tcp``) is a socket one of them
-holds open (``/proc/<pid>/fd``).
+Which worker answered a connection is read from the kernel (tests/gateway/served_workers.py).
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from gateway.cli import main
 from gateway.workers import RESTART_AFTER_S, Companion, WorkerFailed, supervise
 from tests.gateway.processes import running, started
 from tests.gateway.redis_server import RedisServer
+from tests.gateway.served_workers import Served, children_of, graphql, one_per_worker
 
 UPSERT = (
     'mutation { upsertUsers(input: {users: [{key: {uuid: "u-workers"}, '
@@ -37,98 +32,7 @@ START_EXPORT = (
 EXPORT_JOB = "query($id: ID!) { exportJob(id: $id) { id status url } }"
 
 
-# --- who answers: the kernel's view ----------------------------------------------------------
-
-
-def children_of(pid: int) -> set[int]:
-    found: set[int] = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # gone meanwhile
-            continue
-        fields = text.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def _socket_inodes(pid: int) -> set[int]:
-    inodes: set[int] = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[len("socket:[") : -1]))
-    return inodes
-
-
-def _server_side_inode(server_port: int, client_port: int) -> int:
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = fields[1], fields[2]
-        if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)) == (
-            server_port,
-            client_port,
-        ):
-            return int(fields[9])
-    raise AssertionError(f"no server side for client port {client_port}")
-
-
-def owner(connection: http.client.HTTPConnection, workers: set[int]) -> int:
-    """The worker holding the server side of ``connection``."""
-    assert connection.sock is not None
-    client_port = connection.sock.getsockname()[1]
-    inode = _server_side_inode(connection.port, client_port)
-    (pid,) = [pid for pid in workers if inode in _socket_inodes(pid)]
-    return pid
-
-
-def graphql(connection: http.client.HTTPConnection, query: str, **variables: Any) -> dict[str, Any]:
-    """One POST on this keep-alive connection."""
-    body = orjson.dumps({"query": query, "variables": variables})
-    connection.request("POST", "/graphql", body, {"Content-Type": "application/json"})
-    response = connection.getresponse()
-    answer: dict[str, Any] = orjson.loads(response.read())
-    assert response.status == 200, answer
-    assert "errors" not in answer, answer
-    data: dict[str, Any] = answer["data"]
-    return data
-
-
 # --- the served workers -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Served:
-    host: str
-    port: int
-    supervisor: subprocess.Popen[str]
-    workers: set[int]
-
-    def connect(self) -> http.client.HTTPConnection:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        connection.connect()
-        return connection
-
-
-def one_per_worker(served: Served, workers: set[int]) -> dict[int, http.client.HTTPConnection]:
-    """A connection answered by each worker: new ones until every worker has one (the
-    kernel spreads them by their addresses; 64 all on one of two would be 2**-63)."""
-    owners: dict[int, http.client.HTTPConnection] = {}
-    for _ in range(64):
-        connection = served.connect()
-        assert graphql(connection, "{ __typename }") == {"__typename": "Query"}
-        pid = owner(connection, workers)
-        if pid in owners:
-            connection.close()
-        else:
-            owners[pid] = connection
-        if len(owners) == len(workers):
-            break
-    return owners
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,201 @@
+"""What each worker of ``serve --workers N`` has of its own, over HTTP on real processes:
+the drain on the supervisor's SIGTERM (every worker's ``/readyz`` says 503 while its
+writes in flight finish), the callers' credentials (the API keys file, read before the
+fork, and the JWT key set, fetched by each worker), and tracing (a tracer provider per
+worker, made by its lifespan; the supervisor forks with no exporter thread).
+
+Which worker answers a connection is read from the kernel (tests/gateway/served_workers.py).
+"""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.auth.api_keys import sha256_hex
+from tests.gateway.auth.jwks_server import AUDIENCE, ISSUER, serve_jwks
+from tests.gateway.otlp_receiver import OtlpReceiver, serve_otlp
+from tests.gateway.processes import started
+from tests.gateway.redis_server import RedisServer
+from tests.gateway.served_workers import close_all, get, per_worker, post, serving_workers
+
+KEY = "ucdg_test-key-of-the-workers"  # a test credential, not a secret
+
+
+@pytest.fixture(scope="module")
+def ucd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("workers-ucd")
+    with started(
+        ["local-ucd", "--port", "0", "--data", str(folder)], {}, folder / "ucd.log"
+    ) as url:
+        yield url
+
+
+def base_settings(ucd_url: str, redis: RedisServer, tmp_path: Path) -> dict[str, str]:
+    return {
+        "UCD_GATEWAY_UCD_BASE_URL": ucd_url,
+        "UCD_GATEWAY_REDIS_URL": redis.url,
+        "UCD_GATEWAY_LOCAL_UCD_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+def upsert(uuid: str) -> str:
+    return (
+        f'mutation {{ upsertUsers(input: {{users: [{{key: {{uuid: "{uuid}"}}, '
+        'attributes: {name: "Wanda"}}]}) { successCount failureCount } }'
+    )
+
+
+# --- the drain ----------------------------------------------------------------------------
+
+
+#: Each write waits this long in its worker's upsert coalescer: the operation in flight.
+WINDOW_MS = 4000
+
+
+def test_the_supervisors_sigterm_drains_every_worker_readyz_503_and_their_writes_finish(
+    ucd_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = base_settings(ucd_url, redis_server, tmp_path)
+    settings["UCD_GATEWAY_UPSERT_WINDOW_MS"] = str(WINDOW_MS)
+    log = tmp_path / "serve.log"
+    with serving_workers(settings, log) as served:
+        # Per worker: one connection for a write that is in flight, one for the probes.
+        connections = per_worker(served, served.workers, count=2)
+        assert set(connections) == served.workers
+        answers: dict[int, tuple[int, Any]] = {}
+
+        def write(pid: int, connection: http.client.HTTPConnection) -> None:
+            status, answer = post(connection, upsert(f"u-drain-{pid}"))
+            answers[pid] = (status, answer.get("data"))
+
+        writers = [
+            threading.Thread(target=write, args=(pid, mine[0])) for pid, mine in connections.items()
+        ]
+        try:
+            for pid, (_, probe) in connections.items():
+                assert get(probe, "/readyz") == (200, {"status": "ready"}), pid
+            for writer in writers:
+                writer.start()
+            time.sleep(1.5)  # well inside the writes' 4 s window: both are in flight
+            signalled = time.monotonic()
+            served.supervisor.send_signal(signal.SIGTERM)
+            for pid, (_, probe) in connections.items():
+                # The supervisor passes the signal on within moments; the probe asks again
+                # until its worker has it (the writes keep every worker draining for 2 s).
+                while (ready := get(probe, "/readyz"))[0] == 200:
+                    assert time.monotonic() - signalled < 2, pid
+                    time.sleep(0.02)
+                assert ready == (503, {"status": "draining"}), pid
+                status, refused = post(probe, "{ __typename }")
+                assert status == 503, refused
+                assert refused["errors"][0]["extensions"]["code"] == "OVERLOADED"
+            for writer in writers:
+                writer.join(timeout=15)
+            # Each worker's write was answered, as accepted, after the signal.
+            assert answers == {
+                pid: (200, {"upsertUsers": {"successCount": 1, "failureCount": 0}})
+                for pid in served.workers
+            }
+            assert served.supervisor.wait(timeout=15) == 0
+            assert time.monotonic() - signalled < 15
+        finally:
+            close_all(connections)
+    text = log.read_text()
+    assert text.count("gateway.drain: draining: 1 GraphQL requests in flight") == 2
+    assert text.count("gateway.drain: drained") == 2
+
+
+# --- callers ------------------------------------------------------------------------------
+
+
+def test_every_worker_takes_the_keys_file_and_fetches_the_jwt_key_set_itself(
+    ucd_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    keys = tmp_path / "api-keys.toml"
+    keys.write_text(
+        f'[[keys]]\nid = "workers"\nsha256 = "{sha256_hex(KEY)}"\nscopes = ["profile:read"]\n'
+    )
+    with serve_jwks() as jwks:
+        issuer = jwks.issuer()
+        settings = base_settings(ucd_url, redis_server, tmp_path) | {
+            "UCD_GATEWAY_API_KEYS_FILE": str(keys),
+            "UCD_GATEWAY_JWT_JWKS_URL": issuer.jwks_url,
+            "UCD_GATEWAY_JWT_ISSUER": ISSUER,
+            "UCD_GATEWAY_JWT_AUDIENCE": AUDIENCE,
+        }
+        with serving_workers(settings, tmp_path / "serve.log") as served:
+            connections = per_worker(served, served.workers)
+            try:
+                assert issuer.fetches == 0  # the supervisor builds the app, fetches nothing
+                for pid, (connection,) in connections.items():
+                    status, answer = post(connection, "{ __typename }")
+                    assert status == 401, (pid, answer)
+                    assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+                    wrong = {"Authorization": "Bearer ucdg_not-a-key"}
+                    assert post(connection, "{ __typename }", wrong)[0] == 401
+                    for credential in (KEY, issuer.token("profile:read")):
+                        bearer = {"Authorization": f"Bearer {credential}"}
+                        status, answer = post(connection, "{ __typename }", bearer)
+                        assert (status, answer["data"]) == (200, {"__typename": "Query"}), pid
+                # Each worker fetched the key set for its first JWT, once.
+                assert issuer.fetches == len(served.workers) == 2
+            finally:
+                close_all(connections)
+
+
+# --- tracing ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    with serve_otlp() as receiver:
+        yield receiver
+
+
+def threads_of(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def test_every_worker_exports_its_own_spans_and_the_supervisor_forks_without_threads(
+    ucd_url: str, redis_server: RedisServer, otlp_receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    settings = base_settings(ucd_url, redis_server, tmp_path) | {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # the SDK's own: export every 100 ms, not 5 s
+    }
+    with serving_workers(settings, tmp_path / "serve.log") as served:
+        # No exporter thread in the process that forks (fork keeps only the caller's).
+        assert threads_of(served.supervisor.pid) == 1
+        connections = per_worker(served, served.workers)
+        trace_of: dict[int, str] = {}
+        try:
+            for n, (pid, (connection,)) in enumerate(sorted(connections.items())):
+                trace_id = f"{n + 1:032x}"
+                trace_of[pid] = trace_id
+                traceparent = f"00-{trace_id}-b7ad6b7169203331-01"
+                query = 'query Workers { user(key: {uuid: "u-traced"}) { name } }'
+                status, answer = post(connection, query, {"traceparent": traceparent})
+                assert status == 200, answer
+        finally:
+            close_all(connections)
+        wanted = {"POST /graphql", "query Workers"}
+        deadline = time.monotonic() + 15
+        while True:
+            names = {
+                trace_id: {s.name for _, s in otlp_receiver.spans() if s.trace_id.hex() == trace_id}
+                for trace_id in trace_of.values()
+            }
+            if all(wanted <= seen for seen in names.values()):
+                break
+            assert time.monotonic() < deadline, names
+            time.sleep(0.1)
+        served.supervisor.send_signal(signal.SIGTERM)
+        assert served.supervisor.wait(timeout=20) == 0
