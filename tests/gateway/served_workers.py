@@ -135,6 +135,16 @@ def per_worker(
     return owners
 
 
+def connection_to(served: Served, pid: int) -> http.client.HTTPConnection:
+    """A new connection answered by worker ``pid`` (new ones until the kernel picks it)."""
+    for _ in range(64):
+        connection = served.connect()
+        if owner(connection, served.workers) == pid:
+            return connection
+        connection.close()
+    raise AssertionError(f"64 connections and none to worker {pid}")
+
+
 def one_per_worker(served: Served, workers: set[int]) -> dict[int, http.client.HTTPConnection]:
     """A connection answered by each worker."""
     return {pid: connections[0] for pid, connections in per_worker(served, workers).items()}

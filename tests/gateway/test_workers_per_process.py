@@ -1,8 +1,10 @@
 """What each worker of ``serve --workers N`` has of its own, over HTTP on real processes:
 the drain on the supervisor's SIGTERM (every worker's ``/readyz`` says 503 while its
 writes in flight finish), the callers' credentials (the API keys file, read before the
-fork, and the JWT key set, fetched by each worker), and tracing (a tracer provider per
-worker, made by its lifespan; the supervisor forks with no exporter thread).
+fork, and the JWT key set, fetched by each worker), tracing (a tracer provider per
+worker, made by its lifespan; the supervisor forks with no exporter thread), and the
+loop-lag shedder (each worker watches its own event loop: one kept busy by batches of
+uncached documents sheds, the other serves).
 
 Which worker answers a connection is read from the kernel (tests/gateway/served_workers.py).
 """
@@ -10,6 +12,7 @@ Which worker answers a connection is read from the kernel (tests/gateway/served_
 from __future__ import annotations
 
 import http.client
+import itertools
 import signal
 import threading
 import time
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.auth.api_keys import sha256_hex
@@ -24,7 +28,14 @@ from tests.gateway.auth.jwks_server import AUDIENCE, ISSUER, serve_jwks
 from tests.gateway.otlp_receiver import OtlpReceiver, serve_otlp
 from tests.gateway.processes import started
 from tests.gateway.redis_server import RedisServer
-from tests.gateway.served_workers import close_all, get, per_worker, post, serving_workers
+from tests.gateway.served_workers import (
+    close_all,
+    connection_to,
+    get,
+    per_worker,
+    post,
+    serving_workers,
+)
 
 KEY = "ucdg_test-key-of-the-workers"  # a test credential, not a secret
 
@@ -199,3 +210,69 @@ def test_every_worker_exports_its_own_spans_and_the_supervisor_forks_without_thr
             time.sleep(0.1)
         served.supervisor.send_signal(signal.SIGTERM)
         assert served.supervisor.wait(timeout=20) == 0
+
+
+# --- loop lag -----------------------------------------------------------------------------
+
+
+#: Operations per hogging batch, each a document of its own (no cache helps), and the
+#: limit: one batch keeps a loop busy far longer than that on any machine.
+HOG_OPERATIONS = 100
+LAG_LIMIT_MS = 20
+JSON = {"Content-Type": "application/json"}
+
+
+def hog_batch(first: int) -> bytes:
+    aliases = " ".join(f"a{n}: __typename" for n in range(40))
+    return orjson.dumps(
+        [{"query": f"query H{first + n} {{ {aliases} }}"} for n in range(HOG_OPERATIONS)]
+    )
+
+
+def test_a_worker_whose_loop_is_behind_sheds_while_the_other_serves(
+    ucd_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = base_settings(ucd_url, redis_server, tmp_path) | {
+        "UCD_GATEWAY_MAX_LOOP_LAG_MS": str(LAG_LIMIT_MS),
+        "UCD_GATEWAY_MAX_BATCH": str(HOG_OPERATIONS),
+    }
+    with serving_workers(settings, tmp_path / "serve.log") as served:
+        connections = per_worker(served, served.workers, count=3)
+        busy, idle = sorted(connections)
+        stop = threading.Event()
+        numbers = itertools.count(step=HOG_OPERATIONS)
+
+        def hog(connection: http.client.HTTPConnection) -> None:
+            """Batches back to back; a refused one may end its connection (its body
+            unread), and the next goes on a new one to the same worker."""
+            while not stop.is_set():
+                try:
+                    connection.request("POST", "/graphql", hog_batch(next(numbers)), JSON)
+                    connection.getresponse().read()
+                except (http.client.HTTPException, OSError):
+                    connection.close()
+                    connection = connection_to(served, busy)
+
+        hogs = [threading.Thread(target=hog, args=(c,)) for c in connections[busy][1:]]
+        refusal: dict[str, Any] | None = None
+        try:
+            for thread in hogs:
+                thread.start()
+            deadline = time.monotonic() + 20
+            while refusal is None and time.monotonic() < deadline:
+                status, answer = post(connections[busy][0], "{ __typename }")
+                if status == 503:
+                    refusal = answer
+                # The other worker's loop is its own: it is never behind for this load.
+                status, answer = post(connections[idle][0], "{ __typename }")
+                assert status == 200, answer
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            for thread in hogs:
+                thread.join(timeout=30)
+            close_all(connections)
+        assert refusal is not None, "the busy worker never shed"
+        (error,) = refusal["errors"]
+        assert error["extensions"]["code"] == "OVERLOADED"
+        assert "UCD_GATEWAY_MAX_LOOP_LAG_MS" in error["message"]
