@@ -189,6 +189,15 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
             "circuit breakers would be per process",
             id="without-redis",
         ),
+        pytest.param(
+            {
+                "UCD_GATEWAY_UCD_BASE_URL": "http://127.0.0.1:9",
+                "UCD_GATEWAY_REDIS_URL": "redis://127.0.0.1:9/0",
+                "UCD_GATEWAY_HOST": "0.0.0.0",  # noqa: S104  # the address refused
+            },
+            "refusing to serve without authentication on 0.0.0.0",
+            id="public-without-credentials",
+        ),
     ],
 )
 def test_more_than_one_worker_without_redis_is_refused_in_one_line(
