@@ -12,7 +12,8 @@ Its lifespan owns, in opening order (closed in reverse):
    through it too), the ``UcdClient`` and the export jobs kept in it,
    the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
    (``CatalogCache``) and the upsert coalescer
-   (flushed on shutdown, so no accepted write is lost).
+   (flushed on shutdown, so no accepted write is lost), the audit log (``gateway.audit``,
+   when ``UCD_GATEWAY_AUDIT_LOG`` is set) and the rate limiter (``gateway.rate_limits``).
 
 Limits are on by default (``gateway.limits``), each with its own clear answer
 (``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before
@@ -51,6 +52,7 @@ from gateway import tracing
 from gateway.api.context import build_context
 from gateway.api.schema import build_schema
 from gateway.api.strawberry_internals import ERROR_LOGGER_NAME, RequestRefused
+from gateway.audit import AuditLog
 from gateway.auth.authenticator import build_authenticator
 from gateway.auth.middleware import Authenticate, principal_of
 from gateway.catalog import CatalogCache
@@ -63,8 +65,11 @@ from gateway.graphiql.page import graphiql_page, graphiql_routes
 from gateway.graphql_over_http import current_exchange, exchanging
 from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
+from gateway.metrics import GatewayMetrics, metrics_endpoint
+from gateway.operations import observe_operations
 from gateway.persisted import names_a_document, persisted_documents, share_documents
 from gateway.persisted.documents import PersistedDocuments
+from gateway.rate_limits import RateLimiter
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
@@ -73,6 +78,7 @@ from gateway.request_bodies import (
     refusal_response,
     unsupported,
 )
+from gateway.request_context import RequestIds
 from gateway.settings import Settings
 from gateway.shared_breakers import circuit_breakers
 from gateway.state.backend import open_state
@@ -109,6 +115,8 @@ class Runtime:
     reads: ProfileReads
     ucd_base_url: str
     catalog: CatalogCache
+    audit: AuditLog | None = None
+    rate_limiter: RateLimiter | None = None
 
 
 class _RuntimeSlot:
@@ -263,6 +271,8 @@ class GatewayGraphQL(GraphQL[Any, None]):
             reads=runtime.reads,
             catalog=runtime.catalog,
             principal=principal_of(request),
+            audit=runtime.audit,
+            rate_limiter=runtime.rate_limiter,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -342,7 +352,12 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     schema = build_schema()
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.
-    schema.extensions = (*schema.extensions, *schema_extensions(settings))
+    metrics = GatewayMetrics(admission)  # /metrics (gateway/metrics.py)
+    schema.extensions = (
+        observe_operations(metrics),  # first: it sees the errors as answered
+        *schema.extensions,
+        *schema_extensions(settings),
+    )
     documents = persisted_documents(settings)
     # Tracing (gateway/tracing.py): on with OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_TRACES_EXPORTER.
     # Its provider (and the exporter's thread) is made by the lifespan, in the process that
@@ -375,6 +390,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
             share_documents(documents, state, settings)  # with Redis: on every replica
+            breakers = circuit_breakers(settings, state)  # with Redis: shared
+            metrics.watch_breakers(breakers)
             ucd = UcdClient(
                 http,
                 partner=settings.partner,
@@ -385,11 +402,15 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     identity=settings.max_concurrency_identity,
                     exports=settings.max_concurrency_exports,
                 ),
-                breakers=circuit_breakers(settings, state),  # with Redis: shared
+                breakers=breakers,
                 max_retries=settings.max_retries,
                 max_retry_after=settings.max_retry_after,
                 request_timeout=settings.request_timeout,
+                observers=(metrics,),
             )
+            audit = AuditLog(settings.audit_log) if settings.audit_log else None
+            if audit is not None:
+                stack.push_async_callback(audit.aclose)
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
@@ -401,8 +422,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 reads=ProfileReads(ucd),
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
+                audit=audit,
+                rate_limiter=RateLimiter(state, settings.rate_limit),
             )
-            logger.info("gateway ready; UCD at %s as partner %s", http.base_url, settings.partner)
             try:
                 yield
             finally:
@@ -414,6 +436,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             Route("/graphql", GatewayGraphQL(schema, slot, settings, documents)),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
+            Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
             Route("/hooks/exports/{job_id}/{token}", _export_hook(slot), methods=["POST"]),
             *graphiql_routes(settings.graphiql),
         ],
@@ -428,6 +451,9 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.
     app.add_middleware(ShedLoad, admission=admission)
+    # Around even that: every answer, a refusal too, carries its X-Request-Id (a header
+    # scan and an id, microseconds next to the refusal's write).
+    app.add_middleware(RequestIds)
     app.state.runtime = slot
     app.state.admission = admission
     return app

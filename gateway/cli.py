@@ -9,7 +9,12 @@
     ucd-gateway api-key create --id ID --scopes S [S ...]
                                    a new API key (printed once) and its keys file entry
 
-Configuration errors end with one line on stderr and exit code 2, never a traceback.
+Configuration errors (a bad argument or setting, a port out of range, a malformed UCD
+URL, a port taken) end with one line on stderr and exit code 2, never a traceback.
+``--version`` prints the version; each command's ``--help`` lists its options and the
+UCD_GATEWAY_* variables it reads. ``serve`` asks the UCD once at start: if it does not
+answer, one warning line says so, and the gateway serves anyway (``/readyz`` is 503 until
+the UCD answers).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import signal
 import socket
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import version
 from pathlib import Path
+from typing import NoReturn
 
 import uvicorn
 from pydantic import ValidationError
@@ -38,16 +45,24 @@ from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.listening import listening_socket, reserved_port
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
+from gateway.logs import configure_logging
 from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
 from gateway.tuning import event_loop_factory, freeze_after_start_up
+from gateway.ucd.deadline import operation_deadline
 from gateway.workers import Companion, WorkerFailed, supervise
 
 EXIT_CONFIG = 2
 #: Where the local UCD's token comes from, for its banner (the partner it accepts is
 #: ``settings.partner`` with ``settings.token``; see ``_local_ucd_config``).
 TOKEN_SOURCE = "set by UCD_GATEWAY_TOKEN (not shown)"  # noqa: S105  # a description, not a token
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Seconds the start-up check of the UCD may take before serve says it does not answer.
+STARTUP_CHECK_TIMEOUT = 5.0
+#: The settings each command reads besides those of serve, which reads them all.
+LOCAL_UCD_VARIABLES = ("partner", "token", "local_ucd_data_dir", "log_level", "log_format")
+SEED_VARIABLES = ("partner", "token", "local_ucd_data_dir")
+
+logger = logging.getLogger("gateway.cli")
 
 
 class ConfigurationError(Exception):
@@ -75,14 +90,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``ucd-gateway serve: ...``), like every
+    other start-up error, instead of the usage block and the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see --help)\n")
+
+
+def _variables(names: Sequence[str] | None = None) -> str:
+    """The --help epilog: the UCD_GATEWAY_* variables a command reads, with defaults."""
+    fields = Settings.model_fields
+    if names is None:
+        names = list(fields)
+    if not names:
+        return "environment: no UCD_GATEWAY_* variable applies"
+    lines = ["environment (also read from ./.env):"]
+    for name in names:
+        default = fields[name].default
+        shown = "(secret)" if name == "token" else "(none)" if default is None else default
+        lines.append(f"  UCD_GATEWAY_{name.upper()}  default: {shown}")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="ucd-gateway",
         description="GraphQL gateway in front of Insider's UCD REST API, with a local UCD.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('ucd-gateway')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    raw = argparse.RawDescriptionHelpFormatter
 
-    serve = commands.add_parser("serve", help="run the gateway (the default)")
+    serve = commands.add_parser(
+        "serve", help="run the gateway (the default)", epilog=_variables(), formatter_class=raw
+    )
     serve.add_argument("--host", help="bind address (default: UCD_GATEWAY_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: UCD_GATEWAY_PORT or 8000)")
     serve.add_argument(
@@ -92,25 +134,37 @@ def _parser() -> argparse.ArgumentParser:
         help="processes on the port (default 1; more needs UCD_GATEWAY_REDIS_URL)",
     )
 
-    local = commands.add_parser("local-ucd", help="run only the local UCD")
-    local.add_argument("--host", default="127.0.0.1")
+    local = commands.add_parser(
+        "local-ucd",
+        help="run only the local UCD",
+        epilog=_variables(LOCAL_UCD_VARIABLES),
+        formatter_class=raw,
+    )
+    local.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     local.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     local.add_argument("--data", type=Path, help="data folder (default: the gateway's)")
     local.add_argument("--strict-limits", action="store_true", help="enforce the UCD's rate limits")
 
-    commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+    commands.add_parser("schema", help="print the GraphQL schema (SDL)", epilog=_variables(()))
 
-    seed = commands.add_parser("seed", help="load demo users into the local UCD")
+    seed = commands.add_parser(
+        "seed",
+        help="load demo users into the local UCD",
+        epilog=_variables(SEED_VARIABLES),
+        formatter_class=raw,
+    )
     seed.add_argument("--users", type=int, default=1000, help="number of users (default 1000)")
     seed.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
     seed.add_argument("--data", type=Path, help="local UCD data folder (default: the gateway's)")
     seed.add_argument("--ucd-url", help="seed a running local UCD at this URL instead")
     seed.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    api_key = commands.add_parser("api-key", help="manage API keys")
+    api_key = commands.add_parser("api-key", help="manage API keys", epilog=_variables(()))
     api_key_commands = api_key.add_subparsers(dest="api_key_command", metavar="ACTION")
     api_key_commands.required = True
-    create = api_key_commands.add_parser("create", help="make a new key and its keys file entry")
+    create = api_key_commands.add_parser(
+        "create", help="make a new key and its keys file entry", epilog=_variables(())
+    )
     create.add_argument("--id", required=True, help="who will call with it, e.g. crm-sync")
     create.add_argument(
         "--scopes",
@@ -123,15 +177,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(**overrides: object) -> Settings:
+    """The settings, with command-line ``overrides`` (validated like the variables)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        settings = Settings()
-        return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        # Keyword arguments win over the environment, and are validated the same way.
+        return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "_".join(str(p) for p in first["loc"]).upper()
-        if not name.startswith("OTEL_"):  # OpenTelemetry's variables keep their own names
-            name = "UCD_GATEWAY_" + name
-        raise ConfigurationError(f"invalid setting {name}: {first['msg']}") from None
+        field = "_".join(str(p) for p in first["loc"])
+        if field in given:
+            name = f"--{field}"
+        elif field.upper().startswith("OTEL_"):  # OpenTelemetry's variables keep their names
+            name = field.upper()
+        else:
+            name = f"UCD_GATEWAY_{field.upper()}"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(f"invalid setting {name}: {message}") from None
 
 
 # --- serve -------------------------------------------------------------------------------
@@ -141,7 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
     workers: int = getattr(args, "workers", 1)
     _check_workers(settings, workers)
-    _configure_logging()
+    _configure_logging(settings)
     if workers > 1:
         return _serve_workers(settings, workers)
     sock = _bind(settings.host, settings.port)
@@ -155,6 +216,7 @@ def _serve(args: argparse.Namespace) -> int:
         start_errors=SERVE_START_ERRORS,
         failed="cannot start",
         banner=f"ucd-gateway: GraphiQL on http://{reachable_host(settings.host)}:{settings.port}/graphql",
+        started=lambda: _check_ucd(app, settings),
     )
     return 0
 
@@ -200,7 +262,13 @@ def _draining_server(app: Starlette, settings: Settings) -> uvicorn.Server:
     from gateway.app import admission_of
 
     config = uvicorn.Config(
-        app, lifespan="off", log_level="info", proxy_headers=True, server_header=False
+        app,
+        lifespan="off",
+        # Its loggers propagate to the one root handler (gateway/logs.py): no line twice.
+        log_config=None,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        server_header=False,
     )
     # SIGTERM drains first (gateway/drain.py); the lifespan closes after it.
     return DrainingServer(config, admission=admission_of(app), drain_timeout=settings.drain_timeout)
@@ -235,7 +303,8 @@ def _serve_workers(settings: Settings, workers: int) -> int:
                     start_errors=SERVE_START_ERRORS,
                     failed="cannot start",
                     banner="",
-                    on_started=started,
+                    started=lambda: _check_ucd(app, settings),
+                    announce=started,
                 )
             except ConfigurationError as exc:
                 print(f"ucd-gateway serve: {exc}", file=sys.stderr, flush=True)
@@ -287,6 +356,32 @@ def _embedded_ucd(settings: Settings) -> Callable[[Callable[[str], None]], int]:
     return run
 
 
+async def _check_ucd(app: Starlette, settings: Settings) -> None:
+    """Ask the UCD once, as /readyz does: "gateway ready" only when it answers, else one
+    warning line, and the gateway serves anyway (the UCD may come up later)."""
+    runtime = app.state.runtime.get()
+    where = f"UCD at {runtime.ucd_base_url} as partner {settings.partner}"
+    # The client's own lines about this call (each retry, the final failure) would say
+    # the same thing several times: the one warning below sums them up.
+    client_logger = logging.getLogger("gateway.ucd")
+    level = client_logger.level
+    client_logger.setLevel(logging.CRITICAL)
+    try:
+        with operation_deadline(STARTUP_CHECK_TIMEOUT):
+            await runtime.ucd.check_ready()
+    except GatewayError as exc:
+        logger.warning(
+            "the %s does not answer as a UCD (%s); serving anyway, /readyz answers 503 "
+            "until it does",
+            where,
+            exc,
+        )
+        return
+    finally:
+        client_logger.setLevel(level)
+    logger.info("gateway ready; %s", where)
+
+
 def _run(
     app: Starlette,
     sock: socket.socket,
@@ -295,10 +390,12 @@ def _run(
     start_errors: tuple[type[Exception], ...],
     failed: str,
     banner: str,
-    on_started: Callable[[], None] | None = None,
+    started: Callable[[], Awaitable[None]] | None = None,
+    announce: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``app`` on ``sock`` with ``server`` until interrupted, then close ``sock``;
-    once started, print ``banner`` (or call ``on_started``, in a worker of ``serve``).
+    once started (``started`` awaited), print ``banner`` (or call ``announce``, in a worker
+    of ``serve --workers``).
 
     The app's lifespan runs here rather than in uvicorn (``config`` has it off), so a
     start-up failure of ``start_errors`` (the embedded local UCD's port is taken, a data
@@ -312,10 +409,12 @@ def _run(
         except start_errors as exc:
             raise ConfigurationError(f"{failed}: {exc}") from None
         try:
+            if started is not None:
+                await started()
             # Built and started: what lives now lives as long as the process (tuning.py).
             freeze_after_start_up()
-            if on_started is not None:
-                on_started()
+            if announce is not None:
+                announce()
             else:
                 print(banner, flush=True)
             await server.serve(sockets=[sock])
@@ -329,10 +428,9 @@ def _run(
         sock.close()
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    # httpx logs every request at INFO; uvicorn's access log already covers ours.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def _configure_logging(settings: Settings) -> None:
+    # UCD_GATEWAY_LOG_LEVEL and UCD_GATEWAY_LOG_FORMAT (gateway/logs.py).
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -374,11 +472,19 @@ def _local_ucd(args: argparse.Namespace) -> int:
         settings, host=args.host, port=port, data=args.data, strict=args.strict_limits
     )
     app = create_local_ucd_app(config)
-    _configure_logging()
+    _configure_logging(settings)
     _run(
         app,
         sock,
-        uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="info", server_header=False)),
+        uvicorn.Server(
+            uvicorn.Config(
+                app,
+                lifespan="off",
+                log_config=None,
+                log_level=settings.log_level,
+                server_header=False,
+            )
+        ),
         start_errors=(OSError, sqlite3.Error, RuntimeError),
         failed=f"cannot open the data folder {config.data_dir}",
         banner=(

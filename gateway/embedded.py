@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from gateway.listening import listening_socket
+from gateway.logs import embedded_server_context, install_local_ucd_lines
 from gateway.settings import Settings
 
 # The gateway's start-up messages have always been logged under the app's name.
@@ -88,7 +89,12 @@ async def run_local_ucd(settings: Settings) -> AsyncIterator[str]:
 
 
 def _start(server: uvicorn.Server, sock: socket.socket) -> asyncio.Task[None]:
-    return asyncio.ensure_future(server.serve(sockets=[sock]))
+    # Its lines under the local UCD's names, not as repeats of the gateway server's
+    # (gateway/logs.py): the server's task, and every connection task it starts, runs
+    # in a context that says so.
+    install_local_ucd_lines()
+    loop = asyncio.get_running_loop()
+    return loop.create_task(server.serve(sockets=[sock]), context=embedded_server_context())
 
 
 async def _wait_started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:

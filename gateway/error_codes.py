@@ -44,6 +44,7 @@ class ErrorCode(StrEnum):
     TRUSTED_DOCUMENT_REQUIRED = "TRUSTED_DOCUMENT_REQUIRED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
+    AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,10 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ErrorCode.NOT_FOUND: CodeDoc("the UCD has no user for these identifiers"),
         ErrorCode.CONFLICT: CodeDoc("the new identifier already belongs to another user"),
         ErrorCode.RATE_LIMITED: CodeDoc(
-            "the UCD still answers 429 after the gateway's retries",
-            (("retryAfter", "seconds the UCD asked to wait"),),
+            "the UCD still answers 429 after the gateway's retries; or the caller has spent "
+            "its own budget of UCD calls for the window (UCD_GATEWAY_RATE_LIMIT, or its API "
+            "key's rate_limit): then HTTP 429 with Retry-After, before any UCD call",
+            (("retryAfter", "seconds to wait: the UCD's, or until the caller's window ends"),),
         ),
         ErrorCode.UPSTREAM_UNAVAILABLE: CodeDoc(
             "the UCD cannot be reached: timeout, refused or dropped connection; or the "
@@ -126,7 +129,9 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ),
         ErrorCode.OVERLOADED: CodeDoc(
             "the gateway did not start the operation: UCD_GATEWAY_MAX_IN_FLIGHT GraphQL "
-            "requests are already in flight, or it is shutting down (the message says which); "
+            "requests are already in flight, its event loop is more than "
+            "UCD_GATEWAY_MAX_LOOP_LAG_MS behind, or it is shutting down (the message says "
+            "which); "
             "HTTP 503 with Retry-After, before the body is read; safe to retry",
             (("retryAfter", "seconds to wait before retrying, as in the Retry-After header"),),
         ),
@@ -160,6 +165,11 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
             "this error at its path and the rest is answered; a mutation it may not run "
             "refuses the whole operation before any UCD call",
             (("scope", "the scope that would allow it, e.g. pii:read"),),
+        ),
+        ErrorCode.AUDIT_UNAVAILABLE: CodeDoc(
+            "the audit trail (UCD_GATEWAY_AUDIT_LOG) cannot be written: a mutation or export "
+            "is refused before any UCD call, and an answer with personal data is withheld "
+            "(data null); safe to retry once the audit log is writable"
         ),
     }
 )

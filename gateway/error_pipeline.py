@@ -58,6 +58,7 @@ __all__ = [
     "LocateOneOfArguments",
     "bad_request",
     "behind_schedule",
+    "code_of",
     "code_one_of_refusals",
     "code_request_errors",
     "code_validation_errors",
@@ -227,6 +228,19 @@ def code_request_errors(errors: Sequence[GraphQLError]) -> None:
     _tag([e for e in errors if e.path is None], ErrorCode.BAD_USER_INPUT)
 
 
+def code_of(error: GraphQLError) -> ErrorCode:
+    """The code ``error`` has, or gets from ``code_request_errors`` or masking, on the
+    answer: for metrics and logs, which may see an error before the view codes it."""
+    code = (error.extensions or {}).get("code")
+    if isinstance(code, str) and code in ErrorCode.__members__:
+        return ErrorCode(code)
+    if isinstance(error, GraphQLSyntaxError):
+        return ErrorCode.GRAPHQL_PARSE_FAILED
+    if error.path is None:
+        return ErrorCode.BAD_USER_INPUT
+    return ErrorCode.INTERNAL_SERVER_ERROR
+
+
 #: graphql-core's suggestion (``graphql.pyutils.did_you_mean``): " Did you mean 'a' or
 #: 'b'?", or " Did you mean the enum value 'A'?"; GraphQL names hold no "?".
 _SUGGESTION: Final = re.compile(r" Did you mean [^?]*\?")
@@ -314,3 +328,23 @@ def unauthenticated(message: str) -> dict[str, Any]:
     return {
         "errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED.value}}]
     }
+
+
+def over_rate_limit(limit: str, retry_after: int) -> GraphQLError:
+    """The refusal of an operation whose caller has spent its UCD calls for the window
+    (gateway/rate_limits.py); the view answers it HTTP 429 with Retry-After."""
+    return GraphQLError(
+        f"this caller has spent its rate limit of {limit} UCD calls; retry in {retry_after} s "
+        "(UCD_GATEWAY_RATE_LIMIT, or the API key's rate_limit)",
+        extensions={"code": ErrorCode.RATE_LIMITED.value, "retryAfter": retry_after},
+    )
+
+
+def audit_unavailable(path: Sequence[str | int] | None = None) -> GraphQLError:
+    """The refusal of a mutation, or the withholding of an answer with personal data,
+    whose audit line could not be written (gateway/audit.py): nothing without a trace."""
+    return GraphQLError(
+        "the audit trail cannot be written (UCD_GATEWAY_AUDIT_LOG), so this is refused",
+        path=path,
+        extensions={"code": ErrorCode.AUDIT_UNAVAILABLE.value},
+    )

@@ -34,6 +34,8 @@ from starlette.responses import Response
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from gateway.error_codes import ErrorCode
+
 __all__ = [
     "GRAPHQL_RESPONSE_MEDIA_TYPE",
     "Exchange",
@@ -101,6 +103,9 @@ class Exchange:
     request_errors: int = 0
     with_errors: int = 0
     persisted: int = 0
+    #: Seconds from a RATE_LIMITED refusal of the caller's own limit: HTTP 429 with
+    #: Retry-After (gateway/api/rate_limiting.py). The UCD's 429 is a field error, not this.
+    retry_after: int | None = None
 
     def shape(self, result: ExecutionResult, body: GraphQLHTTPResponse) -> GraphQLHTTPResponse:
         """The body of one operation's answer (from the view's ``process_result``)."""
@@ -108,14 +113,27 @@ class Exchange:
         self.with_errors += bool(result.errors)
         if is_request_error(result):
             self.request_errors += 1
+            self._note_rate_limit(result)
             if self.graphql_response:
                 body.pop("data", None)  # the spec: a request error has no data entry
         return body
+
+    def _note_rate_limit(self, result: ExecutionResult) -> None:
+        for error in result.errors or ():
+            extensions = error.extensions or {}
+            if extensions.get("code") == ErrorCode.RATE_LIMITED:
+                retry_after = extensions.get("retryAfter")
+                if isinstance(retry_after, int):
+                    self.retry_after = max(self.retry_after or 0, retry_after)
 
     def finish(self, response: Response, *, cache_control: str) -> Response:
         """The HTTP response with this exchange's media type, status and caching."""
         if self.results == 0:
             return response  # not a GraphQL answer: GraphiQL's page, a refusal
+        if self.retry_after is not None:
+            response.headers["retry-after"] = str(self.retry_after)
+            if not self.batch:  # a batch's other entries tell their own outcomes
+                response.status_code = 429
         if self.graphql_response:
             response.headers["content-type"] = GRAPHQL_RESPONSE_MEDIA_TYPE
             if not self.batch and self.request_errors and response.status_code == 200:

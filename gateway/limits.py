@@ -16,8 +16,9 @@ branch on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -33,9 +34,12 @@ from graphql import (
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
+from gateway.api.audit_trail import OperationTrail
 from gateway.api.authorization import operation_refusals
 from gateway.api.budget import CostLimits, OperationBudget
+from gateway.api.rate_limiting import rate_limit_refusal
 from gateway.api.strawberry_internals import (
     MaskingExtension,
     graphql_core_schema,
@@ -270,6 +274,10 @@ class GatewayExtension(MaskingExtension):
       with the parser cache they escape the parse hooks;
     * masking of unexpected errors (MaskErrors): the caller sees "Internal server error"
       and an ``errorId``; the log has the same id with the traceback.
+    * before execution: the scopes of mutations, the operation budget, the caller's rate
+      limit and the audit trail's attempt lines, each able to refuse the operation before
+      any UCD call; after it, the audit trail's outcome and read lines
+      (gateway/api/audit_trail.py).
 
     The codes and the masking are the error pipeline's (gateway/error_pipeline.py).
 
@@ -308,22 +316,39 @@ class GatewayExtension(MaskingExtension):
         yield
         code_validation_errors(context.pre_execution_errors)
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
+        context = self.execution_context
+        # The audit trail (gateway/api/audit_trail.py): its outcome lines are written
+        # however the operation ends, refused ones included.
+        trail = OperationTrail.of(context)
+        with self._admitted(context):
+            if context.result is None:  # not refused: the caller's limit, then its trail
+                refusal = await rate_limit_refusal(context, self._budget_planned())
+                if refusal is None and trail is not None:
+                    refusal = await trail.before()
+                if refusal is not None:
+                    refuse_execution(context, [refusal])
+            yield
+        if trail is not None:
+            await trail.after()
+
+    def _budget_planned(self) -> int:
+        return self._budget.planned if self._budget is not None else 0
+
+    def _admitted(self, context: ExecutionContext) -> contextlib.AbstractContextManager[None]:
         # Mutations the caller may not run refuse the operation before any UCD call
         # (gateway/api/authorization.py); fail closed if that check itself fails.
         try:
-            refusals = operation_refusals(self.execution_context)
+            refusals = operation_refusals(context)
         except Exception as exc:
             refusals = [mask_unexpected(GraphQLError("authorization", original_error=exc))]
         if refusals:
-            refuse_execution(self.execution_context, refusals)
-            yield
-            return
+            refuse_execution(context, refusals)
+            return contextlib.nullcontext()
         # The operation budget (gateway/api/budget.py): planned with the variables
         # coerced, refused over the limit, or its UCD calls counted.
         self._budget = OperationBudget(self._guards.cost_limits)
-        with self._budget.executing(self.execution_context):
-            yield
+        return self._budget.executing(context)
 
     def get_results(self) -> dict[str, Any]:
         # extensions.cost, on every operation that reached execution.

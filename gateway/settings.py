@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -24,6 +25,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: scheme://host[:port]: what a browser sends as Origin (RFC 6454), and nothing else.
 _ORIGIN: Final = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+#: count/unit, as UCD_GATEWAY_RATE_LIMIT and a key's rate_limit spell a limit.
+_RATE_LIMIT: Final = re.compile(r"^[1-9][0-9]*/(second|minute|hour|day)$")
 
 
 def _otel(name: str) -> AliasChoices:
@@ -164,6 +167,27 @@ class Settings(BaseSettings):
             raise ValueError("must start with " + ", ".join(schemes))
         return value
 
+    # --- logs (gateway/logs.py) -----------------------------------------------------
+    # The root level of every logger the gateway and uvicorn use; httpx stays at WARNING.
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # "json": one object per line (time, level, logger, message, request_id, operation,
+    # operation_type, duration_ms, outcome), for log shippers; "text" for terminals.
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        # UCD_GATEWAY_LOG_LEVEL=INFO is as good as info.
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("ucd_base_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        # Refused at start-up in one line, rather than on the first request.
+        if value is not None:
+            check_http_url(value)
+        return value
+
     # --- persisted documents and batching (gateway/persisted/, gateway/graphql_over_http.py)
     # A manifest of trusted documents: Apollo's persisted-query manifest JSON or GraphQL
     # Codegen's client-preset map {hash: document}; served by their id or hash.
@@ -214,6 +238,24 @@ class Settings(BaseSettings):
     # Exact origins (scheme://host[:port]) whose pages may call the gateway, comma-separated;
     # none by default, so no other site's page can read an answer.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # --- audit trail and rate limits (gateway/audit.py, gateway/rate_limits.py) --------
+    # Where the audit trail goes: a file (appended, fsync'ed per write) or "-" for stderr;
+    # unset: no audit trail. Mutations refuse to run when their line cannot be written.
+    audit_log: str | None = None
+    # Key of the HMAC that stands for a user named by email, phone, uuid or custom
+    # identifier in an audit line (never the value itself); unset: the UCD token.
+    audit_hash_key: SecretStr | None = None
+    # Every principal's budget of planned UCD calls (at least 1 an operation) per window,
+    # e.g. 600/minute (second, minute, hour, day); a key's rate_limit overrides it.
+    rate_limit: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _RATE_LIMIT.match(value):
+            raise ValueError("must look like 600/minute (count per second, minute, hour or day)")
+        return value
 
     @field_validator("pii_attributes", "cors_origins", mode="before")
     @classmethod
@@ -328,3 +370,28 @@ def reachable_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):  # noqa: S104
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
+
+
+def check_http_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is an absolute http(s) URL with a host and a
+    valid port, and nothing after the path.
+
+    >>> check_http_url("https://unification.useinsider.com")
+    >>> check_http_url("unification.useinsider.com")
+    Traceback (most recent call last):
+    ...
+    ValueError: must be an http(s) URL such as https://unification.useinsider.com
+    """
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError("must be an http(s) URL such as https://unification.useinsider.com")

@@ -37,12 +37,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from gateway.errors import StateUnavailable
 from gateway.settings import Settings
 from gateway.state.protocol import Namespace, StateStore
-from gateway.ucd.breaker import Admission, CircuitBreakers, LocalCircuitBreakers, Verdict
+from gateway.ucd.breaker import Admission, LocalCircuitBreakers, Verdict
 
 __all__ = [
     "FAILURE_MEMORY_S",
@@ -108,6 +108,18 @@ class SharedCircuitBreakers:
         self._mirrors: dict[str, _Mirror] = {}
         self.local = LocalCircuitBreakers(failures=failures, cooldown=cooldown, clock=clock)
         self._local_until = -math.inf
+
+    def state(self, endpoint: str) -> Literal["closed", "open", "half-open"]:
+        """For the metrics (gateway/metrics.py): this replica's view, from its mirror, so a
+        scrape never waits on Redis; the local breaker's while the shared state is out."""
+        if self._clock() < self._local_until:
+            return self.local.state(endpoint)
+        mirror = self._mirrors.get(endpoint)
+        if mirror is None or mirror.opened_at is None:
+            return "closed"
+        if self._wall() - mirror.opened_at >= self._cooldown:
+            return "half-open"
+        return "open"
 
     # --- admit ------------------------------------------------------------------------
 
@@ -240,7 +252,9 @@ def _key(endpoint: str, part: str) -> str:
     return f"{endpoint}:{part}"
 
 
-def circuit_breakers(settings: Settings, state: StateStore) -> CircuitBreakers:
+def circuit_breakers(
+    settings: Settings, state: StateStore
+) -> LocalCircuitBreakers | SharedCircuitBreakers:
     """The app's breakers: shared through ``state`` with Redis, else this process's."""
     if settings.redis_url is None:
         return LocalCircuitBreakers(

@@ -2,9 +2,10 @@
 
 Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_TRACES_EXPORTER`` is set (read by
 ``gateway.settings``, handed in by ``create_app``, whose lifespan makes the provider: one
-per serving process, so ``serve --workers`` forks no exporter thread). Off, nothing of this module is on a
-request's path: the app adds neither the middleware nor the operation extension, and
-the one seam in ``UcdClient._send`` reads the module's ``tracer`` and finds None.
+per serving process, so ``serve --workers`` forks no exporter thread). Off, nothing of
+this module is on a request's path: the app adds neither the middleware nor the
+operation extension, and the one seam in ``UcdClient._send`` reads the module's
+``tracer`` and finds None.
 
 What a trace holds, and what it never holds:
 

@@ -198,6 +198,11 @@ LAYERS: Final[dict[str, int]] = {
     "tuning": 1,
     "loop_lag": 1,
     "tracing": 1,
+    "request_context": 1,
+    "logs": 2,
+    "metrics": 3,
+    "operations": 4,
+    "audit": 1,
     "error_pipeline": 2,
     "ucd": 2,
     "state": 2,
@@ -208,6 +213,7 @@ LAYERS: Final[dict[str, int]] = {
     "shared_breakers": 3,
     "local_ucd": 3,
     "auth": 3,
+    "rate_limits": 3,
     "api": 4,
     "embedded": 4,
     "seed": 4,
@@ -332,6 +338,8 @@ GRAPHQL_NAMES: Final[dict[tuple[str, str], str]] = {
     ("gateway.auth.scopes", "users"): "the Query.users field, in the table of field scopes",
     ("gateway.api.types", "identifiers"): "User.identifiers, named in its FORBIDDEN message",
     ("gateway.api.authorization", "attributes"): "ExportInput.attributes, read from the input",
+    # The audit trail names the users of mutation inputs.
+    ("gateway.api.audit_trail", "users"): "the users of upsertUsers and deleteAttributes inputs",
 }
 
 

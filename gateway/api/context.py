@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from gateway.audit import AuditLog
 from gateway.auth.pii import pii_read_names
 from gateway.auth.principal import ANONYMOUS, Principal
 from gateway.auth.scopes import Scope
 from gateway.catalog import CatalogCache
 from gateway.exports import ExportJobs
+from gateway.rate_limits import RateLimiter
 from gateway.reads.inflight import ProfileReads
 from gateway.reads.loader import ProfileLoader
 from gateway.settings import Settings
@@ -48,6 +50,10 @@ class Context:
     withheld: frozenset[str] = frozenset()
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     planned: PlannedCalls = field(default_factory=PlannedCalls)
+    #: The audit trail and the rate limits (gateway/api/audit_trail.py,
+    #: gateway/api/rate_limiting.py); None: not configured.
+    audit: AuditLog | None = None
+    rate_limiter: RateLimiter | None = None
 
 
 async def build_context(
@@ -59,6 +65,8 @@ async def build_context(
     reads: ProfileReads,
     catalog: CatalogCache,
     principal: Principal = ANONYMOUS,
+    audit: AuditLog | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> Context:
     """Build one request's context (async: the loader binds the running loop).
 
@@ -75,6 +83,8 @@ async def build_context(
         profiles=ProfileLoader(reads),
         catalog=catalog,
         principal=principal,
+        audit=audit,
+        rate_limiter=rate_limiter,
         withheld=frozenset()
         if principal.may(Scope.PII_READ)
         else pii_read_names(settings.pii_attributes),

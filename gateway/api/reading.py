@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 
+from gateway.api.audit_trail import note_pii_read
 from gateway.api.authorization import restrict
 from gateway.api.context import Context
 from gateway.api.selection import FieldScope, UserSelection, user_selection
@@ -45,7 +46,10 @@ async def read_user(info: Info, ref: UserRef) -> User | None:
 
 async def load_user(info: Info, ref: UserRef, need: ProfileNeed) -> User | None:
     """The user ``ref`` names, read through the request's loader with ``need``."""
-    return _user(await info.context.profiles.load(ref, need), ref, info)
+    profile = await info.context.profiles.load(ref, need)
+    if profile is not None and info.context.audit is not None:
+        note_pii_read(info.context, profile, need)
+    return _user(profile, ref, info)
 
 
 def read_users(info: Info, refs: Sequence[UserRef]) -> list[Awaitable[User | None]]:

@@ -57,6 +57,7 @@ class MemoryState:
         self._records: dict[Namespace, OrderedDict[str, _Entry]] = {
             namespace: OrderedDict() for namespace in Namespace
         }
+        self._counters: dict[tuple[Namespace, str], tuple[int, float]] = {}
         self._db: sqlite3.Connection | None = None
         if path is not None:
             self._db = self._open(path)
@@ -126,6 +127,27 @@ class MemoryState:
             self._db.execute(
                 "DELETE FROM records WHERE namespace = ? AND key = ?", (namespace.value, key)
             )
+
+    # --- counters (rate limits): memory only; a window's count need not survive a
+    # restart, and a write to SQLite on every operation would cost more than the check.
+
+    async def increment(self, namespace: Namespace, key: str, amount: int, *, ttl: float) -> int:
+        counters = self._counters
+        now = self._clock()
+        value, expires = counters.get((namespace, key), (0, 0.0))
+        if expires <= now:
+            value, expires = 0, now + ttl
+            if len(counters) >= self._max_entries:
+                self._drop_expired_counters(now)
+            while len(counters) >= self._max_entries:  # all current: the oldest leaves
+                del counters[next(iter(counters))]
+        counters[(namespace, key)] = (value + amount, expires)
+        return value + amount
+
+    def _drop_expired_counters(self, now: float) -> None:
+        for counter, (_, expires) in list(self._counters.items()):
+            if expires <= now:
+                del self._counters[counter]
 
     async def aclose(self) -> None:
         if self._db is not None:

@@ -5,11 +5,13 @@ it was last written, so nothing shared grows without bound. Both backends implem
 exactly what is used today; the pieces of shared state still to come add their
 operation here when they land, each with both backends and a test:
 
-* persisted documents: records written once, kept for ``UCD_GATEWAY_PERSISTED_TTL``;
-* per-principal rate-limit counters and the partner's UCD quota budget: an atomic
-  increment with expiry (Redis ``INCR`` + ``PEXPIRE``), so N replicas share one count;
-* circuit-breaker state: a failure counter (``incr``), an open record and a probe lease
-  (``put_if_absent``) per UCD endpoint, mirrored in each process (gateway/shared_breakers.py);
+* persisted documents: records written once, kept for ``UCD_GATEWAY_PERSISTED_TTL``
+  (here already, gateway/persisted/shared.py);
+* per-principal rate-limit counters (here already: ``increment``, a fixed window,
+  gateway/rate_limits.py) and the partner's UCD quota budget (still to come: the same);
+* circuit-breaker state (here already): a failure counter (``incr``, whose expiry moves
+  with each failure), an open record and a probe lease (``put_if_absent``) per UCD
+  endpoint, mirrored in each process (gateway/shared_breakers.py);
 * the profile cache: records per user and an invalidation broadcast (pub/sub).
 """
 
@@ -29,6 +31,8 @@ class Namespace(enum.Enum):
     PERSISTED_DOCUMENTS = "persisted-documents"
     #: Circuit-breaker state per UCD endpoint (gateway/shared_breakers.py).
     BREAKERS = "breakers"
+    #: Per-principal rate-limit counters (gateway/rate_limits.py).
+    RATE_LIMITS = "rate-limits"
 
 
 class StateStore(Protocol):
@@ -62,6 +66,14 @@ class StateStore(Protocol):
 
     async def delete(self, namespace: Namespace, *keys: str) -> None:
         """Forget these records (absent ones are no error)."""
+        ...
+
+    # --- counters (rate limits) ---------------------------------------------------
+
+    async def increment(self, namespace: Namespace, key: str, amount: int, *, ttl: float) -> int:
+        """Add ``amount`` to the counter (0 when absent or expired) and answer its new
+        value, atomically across replicas; a new counter expires ``ttl`` seconds from
+        now, and adding to it does not move that."""
         ...
 
     async def aclose(self) -> None:

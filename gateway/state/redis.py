@@ -36,6 +36,15 @@ T = TypeVar("T")
 KEY_PREFIX: Final = "ucd-gateway"
 
 
+#: INCRBY, and PEXPIRE when the counter is new, in one step: two commands could leave a
+#: counter without expiry if the connection dropped between them (a limit for ever).
+_INCREMENT: Final = """
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if value == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+"""
+
+
 def _no_deadline() -> float | None:
     return None
 
@@ -121,6 +130,15 @@ class RedisState:
     async def delete(self, namespace: Namespace, *keys: str) -> None:
         if keys:
             await self._bounded(self._client.delete(*(self._key(namespace, k) for k in keys)))
+
+    # --- counters (rate limits) ---------------------------------------------------
+
+    async def increment(self, namespace: Namespace, key: str, amount: int, *, ttl: float) -> int:
+        milliseconds = max(1, round(ttl * 1000))
+        value = await self._bounded(
+            self._client.eval(_INCREMENT, 1, self._key(namespace, key), amount, milliseconds)
+        )
+        return int(value)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -40,6 +40,10 @@ at once, without a UCD call, and an attempt whose failure opens it is not retrie
 Bulkheads (gateway/ucd/bulkheads.py): each endpoint waits for a slot in its own pool
 (reads, writes, identity, exports, /readyz), so hung reads never hold up a write.
 
+Observers (gateway/ucd/observers.py): every attempt that went on the wire is reported,
+once over, to each ``UcdCallObserver`` given (metrics, tracing): endpoint, status, seconds
+and the users it carried.
+
 Deadlines (gateway/ucd/deadline.py): inside a GraphQL operation, every attempt gets the
 lesser of the request timeout and the time left, and no backoff or Retry-After wait
 starts that would end past the deadline.
@@ -54,7 +58,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -86,6 +90,7 @@ from gateway.ucd.local_segments import (
     parse_created_segment,
     parse_local_segments,
 )
+from gateway.ucd.observers import NETWORK_ERROR, TIMEOUT, UcdCallObserver, notify
 from gateway.ucd.paths import (
     ATTRIBUTE_DELETE_PATH,
     CONTACT_ANONYMIZE_PATH,
@@ -141,6 +146,7 @@ class UcdClient:
         backoff_base: float = 0.05,
         request_timeout: float | None = None,
         sleep: Sleep = asyncio.sleep,
+        observers: Sequence[UcdCallObserver] = (),
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self._http = http
@@ -168,6 +174,7 @@ class UcdClient:
             request_timeout if request_timeout is not None else http.timeout.read
         )
         self._sleep = sleep
+        self._observers = tuple(observers)
         self.calls = 0
 
     @property
@@ -183,14 +190,16 @@ class UcdClient:
 
     async def upsert(self, request: UpsertRequest) -> DataEnvelope:
         """E1: create or update users; per-user outcomes in the data envelope."""
-        answer = await self._call("POST", UPSERT_PATH, request.to_wire(), "writes", retry_safe=True)
+        body = request.to_wire()
+        users = len(request.users)
+        answer = await self._call("POST", UPSERT_PATH, body, "writes", retry_safe=True, users=users)
         return DataEnvelope.from_wire(answer)
 
     async def profile(self, request: ProfileRequest) -> ProfileAnswer | None:
         """E2: one user's attributes and events; None when the UCD has no such user."""
         try:
             answer = await self._call(
-                "POST", PROFILE_PATH, request.to_wire(), "reads", retry_safe=True
+                "POST", PROFILE_PATH, request.to_wire(), "reads", retry_safe=True, users=1
             )
         except NotFound:
             return None
@@ -206,7 +215,9 @@ class UcdClient:
     async def delete_attributes(self, request: AttributeDeleteRequest) -> DataEnvelope:
         """E4: delete whole attributes or array values; answers ``{}`` or the envelope."""
         body = request.to_wire()
-        answer = await self._call("POST", ATTRIBUTE_DELETE_PATH, body, "writes", retry_safe=True)
+        answer = await self._call(
+            "POST", ATTRIBUTE_DELETE_PATH, body, "writes", retry_safe=True, users=len(request.users)
+        )
         return DataEnvelope.from_wire(answer)
 
     async def update_identity(self, request: IdentityUpdateRequest) -> None:
@@ -284,6 +295,7 @@ class UcdClient:
         *,
         retry_safe: bool,
         parse: bool = True,
+        users: int = 0,
     ) -> Any:
         # None: a request without a body (the local UCD's GET).
         content = orjson.dumps(body) if body is not None else None
@@ -294,7 +306,9 @@ class UcdClient:
             if budget is not None and budget <= 0:
                 raise _out_of_time(method, path, sent_before=attempt > 0)
             try:
-                response, closed = await self._attempt(method, path, content, pool, budget, body)
+                response, closed = await self._attempt(
+                    method, path, content, pool, budget, body, users
+                )
             except _AttemptFailed as failed:
                 if failed.maybe_sent and not retry_safe:
                     # The UCD may have done it: repeating could do it twice, and calling
@@ -345,7 +359,8 @@ class UcdClient:
         content: bytes | None,
         pool: Pool,
         budget: float | None,
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | None,
+        users: int,
     ) -> tuple[httpx.Response, bool]:
         """One attempt through the endpoint's circuit breaker: the answer, and whether the
         circuit is still closed (a retry may go). An open circuit raises
@@ -354,7 +369,7 @@ class UcdClient:
         if admission.retry_after is not None:
             raise _circuit_open(method, path, admission.retry_after)
         try:
-            response = await self._send(method, path, content, pool, budget, body)
+            response = await self._send(method, path, content, pool, budget, body, users)
         except _AttemptFailed as failed:
             verdict: Verdict = "failure" if failed.reached else "abandoned"
             failed.circuit_closed = await self._record(path, admission, verdict)
@@ -389,7 +404,8 @@ class UcdClient:
         content: bytes | None,
         pool: Pool,
         budget: float | None,
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | None,
+        users: int,
     ) -> httpx.Response:
         """One attempt, bounded by ``budget`` as a whole: the wait for a slot in ``pool``,
         the answer and its body. httpx's and aiohttp's read timeouts apply to each read, so
@@ -400,10 +416,12 @@ class UcdClient:
         """
         url = self._url(path)
         stage: _Stage = "queued"
+        started = 0.0
         try:
             async with asyncio.timeout(budget):
                 async with self._pools[pool]:
                     stage = "sent"
+                    started = time.perf_counter()
                     self.calls += 1
                     count_call()
                     request = self._http.build_request(
@@ -420,11 +438,22 @@ class UcdClient:
                         await response.aread()
                     finally:
                         await response.aclose()
+                    self._observe(path, str(response.status_code), started, users)
                     return response
         except TimeoutError as exc:
+            if stage != "queued":
+                self._observe(path, TIMEOUT, started, users)
             raise _timed_out(stage) from exc
         except httpx.TransportError as exc:
-            raise _transport_failure(exc, reading=stage == "reading") from exc
+            failed = _transport_failure(exc, reading=stage == "reading")
+            if stage != "queued":
+                status = TIMEOUT if isinstance(exc, httpx.TimeoutException) else NETWORK_ERROR
+                self._observe(path, status, started, users)
+            raise failed from exc
+
+    def _observe(self, path: str, status: str, started: float, users: int) -> None:
+        if self._observers:
+            notify(self._observers, path, status, time.perf_counter() - started, users)
 
     def _url(self, path: str) -> httpx.URL:
         """``path`` merged with the client's ``base_url``, as httpx merges it.

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +47,16 @@ def _banner_port(log: Path, process: subprocess.Popen[bytes]) -> int:
 
 
 @contextlib.contextmanager
-def serving_gateway(folder: Path) -> Iterator[ServedGateway]:
-    """Start the gateway in ``folder``; stop it (SIGTERM, then SIGKILL) on exit."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("UCD_GATEWAY_")}
-    env.update(
+def serving_gateway(folder: Path, env: Mapping[str, str] | None = None) -> Iterator[ServedGateway]:
+    """Start the gateway in ``folder``, with ``env``'s variables over the defaults here;
+    stop it (SIGTERM, then SIGKILL) on exit."""
+    variables = {k: v for k, v in os.environ.items() if not k.upper().startswith("UCD_GATEWAY_")}
+    variables.update(
         UCD_GATEWAY_PORT="0",
         UCD_GATEWAY_LOCAL_UCD_PORT="0",
         UCD_GATEWAY_LOCAL_UCD_DATA_DIR=str(folder / "ucd"),
     )
+    variables.update(env or {})
     log = folder / "gateway.log"
     with (
         log.open("wb") as out,
@@ -62,7 +64,7 @@ def serving_gateway(folder: Path) -> Iterator[ServedGateway]:
             [sys.executable, "-m", "gateway", "serve"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=variables,
             cwd=folder,
         ) as process,
     ):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -16,11 +18,13 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.app import create_app
-from gateway.cli import main
+from gateway.cli import _check_ucd, main
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.settings import Settings, reachable_host
 from gateway.ucd.demo_data import SEGMENTS, demo_users
+from tests.gateway.cli_process import serving
+from tests.gateway.conftest import app_gateway, runtime
 
 
 @pytest.fixture(autouse=True)
@@ -69,11 +73,11 @@ def test_schema_prints_the_sdl(capsys: pytest.CaptureFixture[str]) -> None:
             ("local-ucd",), {"UCD_GATEWAY_PARTNER": "Not Valid"}, "partner name", id="partner"
         ),
         pytest.param(("serve",), {"UCD_GATEWAY_PORT": "many"}, "UCD_GATEWAY_PORT", id="env"),
+        pytest.param(("serve", "--port", "99999"), {}, "--port", id="port-flag"),
         pytest.param(
             ("serve",),
             {"UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY": "true"},
-            "UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY: Value error, true needs "
-            "UCD_GATEWAY_TRUSTED_DOCUMENTS",
+            "UCD_GATEWAY_TRUSTED_DOCUMENTS_ONLY: true needs UCD_GATEWAY_TRUSTED_DOCUMENTS",
             id="trusted-only-without-manifest",
         ),
         pytest.param(
@@ -95,6 +99,135 @@ def test_bad_configuration_is_one_line_and_exit_2(
     assert len(lines) == 1
     assert words in lines[0]
     assert lines[0].startswith(f"ucd-gateway {args[0]}: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        pytest.param(("serve", "--port", "-1"), {}, "--port", id="port-negative"),
+        pytest.param(("serve",), {"UCD_GATEWAY_PORT": "70000"}, "UCD_GATEWAY_PORT", id="port-env"),
+        pytest.param(
+            ("serve",),
+            {"UCD_GATEWAY_UCD_BASE_URL": "unification.useinsider.com"},
+            "UCD_GATEWAY_UCD_BASE_URL: must be an http(s) URL",
+            id="url-no-scheme",
+        ),
+        pytest.param(
+            ("serve",),
+            {"UCD_GATEWAY_UCD_BASE_URL": "http://127.0.0.1:99999"},
+            "UCD_GATEWAY_UCD_BASE_URL",
+            id="url-port",
+        ),
+        pytest.param(
+            ("serve",), {"UCD_GATEWAY_LOG_FORMAT": "xml"}, "UCD_GATEWAY_LOG_FORMAT", id="log-format"
+        ),
+        pytest.param(("serve", "--nope"), {}, "unrecognized arguments: --nope", id="option"),
+        pytest.param(("seed", "--users", "many"), {}, "--users", id="seed-int"),
+    ],
+)
+def test_every_start_up_error_is_one_line(
+    args: tuple[str, ...],
+    env: dict[str, str],
+    words: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In process (quicker than a child each); the child of the test above shows no
+    traceback reaches the terminal."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code: int | str | None
+    try:
+        code = main(list(args))
+    except SystemExit as exited:  # argparse's own refusals
+        code = exited.code
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert words in lines[0]
+    # argparse reports an unknown option as the top-level command's.
+    assert lines[0].startswith((f"ucd-gateway {args[0]}: ", "ucd-gateway: "))
+
+
+def test_version_prints_the_package_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ucd-gateway {version('ucd-gateway')}"
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "variables"),
+    [
+        pytest.param("serve", ("--host", "--port"), tuple(Settings.model_fields), id="serve"),
+        pytest.param(
+            "local-ucd",
+            ("--host", "--port", "--data", "--strict-limits"),
+            ("partner", "token", "local_ucd_data_dir", "log_level", "log_format"),
+            id="local-ucd",
+        ),
+        pytest.param(
+            "seed",
+            ("--users", "--seed", "--data", "--ucd-url", "--no-progress"),
+            ("partner", "token", "local_ucd_data_dir"),
+            id="seed",
+        ),
+        pytest.param("schema", (), (), id="schema"),
+    ],
+)
+def test_every_commands_help_lists_its_options_and_variables(
+    command: str,
+    options: tuple[str, ...],
+    variables: tuple[str, ...],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for option in options:
+        assert option in text
+    for name in variables:
+        assert f"UCD_GATEWAY_{name.upper()}" in text
+    if not variables:
+        assert "no UCD_GATEWAY_* variable applies" in text
+    # The token's value is never shown, not even its default.
+    assert "local-dev-token" not in text
+
+
+def test_an_unreachable_ucd_is_one_warning_and_readyz_is_503_until_it_answers(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with serving(tmp_path, UCD_GATEWAY_UCD_BASE_URL=url, UCD_GATEWAY_BREAKER_COOLDOWN="0.2") as (
+        base,
+        stderr,
+    ):
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 503
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        command = [sys.executable, "-m", "gateway", "local-ucd", "--port", str(port)]
+        with subprocess.Popen(  # noqa: S603  # our own interpreter and module
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path
+        ) as ucd:
+            try:
+                assert ucd.stdout is not None
+                assert "local UCD on" in ucd.stdout.readline()
+                assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+            finally:
+                ucd.terminate()
+                ucd.communicate(timeout=10)
+    # Start-up lines have no request id ("-"); /readyz's own calls log as they always
+    # have; gateway.auth warns of its own when no authentication is configured; the
+    # client's retry lines of the check are summed up in the one warning.
+    warnings = [line for line in stderr if " WARNING gateway.cli -: " in line]
+    assert not [line for line in stderr if " gateway.ucd -: " in line]
+    assert len(warnings) == 1, stderr
+    assert f"UCD at {url} as partner local does not answer" in warnings[0]
+    assert "/readyz answers 503" in warnings[0]
+    assert not any("gateway ready" in line for line in stderr)
+    assert "Traceback" not in "\n".join(stderr)
 
 
 @pytest.mark.parametrize(
@@ -236,3 +369,26 @@ def test_seed_against_an_unreachable_ucd_says_so(capsys: pytest.CaptureFixture[s
     code = main(["seed", "--users", "1", "--no-progress", "--ucd-url", f"http://127.0.0.1:{port}"])
     assert code == 1
     assert "ucd-gateway seed: cannot reach the UCD" in capsys.readouterr().err
+
+
+async def test_the_start_up_check_says_ready_only_when_the_ucd_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In process, the check ``serve`` runs before its banner (the test above runs it)."""
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    caplog.set_level(logging.INFO)
+    async with app_gateway(down) as (_, app):
+        await _check_ucd(app, runtime(app).settings)
+    async with app_gateway() as (_, app):
+        await _check_ucd(app, runtime(app).settings)
+    lines = [(r.levelname, r.name, r.getMessage()) for r in caplog.records]
+    down_lines = [line for line in lines if "does not answer" in line[2]]
+    assert len(down_lines) == 1
+    assert down_lines[0][:2] == ("WARNING", "gateway.cli")
+    assert not any(name == "gateway.ucd" for _, name, _ in lines)
+    ready = [line for line in lines if line[2].startswith("gateway ready; UCD at http://ucd")]
+    assert len(ready) == 1
+    assert logging.getLogger("gateway.ucd").level == logging.NOTSET

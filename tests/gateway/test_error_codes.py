@@ -282,7 +282,27 @@ PROVOCATIONS: Mapping[ErrorCode, Provocation] = {
         headers={"Authorization": "Bearer ucdg_test-key-of-reader"},
         extras=frozenset({"scope"}),
     ),
+    ErrorCode.AUDIT_UNAVAILABLE: Provocation(
+        # A full disk: the mutation's audit line cannot be written, so no UCD call is made.
+        'mutation { deleteUser(key: {uuid: "u-1"}) { ok } }',
+        settings={"audit_log": "/dev/full"},
+    ),
 }
+
+
+async def test_the_callers_own_rate_limit_is_429_with_retry_after() -> None:
+    """RATE_LIMITED from the gateway's own limit (the UCD's 429 is provoked above): the
+    request is refused before any UCD call, with the HTTP status and header."""
+    async with app_gateway(_no_call, rate_limit="1/hour") as (client, _):
+        first = await client.post("/graphql", json={"query": "{ __typename }"})
+        refused = await client.post("/graphql", json={"query": USER_QUERY})
+    assert first.status_code == 200
+    assert refused.status_code == 429
+    (error,) = orjson.loads(refused.content)["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    retry_after = error["extensions"]["retryAfter"]
+    assert 1 <= retry_after <= 3600
+    assert refused.headers["retry-after"] == str(retry_after)
 
 
 @pytest.mark.parametrize("code", list(ErrorCode), ids=str)

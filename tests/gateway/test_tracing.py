@@ -499,7 +499,7 @@ def test_an_unknown_exporter_is_one_line_naming_the_variable(tmp_path: Path) -> 
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "ucd-gateway serve: invalid setting OTEL_TRACES_EXPORTER: Value error, "
+        "ucd-gateway serve: invalid setting OTEL_TRACES_EXPORTER: "
         "unknown exporter jaeger; the gateway has console, none, otlp"
     ]
 

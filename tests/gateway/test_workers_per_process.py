@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import re
 import signal
 import threading
 import time
@@ -120,8 +121,9 @@ def test_the_supervisors_sigterm_drains_every_worker_readyz_503_and_their_writes
         finally:
             close_all(connections)
     text = log.read_text()
-    assert text.count("gateway.drain: draining: 1 GraphQL requests in flight") == 2
-    assert text.count("gateway.drain: drained") == 2
+    # A line is "<time> INFO gateway.drain <request id>: <message>".
+    assert len(re.findall(r" gateway\.drain .*: draining: 1 GraphQL requests in flight", text)) == 2
+    assert len(re.findall(r" gateway\.drain .*: drained$", text, re.MULTILINE)) == 2
 
 
 # --- callers ------------------------------------------------------------------------------
@@ -245,13 +247,16 @@ def test_a_worker_whose_loop_is_behind_sheds_while_the_other_serves(
         def hog(connection: http.client.HTTPConnection) -> None:
             """Batches back to back; a refused one may end its connection (its body
             unread), and the next goes on a new one to the same worker."""
-            while not stop.is_set():
-                try:
-                    connection.request("POST", "/graphql", hog_batch(next(numbers)), JSON)
-                    connection.getresponse().read()
-                except (http.client.HTTPException, OSError):
-                    connection.close()
-                    connection = connection_to(served, busy)
+            try:
+                while not stop.is_set():
+                    try:
+                        connection.request("POST", "/graphql", hog_batch(next(numbers)), JSON)
+                        connection.getresponse().read()
+                    except (http.client.HTTPException, OSError):
+                        connection.close()
+                        connection = connection_to(served, busy)
+            finally:
+                connection.close()
 
         hogs = [threading.Thread(target=hog, args=(c,)) for c in connections[busy][1:]]
         refusal: dict[str, Any] | None = None

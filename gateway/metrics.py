@@ -1,0 +1,228 @@
+"""The gateway's Prometheus metrics: one registry per app, served at ``/metrics``.
+
+``GatewayMetrics`` owns a ``CollectorRegistry`` of its own (not prometheus-client's
+global one), so two apps in one process (tests) count apart. It is fed from three
+places, each a small seam:
+
+* operations: gateway/operations.py's schema extension calls ``on_operation``;
+* UCD calls: it is a ``UcdCallObserver`` (gateway/ucd/observers.py) of the UcdClient;
+* live values read at scrape time: requests in flight (``Admission``) and the state of
+  each endpoint's circuit breaker (``watch_breakers``).
+
+Labels hold no personal data and no query text, and every label has a bounded set of
+values: an operation's name is the document's own (a GraphQL name), and only the first
+``MAX_OPERATION_NAMES`` distinct names of the process get a label of their own
+(``OperationNames``); endpoints are the UCD's paths; statuses are HTTP statuses or
+``timeout``/``network_error``; outcomes are the codes of gateway/error_codes.py or
+``OK``.
+
+The coalescing ratio: ``ucd_gateway_operations_total`` over ``ucd_gateway_ucd_calls_total``
+(``sum(rate(...))`` of each, in PromQL); ``ucd_gateway_operations_per_ucd_call`` is the
+same ratio since the process started, for a quick look.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Final, Literal, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from starlette.requests import Request
+from starlette.responses import Response
+
+__all__ = [
+    "ANONYMOUS",
+    "MAX_OPERATION_NAMES",
+    "OTHER",
+    "GatewayMetrics",
+    "OperationNames",
+    "metrics_endpoint",
+]
+
+#: Distinct operation names that get a label of their own; later names are ``OTHER``.
+MAX_OPERATION_NAMES: Final = 100
+#: The label of an operation without a name.
+ANONYMOUS: Final = "anonymous"
+#: The label of every operation whose name is not counted on its own: past the first
+#: ``MAX_OPERATION_NAMES``, longer than 64 characters, or not a name of its document
+#: (a document that did not parse, an ``operationName`` it does not define).
+OTHER: Final = "other"
+
+_NAME: Final = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+_BREAKER_STATES: Final = ("closed", "open", "half-open")
+#: Seconds: a cached read takes well under a millisecond, a UCD call tens of them, and
+#: the operation deadline is 10 s by default.
+_SECONDS_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: Users per E1/E4 call: 1 (a single write), coalesced writes, up to the UCD's 1,000.
+_USERS_BUCKETS: Final = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+
+
+class InFlight(Protocol):
+    """What the metrics read of ``gateway.load_shedding.Admission``."""
+
+    in_flight: int
+
+
+class BreakerStates(Protocol):
+    """What the metrics read of the circuit breakers (``LocalCircuitBreakers``)."""
+
+    def state(self, endpoint: str) -> Literal["closed", "open", "half-open"]: ...
+
+
+class OperationNames:
+    """The bounded set of operation-name labels (see ``OTHER``)."""
+
+    def __init__(self, limit: int = MAX_OPERATION_NAMES) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def label(self, name: str | None, *, in_document: bool) -> str:
+        if name is None:
+            return ANONYMOUS
+        if not in_document or not _NAME.fullmatch(name):
+            return OTHER
+        if name not in self._seen:
+            if len(self._seen) >= self._limit:
+                return OTHER
+            self._seen.add(name)
+        return name
+
+
+class GatewayMetrics:
+    """The metrics of one app; ``render()`` is the body of ``/metrics``."""
+
+    def __init__(self, admission: InFlight, *, max_operation_names: int = MAX_OPERATION_NAMES):
+        self.registry = CollectorRegistry()
+        self.names = OperationNames(max_operation_names)
+        registry = self.registry
+        self._operations = Counter(
+            "ucd_gateway_operations",
+            "GraphQL operations by name, type and outcome (OK or the first error's code).",
+            ["operation", "type", "outcome"],
+            registry=registry,
+        )
+        self._operation_seconds = Histogram(
+            "ucd_gateway_operation_duration_seconds",
+            "Time from parse to result of GraphQL operations.",
+            ["operation", "type"],
+            buckets=_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self._ucd_calls = Counter(
+            "ucd_gateway_ucd_calls",
+            "Calls sent to the UCD (retries included) by endpoint and status.",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self._ucd_seconds = Histogram(
+            "ucd_gateway_ucd_call_duration_seconds",
+            "Time of UCD calls, from sending to the end of the answer.",
+            ["endpoint"],
+            buckets=_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self._ucd_users = Histogram(
+            "ucd_gateway_ucd_call_users",
+            "Users carried by one UCD call (E1/E4 batches; 1 for a single-user call).",
+            ["endpoint"],
+            buckets=_USERS_BUCKETS,
+            registry=registry,
+        )
+        # The labelled series of each label set, looked up once: prometheus-client's
+        # ``labels()`` validates and locks on every call, several times the cost of the
+        # increment itself. The label sets are bounded, so these are too.
+        self._operation_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._call_series: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
+        self._admission = admission
+        self._breakers: BreakerStates | None = None
+        self._endpoints: set[str] = set()
+        self._operation_count = 0
+        self._call_count = 0
+        registry.register(_LiveValues(self))
+
+    def watch_breakers(self, breakers: BreakerStates) -> None:
+        """Report the state of ``breakers``' circuits (built later than the metrics)."""
+        self._breakers = breakers
+
+    def on_operation(self, operation: str, kind: str, outcome: str, seconds: float) -> None:
+        """One GraphQL operation is over; ``operation`` is a label of ``self.names``."""
+        self._operation_count += 1
+        key = (operation, kind, outcome)
+        series = self._operation_series.get(key)
+        if series is None:
+            series = self._operation_series[key] = (
+                self._operations.labels(operation, kind, outcome),
+                self._operation_seconds.labels(operation, kind),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def on_call(self, endpoint: str, status: str, seconds: float, users: int) -> None:
+        """A ``UcdCallObserver``: one UCD call is over."""
+        self._call_count += 1
+        key = (endpoint, status)
+        series = self._call_series.get(key)
+        if series is None:
+            self._endpoints.add(endpoint)
+            series = self._call_series[key] = (
+                self._ucd_calls.labels(endpoint, status),
+                self._ucd_seconds.labels(endpoint),
+                self._ucd_users.labels(endpoint),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+        if users > 0:
+            series[2].observe(users)
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The body and content type for a scraper that sends ``accept``: the Prometheus
+        text format, or OpenMetrics when asked for (prometheus-client's negotiation)."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
+
+    def _live(self) -> Iterator[Metric]:
+        in_flight = GaugeMetricFamily(
+            "ucd_gateway_in_flight_requests", "GraphQL requests being served now."
+        )
+        in_flight.add_metric([], self._admission.in_flight)
+        yield in_flight
+        ratio = GaugeMetricFamily(
+            "ucd_gateway_operations_per_ucd_call",
+            "GraphQL operations per UCD call since start (coalescing; 0 before any call).",
+        )
+        ratio.add_metric([], self._operation_count / self._call_count if self._call_count else 0)
+        yield ratio
+        if self._breakers is not None:
+            breaker = GaugeMetricFamily(
+                "ucd_gateway_ucd_breaker_state",
+                "1 for the state each UCD endpoint's circuit is in (closed, open, half-open).",
+                labels=["endpoint", "state"],
+            )
+            for endpoint in sorted(self._endpoints):
+                now = self._breakers.state(endpoint)
+                for state in _BREAKER_STATES:
+                    breaker.add_metric([endpoint, state], 1 if state == now else 0)
+            yield breaker
+
+
+class _LiveValues:
+    """A prometheus-client collector of the values read at scrape time."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics._live()
+
+
+def metrics_endpoint(metrics: GatewayMetrics) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /metrics``: the registry in Prometheus' text format."""
+
+    async def endpoint(request: Request) -> Response:
+        body, content_type = metrics.render(request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type})
+
+    return endpoint

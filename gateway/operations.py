@@ -1,0 +1,102 @@
+"""Every GraphQL operation observed once: metrics, the request's log fields, a log line.
+
+``observe_operations(metrics)`` is a strawberry schema extension factory. Its
+``on_operation`` wraps parse, validation and execution; when the operation is over it
+records, under the bounded operation label of ``GatewayMetrics.names``:
+
+* ``ucd_gateway_operations_total`` and the duration histogram (gateway/metrics.py);
+* the request's ``operation``, ``operation_type``, ``duration_ms`` and ``outcome``
+  (gateway/request_context.py), which every later log line of the request carries;
+* one INFO line on ``gateway.operations``: ``query GetUser: OK in 3.1 ms``.
+
+The outcome is ``OK`` or the code of the first error, as the answer will carry it
+(``error_pipeline.code_of``). Nothing of the document's text or variables is recorded.
+
+Put first in the schema's extensions: strawberry leaves the hooks in reverse order, so
+this one sees the errors after the gateway's extension has masked them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from graphql import GraphQLError, OperationDefinitionNode
+from strawberry.extensions import SchemaExtension
+
+from gateway.error_codes import ErrorCode
+from gateway.error_pipeline import code_of
+from gateway.metrics import GatewayMetrics
+from gateway.request_context import current_request
+
+__all__ = ["OK", "UNKNOWN_TYPE", "observe_operations"]
+
+logger = logging.getLogger("gateway.operations")
+
+#: The outcome of an operation without errors.
+OK: Final = "OK"
+#: The type of an operation whose document did not parse or does not define it.
+UNKNOWN_TYPE: Final = "unknown"
+
+
+def observe_operations(metrics: GatewayMetrics) -> Callable[[], SchemaExtension]:
+    """A factory strawberry calls once per operation."""
+
+    def factory() -> SchemaExtension:
+        return _OperationObserver(metrics)
+
+    return factory
+
+
+class _OperationObserver(SchemaExtension):
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        # Strawberry raised past the operation: the view refuses it with BAD_REQUEST.
+        outcome = ErrorCode.BAD_REQUEST.value
+        try:
+            yield
+            outcome = self._outcome()
+        except GraphQLError as error:
+            # A syntax error from the parser cache leaves through here; strawberry
+            # answers it as the error it is.
+            outcome = code_of(error).value
+            raise
+        finally:
+            self._record(outcome, time.perf_counter() - started)
+
+    def _outcome(self) -> str:
+        context = self.execution_context
+        errors = context.pre_execution_errors
+        if not errors and context.result is not None:
+            errors = context.result.errors
+        return code_of(errors[0]).value if errors else OK
+
+    def _record(self, outcome: str, seconds: float) -> None:
+        name, kind = self._name_and_type()
+        self._metrics.on_operation(name, kind, outcome, seconds)
+        duration_ms = round(seconds * 1000, 3)
+        info = current_request()
+        if info is not None:
+            info.operation, info.operation_type = name, kind
+            info.duration_ms, info.outcome = duration_ms, outcome
+        logger.info("%s %s: %s in %.1f ms", kind, name, outcome, duration_ms)
+
+    def _name_and_type(self) -> tuple[str, str]:
+        """The operation's label and type, from its document (not the caller's text)."""
+        context = self.execution_context
+        document = context.graphql_document
+        wanted = context.operation_name
+        if document is not None:
+            for definition in document.definitions:
+                if not isinstance(definition, OperationDefinitionNode):
+                    continue
+                name = definition.name.value if definition.name else None
+                if wanted is None or name == wanted:
+                    label = self._metrics.names.label(name, in_document=True)
+                    return label, definition.operation.value
+        return self._metrics.names.label(wanted or "", in_document=False), UNKNOWN_TYPE
