@@ -103,6 +103,21 @@ async def test_failures_on_two_replicas_add_up_and_open_the_circuit_on_both(
         assert await b.admit(endpoint) == Admission(retry_after=4)
 
 
+async def test_the_state_for_metrics_is_each_replicas_mirror_and_asks_redis_nothing(
+    redis_server: RedisServer, endpoint: str
+) -> None:
+    clocks = Clocks()
+    async with redis_state(redis_server.url) as state:
+        a, b = replica(state, clocks), replica(state, clocks)
+        assert await fail(b, endpoint, 5) == [True] * 4 + [False]
+        assert b.state(endpoint) == "open"
+        assert a.state(endpoint) == "closed"  # a has not read the shared state yet
+        assert (await a.admit(endpoint)).retry_after is not None  # once a reads it...
+        assert a.state(endpoint) == "open"  # ...its mirror says so
+        clocks.advance(5.0)
+        assert (a.state(endpoint), b.state(endpoint)) == ("half-open", "half-open")
+
+
 async def test_a_success_anywhere_resets_the_shared_count(
     redis_server: RedisServer, endpoint: str
 ) -> None:
@@ -223,6 +238,7 @@ async def test_a_killed_redis_falls_back_to_the_local_breaker_then_back_to_share
         assert await a.record(endpoint, admission, "failure")  # local: 1
         assert not await a.record(endpoint, await a.admit(endpoint), "failure")  # local: 2
         assert a.local.state(endpoint) == "open"
+        assert a.state(endpoint) == "open"  # what /metrics reads: the local breaker's view
         assert (await a.admit(endpoint)).retry_after == 5
         private_redis.start()  # empty: the shared circuit is closed
         clocks.advance(RETRY_STATE_AFTER_S)
