@@ -1,7 +1,8 @@
 """What each worker of ``serve --workers N`` has of its own, over HTTP on real processes:
 the drain on the supervisor's SIGTERM (every worker's ``/readyz`` says 503 while its
 writes in flight finish), the callers' credentials (the API keys file, read before the
-fork, and the JWT key set, fetched by each worker), tracing (a tracer provider per
+fork, and the JWT key set, fetched by each worker; a key's rate limit is one count in
+Redis for all of them), tracing (a tracer provider per
 worker, made by its lifespan; the supervisor forks with no exporter thread), and the
 loop-lag shedder (each worker watches its own event loop: one kept busy by batches of
 uncached documents sheds, the other serves).
@@ -162,6 +163,35 @@ def test_every_worker_takes_the_keys_file_and_fetches_the_jwt_key_set_itself(
                 assert issuer.fetches == len(served.workers) == 2
             finally:
                 close_all(connections)
+
+
+def test_a_keys_rate_limit_is_one_budget_across_the_workers(
+    ucd_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    key_id = f"limited-{tmp_path.name}"  # the session's Redis is shared: a count of its own
+    keys = tmp_path / "api-keys.toml"
+    keys.write_text(
+        f'[[keys]]\nid = "{key_id}"\nsha256 = "{sha256_hex(KEY)}"\n'
+        'scopes = ["profile:read"]\nrate_limit = "4/hour"\n'
+    )
+    settings = base_settings(ucd_url, redis_server, tmp_path) | {
+        "UCD_GATEWAY_API_KEYS_FILE": str(keys)
+    }
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    with serving_workers(settings, tmp_path / "serve.log") as served:
+        connections = per_worker(served, served.workers)
+        try:
+            mine = [connection for (connection,) in connections.values()]
+            # Two operations on each worker: four in all, the key's limit.
+            for connection in mine * 2:
+                assert post(connection, "{ __typename }", bearer)[0] == 200
+            # Per process each would have two left; shared, none is.
+            for connection in mine:
+                status, answer = post(connection, "{ __typename }", bearer)
+                assert status == 429, answer
+                assert answer["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        finally:
+            close_all(connections)
 
 
 # --- tracing ------------------------------------------------------------------------------
