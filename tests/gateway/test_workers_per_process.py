@@ -249,7 +249,7 @@ def test_every_worker_exports_its_own_spans_and_the_supervisor_forks_without_thr
 
 #: Operations per hogging batch, each a document of its own (no cache helps), and the
 #: limit: one batch keeps a loop busy far longer than that on any machine.
-HOG_OPERATIONS = 100
+HOG_OPERATIONS = 200
 LAG_LIMIT_MS = 20
 JSON = {"Content-Type": "application/json"}
 
