@@ -1,11 +1,14 @@
 """What each worker of ``serve --workers N`` has of its own, over HTTP on real processes:
-the drain on the supervisor's SIGTERM (every worker's ``/readyz`` says 503 while its
-writes in flight finish), the callers' credentials (the API keys file, read before the
-fork, and the JWT key set, fetched by each worker; a key's rate limit is one count in
-Redis for all of them), tracing (a tracer provider per
-worker, made by its lifespan; the supervisor forks with no exporter thread), and the
-loop-lag shedder (each worker watches its own event loop: one kept busy by batches of
-uncached documents sheds, the other serves).
+
+* the drain on the supervisor's SIGTERM: every worker's ``/readyz`` says 503 while its
+  writes in flight finish;
+* callers: the API keys file, read before the fork, and the JWT key set, fetched by each
+  worker; a key's rate limit is one count in Redis for all of them;
+* the audit trail: every worker's lines land whole in the one file;
+* tracing: a tracer provider per worker, made by its lifespan (the supervisor forks with
+  no exporter thread);
+* the loop-lag shedder: each worker watches its own event loop; one kept busy by batches
+  of uncached documents sheds, the other serves.
 
 Which worker answers a connection is read from the kernel (tests/gateway/served_workers.py).
 """
@@ -192,6 +195,31 @@ def test_a_keys_rate_limit_is_one_budget_across_the_workers(
                 assert answer["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
         finally:
             close_all(connections)
+
+
+def test_every_workers_audit_lines_land_whole_in_the_one_file(
+    ucd_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    trail = tmp_path / "audit.jsonl"
+    settings = base_settings(ucd_url, redis_server, tmp_path) | {
+        "UCD_GATEWAY_AUDIT_LOG": str(trail)
+    }
+    with serving_workers(settings, tmp_path / "serve.log") as served:
+        connections = per_worker(served, served.workers)
+        try:
+            for n in range(3):  # interleaved: worker A, worker B, A, B, ...
+                for pid, (connection,) in connections.items():
+                    status, answer = post(connection, upsert(f"u-audit-{pid}-{n}"))
+                    assert status == 200, answer
+        finally:
+            close_all(connections)
+    lines = [orjson.loads(line) for line in trail.read_bytes().splitlines()]
+    # An attempt and an outcome line for each of the six mutations, none torn or lost.
+    assert (
+        sorted((line["phase"], line["outcome"]) for line in lines)
+        == [("attempt", "attempted")] * 6 + [("outcome", "ok")] * 6
+    )
+    assert {line["field"] for line in lines} == {"upsertUsers"}
 
 
 # --- tracing ------------------------------------------------------------------------------
