@@ -9,9 +9,11 @@ Its lifespan owns, in opening order (closed in reverse):
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
 3. the shared state (``gateway.state``: Redis when ``UCD_GATEWAY_REDIS_URL`` is set,
    else in process; with Redis the APQ documents and the circuit breakers are shared
-   through it too), the ``UcdClient`` and the export jobs kept in it,
-   the in-flight sharing of profile reads (``ProfileReads``), the catalogue cache
-   (``CatalogCache``) and the upsert coalescer
+   through it too), the ``UcdClient`` (its partner-wide UCD quota budget,
+   ``gateway.partner_quota``, is kept in the state) and the export jobs kept in it,
+   the in-flight sharing of profile reads (``ProfileReads``), the profile cache on the
+   shared state (``ProfileCache``, when ``UCD_GATEWAY_PROFILE_CACHE_TTL`` is set), the
+   catalogue cache (``CatalogCache``) and the upsert coalescer
    (flushed on shutdown, so no accepted write is lost), the audit log (``gateway.audit``,
    when ``UCD_GATEWAY_AUDIT_LOG`` is set) and the rate limiter (``gateway.rate_limits``).
 
@@ -67,9 +69,11 @@ from gateway.limits import BodySizeLimit, schema_extensions
 from gateway.load_shedding import Admission, ShedLoad
 from gateway.metrics import GatewayMetrics, metrics_endpoint
 from gateway.operations import observe_operations
+from gateway.partner_quota import PartnerQuota
 from gateway.persisted import names_a_document, persisted_documents, share_documents
 from gateway.persisted.documents import PersistedDocuments
 from gateway.rate_limits import RateLimiter
+from gateway.reads.cache import ProfileCache, open_profile_cache
 from gateway.reads.inflight import ProfileReads
 from gateway.request_bodies import (
     JSON_MEDIA_TYPE,
@@ -115,6 +119,7 @@ class Runtime:
     reads: ProfileReads
     ucd_base_url: str
     catalog: CatalogCache
+    cache: ProfileCache | None = None
     audit: AuditLog | None = None
     rate_limiter: RateLimiter | None = None
 
@@ -271,6 +276,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
             reads=runtime.reads,
             catalog=runtime.catalog,
             principal=principal_of(request),
+            cache=runtime.cache,
             audit=runtime.audit,
             rate_limiter=runtime.rate_limiter,
         )
@@ -387,6 +393,8 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     base_url = await stack.enter_async_context(run_local_ucd(settings))
                 http = build_http_client(settings, base_url=base_url)
                 stack.push_async_callback(http.aclose)
+            # Before the UCD client: its quota budget and, with Redis, its circuit
+            # breakers are kept in the shared state.
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
             share_documents(documents, state, settings)  # with Redis: on every replica
@@ -407,6 +415,11 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                 max_retry_after=settings.max_retry_after,
                 request_timeout=settings.request_timeout,
                 observers=(metrics,),
+                quota=(
+                    PartnerQuota(state, settings.partner, settings.ucd_quota_share)
+                    if settings.ucd_quota_share > 0
+                    else None
+                ),
             )
             audit = AuditLog(settings.audit_log) if settings.audit_log else None
             if audit is not None:
@@ -414,14 +427,19 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             upserts = UpsertCoalescer(ucd, window_ms=settings.upsert_window_ms)
             # Bounded after SIGTERM (gateway/drain.py), even against a UCD that hangs.
             stack.push_async_callback(lambda: upserts.aclose(within=admission.shutdown_time_left()))
+            reads = ProfileReads(ucd)
+            cache = open_profile_cache(settings, state, reads)
+            if cache is not None:
+                metrics.watch_profile_cache(cache)
             slot.value = Runtime(
                 settings=settings,
                 ucd=ucd,
                 exports=ExportJobs(settings.webhook_base_url(), state, ttl=settings.export_job_ttl),
                 upserts=upserts,
-                reads=ProfileReads(ucd),
+                reads=reads,
                 ucd_base_url=str(http.base_url),
                 catalog=CatalogCache(settings.catalog_ttl),
+                cache=cache,
                 audit=audit,
                 rate_limiter=RateLimiter(state, settings.rate_limit),
             )

@@ -71,10 +71,17 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ErrorCode.NOT_FOUND: CodeDoc("the UCD has no user for these identifiers"),
         ErrorCode.CONFLICT: CodeDoc("the new identifier already belongs to another user"),
         ErrorCode.RATE_LIMITED: CodeDoc(
-            "the UCD still answers 429 after the gateway's retries; or the caller has spent "
+            "the UCD still answers 429 after the gateway's retries, or the gateway's share of "
+            "the partner's UCD quota (UCD_GATEWAY_UCD_QUOTA_SHARE) has no room in time (no "
+            "UCD call); or the caller has spent "
             "its own budget of UCD calls for the window (UCD_GATEWAY_RATE_LIMIT, or its API "
             "key's rate_limit): then HTTP 429 with Retry-After, before any UCD call",
-            (("retryAfter", "seconds to wait: the UCD's, or until the caller's window ends"),),
+            (
+                (
+                    "retryAfter",
+                    "seconds to wait: the UCD's, or until the quota's or the caller's window ends",
+                ),
+            ),
         ),
         ErrorCode.UPSTREAM_UNAVAILABLE: CodeDoc(
             "the UCD cannot be reached: timeout, refused or dropped connection; or the "
@@ -138,7 +145,9 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
         ErrorCode.STATE_UNAVAILABLE: CodeDoc(
             "the gateway's shared state (Redis at UCD_GATEWAY_REDIS_URL) did not answer within "
             "UCD_GATEWAY_REDIS_TIMEOUT or the operation's deadline; a startExport answered so "
-            "asked nothing of the UCD; safe to retry"
+            "asked nothing of the UCD; safe to retry. With the profile cache on, a mutation "
+            "answered so was applied by the UCD, but the replicas' caches could not be "
+            "invalidated (the message says so): read with fresh: true until Redis is back"
         ),
         ErrorCode.PERSISTED_QUERY_NOT_FOUND: CodeDoc(
             "the request names its document only by hash (extensions.persistedQuery) or by "

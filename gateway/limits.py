@@ -155,7 +155,11 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
             validation_cache=ValidationCache(
                 limits=limits, hide_suggestions=not settings.introspection
             ),
-            cost_limits=CostLimits(settings.max_ucd_calls_per_operation, settings.max_user_keys),
+            cost_limits=CostLimits(
+                settings.max_ucd_calls_per_operation,
+                settings.max_user_keys,
+                profile_cache=settings.profile_cache_ttl is not None,
+            ),
         )
     ]
 

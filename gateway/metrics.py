@@ -6,8 +6,9 @@ places, each a small seam:
 
 * operations: gateway/operations.py's schema extension calls ``on_operation``;
 * UCD calls: it is a ``UcdCallObserver`` (gateway/ucd/observers.py) of the UcdClient;
-* live values read at scrape time: requests in flight (``Admission``) and the state of
-  each endpoint's circuit breaker (``watch_breakers``).
+* live values read at scrape time: requests in flight (``Admission``), the state of
+  each endpoint's circuit breaker (``watch_breakers``) and the profile cache's reads and
+  hits (``watch_profile_cache``, when the cache is on).
 
 Labels hold no personal data and no query text, and every label has a bounded set of
 values: an operation's name is the document's own (a GraphQL name), and only the first
@@ -28,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Final, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,6 +38,7 @@ __all__ = [
     "ANONYMOUS",
     "MAX_OPERATION_NAMES",
     "OTHER",
+    "CacheCounts",
     "GatewayMetrics",
     "OperationNames",
     "metrics_endpoint",
@@ -70,6 +72,14 @@ class BreakerStates(Protocol):
     """What the metrics read of the circuit breakers (``LocalCircuitBreakers``)."""
 
     def state(self, endpoint: str) -> Literal["closed", "open", "half-open"]: ...
+
+
+class CacheCounts(Protocol):
+    """What the metrics read of ``gateway.reads.cache.ProfileCache``: profile reads that
+    went through it, and those of them answered without a UCD call."""
+
+    reads: int
+    hits: int
 
 
 class OperationNames:
@@ -138,6 +148,7 @@ class GatewayMetrics:
         self._call_series: dict[tuple[str, str], tuple[Counter, Histogram, Histogram]] = {}
         self._admission = admission
         self._breakers: BreakerStates | None = None
+        self._cache: CacheCounts | None = None
         self._endpoints: set[str] = set()
         self._operation_count = 0
         self._call_count = 0
@@ -146,6 +157,10 @@ class GatewayMetrics:
     def watch_breakers(self, breakers: BreakerStates) -> None:
         """Report the state of ``breakers``' circuits (built later than the metrics)."""
         self._breakers = breakers
+
+    def watch_profile_cache(self, cache: CacheCounts) -> None:
+        """Report the profile cache's hits and misses (built later than the metrics)."""
+        self._cache = cache
 
     def on_operation(self, operation: str, kind: str, outcome: str, seconds: float) -> None:
         """One GraphQL operation is over; ``operation`` is a label of ``self.names``."""
@@ -206,6 +221,22 @@ class GatewayMetrics:
                 for state in _BREAKER_STATES:
                     breaker.add_metric([endpoint, state], 1 if state == now else 0)
             yield breaker
+        if self._cache is not None:
+            reads, hits = self._cache.reads, self._cache.hits
+            counted = CounterMetricFamily(
+                "ucd_gateway_profile_cache_reads",
+                "Profile reads through the cache: hit (answered without a UCD call) or miss.",
+                labels=["result"],
+            )
+            counted.add_metric(["hit"], hits)
+            counted.add_metric(["miss"], reads - hits)
+            yield counted
+            hit_ratio = GaugeMetricFamily(
+                "ucd_gateway_profile_cache_hit_ratio",
+                "Profile reads answered from the cache, of all, since start (0 before any).",
+            )
+            hit_ratio.add_metric([], hits / reads if reads else 0)
+            yield hit_ratio
 
 
 class _LiveValues:

@@ -157,6 +157,15 @@ class Settings(BaseSettings):
     # process; 0: every catalog query asks the UCD.
     catalog_ttl: float = Field(default=60.0, ge=0)
 
+    # --- the profile cache (gateway/reads/cache.py) --------------------------------------
+    # Seconds a profile read is kept, per user and per attribute / event window, in the
+    # shared state (Redis when UCD_GATEWAY_REDIS_URL is set); unset: no cache, every read
+    # asks the UCD. Writes made to the UCD by other systems show after at most this long.
+    profile_cache_ttl: float | None = Field(default=None, gt=0)
+    # The key of the HMAC that names identifiers (email, phone...) in the cache's keys,
+    # so no key spells one out; unset: the partner's token. Every replica needs the same.
+    profile_cache_secret: SecretStr | None = None
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
@@ -249,6 +258,10 @@ class Settings(BaseSettings):
     # Every principal's budget of planned UCD calls (at least 1 an operation) per window,
     # e.g. 600/minute (second, minute, hour, day); a key's rate_limit overrides it.
     rate_limit: str | None = None
+    # The share of the partner's UCD limits (§1.1) every replica together may spend,
+    # counted through the shared state (gateway/partner_quota.py); 0: no budget kept, the
+    # UCD's own 429s the only limit (the default: the embedded local UCD enforces none).
+    ucd_quota_share: float = Field(0.0, ge=0.0, le=1.0)
 
     @field_validator("rate_limit")
     @classmethod

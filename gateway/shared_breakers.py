@@ -192,7 +192,7 @@ class SharedCircuitBreakers:
             return False  # admitted before it opened: only the probe decides now
         if verdict == "success":
             if mirror.failures:
-                await self._state.delete(_NS, _key(endpoint, "failures"))
+                await self._state.delete_many(_NS, [_key(endpoint, "failures")])
                 mirror.failures = 0
             return True
         if verdict == "abandoned":
@@ -214,7 +214,9 @@ class SharedCircuitBreakers:
     async def _end_probe(self, endpoint: str, mirror: _Mirror, verdict: Verdict) -> bool:
         probe = _key(endpoint, "probe")
         if verdict == "success":
-            await self._state.delete(_NS, _key(endpoint, "open"), _key(endpoint, "failures"), probe)
+            await self._state.delete_many(
+                _NS, [_key(endpoint, "open"), _key(endpoint, "failures"), probe]
+            )
             mirror.opened_at = None
             mirror.failures = 0
             mirror.seen_at = self._clock()
@@ -226,7 +228,7 @@ class SharedCircuitBreakers:
             )
             mirror.opened_at = stamp
         # "abandoned": still half-open; the lease goes, and the next caller anywhere probes.
-        await self._state.delete(_NS, probe)
+        await self._state.delete_many(_NS, [probe])
         return False
 
     # --- the local fallback ---------------------------------------------------------------

@@ -203,6 +203,7 @@ LAYERS: Final[dict[str, int]] = {
     "metrics": 3,
     "operations": 4,
     "audit": 1,
+    "partner_quota": 3,
     "error_pipeline": 2,
     "ucd": 2,
     "state": 2,

@@ -84,6 +84,9 @@ class CostLimits:
 
     max_calls: int
     max_user_keys: int
+    #: The profile cache is on: an erasure may first ask the UCD whose it is (one call),
+    #: to delete that user's cached bytes (gateway/reads/cache.py ``before_erasure``).
+    profile_cache: bool = False
 
 
 class _Root:
@@ -178,12 +181,17 @@ def _delete_attributes(root: _Root, nodes: Sequence[FieldNode]) -> int:
 
 
 def _delete_pii(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    erasure = 1 + root.limits.profile_cache
     if not root.reads_back(nodes):
-        return 1
+        return erasure
     ref = key_ref(_user_key(root.raw_args(nodes[0])["key"]))
     # Only email/phone given: they are gone afterwards, so the insider_id is read first.
     looks_up = ref.insider_id is None and not ref.has_non_pii_identifier()
-    return 2 + looks_up
+    return erasure + 1 + looks_up
+
+
+def _delete_user(root: _Root, nodes: Sequence[FieldNode]) -> int:
+    return 1 + root.limits.profile_cache
 
 
 def _update_identifier(root: _Root, nodes: Sequence[FieldNode]) -> int:
@@ -207,7 +215,7 @@ MUTATION_COSTS: Final[Mapping[str, Callable[[_Root, Sequence[FieldNode]], int]]]
     "deletePii": _delete_pii,
     "updateIdentifier": _update_identifier,
     "deleteIdentifier": _delete_identifier,
-    "deleteUser": _one_call,
+    "deleteUser": _delete_user,
     "startExport": _one_call,
 }
 
@@ -295,4 +303,9 @@ class OperationBudget:
 
     def results(self) -> dict[str, Any]:
         """The response's ``extensions`` entry."""
-        return {"cost": {"ucdCalls": {"planned": self.planned, "actual": self._count.calls}}}
+        calls = {"planned": self.planned, "actual": self._count.calls}
+        if self._count.cache_hits:
+            # Reads the profile cache answered (gateway/reads/cache.py); planned counts
+            # them as calls, since whether a read hits is known only when it runs.
+            calls["cacheHits"] = self._count.cache_hits
+        return {"cost": {"ucdCalls": calls}}

@@ -12,6 +12,7 @@ from gateway.auth.scopes import Scope
 from gateway.catalog import CatalogCache
 from gateway.exports import ExportJobs
 from gateway.rate_limits import RateLimiter
+from gateway.reads.cache import ProfileCache
 from gateway.reads.inflight import ProfileReads
 from gateway.reads.loader import ProfileLoader
 from gateway.settings import Settings
@@ -48,6 +49,8 @@ class Context:
     catalog: CatalogCache
     principal: Principal = ANONYMOUS
     withheld: frozenset[str] = frozenset()
+    #: The profile cache (gateway/reads/cache.py), None when it is off.
+    cache: ProfileCache | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     planned: PlannedCalls = field(default_factory=PlannedCalls)
     #: The audit trail and the rate limits (gateway/api/audit_trail.py,
@@ -65,6 +68,7 @@ async def build_context(
     reads: ProfileReads,
     catalog: CatalogCache,
     principal: Principal = ANONYMOUS,
+    cache: ProfileCache | None = None,
     audit: AuditLog | None = None,
     rate_limiter: RateLimiter | None = None,
 ) -> Context:
@@ -75,17 +79,19 @@ async def build_context(
     ``principal`` defaults to the caller of a gateway without authentication (every
     scope); the app passes the authenticated one.
     """
+    withheld = (
+        frozenset() if principal.may(Scope.PII_READ) else pii_read_names(settings.pii_attributes)
+    )
     return Context(
         ucd=ucd,
         exports=exports,
         upserts=upserts,
         settings=settings,
-        profiles=ProfileLoader(reads),
+        profiles=ProfileLoader(reads, cache, withheld),
         catalog=catalog,
         principal=principal,
+        withheld=withheld,
+        cache=cache,
         audit=audit,
         rate_limiter=rate_limiter,
-        withheld=frozenset()
-        if principal.may(Scope.PII_READ)
-        else pii_read_names(settings.pii_attributes),
     )

@@ -3,12 +3,15 @@
 Every mutation drops the request's cached profile answers afterwards (``_changing``), so
 a later field of the same operation (a payload's ``user``, a second mutation) reads fresh
 data, and no later read of any request shares a profile call sent before the change.
+With the profile cache on, it also invalidates what it touched on every replica before
+its payload is answered (``Touch``; erasure deletes the user's cached bytes:
+``_erasing``), or answers STATE_UNAVAILABLE when it cannot (gateway/reads/cache.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -56,7 +59,9 @@ from gateway.api.validation import (
     raise_first,
 )
 from gateway.errors import BadUserInput, GatewayError, StateUnavailable
+from gateway.reads.cache import Touch
 from gateway.reads.need import ProfileNeed
+from gateway.reads.touches import identity_touch, touch_of_delete, touch_of_upsert
 from gateway.ucd.batching import send_batches
 from gateway.ucd.envelope import UserOutcome
 from gateway.ucd.requests import (
@@ -148,17 +153,53 @@ def _selects_user(info: Info) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _changing(ctx: Context) -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def _changing(ctx: Context, touches: Sequence[Touch] = ()) -> AsyncIterator[None]:
     """Around a UCD write: cached and in-flight profile answers may be stale afterwards.
 
-    Cleared in ``finally``: a write that failed may still have been applied (a dropped
-    connection after the UCD's commit looks like any other dropped connection).
+    Also after a write that failed: it may still have been applied (a dropped connection
+    after the UCD's commit looks like any other dropped connection); then the write's
+    own error is the answer, whatever the cache's invalidation does. After a write that
+    succeeded, an invalidation that fails is the answer (STATE_UNAVAILABLE), so no
+    acknowledged write leaves a replica serving the old value.
     """
     try:
         yield
-    finally:
+    except Exception:
         ctx.profiles.clear()
+        if ctx.cache is not None:
+            with contextlib.suppress(StateUnavailable):
+                await ctx.cache.invalidate(touches)
+        raise
+    ctx.profiles.clear()
+    if ctx.cache is not None:
+        try:
+            await ctx.cache.invalidate(touches)
+        except StateUnavailable as exc:
+            raise StateUnavailable(
+                "the UCD applied the write, but the profile cache of the gateway's replicas "
+                "could not be invalidated: read with user(key:, fresh: true) until the "
+                "shared state (Redis) is back"
+            ) from exc
+
+
+@contextlib.asynccontextmanager
+async def _erasing(ctx: Context, ref: UserRef) -> AsyncIterator[None]:
+    """Around an erasure: with the profile cache on, the user is found before the UCD
+    call (a STATE_UNAVAILABLE then sends nothing), and every byte the cache holds of
+    them is deleted after it, before the payload is answered."""
+    cache = ctx.cache
+    users = set() if cache is None else await cache.before_erasure(ref)
+    try:
+        async with _changing(ctx):
+            yield
+    except Exception:
+        if cache is not None:  # a failed erasure may have been applied all the same
+            with contextlib.suppress(StateUnavailable):
+                await cache.erased(ref, users)
+        raise
+    if cache is not None:
+        await cache.erased(ref, users)
 
 
 async def _insider_id(info: Info, ref: UserRef) -> str | None:
@@ -180,7 +221,7 @@ class Mutation:
         ctx = info.context
         refused, sent, bodies = _checked(input.users, check_upsert_item, upsert_user)
         outcomes: list[UserOutcome | BaseException] = []
-        with _changing(ctx):
+        async with _changing(ctx, [touch_of_upsert(body) for body in bodies]):
             if len(input.users) == 1 and bodies:
                 outcomes = [await ctx.upserts.submit(bodies[0], skip_hook=input.skip_hook)]
             elif bodies:
@@ -212,7 +253,7 @@ class Mutation:
         ctx = info.context
         refused, sent, bodies = _checked(users, check_delete_item, delete_attributes_user)
         outcomes: list[UserOutcome | BaseException] = []
-        with _changing(ctx):
+        async with _changing(ctx, [touch_of_delete(body) for body in bodies]):
             if len(users) == 1 and bodies:
                 outcomes = [await ctx.upserts.delete_attributes(bodies[0])]
             elif bodies:
@@ -241,7 +282,7 @@ class Mutation:
         selects_user = _selects_user(info)
         after: UserRef | None
         if ref.insider_id is not None:
-            with _changing(ctx):
+            async with _erasing(ctx, ref):
                 await ctx.ucd.anonymize_contact(ContactAnonymizeRequest(ref.insider_id))
             after = UserRef(insider_id=ref.insider_id)
         else:
@@ -254,7 +295,7 @@ class Mutation:
                 after = UserRef(insider_id=iid) if iid is not None else None
             else:
                 after = None
-            with _changing(ctx):
+            async with _erasing(ctx, ref):
                 await ctx.ucd.anonymize_user(UserAnonymizeRequest(ref))
         return DeletePiiPayload(ok=True, _ref=after)
 
@@ -270,7 +311,7 @@ class Mutation:
             # Compared after email normalisation, as the UCD compares them (§3.5.2 check 5).
             raise BadUserInput("identifier values are the same", path="new")
         _selects_user(info)  # its bad arguments are refused before the change
-        with _changing(info.context):
+        async with _changing(info.context, [identity_touch(old_id.ref(), new_id.ref())]):
             await info.context.ucd.update_identity(IdentityUpdateRequest(old_id, new_id))
         return UpdateIdentifierPayload(ok=True, _ref=new_id.ref())
 
@@ -282,7 +323,7 @@ class Mutation:
         ctx = info.context
         given = to_identifier(identifier)
         iid = await _insider_id(info, given.ref()) if _selects_user(info) else None
-        with _changing(ctx):
+        async with _changing(ctx, [identity_touch(given.ref())]):
             await ctx.ucd.delete_identity(IdentityDeleteRequest(given))
         return DeleteIdentifierPayload(
             ok=True, _ref=UserRef(insider_id=iid) if iid is not None else None
@@ -291,7 +332,7 @@ class Mutation:
     @strawberry.mutation
     async def delete_user(self, info: Info, key: UserKey) -> DeleteUserPayload:
         raise_first(check_key(key, "key"))
-        with _changing(info.context):
+        async with _erasing(info.context, key_ref(key)):
             await info.context.ucd.delete_user(DeleteUserRequest(key_ref(key)))
         return DeleteUserPayload(ok=True)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import strawberry
 
@@ -40,10 +40,21 @@ def export_job(record: ExportJobRecord) -> ExportJob:
 @strawberry.type
 class Query:
     @described_field("Null when the UCD has no such user.")
-    async def user(self, info: Info, key: UserKey) -> User | None:
+    async def user(
+        self,
+        info: Info,
+        key: UserKey,
+        fresh: Annotated[
+            bool,
+            strawberry.argument(
+                description="True: read from the UCD, past the profile cache (whose answer "
+                "it refreshes); no effect when the cache is off."
+            ),
+        ] = False,
+    ) -> User | None:
         raise_first(check_key(key, "key"))
         require(info, "Query")
-        return await read_user(info, key_ref(key))
+        return await read_user(info, key_ref(key), fresh=fresh)
 
     @described_field("In the order of keys; null for each key the UCD does not know.")
     def users(self, info: Info, keys: list[UserKey]) -> list[User | None]:

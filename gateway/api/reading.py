@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import strawberry
@@ -40,8 +41,9 @@ def _user(profile: ProfileAnswer | None, ref: UserRef, info: Info) -> User | Non
     )
 
 
-async def read_user(info: Info, ref: UserRef) -> User | None:
-    return await load_user(info, ref, selection_of(info).need_for(ref))
+async def read_user(info: Info, ref: UserRef, *, fresh: bool = False) -> User | None:
+    need = selection_of(info).need_for(ref)
+    return await load_user(info, ref, replace(need, fresh=True) if fresh else need)
 
 
 async def load_user(info: Info, ref: UserRef, need: ProfileNeed) -> User | None:

@@ -33,13 +33,17 @@ class ProfileReads:
     caller reading right after its own write could be handed the answer to a call sent
     before that write, and see its change undone.
 
+    A call carries a ``tag`` (the profile cache's snapshot of the shared counter, taken
+    before the call was sent; 0 outside the cache): ``fetch_tagged`` answers with the tag
+    of the call it used, so an answer joined from an older call is stored as that old.
+
     One per process: the app's lifespan makes it and every request's context receives it.
     """
 
     def __init__(self, ucd: UcdClient) -> None:
         self._ucd = ucd
         self._flights: dict[
-            UserRef, list[tuple[ProfileNeed, int, asyncio.Future[ProfileAnswer | None]]]
+            UserRef, list[tuple[ProfileNeed, int, int, asyncio.Future[ProfileAnswer | None]]]
         ] = {}
         self._generation = 0
         self.shared = 0  # reads answered by another request's call (for tests and metrics)
@@ -49,16 +53,23 @@ class ProfileReads:
         self._generation += 1
 
     async def fetch(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
-        for flying, generation, future in self._flights.get(ref, ()):
+        answer, _ = await self.fetch_tagged(ref, need, 0)
+        return answer
+
+    async def fetch_tagged(
+        self, ref: UserRef, need: ProfileNeed, tag: int
+    ) -> tuple[ProfileAnswer | None, int]:
+        """The answer, and the tag of the call it came from (``tag`` when it is this one's)."""
+        for flying, generation, flying_tag, future in self._flights.get(ref, ()):
             if generation == self._generation and flying.covers(need):
                 self.shared += 1
                 # Shielded: this waiter giving up must not cancel the others' call. The
                 # call runs under the deadline of the request that sent it (the task
                 # inherits its context); this one stops at its own.
                 answer: ProfileAnswer | None = await await_shared(future)
-                return answer
+                return answer, min(tag, flying_tag)
         future = asyncio.ensure_future(self._read(ref, need))
-        entry = (need, self._generation, future)
+        entry = (need, self._generation, tag, future)
         self._flights.setdefault(ref, []).append(entry)
 
         def landed(done: asyncio.Future[ProfileAnswer | None]) -> None:
@@ -73,7 +84,7 @@ class ProfileReads:
 
         future.add_done_callback(landed)
         answer = await await_shared(future)
-        return answer
+        return answer, tag
 
     async def _read(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
         answer = await self._ucd.profile(need.request(ref))

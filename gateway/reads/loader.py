@@ -2,8 +2,9 @@
 
 Resolvers ask the request's ``ProfileLoader`` for ``(UserRef, ProfileNeed)``. The loader
 groups the keys of one tick by user, merges their needs into one (``ProfileNeed.merge``)
-and reads the distinct users concurrently through the process-wide ``ProfileReads``
-(the ``UcdClient``'s reads pool is the concurrency bound).
+and reads the distinct users concurrently through the process-wide ``ProfileCache``
+when the profile cache is on, else ``ProfileReads`` (the ``UcdClient``'s reads pool is
+the concurrency bound).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
+from gateway.reads.cache import ProfileCache
 from gateway.reads.inflight import ProfileReads
 from gateway.reads.need import ProfileNeed
 from gateway.ucd.answers import ProfileAnswer
@@ -36,10 +38,15 @@ class ProfileLoader:
     """
 
     reads: ProfileReads
+    cache: ProfileCache | None = None
+    #: The PII read names the caller may not see (gateway/auth/): the cache must not
+    #: ask the UCD for them to learn aliases.
+    withheld: frozenset[str] = frozenset()
     _loader: DataLoader[ProfileKey, ProfileAnswer | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self._loader = DataLoader(self._batch, loop=asyncio.get_running_loop())
+        self._fetch = self.reads.fetch if self.cache is None else self._cached
 
     async def load(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
         result: ProfileAnswer | None = await self._loader.load((ref, need))
@@ -58,6 +65,10 @@ class ProfileLoader:
         self._loader.clear_all()
         self.reads.invalidate()
 
+    async def _cached(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
+        assert self.cache is not None
+        return await self.cache.fetch(ref, need, withheld=self.withheld)
+
     async def _batch(self, keys: list[ProfileKey]) -> list[Any]:
         # list[ProfileAnswer | None | Exception]: aiodataloader rejects a key's future when its
         # item is an exception, so one failed user does not fail the others' loads.
@@ -68,13 +79,13 @@ class ProfileLoader:
             # One user (the usual single-user request): no gather, no per-user tasks.
             ((ref, need),) = needs.items()
             try:
-                answer: Any = await self.reads.fetch(ref, need)
+                answer: Any = await self._fetch(ref, need)
             except Exception as exc:  # handed to aiodataloader as every key's item
                 answer = exc
             return [answer] * len(keys)
         refs = list(needs)
         answers = await asyncio.gather(
-            *(self.reads.fetch(ref, needs[ref]) for ref in refs), return_exceptions=True
+            *(self._fetch(ref, needs[ref]) for ref in refs), return_exceptions=True
         )
         by_ref = dict(zip(refs, answers, strict=True))
         return [by_ref[ref] for ref, _ in keys]

@@ -55,13 +55,15 @@ class ProfileNeed:
     canonical; ``window`` is the inclusive ``(start_date, end_date)`` in epoch seconds.
     ``lasts`` holds ``(name, last, window)`` for the event names whose selections *all*
     have a ``last`` and one common window (``last`` is their largest); ``limits`` says
-    which of them may be sent as ``limit_per_source`` (see the module doc).
+    which of them may be sent as ``limit_per_source`` (see the module doc). ``fresh``
+    (``user(key:, fresh: true)``) reads past the profile cache (``reads/cache.py``).
     """
 
     attributes: frozenset[str] | str = frozenset()
     events: tuple[tuple[str, frozenset[str]], ...] = ()
     window: tuple[int, int] | None = None
     lasts: tuple[Last, ...] = ()
+    fresh: bool = False
 
     @property
     def all_attributes(self) -> bool:
@@ -87,7 +89,11 @@ class ProfileNeed:
                 else (min(window[0], other.window[0]), max(window[1], other.window[1]))
             )
         return ProfileNeed(
-            attributes, tuple(sorted(events.items())), window, _merge_lasts(self, other)
+            attributes,
+            tuple(sorted(events.items())),
+            window,
+            _merge_lasts(self, other),
+            self.fresh or other.fresh,
         )
 
     def limits(self) -> dict[str, int]:

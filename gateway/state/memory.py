@@ -7,7 +7,13 @@ its life) and one row each, so they run inline: SQLite in WAL mode with
 ``synchronous=NORMAL`` commits a row without an fsync, well under a millisecond.
 
 Each namespace keeps at most ``max_entries`` records, the least recently written leaving
-first, so a stream of jobs cannot fill the memory before their TTL passes.
+first, so a stream of jobs cannot fill the memory before their TTL passes. The profile
+cache's namespace is the exception (``Namespace.kept_on_disk`` is False for it): never
+written to the file, since it holds personal data, and not limited by count, since its
+marks must outlive what they invalidate; its expired records are swept whenever it has
+doubled in size since the last sweep.
+
+``stamp`` and ``put_unless_stamped`` are atomic here for free: they never await.
 """
 
 from __future__ import annotations
@@ -15,16 +21,19 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from gateway.state.protocol import Namespace
+from gateway.state.protocol import Namespace, highest_mark
 
 __all__ = ["FILE_NAME", "MemoryState"]
 
 #: The file in the local data folder (next to the local UCD's own ``ucd.sqlite3``).
 FILE_NAME: Final = "gateway-state.sqlite3"
+
+#: A stamped record longer than this is replaced by a ``*`` mark (as in Redis's script).
+MAX_MARKS_BYTES: Final = 4096
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
@@ -57,6 +66,7 @@ class MemoryState:
         self._records: dict[Namespace, OrderedDict[str, _Entry]] = {
             namespace: OrderedDict() for namespace in Namespace
         }
+        self._swept_at = 1024  # the cache's size at which to sweep its expired records next
         self._counters: dict[tuple[Namespace, str], tuple[int, float]] = {}
         self._db: sqlite3.Connection | None = None
         if path is not None:
@@ -88,10 +98,16 @@ class MemoryState:
         return entry.value
 
     async def put(self, namespace: Namespace, key: str, value: bytes, *, ttl: float) -> None:
+        self._put(namespace, key, value, self._clock() + ttl)
+
+    def _put(self, namespace: Namespace, key: str, value: bytes, expires: float) -> None:
         records = self._records[namespace]
-        expires = self._clock() + ttl
         records[key] = _Entry(value, expires)
         records.move_to_end(key)
+        if not namespace.kept_on_disk:
+            if len(records) >= self._swept_at:
+                self._sweep(namespace)
+            return
         if self._db is not None:
             self._db.execute(
                 "INSERT OR REPLACE INTO records (namespace, key, value, expires)"
@@ -116,17 +132,66 @@ class MemoryState:
         await self.put(namespace, key, value, ttl=ttl)
         return True
 
-    async def delete(self, namespace: Namespace, *keys: str) -> None:
+    def _sweep(self, namespace: Namespace) -> None:
+        now = self._clock()
+        records = self._records[namespace]
+        for key in [key for key, entry in records.items() if entry.expires <= now]:
+            del records[key]
+        self._swept_at = max(1024, 2 * len(records))
+
+    async def get_many(self, namespace: Namespace, keys: Sequence[str]) -> list[bytes | None]:
+        return [await self.get(namespace, key) for key in keys]
+
+    async def delete_many(self, namespace: Namespace, keys: Sequence[str]) -> None:
         for key in keys:
             if key in self._records[namespace]:
                 self._forget(namespace, key)
 
+    async def stamp(
+        self, namespace: Namespace, counter: str, marks: Mapping[str, Sequence[str]], *, ttl: float
+    ) -> int:
+        current = await self.get(namespace, counter)
+        stamp = int(current or 0) + 1
+        self._put(namespace, counter, str(stamp).encode(), float("inf"))
+        expires = self._clock() + ttl
+        for key, fields in marks.items():
+            added = b"".join(f"{field}={stamp};".encode() for field in fields)
+            before = await self.get(namespace, key) or b""
+            if "*" in fields or len(before) + len(added) > MAX_MARKS_BYTES:
+                value = f"*={stamp};".encode()
+            else:
+                value = before + added
+            self._put(namespace, key, value, expires)
+        return stamp
+
+    async def put_unless_stamped(
+        self,
+        namespace: Namespace,
+        items: Mapping[str, bytes],
+        *,
+        guards: Sequence[str],
+        since: int,
+        ttl: float,
+    ) -> bool:
+        for guard in guards:
+            if highest_mark(await self.get(namespace, guard)) > since:
+                return False
+        expires = self._clock() + ttl
+        for key, value in items.items():
+            self._put(namespace, key, value, expires)
+        return True
+
     def _forget(self, namespace: Namespace, key: str) -> None:
         del self._records[namespace][key]
-        if self._db is not None:
+        if self._db is not None and namespace.kept_on_disk:
             self._db.execute(
                 "DELETE FROM records WHERE namespace = ? AND key = ?", (namespace.value, key)
             )
+
+    def records(self, namespace: Namespace) -> dict[str, bytes]:
+        """Every record of a namespace, expired or not (what this process's memory holds:
+        the erasure tests look for an email's bytes in it)."""
+        return {key: entry.value for key, entry in self._records[namespace].items()}
 
     # --- counters (rate limits): memory only; a window's count need not survive a
     # restart, and a write to SQLite on every operation would cost more than the check.

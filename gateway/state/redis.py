@@ -13,12 +13,20 @@ than fail.
 
 Keys are ``ucd-gateway:<namespace>:<key>``; values are the caller's bytes, set with a
 millisecond TTL (``SET ... PX``), so Redis forgets them by itself.
+
+``stamp`` and ``put_unless_stamped`` (the profile cache's key versioning) are Lua
+scripts (``EVALSHA``, loaded on first use), so each is atomic: no replica sees a counter
+raised without its marks, or writes between reading a mark and writing. All keys of a
+script live on one node: a single Redis or Valkey (or a cluster with one hash slot for
+these keys), and a ``maxmemory-policy`` that evicts no key with a TTL before it expires
+(``noeviction`` or ``volatile-ttl``), since an evicted mark would let an older entry
+count as current.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, TypeVar, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -32,6 +40,47 @@ from gateway.state.protocol import Namespace
 __all__ = ["KEY_PREFIX", "RedisState"]
 
 T = TypeVar("T")
+
+#: KEYS: the counter, then the records to mark; ARGV: the TTL in ms, then per record its
+#: fields, space-separated. The counter has no TTL; a record over 4,096 bytes or marked
+#: ``*`` is replaced by one ``*`` mark (which outranks every other).
+_STAMP: Final = """
+local g = redis.call('INCR', KEYS[1])
+for i = 2, #KEYS do
+  local add = ''
+  local whole = false
+  for f in string.gmatch(ARGV[i], '%S+') do
+    if f == '*' then whole = true end
+    add = add .. f .. '=' .. g .. ';'
+  end
+  if whole or redis.call('STRLEN', KEYS[i]) + #add > 4096 then
+    redis.call('SET', KEYS[i], '*=' .. g .. ';', 'PX', ARGV[1])
+  else
+    redis.call('APPEND', KEYS[i], add)
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return g
+"""
+
+#: KEYS: ARGV[3] guards, then the records to write; ARGV: since, the TTL in ms, the number
+#: of guards, then the values in the order of the records.
+_PUT_UNLESS_STAMPED: Final = """
+local since = tonumber(ARGV[1])
+local guards = tonumber(ARGV[3])
+for i = 1, guards do
+  local marks = redis.call('GET', KEYS[i])
+  if marks then
+    for g in string.gmatch(marks, '=(%d+);') do
+      if tonumber(g) > since then return 0 end
+    end
+  end
+end
+for i = guards + 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[3 + i - guards], 'PX', ARGV[2])
+end
+return 1
+"""
 
 KEY_PREFIX: Final = "ucd-gateway"
 
@@ -78,6 +127,8 @@ class RedisState:
         )
         # from_pool: the client owns the pool, so aclose() closes its connections too.
         self._client: Redis = Redis.from_pool(pool)
+        self._stamp = self._client.register_script(_STAMP)
+        self._put_unless_stamped = self._client.register_script(_PUT_UNLESS_STAMPED)
 
     def _key(self, namespace: Namespace, key: str) -> str:
         return f"{KEY_PREFIX}:{namespace.value}:{key}"
@@ -127,9 +178,37 @@ class RedisState:
         )
         return bool(written)
 
-    async def delete(self, namespace: Namespace, *keys: str) -> None:
+    async def get_many(self, namespace: Namespace, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await self._bounded(self._client.mget([self._key(namespace, k) for k in keys]))
+        return cast("list[bytes | None]", values)
+
+    async def delete_many(self, namespace: Namespace, keys: Sequence[str]) -> None:
         if keys:
             await self._bounded(self._client.delete(*(self._key(namespace, k) for k in keys)))
+
+    async def stamp(
+        self, namespace: Namespace, counter: str, marks: Mapping[str, Sequence[str]], *, ttl: float
+    ) -> int:
+        keys = [self._key(namespace, counter), *(self._key(namespace, k) for k in marks)]
+        args: list[str | int] = [_milliseconds(ttl), *(" ".join(f) for f in marks.values())]
+        stamp = await self._bounded(self._stamp(keys=keys, args=args))
+        return int(cast("int", stamp))
+
+    async def put_unless_stamped(
+        self,
+        namespace: Namespace,
+        items: Mapping[str, bytes],
+        *,
+        guards: Sequence[str],
+        since: int,
+        ttl: float,
+    ) -> bool:
+        keys = [self._key(namespace, k) for k in (*guards, *items)]
+        args: list[bytes | int] = [since, _milliseconds(ttl), len(guards), *items.values()]
+        written = await self._bounded(self._put_unless_stamped(keys=keys, args=args))
+        return bool(written)
 
     # --- counters (rate limits) ---------------------------------------------------
 

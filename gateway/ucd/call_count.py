@@ -11,6 +11,9 @@ exactly right for the shared paths without threading a counter through them:
 * ``UpsertCoalescer``: its flush runs in a timer or task made while the batch's first
   (or filling) request was running, so one request counts the shared E1 call.
 
+The profile cache (``gateway/reads/cache.py``) counts here too the reads it answered
+without a call (``count_cache_hit``: ``extensions.cost.ucdCalls.cacheHits``).
+
 Outside of ``counting_calls`` (``seed``, ``/readyz``, the coalescer's shutdown flush)
 nothing is counted.
 """
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["CallCount", "count_call", "counting_calls"]
+__all__ = ["CallCount", "count_cache_hit", "count_call", "counting_calls"]
 
 
 @dataclass
@@ -30,6 +33,7 @@ class CallCount:
     """The UCD calls sent on behalf of one operation so far."""
 
     calls: int = 0
+    cache_hits: int = 0
 
 
 _current: ContextVar[CallCount | None] = ContextVar("ucd_call_count", default=None)
@@ -51,3 +55,10 @@ def count_call() -> None:
     count = _current.get()
     if count is not None:
         count.calls += 1
+
+
+def count_cache_hit() -> None:
+    """A profile read was answered from the profile cache, without a UCD call."""
+    count = _current.get()
+    if count is not None:
+        count.cache_hits += 1

@@ -40,6 +40,10 @@ at once, without a UCD call, and an attempt whose failure opens it is not retrie
 Bulkheads (gateway/ucd/bulkheads.py): each endpoint waits for a slot in its own pool
 (reads, writes, identity, exports, /readyz), so hung reads never hold up a write.
 
+Quota (gateway/ucd/quota.py): with a ``QuotaGate``, every attempt of a call in one of
+the UCD's rate-limit pools spends its units of the partner's budget first; without room,
+the call waits like a 429's Retry-After or fails with RateLimited, without a UCD call.
+
 Observers (gateway/ucd/observers.py): every attempt that went on the wire is reported,
 once over, to each ``UcdCallObserver`` given (metrics, tracing): endpoint, status, seconds
 and the users it carried.
@@ -103,6 +107,7 @@ from gateway.ucd.paths import (
     USER_ANONYMIZE_PATH,
     USER_DELETE_PATH,
 )
+from gateway.ucd.quota import QuotaGate, pool_of, units_of
 from gateway.ucd.requests import (
     AttributeDeleteRequest,
     ContactAnonymizeRequest,
@@ -147,6 +152,7 @@ class UcdClient:
         request_timeout: float | None = None,
         sleep: Sleep = asyncio.sleep,
         observers: Sequence[UcdCallObserver] = (),
+        quota: QuotaGate | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self._http = http
@@ -175,6 +181,7 @@ class UcdClient:
         )
         self._sleep = sleep
         self._observers = tuple(observers)
+        self._quota = quota
         self.calls = 0
 
     @property
@@ -300,11 +307,32 @@ class UcdClient:
         # None: a request without a body (the local UCD's GET).
         content = orjson.dumps(body) if body is not None else None
         deadline = deadlines.current()
+        pool_spent = pool_of(method, path) if self._quota is not None else None
         attempt = 0
         while True:
             budget = self._budget(deadline)
             if budget is not None and budget <= 0:
                 raise _out_of_time(method, path, sent_before=attempt > 0)
+            if pool_spent is not None:
+                assert self._quota is not None
+                # The partner's budget across replicas (gateway/ucd/quota.py): waited for
+                # like a 429's Retry-After, since the UCD would answer one.
+                wait = await self._quota.take(pool_spent, units_of(pool_spent, body))
+                if wait is not None:
+                    if (
+                        attempt < self._max_retries
+                        and wait <= self._max_retry_after
+                        and _fits(deadline, wait)
+                    ):
+                        await self._sleep(wait)
+                        attempt += 1
+                        continue
+                    retry_after = max(1, math.ceil(wait))
+                    raise RateLimited(
+                        f"the gateway's share of the UCD's {pool_spent.name} quota is spent "
+                        f"for now ({method} {path}); retry after {retry_after} s",
+                        retry_after=retry_after,
+                    )
             try:
                 response, closed = await self._attempt(
                     method, path, content, pool, budget, body, users

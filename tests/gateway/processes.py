@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -23,9 +24,15 @@ import pytest
 _URL = re.compile(r"(http://127\.0\.0\.1:\d+)")
 
 
+#: Given unless a test says otherwise: the test machine is loaded by the suite itself, and
+#: a replica that shed a request on loop lag would fail a test about something else
+#: (shedding on lag has tests of its own, tests/gateway/test_loop_lag.py).
+_DEFAULTS: Final = {"UCD_GATEWAY_MAX_LOOP_LAG_MS": "0"}
+
+
 def _environment(settings: Mapping[str, str]) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("UCD_GATEWAY_")}
-    return clean | dict(settings)
+    return clean | _DEFAULTS | dict(settings)
 
 
 @contextlib.contextmanager

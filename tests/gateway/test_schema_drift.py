@@ -18,6 +18,13 @@ CONTRACT = ROOT / "schema" / "contract.graphql"
 SHARED_CONTRACT = ROOT.parent / "shared" / "contract" / "gateway.graphql"
 
 
+#: Optional arguments the gateway adds to the contract's fields (an addition, which
+#: graphql-core counts as "dangerous" since a client may pass it to an older server).
+ADDED_ARGUMENTS = frozenset(
+    {"An optional argument Query.user(fresh:) was added."}  # the profile cache's bypass
+)
+
+
 def generated_sdl() -> str:
     # The same text `ucd-gateway schema` writes (cli.py): as_str() plus one final newline.
     return build_schema().as_str().rstrip("\n") + "\n"
@@ -33,7 +40,12 @@ def test_generated_schema_keeps_every_contract_name_and_type() -> None:
     ours = parse_sdl(generated_sdl())
     assert find_breaking_changes(contract, ours) == []
     # Dangerous changes include changed argument defaults and enum values added.
-    assert find_dangerous_changes(contract, ours) == []
+    dangerous = [
+        change
+        for change in find_dangerous_changes(contract, ours)
+        if change.description not in ADDED_ARGUMENTS
+    ]
+    assert dangerous == []
 
 
 def test_identifier_input_is_one_of() -> None:

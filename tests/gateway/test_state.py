@@ -221,7 +221,7 @@ async def any_state(
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         state = RedisState(server.url, timeout=1.0, max_connections=2)
-        await state.delete(BREAKERS, "count", "lease", "gone")
+        await state.delete_many(BREAKERS, ["count", "lease", "gone"])
     yield state
     await state.aclose()
 
@@ -231,8 +231,8 @@ async def test_incr_counts_from_one_and_delete_starts_it_again(
 ) -> None:
     assert [await any_state.incr(BREAKERS, "count", ttl=30) for _ in range(3)] == [1, 2, 3]
     assert await any_state.get(BREAKERS, "count") == b"3"
-    await any_state.delete(BREAKERS, "count", "never-written")
-    await any_state.delete(BREAKERS)  # no keys: nothing to do
+    await any_state.delete_many(BREAKERS, ["count", "never-written"])
+    await any_state.delete_many(BREAKERS, [])  # no keys: nothing to do
     assert await any_state.incr(BREAKERS, "count", ttl=30) == 1
 
 
@@ -242,7 +242,7 @@ async def test_put_if_absent_writes_once_until_the_record_goes(
     assert await any_state.put_if_absent(BREAKERS, "lease", b"a", ttl=30)
     assert not await any_state.put_if_absent(BREAKERS, "lease", b"b", ttl=30)
     assert await any_state.get(BREAKERS, "lease") == b"a"
-    await any_state.delete(BREAKERS, "lease")
+    await any_state.delete_many(BREAKERS, ["lease"])
     assert await any_state.put_if_absent(BREAKERS, "lease", b"c", ttl=30)
 
 
