@@ -238,8 +238,9 @@ def _check_workers(settings: Settings, workers: int) -> None:
         return
     if settings.redis_url is None:
         raise ConfigurationError(
-            f"--workers {workers} needs UCD_GATEWAY_REDIS_URL: export jobs, APQ documents and "
-            "circuit breakers would be per process"
+            f"--workers {workers} needs UCD_GATEWAY_REDIS_URL: export jobs, APQ documents, "
+            "circuit breakers, rate limits, the UCD quota and the profile cache would be per "
+            "process"
         )
 
 

@@ -187,8 +187,9 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     [
         pytest.param(
             {"UCD_GATEWAY_UCD_BASE_URL": "http://127.0.0.1:9"},
-            "--workers 2 needs UCD_GATEWAY_REDIS_URL: export jobs, APQ documents and "
-            "circuit breakers would be per process",
+            "--workers 2 needs UCD_GATEWAY_REDIS_URL: export jobs, APQ documents, "
+            "circuit breakers, rate limits, the UCD quota and the profile cache would be per "
+            "process",
             id="without-redis",
         ),
         pytest.param(

@@ -5,6 +5,7 @@
 * callers: the API keys file, read before the fork, and the JWT key set, fetched by each
   worker; a key's rate limit is one count in Redis for all of them;
 * the audit trail: every worker's lines land whole in the one file;
+* the profile cache: one in Redis for all, read-your-writes from one worker to another;
 * tracing: a tracer provider per worker, made by its lifespan (the supervisor forks with
   no exporter thread);
 * the loop-lag shedder: each worker watches its own event loop; one kept busy by batches
@@ -220,6 +221,42 @@ def test_every_workers_audit_lines_land_whole_in_the_one_file(
         == [("attempt", "attempted")] * 6 + [("outcome", "ok")] * 6
     )
     assert {line["field"] for line in lines} == {"upsertUsers"}
+
+
+# --- the profile cache ----------------------------------------------------------------
+
+
+def test_the_profile_cache_is_one_for_the_workers_and_a_write_on_one_is_read_on_the_other(
+    ucd_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = base_settings(ucd_url, redis_server, tmp_path) | {
+        "UCD_GATEWAY_PROFILE_CACHE_TTL": "60"
+    }
+    uuid = f"u-cache-{tmp_path.name}"
+    read = f'{{ user(key: {{uuid: "{uuid}"}}) {{ name }} }}'
+
+    def write(connection: http.client.HTTPConnection, name: str) -> None:
+        status, answer = post(connection, upsert(uuid).replace("Wanda", name))
+        assert (status, answer["data"]["upsertUsers"]["failureCount"]) == (200, 0), answer
+
+    def name_and_hits(connection: http.client.HTTPConnection) -> tuple[str, int]:
+        status, answer = post(connection, read)
+        assert status == 200, answer
+        hits = answer["extensions"]["cost"]["ucdCalls"].get("cacheHits", 0)
+        return answer["data"]["user"]["name"], hits
+
+    with serving_workers(settings, tmp_path / "serve.log") as served:
+        connections = per_worker(served, served.workers)
+        (a,), (b,) = connections.values()
+        try:
+            write(a, "One")
+            assert name_and_hits(b) == ("One", 0)  # B reads the UCD and fills the cache
+            assert name_and_hits(a) == ("One", 1)  # A finds what B cached
+            write(b, "Two")  # B invalidates before it answers, for A too
+            assert name_and_hits(a) == ("Two", 0)
+            assert name_and_hits(b) == ("Two", 1)
+        finally:
+            close_all(connections)
 
 
 # --- tracing ------------------------------------------------------------------------------
