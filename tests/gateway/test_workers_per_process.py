@@ -2,6 +2,7 @@
 
 * the drain on the supervisor's SIGTERM: every worker's ``/readyz`` says 503 while its
   writes in flight finish;
+* request ids: each worker makes its own (a prefix of its own);
 * callers: the API keys file, read before the fork, and the JWT key set, fetched by each
   worker; a key's rate limit is one count in Redis for all of them;
 * the audit trail: every worker's lines land whole in the one file;
@@ -129,6 +130,33 @@ def test_the_supervisors_sigterm_drains_every_worker_readyz_503_and_their_writes
     # A line is "<time> INFO gateway.drain <request id>: <message>".
     assert len(re.findall(r" gateway\.drain .*: draining: 1 GraphQL requests in flight", text)) == 2
     assert len(re.findall(r" gateway\.drain .*: drained$", text, re.MULTILINE)) == 2
+
+
+# --- request ids ------------------------------------------------------------------------
+
+
+def test_every_worker_makes_request_ids_of_its_own(
+    ucd_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with serving_workers(
+        base_settings(ucd_url, redis_server, tmp_path), tmp_path / "log"
+    ) as served:
+        connections = per_worker(served, served.workers)
+        made: dict[int, list[str]] = {}
+        try:
+            for pid, (connection,) in connections.items():
+                for _ in range(3):
+                    connection.request("GET", "/healthz")
+                    response = connection.getresponse()
+                    response.read()
+                    made.setdefault(pid, []).append(response.headers["x-request-id"])
+        finally:
+            close_all(connections)
+    a, b = made.values()
+    # A made id is its process's random prefix and a count: forked workers must not
+    # share the prefix, or their ids (in every log and audit line) would repeat.
+    assert {i[:16] for i in a}.isdisjoint({i[:16] for i in b}), made
+    assert len(set(a + b)) == 6
 
 
 # --- callers ------------------------------------------------------------------------------
