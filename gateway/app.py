@@ -400,6 +400,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             share_documents(documents, state, settings)  # with Redis: on every replica
             breakers = circuit_breakers(settings, state)  # with Redis: shared
             metrics.watch_breakers(breakers)
+            await stack.enter_async_context(metrics.publishing())  # serve --workers: shared
             ucd = UcdClient(
                 http,
                 partner=settings.partner,

@@ -23,10 +23,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import socket
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -46,6 +48,7 @@ from gateway.listening import listening_socket, reserved_port
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.logs import configure_logging
+from gateway.metrics import process_ended, share_between_processes
 from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
 from gateway.tuning import event_loop_factory, freeze_after_start_up
@@ -286,12 +289,15 @@ def _serve_workers(settings: Settings, workers: int) -> int:
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from None
     companion: Companion | None = None
+    # Every worker's metric files, so any worker's /metrics answers for all of them.
+    metrics_files = Path(tempfile.mkdtemp(prefix="ucd-gateway-metrics-"))
     try:
         settings = settings.model_copy(update={"port": reserved.getsockname()[1]})
         if settings.ucd_base_url is None:
             # Once, not per worker; the workers reach it by its URL.
             companion = Companion(_embedded_ucd(settings))
             settings = settings.model_copy(update={"ucd_base_url": companion.message})
+        share_between_processes(metrics_files)  # before the app makes its metrics
         app = _gateway_app(settings, reserved)
 
         def worker(started: Callable[[], None]) -> int:
@@ -323,6 +329,7 @@ def _serve_workers(settings: Settings, workers: int) -> int:
             on_started=lambda: print(
                 f"ucd-gateway: GraphiQL on {url} ({workers} workers)", flush=True
             ),
+            on_exit=process_ended,
         )
     except WorkerFailed as exc:
         return exc.code
@@ -330,6 +337,7 @@ def _serve_workers(settings: Settings, workers: int) -> int:
         if companion is not None:  # after the workers: their last writes reach it
             companion.stop(within=EXIT_RESERVE_S)
         reserved.close()
+        shutil.rmtree(metrics_files, ignore_errors=True)
     return 0
 
 

@@ -15,7 +15,10 @@ client and the Redis pool, the loop-lag watcher, the tracer provider and its exp
 thread, and (on a worker's first JWT) its fetch of the JWT key set.
 
 What the workers must agree on goes through Redis (``UCD_GATEWAY_REDIS_URL``: export
-jobs, APQ documents, circuit breakers), which the command line requires for N > 1.
+jobs, APQ documents, circuit breakers, rate limits, the UCD quota, the profile cache),
+which the command line requires for N > 1; their metrics go through files
+(gateway/metrics.py), so any worker's ``/metrics`` answers for all of them, and the
+supervisor reports a dead worker (``on_exit``) so its live values stop counting.
 Without a UCD URL the embedded local UCD runs once, in a ``Companion`` process the
 supervisor starts before the workers (who get its URL) and stops after them, so their
 last coalesced writes still reach it.
@@ -106,10 +109,17 @@ def _child(worker: Worker, ready: Connection, supervisor: int) -> None:
 
 
 class _Supervisor:
-    def __init__(self, count: int, worker: Worker, exit_within: float) -> None:
+    def __init__(
+        self,
+        count: int,
+        worker: Worker,
+        exit_within: float,
+        on_exit: Callable[[int], None] | None = None,
+    ) -> None:
         self._count = count
         self._worker = worker
         self._exit_within = exit_within
+        self._on_exit = on_exit
         self._context = multiprocessing.get_context("fork")
         self._workers: list[BaseProcess] = []
         self._started_at: dict[int, float] = {}
@@ -162,6 +172,8 @@ class _Supervisor:
                 logger.error(
                     "worker %d exited with code %s; starting another", process.pid, process.exitcode
                 )
+                if self._on_exit is not None:
+                    self._on_exit(process.pid)
                 since = time.monotonic() - self._started_at.pop(process.pid, 0.0)
                 if since < RESTART_AFTER_S:
                     time.sleep(RESTART_AFTER_S - since)
@@ -256,12 +268,18 @@ def _answered(reader: Connection) -> bool:
 
 
 def supervise(
-    count: int, worker: Worker, *, exit_within: float, on_started: Callable[[], None]
+    count: int,
+    worker: Worker,
+    *,
+    exit_within: float,
+    on_started: Callable[[], None],
+    on_exit: Callable[[int], None] | None = None,
 ) -> None:
     """Run ``count`` processes of ``worker`` until SIGTERM or SIGINT; ``on_started`` once
-    all of them serve. Raises ``WorkerFailed`` when one cannot start (the others are
-    stopped first)."""
-    supervisor = _Supervisor(count, worker, exit_within)
+    all of them serve, ``on_exit(pid)`` when one dies on its own (before another takes
+    its place). Raises ``WorkerFailed`` when one cannot start (the others are stopped
+    first)."""
+    supervisor = _Supervisor(count, worker, exit_within, on_exit)
     previous = {
         sig: signal.signal(sig, supervisor.handle_signal) for sig in (signal.SIGTERM, signal.SIGINT)
     }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import os
 import re
 import signal
 import threading
@@ -29,6 +30,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.auth.api_keys import sha256_hex
 from tests.gateway.auth.jwks_server import AUDIENCE, ISSUER, serve_jwks
@@ -36,6 +38,7 @@ from tests.gateway.otlp_receiver import OtlpReceiver, serve_otlp
 from tests.gateway.processes import started
 from tests.gateway.redis_server import RedisServer
 from tests.gateway.served_workers import (
+    children_of,
     close_all,
     connection_to,
     get,
@@ -157,6 +160,66 @@ def test_every_worker_makes_request_ids_of_its_own(
     # share the prefix, or their ids (in every log and audit line) would repeat.
     assert {i[:16] for i in a}.isdisjoint({i[:16] for i in b}), made
     assert len(set(a + b)) == 6
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+#: A sample of a scrape: its name and its labels, sorted.
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def scrape(connection: http.client.HTTPConnection) -> dict[Sample, float]:
+    """``/metrics`` on this connection: each sample's value by its name and label values."""
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    assert response.status == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.read().decode())
+        for sample in family.samples
+    }
+
+
+def test_every_worker_answers_metrics_for_all_of_them_and_a_dead_ones_counts_stay(
+    ucd_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    operations = (
+        "ucd_gateway_operations_total",
+        (("operation", "Count"), ("outcome", "OK"), ("type", "query")),
+    )
+    with serving_workers(
+        base_settings(ucd_url, redis_server, tmp_path), tmp_path / "log"
+    ) as served:
+        connections = per_worker(served, served.workers)
+        (a,), (b,) = connections.values()
+        try:
+            for connection, times in ((a, 3), (b, 2)):
+                for _ in range(times):
+                    status, answer = post(connection, "query Count { __typename }")
+                    assert status == 200, answer
+            for connection in (a, b):  # whichever worker is asked answers for both
+                seen = scrape(connection)
+                assert seen[operations] == 5
+                assert seen[("ucd_gateway_in_flight_requests", ())] == 0  # a sum, none now
+                # Over both workers' counts (each asked the UCD once at start).
+                calls = sum(
+                    v for (name, _), v in seen.items() if name == "ucd_gateway_ucd_calls_total"
+                )
+                assert calls == 2
+                assert seen[("ucd_gateway_operations_per_ucd_call", ())] == 5 / 2
+        finally:
+            close_all(connections)
+        victim = min(served.workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(children_of(served.supervisor.pid) - {victim}) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        connection = served.connect()
+        try:
+            assert scrape(connection)[operations] == 5  # the dead worker's counts stay
+        finally:
+            connection.close()
 
 
 # --- callers ------------------------------------------------------------------------------
