@@ -8,7 +8,8 @@ Its lifespan owns, in opening order (closed in reverse):
    loop, so the gateway reaches it over real HTTP exactly as it reaches Insider's host;
 2. one pooled ``httpx.AsyncClient`` (only when none is given: close only what we open);
 3. the shared state (``gateway.state``: Redis when ``UCD_GATEWAY_REDIS_URL`` is set,
-   else in process), the ``UcdClient`` (its partner-wide UCD quota budget,
+   else in process; with Redis the APQ documents and the circuit breakers are shared
+   through it too), the ``UcdClient`` (its partner-wide UCD quota budget,
    ``gateway.partner_quota``, is kept in the state) and the export jobs kept in it,
    the in-flight sharing of profile reads (``ProfileReads``), the profile cache on the
    shared state (``ProfileCache``, when ``UCD_GATEWAY_PROFILE_CACHE_TTL`` is set), the
@@ -70,7 +71,7 @@ from gateway.load_shedding import Admission, ShedLoad
 from gateway.metrics import GatewayMetrics, metrics_endpoint
 from gateway.operations import observe_operations
 from gateway.partner_quota import PartnerQuota
-from gateway.persisted import names_a_document, persisted_documents
+from gateway.persisted import names_a_document, persisted_documents, share_documents
 from gateway.persisted.documents import PersistedDocuments
 from gateway.rate_limits import RateLimiter
 from gateway.reads.cache import ProfileCache, open_profile_cache
@@ -84,9 +85,9 @@ from gateway.request_bodies import (
 )
 from gateway.request_context import RequestIds
 from gateway.settings import Settings
+from gateway.shared_breakers import circuit_breakers
 from gateway.state.backend import open_state
 from gateway.ucd.answers import ExportHook
-from gateway.ucd.breaker import LocalCircuitBreakers
 from gateway.ucd.bulkheads import Bulkheads
 from gateway.ucd.client import UcdClient
 from gateway.ucd.deadline import operation_deadline, time_left
@@ -370,15 +371,12 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
         *schema.extensions,
         *schema_extensions(settings),
     )
+    documents = persisted_documents(settings)
     # Tracing (gateway/tracing.py): on with OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_TRACES_EXPORTER.
-    spans = tracing.provider_for(
-        settings.traces_exporters(),
-        settings.otlp_traces_url(),
-        service_name=settings.otel_service_name,
-    )
-    if spans is not None:
-        tracing.enable(spans)
-    if tracing.enabled():
+    # Its provider (and the exporter's thread) is made by the lifespan, in the process that
+    # serves: with serve --workers, one per worker, none in the supervisor that forks them.
+    traced = tracing.enabled() or tracing.exports_to(settings.traces_exporters())
+    if traced:
         schema.extensions = (*schema.extensions, tracing.OperationSpans)
 
     @contextlib.asynccontextmanager
@@ -386,7 +384,13 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(authenticator.aclose)
             stack.enter_context(admission.watching_the_loop())  # gateway/loop_lag.py
+            spans = tracing.provider_for(
+                settings.traces_exporters(),
+                settings.otlp_traces_url(),
+                service_name=settings.otel_service_name,
+            )
             if spans is not None:  # last out: the spans of the shutdown flush are sent too
+                tracing.enable(spans)
                 stack.callback(tracing.shut_down, spans)
             if http_client is not None:
                 http = http_client
@@ -396,13 +400,14 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
                     base_url = await stack.enter_async_context(run_local_ucd(settings))
                 http = build_http_client(settings, base_url=base_url)
                 stack.push_async_callback(http.aclose)
-            # Before the UCD client: its quota budget is kept in the shared state.
+            # Before the UCD client: its quota budget and, with Redis, its circuit
+            # breakers are kept in the shared state.
             state = open_state(settings, time_left=time_left)
             stack.push_async_callback(state.aclose)
-            breakers = LocalCircuitBreakers(
-                failures=settings.breaker_failures, cooldown=settings.breaker_cooldown
-            )
+            share_documents(documents, state, settings)  # with Redis: on every replica
+            breakers = circuit_breakers(settings, state)  # with Redis: shared
             metrics.watch_breakers(breakers)
+            await stack.enter_async_context(metrics.publishing())  # serve --workers: shared
             ucd = UcdClient(
                 http,
                 partner=settings.partner,
@@ -454,9 +459,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app = Starlette(
         routes=[
             # Every method reaches the view, so a PUT is refused in the same shape (405).
-            Route(
-                "/graphql", GatewayGraphQL(schema, slot, settings, persisted_documents(settings))
-            ),
+            Route("/graphql", GatewayGraphQL(schema, slot, settings, documents)),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz(slot, admission), methods=["GET"]),
             Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
@@ -469,7 +472,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app.add_middleware(Authenticate, authenticator=authenticator)
     if settings.cors_origins:  # outside authentication: a preflight carries no credential
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
-    if tracing.enabled():
+    if traced:
         app.add_middleware(tracing.TraceRequests)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: a refused request costs no body read and no other layer.

@@ -1,7 +1,8 @@
 """The ``ucd-gateway`` command (also ``python -m gateway``).
 
     ucd-gateway [serve]            the gateway (default), on the embedded local UCD unless
-                                   UCD_GATEWAY_UCD_BASE_URL is set
+                                   UCD_GATEWAY_UCD_BASE_URL is set; --workers N: N processes
+                                   on one port (needs UCD_GATEWAY_REDIS_URL)
     ucd-gateway local-ucd          only the local UCD, for other clients
     ucd-gateway schema             print the GraphQL SDL
     ucd-gateway seed --users N     demo users, events and segments into the local UCD
@@ -22,9 +23,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import shutil
+import signal
 import socket
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -37,17 +41,19 @@ from starlette.applications import Starlette
 from gateway.auth.api_keys import keys_file_entry, new_key
 from gateway.auth.authenticator import AuthSetupError, anonymous_warning
 from gateway.auth.scopes import Scope, parse_scopes
-from gateway.drain import DrainingServer
-from gateway.embedded import EmbeddedUcdError
+from gateway.drain import EXIT_RESERVE_S, EXIT_WITHIN_S, DrainingServer
+from gateway.embedded import EmbeddedUcdError, run_local_ucd
 from gateway.errors import GatewayError, UpstreamUnavailable
-from gateway.listening import listening_socket
+from gateway.listening import listening_socket, reserved_port
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import ConfigError, LocalUcdConfig
 from gateway.logs import configure_logging
+from gateway.metrics import process_ended, share_between_processes
 from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
 from gateway.tuning import event_loop_factory, freeze_after_start_up
 from gateway.ucd.deadline import operation_deadline
+from gateway.workers import Companion, WorkerFailed, supervise
 
 EXIT_CONFIG = 2
 #: Where the local UCD's token comes from, for its banner (the partner it accepts is
@@ -124,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="bind address (default: UCD_GATEWAY_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: UCD_GATEWAY_PORT or 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes on the port (default 1; more needs UCD_GATEWAY_REDIS_URL)",
+    )
 
     local = commands.add_parser(
         "local-ucd",
@@ -190,22 +202,69 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import admission_of, create_app
-    from gateway.persisted.manifest import ManifestError
-
     settings = _settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+    workers: int = getattr(args, "workers", 1)
+    _check_workers(settings, workers)
     _configure_logging(settings)
+    if workers > 1:
+        return _serve_workers(settings, workers)
     sock = _bind(settings.host, settings.port)
     # With port 0 the webhook base URL needs the port actually bound.
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    app = _gateway_app(settings, sock)
+    _run(
+        app,
+        sock,
+        _draining_server(app, settings),
+        start_errors=SERVE_START_ERRORS,
+        failed="cannot start",
+        banner=f"ucd-gateway: GraphiQL on http://{reachable_host(settings.host)}:{settings.port}/graphql",
+        started=lambda: _check_ucd(app, settings),
+    )
+    return 0
+
+
+#: RuntimeError: the data folder was written by a newer local UCD (the store says so).
+SERVE_START_ERRORS: tuple[type[Exception], ...] = (
+    EmbeddedUcdError,
+    OSError,
+    sqlite3.Error,
+    RuntimeError,
+)
+
+
+def _check_workers(settings: Settings, workers: int) -> None:
+    """``--workers N`` needs what N processes must share (gateway/workers.py)."""
+    if workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    if workers == 1:
+        return
+    if settings.redis_url is None:
+        raise ConfigurationError(
+            f"--workers {workers} needs UCD_GATEWAY_REDIS_URL: export jobs, APQ documents, "
+            "circuit breakers, rate limits, the UCD quota and the profile cache would be per "
+            "process"
+        )
+
+
+def _gateway_app(settings: Settings, sock: socket.socket) -> Starlette:
+    from gateway.app import create_app
+    from gateway.persisted.manifest import ManifestError
+
     try:
         app = create_app(settings)
     except (ManifestError, AuthSetupError) as exc:  # a manifest or keys file, a public bind
         sock.close()
         raise ConfigurationError(str(exc)) from None
     warning = anonymous_warning(settings)
-    if warning is not None:
+    if warning is not None:  # once, also with --workers: the app is built before they fork
         logging.getLogger("gateway.auth").warning(warning)
+    return app
+
+
+def _draining_server(app: Starlette, settings: Settings) -> uvicorn.Server:
+    from gateway.app import admission_of
+
     config = uvicorn.Config(
         app,
         lifespan="off",
@@ -215,18 +274,95 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         server_header=False,
     )
-    _run(
-        app,
-        sock,
-        # SIGTERM drains first (gateway/drain.py); the lifespan closes after it.
-        DrainingServer(config, admission=admission_of(app), drain_timeout=settings.drain_timeout),
-        # RuntimeError: the data folder was written by a newer local UCD (the store says so).
-        start_errors=(EmbeddedUcdError, OSError, sqlite3.Error, RuntimeError),
-        failed="cannot start",
-        banner=f"ucd-gateway: GraphiQL on http://{reachable_host(settings.host)}:{settings.port}/graphql",
-        started=lambda: _check_ucd(app, settings),
-    )
+    # SIGTERM drains first (gateway/drain.py); the lifespan closes after it.
+    return DrainingServer(config, admission=admission_of(app), drain_timeout=settings.drain_timeout)
+
+
+def _serve_workers(settings: Settings, workers: int) -> int:
+    """N processes on one port (gateway/workers.py); the app is built here, before the
+    workers fork, so a bad setting is one line from this process and the schema is built
+    once."""
+    try:
+        reserved = reserved_port(settings.host, settings.port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
+    companion: Companion | None = None
+    # Every worker's metric files, so any worker's /metrics answers for all of them.
+    metrics_files = Path(tempfile.mkdtemp(prefix="ucd-gateway-metrics-"))
+    try:
+        settings = settings.model_copy(update={"port": reserved.getsockname()[1]})
+        if settings.ucd_base_url is None:
+            # Once, not per worker; the workers reach it by its URL.
+            companion = Companion(_embedded_ucd(settings))
+            settings = settings.model_copy(update={"ucd_base_url": companion.message})
+        share_between_processes(metrics_files)  # before the app makes its metrics
+        app = _gateway_app(settings, reserved)
+
+        def worker(started: Callable[[], None]) -> int:
+            try:
+                sock = listening_socket(settings.host, settings.port, backlog=2048, reuse_port=True)
+                _run(
+                    app,
+                    sock,
+                    _draining_server(app, settings),
+                    start_errors=SERVE_START_ERRORS,
+                    failed="cannot start",
+                    banner="",
+                    started=lambda: _check_ucd(app, settings),
+                    announce=started,
+                )
+            except ConfigurationError as exc:
+                print(f"ucd-gateway serve: {exc}", file=sys.stderr, flush=True)
+                return EXIT_CONFIG
+            except OSError as exc:
+                print(f"ucd-gateway serve: cannot listen: {exc.strerror}", file=sys.stderr)
+                return EXIT_CONFIG
+            return 0
+
+        url = f"http://{reachable_host(settings.host)}:{settings.port}/graphql"
+        supervise(
+            workers,
+            worker,
+            exit_within=EXIT_WITHIN_S,
+            on_started=lambda: print(
+                f"ucd-gateway: GraphiQL on {url} ({workers} workers)", flush=True
+            ),
+            on_exit=process_ended,
+        )
+    except WorkerFailed as exc:
+        return exc.code
+    finally:
+        if companion is not None:  # after the workers: their last writes reach it
+            companion.stop(within=EXIT_RESERVE_S)
+        reserved.close()
+        shutil.rmtree(metrics_files, ignore_errors=True)
     return 0
+
+
+def _embedded_ucd(settings: Settings) -> Callable[[Callable[[str], None]], int]:
+    """The embedded local UCD as the workers' companion process, until SIGTERM."""
+
+    def run(started: Callable[[str], None]) -> int:
+        async def serve() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            async with run_local_ucd(settings) as url:
+                freeze_after_start_up()
+                started(url)
+                await stop.wait()
+
+        try:
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                runner.run(serve())
+        except SERVE_START_ERRORS as exc:
+            print(f"ucd-gateway serve: cannot start: {exc}", file=sys.stderr, flush=True)
+            return EXIT_CONFIG
+        return 0
+
+    return run
 
 
 async def _check_ucd(app: Starlette, settings: Settings) -> None:
@@ -264,8 +400,11 @@ def _run(
     failed: str,
     banner: str,
     started: Callable[[], Awaitable[None]] | None = None,
+    announce: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` on ``sock`` with ``server`` until interrupted, then close ``sock``.
+    """Serve ``app`` on ``sock`` with ``server`` until interrupted, then close ``sock``;
+    once started (``started`` awaited), print ``banner`` (or call ``announce``, in a worker
+    of ``serve --workers``).
 
     The app's lifespan runs here rather than in uvicorn (``config`` has it off), so a
     start-up failure of ``start_errors`` (the embedded local UCD's port is taken, a data
@@ -283,7 +422,10 @@ def _run(
                 await started()
             # Built and started: what lives now lives as long as the process (tuning.py).
             freeze_after_start_up()
-            print(banner, flush=True)
+            if announce is not None:
+                announce()
+            else:
+                print(banner, flush=True)
             await server.serve(sockets=[sock])
         finally:
             await lifespan.__aexit__(None, None, None)

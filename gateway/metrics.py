@@ -20,17 +20,33 @@ values: an operation's name is the document's own (a GraphQL name), and only the
 The coalescing ratio: ``ucd_gateway_operations_total`` over ``ucd_gateway_ucd_calls_total``
 (``sum(rate(...))`` of each, in PromQL); ``ucd_gateway_operations_per_ucd_call`` is the
 same ratio since the process started, for a quick look.
+
+**``serve --workers N``**: a scrape reaches whichever worker the kernel gives the
+connection, so every worker must answer for all of them. The command line calls
+``share_between_processes(directory)`` before it builds the app and forks the workers:
+prometheus-client's multiprocess mode, where every worker's counters and histograms live
+in memory-mapped files of its own under the directory, and a scrape adds up the files of
+every worker (also of a worker that died: its counts stay, as a counter must). The live
+values are published by each worker into such files too, every ``PUBLISH_EVERY_S`` and
+at each of its scrapes: requests in flight added up over the live workers, each
+circuit's state as the most alarmed worker sees it, the cache's reads as counters. The
+supervisor tells the files of a dead worker's live values to go (``process_ended``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Final, Literal, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -42,6 +58,9 @@ __all__ = [
     "GatewayMetrics",
     "OperationNames",
     "metrics_endpoint",
+    "process_ended",
+    "share_between_processes",
+    "stop_sharing",
 ]
 
 #: Distinct operation names that get a label of their own; later names are ``OTHER``.
@@ -60,6 +79,37 @@ _BREAKER_STATES: Final = ("closed", "open", "half-open")
 _SECONDS_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 #: Users per E1/E4 call: 1 (a single write), coalesced writes, up to the UCD's 1,000.
 _USERS_BUCKETS: Final = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+
+
+#: Seconds between two publications of a worker's live values (serve --workers).
+PUBLISH_EVERY_S: Final = 1.0
+#: The variable prometheus-client's multiprocess mode reads its directory from.
+_MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
+#: The directory of every worker's metric files; None: one process, one registry.
+_shared: Path | None = None
+
+
+def share_between_processes(directory: Path) -> None:
+    """Count in files under ``directory`` from now on (see the module doc): called by the
+    process that forks the workers, before any ``GatewayMetrics`` is made."""
+    global _shared
+    os.environ[_MULTIPROC_DIR] = str(directory)  # prometheus-client reads it from there
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    _shared = directory
+
+
+def stop_sharing() -> None:
+    """Back to one registry per app (for tests: metrics made from now on)."""
+    global _shared
+    os.environ.pop(_MULTIPROC_DIR, None)
+    values.ValueClass = values.MutexValue
+    _shared = None
+
+
+def process_ended(pid: int) -> None:
+    """A worker is gone: its live values no longer count (its counters still do)."""
+    if _shared is not None:
+        mark_process_dead(pid, str(_shared))  # type: ignore[no-untyped-call]
 
 
 class InFlight(Protocol):
@@ -153,6 +203,9 @@ class GatewayMetrics:
         self._operation_count = 0
         self._call_count = 0
         registry.register(_LiveValues(self))
+        self._shared = _shared
+        if self._shared is not None:
+            self._published = _Published()
 
     def watch_breakers(self, breakers: BreakerStates) -> None:
         """Report the state of ``breakers``' circuits (built later than the metrics)."""
@@ -196,7 +249,75 @@ class GatewayMetrics:
         """The body and content type for a scraper that sends ``accept``: the Prometheus
         text format, or OpenMetrics when asked for (prometheus-client's negotiation)."""
         encode, content_type = choose_encoder(accept)
-        return encode(self.registry), content_type
+        if self._shared is None:
+            return encode(self.registry), content_type
+        self.publish()  # this worker's own live values, as of now
+        collector = MultiProcessCollector(None, path=str(self._shared))  # type: ignore[no-untyped-call]
+        families: list[Metric] = list(collector.collect())  # type: ignore[no-untyped-call]
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families([*families, *self._ratios(families)]))
+        return encode(registry), content_type
+
+    @contextlib.asynccontextmanager
+    async def publishing(self) -> AsyncIterator[None]:
+        """While open, publish this worker's live values every ``PUBLISH_EVERY_S`` (only
+        under serve --workers; the app's lifespan opens it)."""
+        if self._shared is None:
+            yield
+            return
+
+        async def publish_forever() -> None:
+            while True:
+                self.publish()
+                await asyncio.sleep(PUBLISH_EVERY_S)
+
+        task = asyncio.create_task(publish_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def publish(self) -> None:
+        """Write this worker's live values into its files (serve --workers)."""
+        published = self._published
+        published.in_flight.set(self._admission.in_flight)
+        if self._breakers is not None:
+            for endpoint in sorted(self._endpoints):
+                now = self._breakers.state(endpoint)
+                for state in _BREAKER_STATES:
+                    published.breakers.labels(endpoint, state).set(1 if state == now else 0)
+        if self._cache is not None:
+            hits, misses = self._cache.hits, self._cache.reads - self._cache.hits
+            published.cache_reads.labels("hit").inc(hits - published.hits)
+            published.cache_reads.labels("miss").inc(misses - published.misses)
+            published.hits, published.misses = hits, misses
+
+    def _ratios(self, families: Iterable[Metric]) -> Iterator[Metric]:
+        """The ratios of the live values, over every worker's counts."""
+        totals: dict[tuple[str, str], float] = {}
+        for family in families:
+            for sample in family.samples:
+                key = (sample.name, sample.labels.get("result", ""))
+                totals[key] = totals.get(key, 0.0) + sample.value
+        operations = totals.get(("ucd_gateway_operations_total", ""), 0.0)
+        calls = totals.get(("ucd_gateway_ucd_calls_total", ""), 0.0)
+        ratio = GaugeMetricFamily(
+            "ucd_gateway_operations_per_ucd_call",
+            "GraphQL operations per UCD call since start (coalescing; 0 before any call).",
+        )
+        ratio.add_metric([], operations / calls if calls else 0)
+        yield ratio
+        if self._cache is not None:
+            hits = totals.get(("ucd_gateway_profile_cache_reads_total", "hit"), 0.0)
+            reads = hits + totals.get(("ucd_gateway_profile_cache_reads_total", "miss"), 0.0)
+            hit_ratio = GaugeMetricFamily(
+                "ucd_gateway_profile_cache_hit_ratio",
+                "Profile reads answered from the cache, of all, since start (0 before any).",
+            )
+            hit_ratio.add_metric([], hits / reads if reads else 0)
+            yield hit_ratio
 
     def _live(self) -> Iterator[Metric]:
         in_flight = GaugeMetricFamily(
@@ -237,6 +358,44 @@ class GatewayMetrics:
             )
             hit_ratio.add_metric([], hits / reads if reads else 0)
             yield hit_ratio
+
+
+class _Published:
+    """A worker's live values as files of the multiprocess mode (serve --workers)."""
+
+    def __init__(self) -> None:
+        self.in_flight = Gauge(
+            "ucd_gateway_in_flight_requests",
+            "GraphQL requests being served now.",
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.breakers = Gauge(
+            "ucd_gateway_ucd_breaker_state",
+            "1 for the state each UCD endpoint's circuit is in (closed, open, half-open).",
+            ["endpoint", "state"],
+            multiprocess_mode="livemax",
+            registry=None,
+        )
+        self.cache_reads = Counter(
+            "ucd_gateway_profile_cache_reads",
+            "Profile reads through the cache: hit (answered without a UCD call) or miss.",
+            ["result"],
+            registry=None,
+        )
+        #: What of the cache's counts is in the files already.
+        self.hits = 0
+        self.misses = 0
+
+
+class _Families:
+    """A collector of families collected before (a scrape's, serve --workers)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
 
 
 class _LiveValues:

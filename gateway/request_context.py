@@ -16,6 +16,7 @@ every call.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import uuid
 from contextvars import ContextVar
@@ -56,12 +57,25 @@ _current: ContextVar[RequestInfo | None] = ContextVar("request_info", default=No
 
 #: A made id is this process's random prefix and a count: unique across replicas and
 #: restarts like a UUID, without a ``uuid4()`` (an ``os.urandom`` call) per request.
-_PREFIX: Final = uuid.uuid4().hex[:16]
+_prefix = ""
 _made = itertools.count(1)
 
 
+def _fresh_ids() -> None:
+    """A new prefix and count for this process. Also after a fork: the workers of
+    ``serve --workers`` are forked from one process, and with its prefix and count they
+    would all hand out the same ids."""
+    global _prefix, _made
+    _prefix = uuid.uuid4().hex[:16]
+    _made = itertools.count(1)
+
+
+_fresh_ids()
+os.register_at_fork(after_in_child=_fresh_ids)
+
+
 def _new_id() -> str:
-    return f"{_PREFIX}{next(_made):016x}"
+    return f"{_prefix}{next(_made):016x}"
 
 
 def current_request() -> RequestInfo | None:

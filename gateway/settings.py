@@ -361,6 +361,15 @@ class Settings(BaseSettings):
         base = self.otel_exporter_otlp_endpoint or "http://localhost:4318"
         return base.rstrip("/") + "/v1/traces"
 
+    # --- replicas: what more they share through Redis (gateway/persisted/shared.py,
+    # gateway/shared_breakers.py) ----------------------------------------------------
+    # Seconds an APQ-registered document is kept in Redis after its last registration
+    # (each text is within the document limits); without Redis documents stay in memory.
+    persisted_ttl: float = Field(default=86_400, gt=0)
+    # Seconds a replica trusts its mirror of a closed circuit without failures before it
+    # reads the shared state again (an open circuit is refused from the mirror at once).
+    breaker_refresh: float = Field(default=0.5, gt=0)
+
     def webhook_base_url(self) -> str:
         """The base URL the UCD should POST export webhooks to (no trailing slash)."""
         if self.public_url:

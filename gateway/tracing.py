@@ -1,9 +1,11 @@
 """OpenTelemetry traces: a span per GraphQL request, per operation and per UCD call.
 
 Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_TRACES_EXPORTER`` is set (read by
-``gateway.settings``, handed in by ``create_app``). Off, nothing of this module is on a
-request's path: the app adds neither the middleware nor the operation extension, and
-the one seam in ``UcdClient._send`` reads the module's ``tracer`` and finds None.
+``gateway.settings``, handed in by ``create_app``, whose lifespan makes the provider: one
+per serving process, so ``serve --workers`` forks no exporter thread). Off, nothing of
+this module is on a request's path: the app adds neither the middleware nor the
+operation extension, and the one seam in ``UcdClient._send`` reads the module's
+``tracer`` and finds None.
 
 What a trace holds, and what it never holds:
 
@@ -68,6 +70,7 @@ __all__ = [
     "disable",
     "enable",
     "enabled",
+    "exports_to",
     "operation_span",
     "provider_for",
     "shut_down",
@@ -88,6 +91,11 @@ _operation_open: ContextVar[bool] = ContextVar("gateway_operation_span", default
 # --- on and off --------------------------------------------------------------------------
 
 
+def exports_to(exporters: Sequence[str]) -> bool:
+    """True when ``exporters`` (``Settings.traces_exporters()``) name one this module has."""
+    return any(name in ("otlp", "console") for name in exporters)
+
+
 def provider_for(
     exporters: Sequence[str], otlp_endpoint: str | None, *, service_name: str
 ) -> TracerProvider | None:
@@ -100,7 +108,7 @@ def provider_for(
     collector that is slow or down never delays an answer; the console exporter writes
     each span as it ends.
     """
-    if not any(name in ("otlp", "console") for name in exporters):
+    if not exports_to(exporters):
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource

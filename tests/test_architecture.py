@@ -211,6 +211,7 @@ LAYERS: Final[dict[str, int]] = {
     "upserts": 3,
     "exports": 3,
     "catalog": 3,
+    "shared_breakers": 3,
     "local_ucd": 3,
     "auth": 3,
     "rate_limits": 3,
@@ -229,6 +230,7 @@ LAYERS: Final[dict[str, int]] = {
     "cors": 5,
     "app": 6,
     "drain": 6,
+    "workers": 6,
     "cli": 7,
     "__main__": 8,
 }

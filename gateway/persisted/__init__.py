@@ -2,6 +2,8 @@
 
 * ``store.py``: where documents registered by Apollo's APQ protocol are kept (one small
   ``DocumentStore`` interface; in memory, bounded, least recently used first out);
+* ``shared.py``: with Redis, the same documents in the shared state, so a hash
+  registered on one replica runs on every other;
 * ``manifest.py``: the trusted documents of ``UCD_GATEWAY_TRUSTED_DOCUMENTS`` (Apollo's
   persisted-query manifest or GraphQL Codegen's client-preset map);
 * ``documents.py``: ``PersistedDocuments``, which turns what a request names
@@ -16,10 +18,12 @@ from collections.abc import Mapping
 from gateway.document_limits import DocumentLimits
 from gateway.persisted.documents import PersistedDocuments
 from gateway.persisted.manifest import load_manifest
+from gateway.persisted.shared import SharedDocumentStore
 from gateway.persisted.store import MemoryDocumentStore
 from gateway.settings import Settings
+from gateway.state.protocol import StateStore
 
-__all__ = ["names_a_document", "persisted_documents"]
+__all__ = ["names_a_document", "persisted_documents", "share_documents"]
 
 
 def persisted_documents(settings: Settings) -> PersistedDocuments:
@@ -42,6 +46,19 @@ def persisted_documents(settings: Settings) -> PersistedDocuments:
             max_directives=settings.max_directives,
         ),
     )
+
+
+def share_documents(documents: PersistedDocuments, state: StateStore, settings: Settings) -> None:
+    """With Redis (``UCD_GATEWAY_REDIS_URL``), keep registered documents in ``state`` too,
+    so every replica finds them; called by the app's lifespan once the state is open."""
+    local = documents.store
+    if isinstance(local, SharedDocumentStore):  # the lifespan runs again (tests)
+        local = local.local
+    assert isinstance(local, MemoryDocumentStore), "built by persisted_documents"
+    if settings.redis_url is None:
+        documents.store = local
+        return
+    documents.store = SharedDocumentStore(state, local, ttl=settings.persisted_ttl)
 
 
 def names_a_document(query_params: Mapping[str, object]) -> bool:

@@ -117,6 +117,21 @@ class MemoryState:
         while len(records) > self._max_entries:
             self._forget(namespace, next(iter(records)))
 
+    async def incr(self, namespace: Namespace, key: str, *, ttl: float) -> int:
+        current = await self.get(namespace, key)
+        value = int(current) + 1 if current is not None else 1
+        await self.put(namespace, key, str(value).encode(), ttl=ttl)
+        return value
+
+    async def put_if_absent(
+        self, namespace: Namespace, key: str, value: bytes, *, ttl: float
+    ) -> bool:
+        # No await between the check and the write: on one event loop this is atomic.
+        if await self.get(namespace, key) is not None:
+            return False
+        await self.put(namespace, key, value, ttl=ttl)
+        return True
+
     def _sweep(self, namespace: Namespace) -> None:
         now = self._clock()
         records = self._records[namespace]

@@ -5,8 +5,13 @@ it was last written, so nothing shared grows without bound. Both backends implem
 exactly what is used today; the pieces of shared state still to come add their
 operation here when they land, each with both backends and a test:
 
-* persisted documents: records without expiry, written once;
-* circuit-breaker state: records per UCD endpoint, read on every call;
+* persisted documents: records written once, kept for ``UCD_GATEWAY_PERSISTED_TTL``
+  (gateway/persisted/shared.py);
+* per-principal rate-limit counters and the partner's UCD quota: ``increment``, a fixed
+  window (gateway/rate_limits.py, gateway/partner_quota.py);
+* circuit-breaker state: a failure counter (``incr``, whose expiry moves with each
+  failure), an open record and a probe lease (``put_if_absent``) per UCD endpoint,
+  mirrored in each process (gateway/shared_breakers.py);
 * the profile cache (``gateway/reads/cache.py``): several records in one round trip
   (``get_many``, ``delete_many``), and key versioning instead of a broadcast: ``stamp``
   raises a shared counter and marks records with it, ``put_unless_stamped`` writes only
@@ -27,6 +32,10 @@ class Namespace(enum.Enum):
     """A kind of shared record; its value is part of the record's key in every backend."""
 
     EXPORT_JOBS = "export-jobs"
+    #: APQ-registered documents by SHA-256 (gateway/persisted/shared.py).
+    PERSISTED_DOCUMENTS = "persisted-documents"
+    #: Circuit-breaker state per UCD endpoint (gateway/shared_breakers.py).
+    BREAKERS = "breakers"
     #: The profile cache: never written to the in-process backend's file (personal data
     #: stays in memory), and not limited by count (its marks must outlive the entries
     #: they invalidate; everything in it expires with the cache's TTL).
@@ -55,6 +64,22 @@ class StateStore(Protocol):
     async def put(self, namespace: Namespace, key: str, value: bytes, *, ttl: float) -> None:
         """Write the record (replacing any), to expire ``ttl`` seconds from now."""
         ...
+
+    # --- counters and leases (the shared circuit breakers) ---------------------------
+
+    async def incr(self, namespace: Namespace, key: str, *, ttl: float) -> int:
+        """Add one to the integer record (0 when absent) and return the new value; the
+        record then expires ``ttl`` seconds from now. Atomic across replicas."""
+        ...
+
+    async def put_if_absent(
+        self, namespace: Namespace, key: str, value: bytes, *, ttl: float
+    ) -> bool:
+        """Write the record only if none is there (a lease): True when this call wrote it.
+        Atomic across replicas, so exactly one of them wins."""
+        ...
+
+    # --- the profile cache ----------------------------------------------------------
 
     async def get_many(self, namespace: Namespace, keys: Sequence[str]) -> list[bytes | None]:
         """The records, in the order of ``keys`` (None where absent), in one round trip."""

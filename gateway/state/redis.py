@@ -98,6 +98,11 @@ def _no_deadline() -> float | None:
     return None
 
 
+def _milliseconds(ttl: float) -> int:
+    """A TTL for ``PX``/``PEXPIRE``: whole milliseconds, at least one."""
+    return max(1, round(ttl * 1000))
+
+
 class RedisState:
     """A ``StateStore`` in Redis; ``time_left`` gives the seconds left of the operation's
     deadline (None outside one), which bounds each call besides ``timeout``."""
@@ -152,6 +157,27 @@ class RedisState:
             self._client.set(self._key(namespace, key), value, px=_milliseconds(ttl))
         )
 
+    async def incr(self, namespace: Namespace, key: str, *, ttl: float) -> int:
+        async def run() -> int:
+            # MULTI/EXEC: the count and its expiry are set together, so a replica that
+            # dies between the two cannot leave a counter that never expires.
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                pipe.pexpire(name, _milliseconds(ttl))
+                count, _ = await pipe.execute()
+            return int(count)
+
+        name = self._key(namespace, key)
+        return await self._bounded(run())
+
+    async def put_if_absent(
+        self, namespace: Namespace, key: str, value: bytes, *, ttl: float
+    ) -> bool:
+        written = await self._bounded(
+            self._client.set(self._key(namespace, key), value, px=_milliseconds(ttl), nx=True)
+        )
+        return bool(written)
+
     async def get_many(self, namespace: Namespace, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
@@ -195,7 +221,3 @@ class RedisState:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _milliseconds(ttl: float) -> int:
-    return max(1, round(ttl * 1000))

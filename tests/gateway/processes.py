@@ -38,6 +38,15 @@ def _environment(settings: Mapping[str, str]) -> dict[str, str]:
 @contextlib.contextmanager
 def started(args: list[str], settings: Mapping[str, str], log: Path) -> Iterator[str]:
     """Run the command until the block ends; the URL its banner names."""
+    with running(args, settings, log) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running(
+    args: list[str], settings: Mapping[str, str], log: Path
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``started``, with the process too (its pid, its exit)."""
     with log.open("w") as log_file:
         process = subprocess.Popen(  # noqa: S603  # our own interpreter and module
             [sys.executable, "-m", "gateway", *args],
@@ -54,9 +63,10 @@ def started(args: list[str], settings: Mapping[str, str], log: Path) -> Iterator
             found = _URL.search(line)
             if found is None:
                 pytest.fail(f"{args[0]} did not start: {line!r}; see {log}", pytrace=False)
-            yield found[1]
+            yield found[1], process
         finally:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -12,8 +12,10 @@ import asyncio
 import socket
 from pathlib import Path
 
+import pytest
+
 from gateway import cli
-from gateway.listening import listening_socket
+from gateway.listening import listening_socket, reserved_port
 
 PACKAGE = Path(cli.__file__).resolve().parent
 
@@ -37,10 +39,26 @@ async def _nodelay_of_accepted(sock: socket.socket) -> int:
     return nodelay
 
 
-async def test_connections_accepted_on_a_listening_socket_have_nodelay() -> None:
-    sock = listening_socket("127.0.0.1", 0, backlog=8)
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["one-process", "workers"])
+async def test_connections_accepted_on_a_listening_socket_have_nodelay(reuse_port: bool) -> None:
+    """Also on each worker's socket of ``serve --workers N`` (SO_REUSEPORT)."""
+    sock = listening_socket("127.0.0.1", 0, backlog=8, reuse_port=reuse_port)
     assert sock.proto == socket.IPPROTO_TCP
     assert await _nodelay_of_accepted(sock) == 1
+
+
+def test_workers_share_the_port_the_supervisor_reserved() -> None:
+    reserved = reserved_port("127.0.0.1", 0)
+    port = reserved.getsockname()[1]
+    first = listening_socket("127.0.0.1", port, backlog=8, reuse_port=True)
+    second = listening_socket("127.0.0.1", port, backlog=8, reuse_port=True)
+    try:
+        assert {s.proto for s in (reserved, first, second)} == {socket.IPPROTO_TCP}
+        with pytest.raises(OSError, match="in use"):  # not without SO_REUSEPORT
+            listening_socket("127.0.0.1", port, backlog=8)
+    finally:
+        for sock in (reserved, first, second):
+            sock.close()
 
 
 async def test_a_socket_made_without_the_protocol_gets_no_nodelay() -> None:

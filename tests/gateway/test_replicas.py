@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.persisted.manifest import sha256_hex
 from tests.gateway.processes import started
 from tests.gateway.redis_server import RedisServer
 
@@ -130,3 +131,18 @@ async def test_without_redis_a_restart_keeps_the_export_jobs(tmp_path: Path) -> 
         assert ready["status"] == "READY"
     with started(["serve", "--port", "0"], settings, tmp_path / "second.log") as second:
         assert (await graphql(second, EXPORT_JOB, id=job["id"]))["exportJob"] == ready
+
+
+async def test_a_document_registered_by_apq_on_a_runs_by_its_hash_on_b_and_c(
+    replicas: Replicas,
+) -> None:
+    query = '{ user(key: {uuid: "u-apq-replicas"}) { name } }'
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(query)}}
+    async with httpx.AsyncClient(timeout=30) as client:
+        registered = await client.post(
+            f"{replicas.a}/graphql", json={"query": query, "extensions": extensions}
+        )
+        assert registered.json()["data"] == {"user": None}
+        for other in (replicas.b, replicas.c):
+            by_hash = await client.post(f"{other}/graphql", json={"extensions": extensions})
+            assert by_hash.json()["data"] == {"user": None}, by_hash.text

@@ -205,3 +205,51 @@ def test_a_redis_url_of_another_scheme_is_refused_without_repeating_it() -> None
     (error,) = refused.value.errors()
     assert error["loc"] == ("redis_url",)
     assert error["msg"] == "Value error, must start with redis://, rediss://, unix://"
+
+
+# --- counters, leases and deletes, on both backends ----------------------------------------
+
+BREAKERS = Namespace.BREAKERS
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def any_state(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[MemoryState | RedisState]:
+    if request.param == "memory":
+        state: MemoryState | RedisState = MemoryState(tmp_path / FILE_NAME)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        state = RedisState(server.url, timeout=1.0, max_connections=2)
+        await state.delete_many(BREAKERS, ["count", "lease", "gone"])
+    yield state
+    await state.aclose()
+
+
+async def test_incr_counts_from_one_and_delete_starts_it_again(
+    any_state: MemoryState | RedisState,
+) -> None:
+    assert [await any_state.incr(BREAKERS, "count", ttl=30) for _ in range(3)] == [1, 2, 3]
+    assert await any_state.get(BREAKERS, "count") == b"3"
+    await any_state.delete_many(BREAKERS, ["count", "never-written"])
+    await any_state.delete_many(BREAKERS, [])  # no keys: nothing to do
+    assert await any_state.incr(BREAKERS, "count", ttl=30) == 1
+
+
+async def test_put_if_absent_writes_once_until_the_record_goes(
+    any_state: MemoryState | RedisState,
+) -> None:
+    assert await any_state.put_if_absent(BREAKERS, "lease", b"a", ttl=30)
+    assert not await any_state.put_if_absent(BREAKERS, "lease", b"b", ttl=30)
+    assert await any_state.get(BREAKERS, "lease") == b"a"
+    await any_state.delete_many(BREAKERS, ["lease"])
+    assert await any_state.put_if_absent(BREAKERS, "lease", b"c", ttl=30)
+
+
+async def test_an_incremented_count_expires_with_its_ttl(tmp_path: Path) -> None:
+    wall = [1_000.0]
+    state = MemoryState(tmp_path / FILE_NAME, clock=lambda: wall[0])
+    await state.incr(BREAKERS, "count", ttl=10)
+    wall[0] += 11
+    assert await state.incr(BREAKERS, "count", ttl=10) == 1
+    await state.aclose()

@@ -1,114 +1,38 @@
 """Spans leave ``ucd-gateway serve`` (a child process, configured only by the standard
 OTEL_* variables) over OTLP/HTTP and arrive at a real receiver.
 
-The receiver is a small Starlette app on a free loopback port, served by uvicorn in a
-thread for the whole session: it takes ``POST /v1/traces`` in protobuf, as a collector
-does, and decodes each body with opentelemetry-proto.
+The receiver (tests/gateway/otlp_receiver.py) is a small Starlette app on a free
+loopback port, served by uvicorn in a thread for the whole session: it takes
+``POST /v1/traces`` in protobuf, as a collector does, and decodes each body with
+opentelemetry-proto.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from gateway.ucd.paths import PROFILE_PATH, UPSERT_PATH
+from tests.gateway.otlp_receiver import OtlpReceiver, serve_otlp, strings
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
 
 
-@dataclass
-class Received:
-    """One decoded export: its resource's attributes and its spans."""
-
-    resource: dict[str, str]
-    spans: list[Span]
-
-
-@dataclass
-class OtlpReceiver:
-    url: str
-    exports: list[Received] = field(default_factory=list)
-    content_types: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def spans(self) -> list[tuple[dict[str, str], Span]]:
-        with self.lock:
-            return [(e.resource, span) for e in self.exports for span in e.spans]
-
-
-def _strings(attributes: list[KeyValue]) -> dict[str, str]:
-    return {a.key: a.value.string_value for a in attributes}
-
-
-def _receiver_app(receiver: OtlpReceiver) -> Starlette:
-    async def traces(request: Request) -> Response:
-        body = await request.body()
-        if request.headers.get("content-encoding") == "gzip":
-            body = gzip.decompress(body)
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(body)
-        with receiver.lock:
-            receiver.content_types.append(request.headers.get("content-type", ""))
-            for resource_spans in export.resource_spans:
-                resource = _strings(list(resource_spans.resource.attributes))
-                spans = [s for scope in resource_spans.scope_spans for s in scope.spans]
-                receiver.exports.append(Received(resource, spans))
-        return Response(
-            ExportTraceServiceResponse().SerializeToString(),
-            media_type="application/x-protobuf",
-        )
-
-    return Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
-
-
-class _ThreadServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # signals belong to the main thread (pytest's)
-
-
 @pytest.fixture(scope="session")
 def otlp_receiver() -> Iterator[OtlpReceiver]:
     """A real OTLP/HTTP receiver on a free loopback port, once per session."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    receiver = OtlpReceiver(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    server = _ThreadServer(uvicorn.Config(_receiver_app(receiver), lifespan="off", log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the OTLP receiver did not start"
-        time.sleep(0.01)
-    yield receiver
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_otlp() as receiver:
+        yield receiver
 
 
 def _wait_for(receiver: OtlpReceiver, names: set[str], timeout: float) -> list[Span]:
@@ -178,7 +102,7 @@ def test_spans_of_the_served_gateway_arrive_at_an_otlp_receiver(
     operation, call = by_name["query GetUser"], by_name[f"POST {PROFILE_PATH}"]
     assert call.parent_span_id == operation.span_id
     assert by_name["POST /graphql"].parent_span_id.hex() == "b7ad6b7169203331"
-    assert _strings(list(operation.attributes)) == {
+    assert strings(list(operation.attributes)) == {
         "graphql.operation.type": "query",
         "graphql.operation.name": "GetUser",
     }
