@@ -58,6 +58,7 @@ from gateway.audit import AuditLog
 from gateway.auth.authenticator import build_authenticator
 from gateway.auth.middleware import Authenticate, principal_of
 from gateway.catalog import CatalogCache
+from gateway.compiled import compiled_execution
 from gateway.cors import cors_options
 from gateway.embedded import run_local_ucd
 from gateway.error_pipeline import code_request_errors, drop_suggestions, readiness_refusal
@@ -205,6 +206,7 @@ class GatewayGraphQL(GraphQL[Any, None]):
         self._documents = documents
         self._max_batch = settings.max_batch
         self._cache_control = settings.persisted_cache_control
+        self._compiled = compiled_execution(schema, settings)  # gateway/compiled/
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return graphiql_page(request)  # the gateway's own page, no CDN (gateway/graphiql/)
@@ -255,8 +257,13 @@ class GatewayGraphQL(GraphQL[Any, None]):
             return ExecutionResult(data=None, errors=[resolved.refusal])
         request_data.query = resolved.text
         current_exchange().persisted += resolved.persisted
-        result: ExecutionResult = await super().execute_single(request_data=request_data, **kwargs)
-        return result
+        return await self._compiled.execute(  # or graphql-core's, when it cannot compile
+            request_data.query,
+            request_data.operation_name,
+            request_data.variables,
+            kwargs["context"],
+            lambda: super(GatewayGraphQL, self).execute_single(request_data=request_data, **kwargs),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One deadline per operation: every UCD call it makes, retries and waits included,

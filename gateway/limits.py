@@ -30,6 +30,7 @@ from graphql import (
     GraphQLSchema,
     NoSchemaIntrospectionCustomRule,
     parse,
+    specified_rules,
 )
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -264,6 +265,21 @@ class RequestGuards:
 
     def __call__(self) -> GatewayExtension:
         return GatewayExtension(self)
+
+    def prepare(self, schema: GraphQLSchema, query: str) -> DocumentNode | None:
+        """``query``'s document when it parses and validates as a request's extension
+        would find it (the same caches, so neither side does the work twice), else None.
+
+        For the compiled execution path (gateway/compiled/): a document that fails
+        either is answered by strawberry, with the errors it always gave.
+        """
+        try:
+            document = _cached_parse(query, max_tokens=self.max_tokens)
+        except GraphQLError:
+            return None
+        rules = (*specified_rules, *self.validation_rules)  # strawberry's default, then ours
+        errors = self.validation_cache.validate(schema, document, query, rules)
+        return None if errors else document
 
 
 class GatewayExtension(MaskingExtension):

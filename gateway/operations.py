@@ -14,13 +14,20 @@ The outcome is ``OK`` or the code of the first error, as the answer will carry i
 
 Put first in the schema's extensions: strawberry leaves the hooks in reverse order, so
 this one sees the errors after the gateway's extension has masked them.
+
+The compiled execution path (gateway/compiled/), which runs no strawberry hook, observes
+its operations with ``ObserveOperations.observing``: the same record, and an operation
+it hands to graphql-core inside is not observed a second time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Final
 
 from graphql import GraphQLError, OperationDefinitionNode
@@ -31,7 +38,7 @@ from gateway.error_pipeline import code_of
 from gateway.metrics import GatewayMetrics
 from gateway.request_context import current_request
 
-__all__ = ["OK", "UNKNOWN_TYPE", "observe_operations"]
+__all__ = ["OK", "UNKNOWN_TYPE", "ObserveOperations", "Observed", "observe_operations"]
 
 logger = logging.getLogger("gateway.operations")
 
@@ -41,13 +48,64 @@ OK: Final = "OK"
 UNKNOWN_TYPE: Final = "unknown"
 
 
-def observe_operations(metrics: GatewayMetrics) -> Callable[[], SchemaExtension]:
+#: True inside ``ObserveOperations.observing``: the operation is observed there already.
+_observed: ContextVar[bool] = ContextVar("gateway_operation_observed", default=False)
+
+
+def observe_operations(metrics: GatewayMetrics) -> ObserveOperations:
     """A factory strawberry calls once per operation."""
+    return ObserveOperations(metrics)
 
-    def factory() -> SchemaExtension:
-        return _OperationObserver(metrics)
 
-    return factory
+@dataclass(frozen=True)
+class ObserveOperations:
+    """The schema extension's factory; the compiled path finds it on the schema."""
+
+    metrics: GatewayMetrics
+
+    def __call__(self) -> SchemaExtension:
+        return _OperationObserver(self.metrics)
+
+    @contextlib.contextmanager
+    def observing(self, name: str | None, kind: str) -> Iterator[Observed]:
+        """Observes one operation run outside strawberry's hooks: ``name`` is its name in
+        the document, ``kind`` its type; the yielded ``Observed`` is given its errors."""
+        started = time.perf_counter()
+        observed = Observed()
+        token = _observed.set(True)
+        try:
+            yield observed
+        finally:
+            _observed.reset(token)
+            label = self.metrics.names.label(name, in_document=True)
+            _record(self.metrics, label, kind, observed.outcome, time.perf_counter() - started)
+
+
+class Observed:
+    """The outcome of an operation under ``observing``: BAD_REQUEST unless answered, as
+    for an operation strawberry raised past."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome = ErrorCode.BAD_REQUEST.value
+
+    def answered(self, errors: Sequence[GraphQLError] | None) -> None:
+        self.outcome = _outcome_of(errors)
+
+
+def _outcome_of(errors: Sequence[GraphQLError] | None) -> str:
+    return code_of(errors[0]).value if errors else OK
+
+
+def _record(metrics: GatewayMetrics, name: str, kind: str, outcome: str, seconds: float) -> None:
+    metrics.on_operation(name, kind, outcome, seconds)
+    duration_ms = round(seconds * 1000, 3)
+    info = current_request()
+    if info is not None:
+        info.operation, info.operation_type = name, kind
+        info.duration_ms, info.outcome = duration_ms, outcome
+    logger.info("%s %s: %s in %.1f ms", kind, name, outcome, duration_ms)
 
 
 class _OperationObserver(SchemaExtension):
@@ -55,6 +113,9 @@ class _OperationObserver(SchemaExtension):
         self._metrics = metrics
 
     def on_operation(self) -> Iterator[None]:
+        if _observed.get():  # the compiled path handed its operation over: observed there
+            yield
+            return
         started = time.perf_counter()
         # Strawberry raised past the operation: the view refuses it with BAD_REQUEST.
         outcome = ErrorCode.BAD_REQUEST.value
@@ -74,17 +135,11 @@ class _OperationObserver(SchemaExtension):
         errors = context.pre_execution_errors
         if not errors and context.result is not None:
             errors = context.result.errors
-        return code_of(errors[0]).value if errors else OK
+        return _outcome_of(errors)
 
     def _record(self, outcome: str, seconds: float) -> None:
         name, kind = self._name_and_type()
-        self._metrics.on_operation(name, kind, outcome, seconds)
-        duration_ms = round(seconds * 1000, 3)
-        info = current_request()
-        if info is not None:
-            info.operation, info.operation_type = name, kind
-            info.duration_ms, info.outcome = duration_ms, outcome
-        logger.info("%s %s: %s in %.1f ms", kind, name, outcome, duration_ms)
+        _record(self._metrics, name, kind, outcome, seconds)
 
     def _name_and_type(self) -> tuple[str, str]:
         """The operation's label and type, from its document (not the caller's text)."""

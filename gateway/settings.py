@@ -214,6 +214,12 @@ class Settings(BaseSettings):
     # Operations in one JSON array; a longer batch is refused with 400 before any runs.
     max_batch: int = Field(default=10, ge=1)
 
+    # --- compiled execution (gateway/compiled/) ---
+    # Queries made only of user/users with typed attribute and event fields are answered
+    # by a plan cached per document, straight from the UCD's answer; false: every
+    # operation runs through graphql-core (the same bytes, more CPU).
+    compiled_execution: bool = True
+
     @field_validator("trusted_documents_only")
     @classmethod
     def _trusted_only_needs_a_manifest(cls, only: bool, info: ValidationInfo) -> bool:

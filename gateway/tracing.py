@@ -16,7 +16,9 @@ What a trace holds, and what it never holds:
 * ``OperationSpans`` (strawberry): one span per operation, named
   ``{graphql.operation.type} {graphql.operation.name}`` (OpenTelemetry's GraphQL
   conventions). Never the document (``graphql.document`` would carry its literals, an
-  email in ``user(key: {email: ...})``) nor a variable value.
+  email in ``user(key: {email: ...})``) nor a variable value. The compiled path
+  (gateway/compiled/), which skips strawberry's hooks, opens the same span with
+  ``operation_span``.
 * ``ucd_call``: a CLIENT span per request put on the wire to the UCD (retries are
   requests of their own), ``{method} {path}`` with the path template, the status and
   the users in the batch; and the ``traceparent`` of that span on the request, so the
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
@@ -61,12 +64,14 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 __all__ = [
+    "OperationSpan",
     "OperationSpans",
     "TraceRequests",
     "disable",
     "enable",
     "enabled",
     "exports_to",
+    "operation_span",
     "provider_for",
     "shut_down",
     "ucd_call",
@@ -79,6 +84,8 @@ _MAX_NAME: Final = 100
 #: checks it before its seam, so an untraced call costs one attribute load.
 tracer: Tracer | None = None
 _propagator: Final = TraceContextTextMapPropagator()
+#: True inside ``operation_span``: the operation has its span, ``OperationSpans`` adds none.
+_operation_open: ContextVar[bool] = ContextVar("gateway_operation_span", default=False)
 
 
 # --- on and off --------------------------------------------------------------------------
@@ -216,7 +223,9 @@ class OperationSpans(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         active = tracer
-        if active is None:  # switched off after the app was built
+        # Off since the app was built, or inside ``operation_span``: the compiled path
+        # handed this operation to graphql-core, and its span is already open.
+        if active is None or _operation_open.get():
             yield
             return
         span = active.start_span("GraphQL operation", kind=SpanKind.INTERNAL)
@@ -246,7 +255,10 @@ def _name_operation(span: Span, context: Any) -> None:
         kind = context.operation_type.value
     except RuntimeError:  # no operation of that name in the document
         return
-    name = context.operation_name
+    _set_names(span, kind, context.operation_name)
+
+
+def _set_names(span: Span, kind: str, name: str | None) -> None:
     span.set_attribute("graphql.operation.type", kind)
     if name:
         name = name[:_MAX_NAME]
@@ -254,6 +266,46 @@ def _name_operation(span: Span, context: Any) -> None:
         span.update_name(f"{kind} {name}")
     else:
         span.update_name(kind)
+
+
+class OperationSpan:
+    """The span ``operation_span`` opened; ``answered`` marks it as ``OperationSpans``
+    marks an operation whose result has errors."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def answered(self, *, errors: bool) -> None:
+        if errors:
+            self.span.set_status(StatusCode.ERROR)
+
+
+@contextlib.contextmanager
+def operation_span(kind: str, name: str | None) -> Iterator[OperationSpan]:
+    """The span ``OperationSpans`` makes, for an operation executed outside strawberry's
+    hooks (the compiled path, gateway/compiled/): the same name, attributes, parent and
+    status, and the current span of the UCD calls made inside. ``kind`` and ``name`` are
+    what strawberry's ``operation_type`` and ``operation_name`` would be (the request's
+    operation name, else the document's). Should the operation be handed to graphql-core
+    inside, ``OperationSpans`` opens no second span for it. Only while tracing is on
+    (the caller checks ``enabled()``, so an untraced request costs no context manager).
+    """
+    assert tracer is not None, "operation_span while tracing is off"
+    span = tracer.start_span("GraphQL operation", kind=SpanKind.INTERNAL)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    opened = _operation_open.set(True)
+    try:
+        yield OperationSpan(span)
+    except BaseException as exc:
+        _failed(span, exc)
+        raise
+    finally:
+        _operation_open.reset(opened)
+        _set_names(span, kind, name)
+        otel_context.detach(token)
+        span.end()
 
 
 # --- a UCD call ------------------------------------------------------------------------

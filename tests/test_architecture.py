@@ -226,6 +226,7 @@ LAYERS: Final[dict[str, int]] = {
     "persisted": 5,
     "graphql_over_http": 5,
     "graphiql": 5,
+    "compiled": 5,
     "cors": 5,
     "app": 6,
     "drain": 6,
@@ -330,6 +331,16 @@ GRAPHQL_NAMES: Final[dict[tuple[str, str], str]] = {
     # Query.catalog's two lists, each read from its own E10 table.
     ("gateway.api.catalog", "attributes"): "the Catalog.attributes field",
     ("gateway.api.catalog", "events"): "the Catalog.events field",
+    # The compiled path reads documents by the schema's field and argument names.
+    ("gateway.compiled.plan", "users"): "the Query.users field",
+    ("gateway.compiled.plan", "events"): "the User.events field",
+    ("gateway.compiled.plan", "timestamp"): "the Event.timestamp field",
+    ("gateway.compiled.plan", "source"): "the Event.source field",
+    ("gateway.compiled.execution", "users"): "the Query.users field",
+    ("gateway.compiled.execution", "events"): "the User.events field",
+    ("gateway.compiled.serializer", "events"): "the User.events field",
+    ("gateway.compiled.serializer", "timestamp"): "the Event.timestamp field",
+    ("gateway.compiled.serializer", "source"): "the Event.source field",
     # Input checks name the input field at fault in a path or a message.
     ("gateway.api.validation", "email"): "IdentifierInput.email, named in the error path",
     ("gateway.api.validation", "uuid"): "IdentifierInput.uuid, named in the error path",

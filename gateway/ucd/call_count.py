@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["CallCount", "count_cache_hit", "count_call", "counting_calls"]
+__all__ = ["CallCount", "carrying_calls", "count_cache_hit", "count_call", "counting_calls"]
 
 
 @dataclass
@@ -37,17 +37,32 @@ class CallCount:
 
 
 _current: ContextVar[CallCount | None] = ContextVar("ucd_call_count", default=None)
+_carried: ContextVar[CallCount | None] = ContextVar("ucd_calls_carried", default=None)
 
 
 @contextlib.contextmanager
 def counting_calls() -> Iterator[CallCount]:
     """Count the calls made from here (and from tasks started here) into the count yielded."""
-    count = CallCount()
+    carried = _carried.get()
+    count = CallCount() if carried is None else CallCount(carried.calls, carried.cache_hits)
     token = _current.set(count)
     try:
         yield count
     finally:
         _current.reset(token)
+
+
+@contextlib.contextmanager
+def carrying_calls(carried: CallCount) -> Iterator[None]:
+    """A ``counting_calls`` opened in here starts at ``carried`` (calls and cache hits):
+    the operation already made them on another path (the compiled execution's reads,
+    before it handed the operation to graphql-core, whose resolvers then find those
+    answers in the request's loader)."""
+    token = _carried.set(carried)
+    try:
+        yield
+    finally:
+        _carried.reset(token)
 
 
 def count_call() -> None:

@@ -112,7 +112,8 @@ def _guards(app: Any) -> RequestGuards:
 
 
 async def test_repeated_queries_hit_the_parser_cache() -> None:
-    async with app_gateway() as (client, _):
+    # graphql-core's path; the compiled one keeps its own plan per document (below).
+    async with app_gateway(compiled_execution=False) as (client, _):
         await graphql(client, USER_QUERY)
         before = parse_cache_info()
         for _ in range(3):
@@ -124,7 +125,7 @@ async def test_repeated_queries_hit_the_parser_cache() -> None:
 
 async def test_repeated_queries_hit_the_validation_cache() -> None:
     """The limit rules are built once per app; per-request rule classes would miss every time."""
-    async with app_gateway() as (client, app):
+    async with app_gateway(compiled_execution=False) as (client, app):
         cache = _guards(app).validation_cache
         await graphql(client, USER_QUERY)
         hits, misses = cache.hits, cache.misses
@@ -132,6 +133,19 @@ async def test_repeated_queries_hit_the_validation_cache() -> None:
             await graphql(client, USER_QUERY)
     assert cache.hits - hits == 3
     assert cache.misses == misses
+
+
+async def test_a_compiled_document_is_parsed_and_validated_once() -> None:
+    """The compiled path prepares a document through the same caches once, then answers
+    it from its plan: neither cache is asked again."""
+    async with app_gateway() as (client, app):
+        cache = _guards(app).validation_cache
+        await graphql(client, USER_QUERY)
+        parsed, validated = parse_cache_info(), (cache.hits, cache.misses)
+        for _ in range(3):
+            await graphql(client, USER_QUERY)
+        assert (parse_cache_info().hits, parse_cache_info().misses) == (parsed.hits, parsed.misses)
+        assert (cache.hits, cache.misses) == validated
 
 
 def test_validation_cache_revalidates_a_new_document_and_stays_bounded() -> None:

@@ -272,6 +272,53 @@ async def test_a_mutation_and_its_batch_are_one_trace(traced: Traced) -> None:
     assert call.status.status_code is StatusCode.UNSET
 
 
+# --- the compiled path (gateway/compiled/): the same spans as graphql-core's --------------------
+
+
+def _shape(spans: list[ReadableSpan]) -> list[tuple[Any, ...]]:
+    """Each span's name, kind, attributes, status and its parent's name: the trace as
+    a reader sees it, without ids, times and the local UCD's port."""
+    names = {_id(span): span.name for span in spans}
+    return sorted(
+        (
+            span.name,
+            span.kind.name,
+            sorted((k, v) for k, v in (span.attributes or {}).items() if k != "server.port"),
+            span.status.status_code.name,
+            names.get(_parent(span) or 0),
+        )
+        for span in spans
+    )
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["answered", "ucd-fails"])
+async def test_the_compiled_path_makes_the_spans_graphql_core_makes(
+    exporter: InMemorySpanExporter, tmp_path: Path, fail: bool
+) -> None:
+    """Answered on the compiled path, or handed to graphql-core after its read failed
+    (then one operation span still, in error, with the one call under it)."""
+    shapes = []
+    for compiled in (True, False):
+        async with gateway_over_http(tmp_path / str(compiled), compiled_execution=compiled) as gw:
+            gw.exporter = exporter
+            await gw.post(UPSERT, input={"users": [{"key": {"uuid": "u-1"}, "attributes": {}}]})
+            exporter.clear()
+            gw.ucd.fail_next = int(fail)
+            body = await gw.post(
+                GET_USER, headers={"traceparent": TRACEPARENT}, key={"uuid": "u-1"}
+            )
+            answered = gw.app.routes[0].endpoint._compiled.answered  # type: ignore[attr-defined]
+            assert ("errors" in body) is fail
+            assert answered == int(compiled and not fail)
+            shapes.append(_shape(gw.spans()))
+    assert shapes[0] == shapes[1]
+    (operation,) = [shape for shape in shapes[0] if shape[0] == "query GetUser"]
+    assert operation[3] == ("ERROR" if fail else "UNSET")
+    assert [shape[4] for shape in shapes[0] if shape[0] == f"POST {PROFILE_PATH}"] == [
+        "query GetUser"
+    ]
+
+
 # --- coalesced calls: children of the operation that sent them -------------------------------
 
 
