@@ -22,8 +22,8 @@ one; ``UcdClient`` waits them like a 429's Retry-After when that fits its retrie
 the operation's deadline, and answers ``RATE_LIMITED`` with ``retryAfter`` otherwise,
 without calling the UCD.
 
-**Redis outage: fail open** to this process's own counters for ``_RETRY_REDIS`` seconds
-(a warning says so), as the rate limits do: the UCD still enforces its limits itself,
+**Redis outage: fail open** to this process's own counters for a few seconds
+(gateway/state/fail_open.py, as the rate limits do): the UCD still enforces its limits itself,
 and the client retries its 429s.
 
 The counters are keyed by partner and pool, nothing else: no caller's data.
@@ -39,8 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.errors import StateUnavailable
-from gateway.state.memory import MemoryState
+from gateway.state.fail_open import FailOpenCounters
 from gateway.state.protocol import Namespace, StateStore
 from gateway.ucd.quota import QuotaPool
 
@@ -54,8 +53,6 @@ WINDOW: Final = 10.0
 _SPAN: Final = 7
 #: A refill takes this fraction of the window's allowance (at least what the call needs).
 _LEASE_PARTS: Final = 16
-#: Seconds this process counts on its own after the shared state failed.
-_RETRY_REDIS: Final = 5.0
 
 
 @dataclass(slots=True)
@@ -79,12 +76,12 @@ class PartnerQuota:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._state = state
         self._partner = partner
         self._share = share
         self._clock = clock
-        self._local = MemoryState(clock=clock)
-        self._shared_down_until = 0.0
+        self._counters = FailOpenCounters(
+            state, Namespace.UCD_QUOTA, logger=logger, what="UCD quota", clock=clock
+        )
         self._leases: dict[str, _Lease] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -110,7 +107,7 @@ class PartnerQuota:
             # Another task may have refilled (or the window turned) while this one waited.
             lease = self._lease(pool, window)
             if lease.left < needed and not lease.spent:
-                await self._refill(pool, lease, needed, now)
+                await self._refill(pool, lease, needed)
             if lease.left >= needed:
                 lease.left -= needed
                 return None
@@ -122,30 +119,16 @@ class PartnerQuota:
             lease = self._leases[pool.name] = _Lease(window)
         return lease
 
-    async def _refill(self, pool: QuotaPool, lease: _Lease, needed: int, now: float) -> None:
+    async def _refill(self, pool: QuotaPool, lease: _Lease, needed: int) -> None:
         allowance = self.allowance(pool)
         chunk = max(needed - lease.left, -(-allowance // _LEASE_PARTS))
         key = f"{self._partner}:{pool.name}:{lease.window}"
-        total = await self._increment(key, chunk, now)
+        # Kept a little past its window: a replica whose clock is behind still finds it.
+        total = await self._counters.increment(key, chunk, ttl=2 * WINDOW)
         before = total - chunk
         lease.left += max(0, min(chunk, allowance - before))
         if total >= allowance:
             lease.spent = True
-
-    async def _increment(self, key: str, amount: int, now: float) -> int:
-        # Kept a little past its window: a replica whose clock is behind still finds it.
-        ttl = 2 * WINDOW
-        if now >= self._shared_down_until:
-            try:
-                return await self._state.increment(Namespace.UCD_QUOTA, key, amount, ttl=ttl)
-            except StateUnavailable:
-                self._shared_down_until = now + _RETRY_REDIS
-                logger.warning(
-                    "UCD quota: the shared state cannot be reached; counting in this process "
-                    "for %.0f s (each replica spends the whole share on its own)",
-                    _RETRY_REDIS,
-                )
-        return await self._local.increment(Namespace.UCD_QUOTA, key, amount, ttl=ttl)
 
 
 def _until_next(window: int, now: float) -> float:

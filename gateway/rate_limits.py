@@ -24,8 +24,9 @@ and a key in Redis must not carry personal data.
 **Redis outage: fail open** to this process's own counters. A limiter that refused
 everything while Redis is down would take the gateway down with it; counting locally
 keeps each replica within the limit (so N replicas allow at most N times it) until
-Redis answers again. After a failure Redis is not asked again for ``_RETRY_REDIS``
-seconds, so an outage does not add Redis's timeout to every operation.
+Redis answers again. After a failure Redis is not asked again for ``RETRY_SHARED``
+seconds (gateway/state/fail_open.py), so an outage does not add Redis's timeout to every
+operation.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.errors import StateUnavailable
-from gateway.state.memory import MemoryState
+from gateway.state.fail_open import FailOpenCounters
 from gateway.state.protocol import Namespace, StateStore
 
 __all__ = ["Decision", "RateLimit", "RateLimiter"]
@@ -47,8 +47,6 @@ __all__ = ["Decision", "RateLimit", "RateLimiter"]
 logger = logging.getLogger("gateway.rate_limits")
 
 _UNITS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-#: Seconds the limiter counts locally after Redis failed, before it asks Redis again.
-_RETRY_REDIS: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -84,11 +82,11 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._state = state
         self._default = RateLimit.parse(default) if default is not None else None
         self._clock = clock
-        self._local = MemoryState(clock=clock)
-        self._shared_down_until = 0.0
+        self._counters = FailOpenCounters(
+            state, Namespace.RATE_LIMITS, logger=logger, what="rate limits", clock=clock
+        )
         self._parsed: dict[str, RateLimit] = {}
 
     def limit_of(self, own: str | None) -> RateLimit | None:
@@ -109,21 +107,8 @@ class RateLimiter:
         window = math.floor(now / limit.window)
         digest = hashlib.sha256(principal.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         key = f"{digest}:{limit.window}:{window}"
-        count = await self._increment(key, max(1, cost), ttl=float(limit.window), now=now)
+        count = await self._counters.increment(key, max(1, cost), ttl=float(limit.window))
         if count <= limit.count:
             return Decision(limit)
         retry_after = max(1, math.ceil((window + 1) * limit.window - now))
         return Decision(limit, retry_after)
-
-    async def _increment(self, key: str, amount: int, *, ttl: float, now: float) -> int:
-        if now >= self._shared_down_until:
-            try:
-                return await self._state.increment(Namespace.RATE_LIMITS, key, amount, ttl=ttl)
-            except StateUnavailable:
-                self._shared_down_until = now + _RETRY_REDIS
-                logger.warning(
-                    "rate limits: the shared state cannot be reached; counting in this "
-                    "process for %.0f s (each replica allows the limit on its own)",
-                    _RETRY_REDIS,
-                )
-        return await self._local.increment(Namespace.RATE_LIMITS, key, amount, ttl=ttl)
