@@ -12,7 +12,7 @@ from gateway.state.memory import MemoryState
 from gateway.state.protocol import Namespace
 from tests.gateway.conftest import GatewayHttp
 
-__all__ = ["person", "stored_bytes"]
+__all__ = ["person", "redis_bytes", "stored_bytes"]
 
 _serial = itertools.count()
 
@@ -39,7 +39,13 @@ def stored_bytes(gateway: GatewayHttp) -> list[bytes]:
         records = state.records(Namespace.PROFILE_CACHE)
         return [key.encode() for key in records] + list(records.values())
     assert runtime.settings.redis_url is not None
-    sync = Redis.from_url(runtime.settings.redis_url.get_secret_value())
+    return redis_bytes(runtime.settings.redis_url.get_secret_value())
+
+
+def redis_bytes(url: str) -> list[bytes]:
+    """Every key and value in the Redis at ``url`` (SCAN, DUMP, and GET of strings since
+    DUMP may compress)."""
+    sync = Redis.from_url(url)
     try:
         dumped: list[bytes] = []
         for key in sync.scan_iter(count=1000):

@@ -42,6 +42,13 @@ def started(args: list[str], settings: Mapping[str, str], log: Path) -> Iterator
         yield url
 
 
+def local_ucd(folder: Path) -> contextlib.AbstractContextManager[str]:
+    """``ucd-gateway local-ucd`` on a free port with its data in ``folder``/ucd: its URL."""
+    return started(
+        ["local-ucd", "--port", "0", "--data", str(folder / "ucd")], {}, folder / "ucd.log"
+    )
+
+
 @contextlib.contextmanager
 def running(
     args: list[str], settings: Mapping[str, str], log: Path

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from gateway.persisted.manifest import sha256_hex
-from tests.gateway.processes import started
+from tests.gateway.processes import local_ucd, started
 from tests.gateway.redis_server import RedisServer
 
 UPSERT = """
@@ -62,9 +62,7 @@ def replicas(
 ) -> Iterator[Replicas]:
     """One local UCD, then B and C, then A, whose webhooks the UCD sends to B."""
     folder = tmp_path_factory.mktemp("replicas")
-    with started(
-        ["local-ucd", "--port", "0", "--data", str(folder / "ucd")], {}, folder / "ucd.log"
-    ) as ucd:
+    with local_ucd(folder) as ucd:
 
         def replica(name: str, **extra: str) -> Any:
             settings = {

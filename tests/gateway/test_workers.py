@@ -19,7 +19,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.workers import RESTART_AFTER_S, Companion, WorkerFailed, supervise
-from tests.gateway.processes import running, started
+from tests.gateway.processes import local_ucd, running
 from tests.gateway.redis_server import RedisServer
 from tests.gateway.served_workers import Served, children_of, graphql, one_per_worker
 
@@ -38,10 +38,7 @@ EXPORT_JOB = "query($id: ID!) { exportJob(id: $id) { id status url } }"
 
 @pytest.fixture(scope="module")
 def ucd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("workers-ucd")
-    with started(
-        ["local-ucd", "--port", "0", "--data", str(folder)], {}, folder / "ucd.log"
-    ) as url:
+    with local_ucd(tmp_path_factory.mktemp("workers-ucd")) as url:
         yield url
 
 

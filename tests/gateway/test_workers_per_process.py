@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.auth.api_keys import sha256_hex
 from tests.gateway.auth.jwks_server import AUDIENCE, ISSUER, serve_jwks
 from tests.gateway.otlp_receiver import OtlpReceiver, serve_otlp
-from tests.gateway.processes import started
+from tests.gateway.processes import local_ucd
 from tests.gateway.redis_server import RedisServer
 from tests.gateway.served_workers import (
     children_of,
@@ -52,10 +52,7 @@ KEY = "ucdg_test-key-of-the-workers"  # a test credential, not a secret
 
 @pytest.fixture(scope="module")
 def ucd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("workers-ucd")
-    with started(
-        ["local-ucd", "--port", "0", "--data", str(folder)], {}, folder / "ucd.log"
-    ) as url:
+    with local_ucd(tmp_path_factory.mktemp("workers-ucd")) as url:
         yield url
 
 
