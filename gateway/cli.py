@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 import signal
@@ -218,7 +219,9 @@ def _serve(args: argparse.Namespace) -> int:
         _draining_server(app, settings),
         start_errors=SERVE_START_ERRORS,
         failed="cannot start",
-        banner=f"ucd-gateway: GraphiQL on http://{reachable_host(settings.host)}:{settings.port}/graphql",
+        announce=_printing(
+            f"ucd-gateway: GraphiQL on http://{reachable_host(settings.host)}:{settings.port}/graphql"
+        ),
         started=lambda: _check_ucd(app, settings),
     )
     return 0
@@ -309,7 +312,6 @@ def _serve_workers(settings: Settings, workers: int) -> int:
                     _draining_server(app, settings),
                     start_errors=SERVE_START_ERRORS,
                     failed="cannot start",
-                    banner="",
                     started=lambda: _check_ucd(app, settings),
                     announce=started,
                 )
@@ -391,6 +393,11 @@ async def _check_ucd(app: Starlette, settings: Settings) -> None:
     logger.info("gateway ready; %s", where)
 
 
+def _printing(banner: str) -> Callable[[], None]:
+    """An ``announce`` for ``_run`` that prints ``banner`` (flushed: tests wait for it)."""
+    return functools.partial(print, banner, flush=True)
+
+
 def _run(
     app: Starlette,
     sock: socket.socket,
@@ -398,13 +405,12 @@ def _run(
     *,
     start_errors: tuple[type[Exception], ...],
     failed: str,
-    banner: str,
+    announce: Callable[[], None],
     started: Callable[[], Awaitable[None]] | None = None,
-    announce: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``app`` on ``sock`` with ``server`` until interrupted, then close ``sock``;
-    once started (``started`` awaited), print ``banner`` (or call ``announce``, in a worker
-    of ``serve --workers``).
+    once started (``started`` awaited), ``announce`` it (print the banner, or tell the
+    supervisor of ``serve --workers``).
 
     The app's lifespan runs here rather than in uvicorn (``config`` has it off), so a
     start-up failure of ``start_errors`` (the embedded local UCD's port is taken, a data
@@ -422,10 +428,7 @@ def _run(
                 await started()
             # Built and started: what lives now lives as long as the process (tuning.py).
             freeze_after_start_up()
-            if announce is not None:
-                announce()
-            else:
-                print(banner, flush=True)
+            announce()
             await server.serve(sockets=[sock])
         finally:
             await lifespan.__aexit__(None, None, None)
@@ -496,7 +499,7 @@ def _local_ucd(args: argparse.Namespace) -> int:
         ),
         start_errors=(OSError, sqlite3.Error, RuntimeError),
         failed=f"cannot open the data folder {config.data_dir}",
-        banner=(
+        announce=_printing(
             f"local UCD on {config.base_url}\n"
             f"  partner: {settings.partner}\n"
             # Never the token itself: banners end up in terminals, CI logs and screenshots.

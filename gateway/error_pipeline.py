@@ -221,11 +221,10 @@ def mask_unexpected(error: GraphQLError) -> GraphQLError:
 
 def code_request_errors(errors: Sequence[GraphQLError]) -> None:
     """Codes for the errors still without one once the result is known (in place)."""
-    # With the parser cache a syntax error escapes the extension's hooks, so it is
-    # only seen here.
-    _tag([e for e in errors if isinstance(e, GraphQLSyntaxError)], ErrorCode.GRAPHQL_PARSE_FAILED)
-    # Left without a code and without a path: variables that failed coercion.
-    _tag([e for e in errors if e.path is None], ErrorCode.BAD_USER_INPUT)
+    for error in errors:
+        default = _default_code(error)
+        if default is not None:
+            _tag([error], default)
 
 
 def code_of(error: GraphQLError) -> ErrorCode:
@@ -234,11 +233,19 @@ def code_of(error: GraphQLError) -> ErrorCode:
     code = (error.extensions or {}).get("code")
     if isinstance(code, str) and code in ErrorCode.__members__:
         return ErrorCode(code)
+    return _default_code(error) or ErrorCode.INTERNAL_SERVER_ERROR
+
+
+def _default_code(error: GraphQLError) -> ErrorCode | None:
+    """The code of an error that reached the answer without one, when its kind says it."""
+    # With the parser cache a syntax error escapes the extension's hooks, so it is
+    # only seen at the end.
     if isinstance(error, GraphQLSyntaxError):
         return ErrorCode.GRAPHQL_PARSE_FAILED
+    # Without a path: variables that failed coercion.
     if error.path is None:
         return ErrorCode.BAD_USER_INPUT
-    return ErrorCode.INTERNAL_SERVER_ERROR
+    return None
 
 
 #: graphql-core's suggestion (``graphql.pyutils.did_you_mean``): " Did you mean 'a' or

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import multiprocessing
 import os
@@ -93,19 +94,35 @@ def _detach(supervisor: int) -> None:
         signal.signal(sig, signal.SIG_DFL)  # the supervisor's handlers are not ours
 
 
-def _child(worker: Worker, ready: Connection, supervisor: int) -> None:
+def _run_child(run: Callable[[], int], supervisor: int) -> None:
+    """A child's whole life: detached, ``run``, its output flushed, its exit code."""
     _detach(supervisor)
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
 
+
+def _spawn(
+    context: multiprocessing.context.ForkContext, child: Callable[[Connection], None]
+) -> tuple[BaseProcess, Connection]:
+    """Fork a process running ``child`` with the writing end of a new pipe; the
+    reading end."""
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(target=child, args=(writer,), daemon=False)
+    process.start()
+    writer.close()
+    return process, reader
+
+
+def _worker_child(worker: Worker, supervisor: int, ready: Connection) -> None:
     def started() -> None:
         # A worker started again after a crash has no one listening: nothing to tell.
         with contextlib.suppress(OSError):
             ready.send(os.getpid())
         ready.close()
 
-    code = worker(started)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
+    _run_child(lambda: worker(started), supervisor)
 
 
 class _Supervisor:
@@ -126,12 +143,8 @@ class _Supervisor:
         self._stopping = False
 
     def _fork(self) -> tuple[BaseProcess, Connection]:
-        reader, writer = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=_child, args=(self._worker, writer, os.getpid()), daemon=False
-        )
-        process.start()
-        writer.close()
+        child = functools.partial(_worker_child, self._worker, os.getpid())
+        process, reader = _spawn(self._context, child)
         self._workers.append(process)
         assert process.pid is not None
         self._started_at[process.pid] = time.monotonic()
@@ -205,17 +218,12 @@ class _Supervisor:
 CompanionTarget = Callable[[Callable[[str], None]], int]
 
 
-def _companion_child(target: CompanionTarget, ready: Connection, supervisor: int) -> None:
-    _detach(supervisor)
-
+def _companion_child(target: CompanionTarget, supervisor: int, ready: Connection) -> None:
     def started(message: str) -> None:
         ready.send(message)
         ready.close()
 
-    code = target(started)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
+    _run_child(lambda: target(started), supervisor)
 
 
 class Companion:
@@ -224,13 +232,8 @@ class Companion:
     it said once started (its URL)."""
 
     def __init__(self, target: CompanionTarget) -> None:
-        context = multiprocessing.get_context("fork")
-        reader, writer = context.Pipe(duplex=False)
-        self._process = context.Process(
-            target=_companion_child, args=(target, writer, os.getpid()), daemon=False
-        )
-        self._process.start()
-        writer.close()
+        child = functools.partial(_companion_child, target, os.getpid())
+        self._process, reader = _spawn(multiprocessing.get_context("fork"), child)
         message: str | None = None
         try:
             if reader.poll(START_TIMEOUT_S):

@@ -9,7 +9,7 @@ slot of the gateway's own in time) are not calls and are not reported.
 
 Every value is bounded and free of personal data, so an observer may use it as a label
 as it is: ``endpoint`` is one of the paths of ``gateway/ucd/paths.py``; ``status`` is the
-HTTP status as text (``"200"``) or one of ``NO_ANSWER_STATUSES``.
+HTTP status as text (``"200"``), ``TIMEOUT`` or ``NETWORK_ERROR``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
-__all__ = ["NETWORK_ERROR", "NO_ANSWER_STATUSES", "TIMEOUT", "UcdCallObserver", "notify"]
+__all__ = ["NETWORK_ERROR", "TIMEOUT", "UcdCallObserver", "notify"]
 
 #: ``status`` of an attempt whose answer did not come in time.
 TIMEOUT: Final = "timeout"
 #: ``status`` of an attempt without an answer: refused, reset or dropped connection.
 NETWORK_ERROR: Final = "network_error"
-NO_ANSWER_STATUSES: Final = (TIMEOUT, NETWORK_ERROR)
 
 
 class UcdCallObserver(Protocol):
