@@ -25,7 +25,6 @@ import asyncio
 import os
 import stat
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
@@ -49,7 +48,6 @@ class AuditLog:
         self._target = target
         self._fd: int | None = None
         self._sync = False
-        self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-log")
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -75,7 +73,7 @@ class AuditLog:
                 batch, self._pending = self._pending, []
                 data = b"".join(chunk for chunk, _ in batch)
                 try:
-                    await loop.run_in_executor(self._writer, self.append, data)
+                    await loop.run_in_executor(self._writer, self._append, data)
                 except Exception as exc:  # AuditUnavailable, or a writer shut down
                     for _, done in batch:
                         if not done.done():
@@ -87,22 +85,21 @@ class AuditLog:
         finally:
             self._flushing = None
 
-    def append(self, data: bytes) -> None:
-        """The blocking append (on the writer thread; a lock for any other caller)."""
-        with self._lock:
-            try:
-                fd = self._open()
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                if self._sync:
-                    os.fsync(fd)
-            except OSError as exc:
-                self._close()  # opened again at the next write
-                raise AuditUnavailable(
-                    f"the audit log cannot be written: {exc.strerror or type(exc).__name__}"
-                ) from None
+    def _append(self, data: bytes) -> None:
+        """The blocking append, on the one writer thread (so one at a time)."""
+        try:
+            fd = self._open()
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if self._sync:
+                os.fsync(fd)
+        except OSError as exc:
+            self._close()  # opened again at the next write
+            raise AuditUnavailable(
+                f"the audit log cannot be written: {exc.strerror or type(exc).__name__}"
+            ) from None
 
     def _open(self) -> int:
         if self._fd is None:
@@ -121,6 +118,5 @@ class AuditLog:
         self._fd = None
 
     async def aclose(self) -> None:
-        self._writer.shutdown(wait=True)
-        with self._lock:
-            self._close()
+        self._writer.shutdown(wait=True)  # no append runs after this
+        self._close()

@@ -217,7 +217,7 @@ class OperationTrail:
             await self._audit.write(lines)
         except AuditUnavailable as exc:
             logger.error("%s; the operation is refused", exc)
-            return _audit_refusal()
+            return audit_unavailable()
         self._attempted = True
         return None
 
@@ -251,8 +251,4 @@ class OperationTrail:
             elif result is not None and data is not None:
                 logger.error("%s; the answer is withheld", exc)
                 result.data = None
-                result.errors = [_audit_refusal()]
-
-
-def _audit_refusal() -> GraphQLError:
-    return audit_unavailable()  # error_pipeline: the one writer of codes onto answers
+                result.errors = [audit_unavailable()]

@@ -75,7 +75,14 @@ from gateway.ucd.call_count import CallCount, counting_calls
 from gateway.ucd.names import CUSTOM, EMAIL, INSIDER_ID, PHONE_NUMBER, UUID
 from gateway.ucd.requests import UserRef
 
-__all__ = ["MUTATION_COSTS", "CostLimits", "OperationBudget", "planned_calls", "user_key"]
+__all__ = [
+    "MUTATION_COSTS",
+    "CostLimits",
+    "OperationBudget",
+    "cost_extensions",
+    "planned_calls",
+    "user_key",
+]
 
 
 @dataclass(frozen=True)
@@ -258,6 +265,17 @@ def _no_call(root: _Root, nodes: Sequence[FieldNode]) -> int:
     return 0  # __typename
 
 
+def cost_extensions(planned: int, count: CallCount) -> dict[str, Any]:
+    """An answer's ``extensions``: ``cost.ucdCalls`` planned and actual (both paths of
+    execution write it here, so their answers stay byte for byte alike)."""
+    calls = {"planned": planned, "actual": count.calls}
+    if count.cache_hits:
+        # Reads the profile cache answered (gateway/reads/cache.py); planned counts
+        # them as calls, since whether a read hits is known only when it runs.
+        calls["cacheHits"] = count.cache_hits
+    return {"cost": {"ucdCalls": calls}}
+
+
 class OperationBudget:
     """One operation's budget: planned before it executes, its calls counted while it does."""
 
@@ -304,9 +322,4 @@ class OperationBudget:
 
     def results(self) -> dict[str, Any]:
         """The response's ``extensions`` entry."""
-        calls = {"planned": self.planned, "actual": self._count.calls}
-        if self._count.cache_hits:
-            # Reads the profile cache answered (gateway/reads/cache.py); planned counts
-            # them as calls, since whether a read hits is known only when it runs.
-            calls["cacheHits"] = self._count.cache_hits
-        return {"cost": {"ucdCalls": calls}}
+        return cost_extensions(self.planned, self._count)

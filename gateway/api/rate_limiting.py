@@ -49,8 +49,9 @@ def refusal_of(decision: Decision | None) -> GraphQLError | None:
 
 
 @contextlib.contextmanager
-def already_taken(decision: Decision) -> Iterator[None]:
-    """Inside, ``rate_limit_refusal`` answers with ``decision`` instead of taking again."""
+def already_taken(decision: Decision | None) -> Iterator[None]:
+    """Inside, ``rate_limit_refusal`` answers with ``decision`` instead of taking again
+    (None: not taken yet, so it is taken then)."""
     token = _taken.set(decision)
     try:
         yield

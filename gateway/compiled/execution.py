@@ -24,7 +24,6 @@ graphql-core's), and the operation's span, with tracing on, is opened here as
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -37,12 +36,12 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.types import ExecutionResult
 
 from gateway import tracing
-from gateway.api.budget import CostLimits, user_key
+from gateway.api.budget import CostLimits, cost_extensions, user_key
 from gateway.api.context import Context
 from gateway.api.rate_limiting import already_taken, take
 from gateway.api.selection import FieldScope, user_selection
 from gateway.api.strawberry_internals import graphql_core_schema
-from gateway.api.types import check_last, event_window
+from gateway.api.types import event_window
 from gateway.api.ucd_requests import key_ref
 from gateway.api.validation import check_key
 from gateway.auth.pii import pii_read_names
@@ -51,11 +50,10 @@ from gateway.compiled.plan import Plan, PlannedField, collect, compile_operation
 from gateway.compiled.serializer import Serializers
 from gateway.errors import GatewayError
 from gateway.operations import ObserveOperations
-from gateway.rate_limits import Decision
 from gateway.reads.need import ProfileNeed
 from gateway.settings import Settings
 from gateway.ucd.answers import ProfileAnswer
-from gateway.ucd.call_count import CallCount, carrying_calls, counting_calls
+from gateway.ucd.call_count import carrying_calls, counting_calls
 from gateway.ucd.requests import UserRef
 
 __all__ = ["PLAN_CACHE_SIZE", "CompiledExecution", "Guards", "can_compile", "compiled_execution"]
@@ -169,19 +167,6 @@ _Reads = dict[str, list[tuple[UserRef, ProfileNeed]]]
 
 class _Fallback(Exception):
     """Inside ``_run``: hand the operation to graphql-core."""
-
-
-def _cost(planned: int, count: CallCount) -> dict[str, int]:
-    """``extensions.cost.ucdCalls``, as ``OperationBudget.results`` writes it."""
-    calls = {"planned": planned, "actual": count.calls}
-    if count.cache_hits:
-        calls["cacheHits"] = count.cache_hits
-    return calls
-
-
-def _taken(decision: Decision | None) -> contextlib.AbstractContextManager[None]:
-    """The rate limit taken for a fallback after the reads: not taken again."""
-    return contextlib.nullcontext() if decision is None else already_taken(decision)
 
 
 class CompiledExecution:
@@ -364,13 +349,13 @@ class _Run:
                 data = self._data(grouped, reads, answers)
             except Exception:  # a UCD error, Unanswerable: graphql-core's to answer
                 batch.calls -= planned  # graphql-core's budget plans them again
-                with carrying_calls(count), _taken(decision):
+                with carrying_calls(count), already_taken(decision):
                     return await fallback()
         self.compiled.answered += 1
         return ExecutionResult(
             data=data,
             errors=None,
-            extensions={"cost": {"ucdCalls": _cost(planned, count)}},
+            extensions=cost_extensions(planned, count),
         )
 
     def _reads(
@@ -460,7 +445,6 @@ class _Run:
     ) -> list[dict[str, Any]]:
         args = get_argument_values(self.compiled._events_field, fields[0].node, self.variables)
         last = args.get("last")
-        check_last(last)  # checked by _need already: it cannot fail here
         since, until = event_window(self.context.now, args.get("from"), args.get("to"))
         return self.compiled._serializers.events(
             fields,

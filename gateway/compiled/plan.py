@@ -104,7 +104,6 @@ class PlannedField:
 class Plan:
     """One operation of one document, ready to run with any variables."""
 
-    document: DocumentNode
     operation: OperationDefinitionNode
     fragments: Mapping[str, FragmentDefinitionNode]
     roots: tuple[PlannedField, ...]
@@ -117,7 +116,7 @@ class Plan:
     #: whatever its conditions: a caller who may not read one of them (PII without
     #: ``pii:read``) is answered by graphql-core, which nulls it with FORBIDDEN.
     read_names: frozenset[str] = frozenset()
-    #: Memos the executor fills: grouped roots, needs and event arguments that are fixed.
+    #: Memos the executor fills: grouped roots and needs that are fixed.
     memo: dict[object, Any] = field(default_factory=dict)
 
 
@@ -145,7 +144,6 @@ def compile_operation(
         if root.name != _TYPENAME:
             static_needs[root.key] = static_needs.get(root.key, True) and _fixed_need(root)
     return Plan(
-        document=document,
         operation=operation,
         fragments=fragments,
         roots=roots,

@@ -129,6 +129,8 @@ class RedisState:
         self._client: Redis = Redis.from_pool(pool)
         self._stamp = self._client.register_script(_STAMP)
         self._put_unless_stamped = self._client.register_script(_PUT_UNLESS_STAMPED)
+        # EVALSHA: the rate limits and the UCD quota run it per operation or lease.
+        self._increment = self._client.register_script(_INCREMENT)
 
     def _key(self, namespace: Namespace, key: str) -> str:
         return f"{KEY_PREFIX}:{namespace.value}:{key}"
@@ -213,10 +215,8 @@ class RedisState:
     # --- counters (rate limits) ---------------------------------------------------
 
     async def increment(self, namespace: Namespace, key: str, amount: int, *, ttl: float) -> int:
-        milliseconds = max(1, round(ttl * 1000))
-        value = await self._bounded(
-            self._client.eval(_INCREMENT, 1, self._key(namespace, key), amount, milliseconds)
-        )
+        keys = [self._key(namespace, key)]
+        value = await self._bounded(self._increment(keys=keys, args=[amount, _milliseconds(ttl)]))
         return int(value)
 
     async def aclose(self) -> None:

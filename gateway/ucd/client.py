@@ -308,6 +308,7 @@ class UcdClient:
         content = orjson.dumps(body) if body is not None else None
         deadline = deadlines.current()
         pool_spent = pool_of(method, path) if self._quota is not None else None
+        units = units_of(pool_spent, body) if pool_spent is not None else 0
         attempt = 0
         while True:
             budget = self._budget(deadline)
@@ -317,13 +318,9 @@ class UcdClient:
                 assert self._quota is not None
                 # The partner's budget across replicas (gateway/ucd/quota.py): waited for
                 # like a 429's Retry-After, since the UCD would answer one.
-                wait = await self._quota.take(pool_spent, units_of(pool_spent, body))
+                wait = await self._quota.take(pool_spent, units)
                 if wait is not None:
-                    if (
-                        attempt < self._max_retries
-                        and wait <= self._max_retry_after
-                        and _fits(deadline, wait)
-                    ):
+                    if self._may_wait(attempt, wait, deadline):
                         await self._sleep(wait)
                         attempt += 1
                         continue
@@ -357,11 +354,7 @@ class UcdClient:
                 retry_after = _retry_after_seconds(response)
                 # Honour Retry-After, but never sleep longer than the cap, nor past the
                 # operation's deadline: then the caller is better served by the error.
-                if (
-                    attempt < self._max_retries
-                    and retry_after <= self._max_retry_after
-                    and _fits(deadline, retry_after)
-                ):
+                if self._may_wait(attempt, retry_after, deadline):
                     logger.warning(
                         "UCD rate limited %s %s; retrying in %d s", method, path, retry_after
                     )
@@ -379,6 +372,16 @@ class UcdClient:
                     attempt += 1
                     continue
             return _answer(method, path, response, parse=parse)
+
+    def _may_wait(self, attempt: int, seconds: float, deadline: float | None) -> bool:
+        """Whether a call told to wait ``seconds`` (a 429's Retry-After, the quota's next
+        window) waits and tries again: retries left, the wait under the cap, and never
+        past the operation's deadline (then the caller is better served by the error)."""
+        return (
+            attempt < self._max_retries
+            and seconds <= self._max_retry_after
+            and _fits(deadline, seconds)
+        )
 
     async def _attempt(
         self,
