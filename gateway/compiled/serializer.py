@@ -107,20 +107,12 @@ def _attribute_reader(read_name: str, output: Callable[[Any], Any]) -> UserReade
     return lambda attributes: output(attributes.get(read_name))
 
 
-def _param_reader(param: str, output: Callable[[Any], Any]) -> EventReader:
-    return lambda name, stamp, raw: output(raw.get(param))
-
-
 def _insider_id(attributes: Mapping[str, Any]) -> str | None:
     return ProfileAnswer(attributes, {}).insider_id
 
 
 def _typename(type_name: str) -> Callable[..., str]:
     return lambda *_: type_name
-
-
-def _event_name(name: str, stamp: datetime, raw: EventRecord) -> str:
-    return name
 
 
 def _event_time(name: str, stamp: datetime, raw: EventRecord) -> str:
@@ -166,20 +158,20 @@ class Serializers:
             self.user[name] = _attribute_reader(
                 read_name, _OUTPUTS[_type_name(user.fields[name].type)]
             )
+        # The event writer inlines parameters and the name (see _event_writer); these
+        # are the fields it calls a reader for.
         self.event: dict[str, EventReader] = {
             "__typename": _typename("Event"),
-            "name": _event_name,
             "timestamp": _event_time,
             "source": _event_source,
         }
-        self._event_outputs: dict[str, Callable[[Any], Any]] = {}
-        for name, param in EVENT_FIELD_PARAMS.items():
-            output = self._event_outputs[name] = _OUTPUTS[_type_name(event.fields[name].type)]
-            self.event[name] = _param_reader(param, output)
+        self._event_outputs: dict[str, Callable[[Any], Any]] = {
+            name: _OUTPUTS[_type_name(event.fields[name].type)] for name in EVENT_FIELD_PARAMS
+        }
         self._event_writers: dict[tuple[tuple[str, str], ...], EventWriter] = {}
         # The plan compiles exactly the fields written here.
         assert set(self.user) == USER_FIELDS | {"__typename"}
-        assert set(self.event) == EVENT_FIELDS | {"__typename"}
+        assert {*self.event, *self._event_outputs, "name"} == EVENT_FIELDS | {"__typename"}
 
     def user_fields(
         self,
