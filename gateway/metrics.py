@@ -74,6 +74,34 @@ OTHER: Final = "other"
 
 _NAME: Final = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
 _BREAKER_STATES: Final = ("closed", "open", "half-open")
+
+#: Name and help of the values read at scrape time, alike in one process and in the
+#: multiprocess files of serve --workers.
+_IN_FLIGHT: Final = ("ucd_gateway_in_flight_requests", "GraphQL requests being served now.")
+_BREAKER: Final = (
+    "ucd_gateway_ucd_breaker_state",
+    "1 for the state each UCD endpoint's circuit is in (closed, open, half-open).",
+)
+_CACHE_READS: Final = (
+    "ucd_gateway_profile_cache_reads",
+    "Profile reads through the cache: hit (answered without a UCD call) or miss.",
+)
+_PER_CALL: Final = (
+    "ucd_gateway_operations_per_ucd_call",
+    "GraphQL operations per UCD call since start (coalescing; 0 before any call).",
+)
+_HIT_RATIO: Final = (
+    "ucd_gateway_profile_cache_hit_ratio",
+    "Profile reads answered from the cache, of all, since start (0 before any).",
+)
+
+
+def _gauge(name_help: tuple[str, str], value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(*name_help)
+    family.add_metric([], value)
+    return family
+
+
 #: Seconds: a cached read takes well under a millisecond, a UCD call tens of them, and
 #: the operation deadline is 10 s by default.
 _SECONDS_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -283,11 +311,8 @@ class GatewayMetrics:
         """Write this worker's live values into its files (serve --workers)."""
         published = self._published
         published.in_flight.set(self._admission.in_flight)
-        if self._breakers is not None:
-            for endpoint in sorted(self._endpoints):
-                now = self._breakers.state(endpoint)
-                for state in _BREAKER_STATES:
-                    published.breakers.labels(endpoint, state).set(1 if state == now else 0)
+        for endpoint, state, value in self._breaker_states():
+            published.breakers.labels(endpoint, state).set(value)
         if self._cache is not None:
             hits, misses = self._cache.hits, self._cache.reads - self._cache.hits
             published.cache_reads.labels("hit").inc(hits - published.hits)
@@ -303,61 +328,37 @@ class GatewayMetrics:
                 totals[key] = totals.get(key, 0.0) + sample.value
         operations = totals.get(("ucd_gateway_operations_total", ""), 0.0)
         calls = totals.get(("ucd_gateway_ucd_calls_total", ""), 0.0)
-        ratio = GaugeMetricFamily(
-            "ucd_gateway_operations_per_ucd_call",
-            "GraphQL operations per UCD call since start (coalescing; 0 before any call).",
-        )
-        ratio.add_metric([], operations / calls if calls else 0)
-        yield ratio
+        yield _gauge(_PER_CALL, operations / calls if calls else 0)
         if self._cache is not None:
             hits = totals.get(("ucd_gateway_profile_cache_reads_total", "hit"), 0.0)
             reads = hits + totals.get(("ucd_gateway_profile_cache_reads_total", "miss"), 0.0)
-            hit_ratio = GaugeMetricFamily(
-                "ucd_gateway_profile_cache_hit_ratio",
-                "Profile reads answered from the cache, of all, since start (0 before any).",
-            )
-            hit_ratio.add_metric([], hits / reads if reads else 0)
-            yield hit_ratio
+            yield _gauge(_HIT_RATIO, hits / reads if reads else 0)
+
+    def _breaker_states(self) -> Iterator[tuple[str, str, int]]:
+        """``(endpoint, state, 1 or 0)`` for every endpoint called and every state."""
+        if self._breakers is None:
+            return
+        for endpoint in sorted(self._endpoints):
+            now = self._breakers.state(endpoint)
+            for state in _BREAKER_STATES:
+                yield endpoint, state, 1 if state == now else 0
 
     def _live(self) -> Iterator[Metric]:
-        in_flight = GaugeMetricFamily(
-            "ucd_gateway_in_flight_requests", "GraphQL requests being served now."
-        )
-        in_flight.add_metric([], self._admission.in_flight)
-        yield in_flight
-        ratio = GaugeMetricFamily(
-            "ucd_gateway_operations_per_ucd_call",
-            "GraphQL operations per UCD call since start (coalescing; 0 before any call).",
-        )
-        ratio.add_metric([], self._operation_count / self._call_count if self._call_count else 0)
-        yield ratio
+        yield _gauge(_IN_FLIGHT, self._admission.in_flight)
+        calls = self._call_count
+        yield _gauge(_PER_CALL, self._operation_count / calls if calls else 0)
         if self._breakers is not None:
-            breaker = GaugeMetricFamily(
-                "ucd_gateway_ucd_breaker_state",
-                "1 for the state each UCD endpoint's circuit is in (closed, open, half-open).",
-                labels=["endpoint", "state"],
-            )
-            for endpoint in sorted(self._endpoints):
-                now = self._breakers.state(endpoint)
-                for state in _BREAKER_STATES:
-                    breaker.add_metric([endpoint, state], 1 if state == now else 0)
+            breaker = GaugeMetricFamily(*_BREAKER, labels=["endpoint", "state"])
+            for endpoint, state, value in self._breaker_states():
+                breaker.add_metric([endpoint, state], value)
             yield breaker
         if self._cache is not None:
             reads, hits = self._cache.reads, self._cache.hits
-            counted = CounterMetricFamily(
-                "ucd_gateway_profile_cache_reads",
-                "Profile reads through the cache: hit (answered without a UCD call) or miss.",
-                labels=["result"],
-            )
+            counted = CounterMetricFamily(*_CACHE_READS, labels=["result"])
             counted.add_metric(["hit"], hits)
             counted.add_metric(["miss"], reads - hits)
             yield counted
-            hit_ratio = GaugeMetricFamily(
-                "ucd_gateway_profile_cache_hit_ratio",
-                "Profile reads answered from the cache, of all, since start (0 before any).",
-            )
-            hit_ratio.add_metric([], hits / reads if reads else 0)
-            yield hit_ratio
+            yield _gauge(_HIT_RATIO, hits / reads if reads else 0)
 
 
 class _Published:
@@ -365,21 +366,18 @@ class _Published:
 
     def __init__(self) -> None:
         self.in_flight = Gauge(
-            "ucd_gateway_in_flight_requests",
-            "GraphQL requests being served now.",
+            *_IN_FLIGHT,
             multiprocess_mode="livesum",
             registry=None,
         )
         self.breakers = Gauge(
-            "ucd_gateway_ucd_breaker_state",
-            "1 for the state each UCD endpoint's circuit is in (closed, open, half-open).",
+            *_BREAKER,
             ["endpoint", "state"],
             multiprocess_mode="livemax",
             registry=None,
         )
         self.cache_reads = Counter(
-            "ucd_gateway_profile_cache_reads",
-            "Profile reads through the cache: hit (answered without a UCD call) or miss.",
+            *_CACHE_READS,
             ["result"],
             registry=None,
         )
