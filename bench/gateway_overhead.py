@@ -35,7 +35,7 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from bench.local_ucd_scale import HEADERS, PARTNER, TOKEN, _listen, _serve_local_ucd
+from bench.local_ucd_scale import CLI_LOOP, HEADERS, PARTNER, TOKEN, _listen, _serve_local_ucd
 
 USER_UUID = "bench-user-1"
 PROFILE_BODY = {"identifiers": {"uuid": USER_UUID}, "attributes": ["name", "email"]}
@@ -67,7 +67,13 @@ def _serve_gateway(ucd_url: str, transport: str, ready: Queue[int]) -> None:
     )
     ready.put(port)
     uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
+        uvicorn.Config(
+            create_app(settings),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            loop=CLI_LOOP,
+        )
     ).run(sockets=[sock])
 
 

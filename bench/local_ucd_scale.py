@@ -73,6 +73,11 @@ def bench_users() -> int:
 # --- the server process -------------------------------------------------------------------
 
 
+#: The event loop the CLI's servers run on (gateway/tuning.py): uvloop, accepting every
+#: waiting connection per turn (gateway/accepting.py), as uvicorn's import string.
+CLI_LOOP = "gateway.accepting:new_event_loop"
+
+
 def _listen() -> socket.socket:
     """A loopback socket on a free port, listening before the server starts, made the way
     the CLI's servers make theirs (gateway/listening.py: TCP_NODELAY on what it accepts),
@@ -93,9 +98,9 @@ def _serve_local_ucd(data_dir: str, ready: Queue[int]) -> None:
     config = LocalUcdConfig(port=port, data_dir=Path(data_dir), partners={PARTNER: (TOKEN,)})
     app = create_local_ucd_app(config)
     ready.put(port)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")).run(
-        sockets=[sock]
-    )
+    uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop=CLI_LOOP)
+    ).run(sockets=[sock])
 
 
 # --- memory of the server process ---------------------------------------------------------

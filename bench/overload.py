@@ -55,7 +55,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench import _loadgen as loadgen
 from bench.gateway_overhead import QUERY, USER_UUID, _cpu_seconds, _wait_ready
-from bench.local_ucd_scale import HEADERS, PARTNER, TOKEN, _listen, _serve_local_ucd, _status_kib
+from bench.local_ucd_scale import (
+    CLI_LOOP,
+    HEADERS,
+    PARTNER,
+    TOKEN,
+    _listen,
+    _serve_local_ucd,
+    _status_kib,
+)
 
 SATURATION_CONNECTIONS = 64
 SATURATION_S = 5.0
@@ -233,9 +241,9 @@ def _serve_gateway(
     )
     ready.put(sock.getsockname()[1])
     app = _Timed(create_app(settings))
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")).run(
-        sockets=[sock]
-    )
+    uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop=CLI_LOOP)
+    ).run(sockets=[sock])
 
 
 def _serve_pinned_local_ucd(data_dir: str, cpus: frozenset[int] | None, ready: Queue[int]) -> None:

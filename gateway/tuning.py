@@ -3,7 +3,8 @@ start-up objects alone.
 
 - **uvloop**: the event loop of ``serve`` and ``local-ucd`` (and so of the embedded
   local UCD). uvicorn picks it itself only when it creates the loop; the CLI creates
-  the loop (it runs the app's lifespan around uvicorn), so it asks for uvloop here.
+  the loop (it runs the app's lifespan around uvicorn), so it asks for uvloop here,
+  with its servers accepting every waiting connection per turn (accepting.py).
 - **gc.freeze() after start-up**: the modules, the schema, graphql-core's and
   pydantic's tables are ~88,000 tracked objects at ``serve``'s start that live as long
   as the process. Every full collection walked them all (the ~48 ms p99 spikes of
@@ -21,14 +22,14 @@ import asyncio
 import gc
 from collections.abc import Callable
 
-import uvloop
+from gateway.accepting import new_event_loop
 
 __all__ = ["event_loop_factory", "freeze_after_start_up"]
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """The loop the CLI's servers run on (``asyncio.Runner(loop_factory=...)``)."""
-    return uvloop.new_event_loop
+    return new_event_loop
 
 
 def freeze_after_start_up() -> None:

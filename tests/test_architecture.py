@@ -192,6 +192,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 #: layer group and from lower ranks only. A package counts as one group.
 LAYERS: Final[dict[str, int]] = {
     "error_codes": 0,
+    "accepting": 0,
     "errors": 1,
     "settings": 1,
     "listening": 1,
