@@ -56,7 +56,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bench import _loadgen as loadgen
 from bench.gateway_overhead import QUERY, USER_UUID, _cpu_seconds, _wait_ready
 from bench.local_ucd_scale import (
-    CLI_LOOP,
     HEADERS,
     PARTNER,
     TOKEN,
@@ -223,27 +222,38 @@ def _serve_gateway(
     cpus: frozenset[int] | None,
     ready: Queue[int],
 ) -> None:
-    import uvicorn
-
+    """The gateway as ``ucd-gateway serve`` runs it (``cli._run``: the CLI's event loop,
+    lifespan, gc frozen after start-up, the draining uvicorn server), with ``_Timed``
+    outermost and logs at WARNING (the shedding lines, not a line per request)."""
+    from gateway import cli
     from gateway.app import create_app
     from gateway.settings import Settings
 
     _pin(cpus)
     sock = _listen()
+    port = sock.getsockname()[1]
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         ucd_base_url=ucd_url,
         partner=PARTNER,
         token=SecretStr(TOKEN),
-        port=sock.getsockname()[1],
+        port=port,
         max_in_flight=limits[0],
         max_loop_lag_ms=limits[1],
+        log_level="warning",
     )
-    ready.put(sock.getsockname()[1])
-    app = _Timed(create_app(settings))
-    uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop=CLI_LOOP)
-    ).run(sockets=[sock])
+    cli._configure_logging(settings)
+    app = create_app(settings)
+    server = cli._draining_server(app, settings)
+    server.config.app = _Timed(app)
+    cli._run(
+        app,
+        sock,
+        server,
+        start_errors=cli.SERVE_START_ERRORS,
+        failed="cannot start",
+        announce=lambda: ready.put(port),
+    )
 
 
 def _serve_pinned_local_ucd(data_dir: str, cpus: frozenset[int] | None, ready: Queue[int]) -> None:
