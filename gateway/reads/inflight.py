@@ -48,6 +48,12 @@ class ProfileReads:
         self._generation = 0
         self.shared = 0  # reads answered by another request's call (for tests and metrics)
 
+    @property
+    def on_the_wire(self) -> int:
+        """Users whose profile call is on the wire now (a test waits for none before it
+        sends a request whose calls it counts)."""
+        return len(self._flights)
+
     def invalidate(self) -> None:
         """A write was applied: calls already on the wire may predate it; share none."""
         self._generation += 1

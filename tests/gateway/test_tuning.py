@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 import uvloop
 
+from gateway.accepting import BatchAcceptingLoop
 from gateway.cli import main
 from gateway.drain import DrainingServer
 
@@ -69,7 +70,8 @@ def test_the_cli_server_runs_on_uvloop_with_start_up_objects_frozen(
     probe: dict[str, Any], command: list[str]
 ) -> None:
     assert main(command) == 0
-    assert probe["loop"] is uvloop.Loop
+    assert probe["loop"] is BatchAcceptingLoop
+    assert issubclass(BatchAcceptingLoop, uvloop.Loop)
     # The modules, the schema and the app: far more than a test's own few objects.
     assert probe["frozen"] > 50_000
     (sock,) = probe["sockets"]
