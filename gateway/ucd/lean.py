@@ -34,7 +34,7 @@ import collections
 import contextlib
 import ssl
 import zlib
-from typing import Final
+from typing import Final, cast
 
 import httptools
 import httpx
@@ -141,8 +141,8 @@ class LeanConnection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport, only alike.
+        self._transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():

@@ -10,7 +10,7 @@ in tests); only the production transport underneath is chosen here
   hooks, no cookies, no tracing span. With any of those, the same call goes through
   httpx and this transport, on the same connections. bench/ucd_client.py measures it.
 * ``aiohttp``: httpx-aiohttp's transport on aiohttp's pool, ~2.4x the requests/s of
-  httpx's default transport on these machines (shared/perf-notes.md).
+  httpx's default transport on these machines (docs/perf-notes.md).
 * ``httpx``: httpx's own transport (httpcore).
 """
 
