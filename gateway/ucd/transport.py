@@ -158,6 +158,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(
                 "the lean transport only calls the UCD's base URL", request=request
             )
+        if request.method == "HEAD":  # its answer's length would be read as a body
+            raise httpx.UnsupportedProtocol("the lean transport sends no HEAD", request=request)
         body = await request.aread()
         headers = [
             (name, value)

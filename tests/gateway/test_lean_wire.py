@@ -242,6 +242,8 @@ async def test_the_lean_transport_calls_only_the_ucds_origin() -> None:
     async with loopback_ucd() as ucd, lean_client(ucd.url) as (_, http):
         with pytest.raises(httpx.UnsupportedProtocol):
             await http.get("http://elsewhere.test/")
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await http.head(PROFILE_PATH)
 
 
 # --- TLS ---------------------------------------------------------------------------------
