@@ -4,7 +4,9 @@ A local UCD served by uvicorn in its own process (``ucd-gateway local-ucd``, as 
 it) holds one user; ``bench/_ucd_client_worker.py`` runs ``UcdClient`` on
 ``build_http_client`` in another process and makes N E2 profile calls (``name``,
 ``email``), one after another (``seq``) and 8 at a time (``conc``), through each
-transport. Two figures per row, both of the client process alone:
+transport; ``lean-httpx`` is the lean pool reached through httpx's objects (what a
+client with event hooks, cookies or a tracing span gets). Two figures per row, both of
+the client process alone:
 
 * **instructions per call** (callgrind): the worker under ``valgrind --tool=callgrind``
   once with N calls and once with 0 (same warm-up); the difference over N. Valid on a
@@ -31,7 +33,7 @@ import httpx
 
 from bench.peers import UCD_HEADERS, _start_local_ucd, _stop
 
-TRANSPORTS = ("lean", "aiohttp", "httpx")
+TRANSPORTS = ("lean", "lean-httpx", "aiohttp", "httpx")
 MODES = ("seq", "conc")
 WORKER = Path(__file__).with_name("_ucd_client_worker.py")
 UUID = "bench-ucd-client"

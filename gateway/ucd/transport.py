@@ -47,6 +47,14 @@ class _SetCookieOnlyCookies(httpx.Cookies):
             super().extract_cookies(response)
             self.kept = True
 
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        super().set(name, value, domain, path)
+        self.kept = True
+
+    def update(self, cookies: Any = None) -> None:  # type: ignore[override]
+        super().update(cookies)
+        self.kept = bool(self)
+
     #: Cookies may be in the jar: a request must go through httpx, which sends them.
     kept = False
 

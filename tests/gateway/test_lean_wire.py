@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+from pydantic import SecretStr
 
 from gateway.errors import (
     RateLimited,
@@ -55,7 +56,7 @@ PROFILE = ProfileRequest(UserRef(uuid="a"), attributes=("name",))
 
 def lean_settings(**values: Any) -> Settings:
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, http_transport="lean", partner=PARTNER, token=TOKEN, **values
+        _env_file=None, http_transport="lean", partner=PARTNER, token=SecretStr(TOKEN), **values
     )
 
 
@@ -220,6 +221,18 @@ async def test_a_cookie_the_ucd_sets_is_sent_back_through_httpx() -> None:
     assert b"cookie: lb=node-1" not in ucd.heads[0].lower()
     assert b"cookie: lb=node-1" in ucd.heads[1].lower()
     assert ucd.connections == [1, 1]  # httpx's call went on the lean pool's connection
+
+
+async def test_cookies_put_in_the_jar_by_hand_route_calls_through_httpx() -> None:
+    async with loopback_ucd() as ucd, lean_client(ucd.url) as (client, http):
+        http.cookies.set("session", "s-1")
+        assert http.direct is None
+        await client.profile(PROFILE)
+        http.cookies = None  # an empty jar: direct again
+        assert http.direct is not None
+        http.cookies.update({"session": "s-2"})
+        assert http.direct is None
+    assert b"cookie: session=s-1" in ucd.heads[0].lower()
 
 
 async def test_a_client_with_event_hooks_calls_through_httpx_on_the_same_pool() -> None:
