@@ -23,8 +23,10 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
+from gateway.app import create_app
 from gateway.errors import (
     RateLimited,
     UpstreamAuth,
@@ -44,7 +46,7 @@ from gateway.ucd.requests import (
     UserRef,
 )
 from gateway.ucd.transport import LeanTransport, UcdHttpClient, build_http_client
-from tests.gateway.conftest import free_port_url
+from tests.gateway.conftest import GATEWAY_BASE, free_port_url, graphql
 from tests.gateway.loopback_ucd import Behaviour, loopback_ucd
 from tests.gateway.processes import local_ucd
 
@@ -138,6 +140,26 @@ async def test_an_unknown_user_and_a_wrong_token_answer_as_through_httpx(served_
         intruder = UcdClient(http, partner=PARTNER, token="not-the-token", max_retries=0)
         with pytest.raises(UpstreamAuth):
             await intruder.profile(PROFILE)
+
+
+async def test_the_apps_own_client_reads_on_the_direct_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``create_app`` without a client builds the lean one; a GraphQL read never touches
+    httpx's ``send`` (nothing in production needs httpx's objects)."""
+
+    async def send(*args: Any, **kwargs: Any) -> httpx.Response:
+        raise AssertionError("the app's UCD call went through httpx")
+
+    monkeypatch.setattr(UcdHttpClient, "send", send)
+    async with loopback_ucd() as ucd:
+        app = create_app(lean_settings(ucd_base_url=ucd.url, public_url=GATEWAY_BASE))
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url=GATEWAY_BASE) as client:
+                data = await graphql(client, '{ user(key: {uuid: "a"}) { name } }')
+    assert data["data"] == {"user": {"name": "Ada"}}
+    assert ucd.seen == {PROFILE_PATH: 1}
 
 
 # --- the loopback UCD: statuses, framings, endings ------------------------------------------
