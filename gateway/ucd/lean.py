@@ -213,8 +213,8 @@ class LeanConnection(asyncio.Protocol):
             transport.write(head + body)
         else:
             transport.writelines((head, body))
+        self._read_timeout = read_timeout
         if read_timeout is not None:
-            self._read_timeout = read_timeout
             self._last_read = self._loop.time()
             self._timer = self._loop.call_at(self._last_read + read_timeout, self._check_reads)
         return waiter
