@@ -14,6 +14,12 @@ the client process alone:
 * **CPU µs per call** (getrusage of the worker around the N calls, run natively): moves
   with the machine's load.
 
+Then what it changes for a gateway read: ``ucd-gateway serve`` once per transport (lean,
+aiohttp, httpx) over the same local UCD, seeded as ``bench/peers.py`` seeds it, under
+``wrk`` (or its Python fallback) with 8 connections, issue 8's selective read with a
+different user each request, rounds interleaved (``BENCH_ROUNDS``, default 3, of
+``BENCH_SECONDS``, default 5): requests/s, p50 and the gateway process's CPU per read.
+
 ``python -m bench ucd_client`` (``BENCH_UCD_CLIENT_N``, default 2,000 natively and
 ``BENCH_CALLGRIND_N``, default 300, under callgrind).
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from bench import peers
 from bench.peers import UCD_HEADERS, _start_local_ucd, _stop
 
 TRANSPORTS = ("lean", "lean-httpx", "aiohttp", "httpx")
@@ -93,6 +101,46 @@ def _seed(base_url: str) -> None:
     answer.raise_for_status()
 
 
+def _gateways(ucd: peers.Server, work: Path) -> list[dict[str, Any]]:
+    """The gateway's CPU per selective read, one served gateway per transport."""
+    peers._seed(ucd)
+    servers: dict[str, peers.Server] = {}
+    try:
+        for transport in ("lean", "aiohttp", "httpx"):
+            servers[transport] = peers._start(
+                f"gateway ({transport})",
+                [str(peers.BIN / "ucd-gateway"), "serve", "--port", "0"],
+                work / f"gateway-{transport}.log",
+                r"GraphiQL on (\S+)/graphql",
+                UCD_GATEWAY_UCD_BASE_URL=ucd.base_url,
+                UCD_GATEWAY_PUBLIC_URL="http://127.0.0.1:9",
+                UCD_GATEWAY_HTTP_TRANSPORT=transport,
+            )
+        request = peers._cases()["read"]["gateway"]
+        for server in servers.values():
+            peers._check("read", "gateway", server, request)
+        samples: dict[str, list[tuple[peers.Figures, float]]] = {t: [] for t in servers}
+        for _ in range(peers.ROUNDS):
+            for transport, server in servers.items():
+                peers._load(server.base_url, request, 8, peers.WARMUP_SECONDS)
+                before = peers._tree_cpu_seconds(server.pid)
+                figures = peers._load(server.base_url, request, 8, peers.SECONDS)
+                cpu = peers._tree_cpu_seconds(server.pid) - before
+                samples[transport].append((figures, cpu / max(1, figures.requests) * 1e6))
+    finally:
+        for server in servers.values():
+            _stop(server)
+    return [
+        {
+            "transport": transport,
+            "rps": statistics.median(f.rps for f, _ in rows),
+            "p50_ms": statistics.median(f.p50_ms for f, _ in rows),
+            "cpu_us": statistics.median(cpu for _, cpu in rows),
+        }
+        for transport, rows in samples.items()
+    ]
+
+
 def run() -> dict[str, Any]:
     native_n = int(os.environ.get("BENCH_UCD_CLIENT_N", "2000"))
     callgrind_n = int(os.environ.get("BENCH_CALLGRIND_N", "300"))
@@ -113,6 +161,7 @@ def run() -> dict[str, Any]:
                         )
                         row["instructions"] = (many - none) / callgrind_n
                     rows.append(row)
+            gateway_rows = _gateways(ucd, Path(work))
         finally:
             _stop(ucd)
     if not with_valgrind:
@@ -130,7 +179,21 @@ def run() -> dict[str, Any]:
         shown = f"{counted / 1e3:,.0f} k" if counted is not None else "—"
         mode = "sequential" if row["mode"] == "seq" else "8 concurrent"
         print(f"| {mode} | {row['transport']} | {shown} | {row['cpu_us']:.0f} |")
-    return {"rows": rows}
+    print()
+    print(
+        f"The gateway served by the CLI per transport, selective read with a different user "
+        f"each request, 8 connections, medians of {peers.ROUNDS} interleaved rounds of "
+        f"{peers.SECONDS:.0f} s (loaded machine)."
+    )
+    print()
+    print("| transport | requests/s | p50 ms | gateway CPU µs per read |")
+    print("|---|---:|---:|---:|")
+    for row in gateway_rows:
+        print(
+            f"| {row['transport']} | {row['rps']:,.0f} | {row['p50_ms']:.2f} "
+            f"| {row['cpu_us']:.0f} |"
+        )
+    return {"rows": rows, "gateways": gateway_rows}
 
 
 if __name__ == "__main__":
