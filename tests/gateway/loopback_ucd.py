@@ -24,6 +24,8 @@ with the path's body):
     "continue"   a ``100 Continue`` first
     "cookie"     with ``Set-Cookie: lb=node-1``
     "garbage"    bytes that are not HTTP, then the connection is closed
+    "short"      a Content-Length of 1,000, a few bytes of body, then the end
+    "chatty"     as "ok", then stray bytes on the idle connection 50 ms later
 
 Every request read is counted per path (``LoopbackUcd.seen``), so tests count calls on
 the wire; the request heads are kept in order (``LoopbackUcd.heads``) and so is the
@@ -64,6 +66,8 @@ Behaviour = Literal[
     "continue",
     "cookie",
     "garbage",
+    "short",
+    "chatty",
 ]
 
 OK_BODIES: Final[dict[str, object]] = {
@@ -180,11 +184,19 @@ async def loopback_ucd(
                     writer.write(b"this is not HTTP\r\n\r\n")
                     await writer.drain()
                     break
+                if behaviour == "short":
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{")
+                    await writer.drain()
+                    break
                 status, body, extra = _ANSWERS.get(behaviour, ("200 OK", OK_BODIES[path], ""))
                 writer.write(_answer(behaviour, status, orjson.dumps(body), extra))
                 await writer.drain()
                 if behaviour in ("close", "idle-close", "eof"):
                     break
+                if behaviour == "chatty":
+                    await asyncio.sleep(0.05)
+                    writer.write(b"stray bytes")
+                    await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         writer.close()

@@ -215,6 +215,34 @@ async def test_an_answer_that_is_not_http_drops_the_connection() -> None:
     assert info.value.message == "the UCD dropped the connection (POST /api/user/v1/profile)"
 
 
+async def test_an_answer_cut_short_drops_the_connection() -> None:
+    async with loopback_ucd(profile="short") as ucd, lean_client(ucd.url) as (client, _):
+        with pytest.raises(UpstreamUnavailable) as info:
+            await client.profile(PROFILE)
+    assert info.value.message == "the UCD dropped the connection (POST /api/user/v1/profile)"
+
+
+async def test_a_connection_that_speaks_unasked_is_closed_and_not_reused() -> None:
+    async with loopback_ucd(profile="chatty") as ucd, lean_client(ucd.url) as (client, _):
+        for _ in range(2):
+            assert await client.profile(PROFILE) is not None
+            await asyncio.sleep(0.2)  # the stray bytes arrive while it idles
+    assert ucd.connections == [1, 2]
+
+
+async def test_an_idle_connection_past_its_keepalive_expiry_is_not_reused() -> None:
+    head = b"POST %s HTTP/1.1\r\nHost: ucd\r\nContent-Length: 2\r\n\r\n" % PROFILE_PATH.encode()
+    async with loopback_ucd() as ucd:
+        pool = LeanPool(httpx.URL(ucd.url), max_connections=1, keepalive_expiry=0.05)
+        first = await pool.request(head, b"{}")
+        await asyncio.sleep(0.1)
+        second = await pool.request(head, b"{}")
+        await pool.aclose()
+    assert first.status_code == second.status_code == 200
+    assert second.headers["content-type"] == "application/json"
+    assert ucd.connections == [1, 2]
+
+
 async def test_a_reset_upsert_is_retried_and_a_reset_delete_not() -> None:
     """A reset after the request was written: maybe applied. An upsert is safe to send
     again (gateway/ucd/client.py); a delete is not, and says its outcome is unknown."""
