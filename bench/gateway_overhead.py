@@ -6,8 +6,9 @@ load generator and the servers do not share a GIL. The load generator (aiohttp, 
 process) keeps a few connections busy for a fixed number of requests per target:
 
 * ``local UCD direct``: POST /api/user/v1/profile asking for two attributes;
-* ``gateway (aiohttp transport)``: ``{ user(key: {uuid}) { name email } }``, which the
-  gateway turns into that same profile call;
+* ``gateway (lean transport)``: ``{ user(key: {uuid}) { name email } }``, which the
+  gateway turns into that same profile call, on its own pool (the default);
+* ``gateway (aiohttp transport)``: the same, over httpx-aiohttp;
 * ``gateway (httpx transport)``: the same, with httpx's default transport underneath,
   to keep the transport choice of gateway/ucd/transport.py measured.
 
@@ -63,7 +64,7 @@ def _serve_gateway(ucd_url: str, transport: str, ready: Queue[int]) -> None:
         partner=PARTNER,
         token=SecretStr(TOKEN),
         port=port,
-        http_transport=cast(Literal["aiohttp", "httpx"], transport),
+        http_transport=cast(Literal["lean", "aiohttp", "httpx"], transport),
     )
     ready.put(port)
     uvicorn.Server(
@@ -205,7 +206,7 @@ def run() -> dict[str, Any]:
             ucd_port = ready.get(timeout=30)
             assert ucd_proc.pid is not None
             gateways: dict[str, tuple[int, int]] = {}
-            for transport in ("aiohttp", "httpx"):
+            for transport in ("lean", "aiohttp", "httpx"):
                 proc: multiprocessing.process.BaseProcess = context.Process(
                     target=_serve_gateway,
                     args=(f"http://127.0.0.1:{ucd_port}", transport, ready),

@@ -87,9 +87,10 @@ class Settings(BaseSettings):
     # Group commit (gateway/upserts.py): a lone single-user write goes at once; this is an
     # optional linger before an idle lane's call, for fewer, bigger calls. 0: none.
     upsert_window_ms: float = Field(default=0.0, ge=0)
-    # "aiohttp": httpx's API over aiohttp's connection pool, ~2.4x the throughput of
-    # httpx's own transport here (docs/perf-notes.md); "httpx" keeps httpx's default.
-    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    # "lean": the gateway's own keep-alive pool (gateway/ucd/lean.py), written on directly
+    # by UcdClient (bench/ucd_client.py); "aiohttp": httpx's API over aiohttp's pool;
+    # "httpx": httpx's own transport.
+    http_transport: Literal["lean", "aiohttp", "httpx"] = "lean"
 
     # --- the HTTP server ------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -62,9 +62,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import httpx
 import orjson
@@ -88,6 +88,7 @@ from gateway.ucd.breaker import Admission, CircuitBreakers, LocalCircuitBreakers
 from gateway.ucd.bulkheads import Bulkheads, Pool
 from gateway.ucd.call_count import count_call
 from gateway.ucd.envelope import DataEnvelope, error_text
+from gateway.ucd.lean import LeanAnswer, LeanPool
 from gateway.ucd.local_segments import (
     LocalSegment,
     SegmentDefinition,
@@ -120,6 +121,7 @@ from gateway.ucd.requests import (
     UpsertRequest,
     UserAnonymizeRequest,
 )
+from gateway.ucd.transport import UcdHttpClient, direct_head_prefix
 
 logger = logging.getLogger("gateway.ucd")
 
@@ -129,6 +131,22 @@ _CONFLICT_TEXT: Final = "new identifier already has a user assigned to it"
 _AUTH_400_TEXTS: Final = frozenset({"Empty Partner", "Empty Token", "Partner is invalid."})
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Answer(Protocol):
+    """What the client reads of an answer: an ``httpx.Response``, or a ``LeanAnswer`` of
+    a direct call (headers by lower-case name there; httpx's are case-insensitive)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
 MetadataTable = Literal["contacts", "events"]
 #: E10's tables (§3.9): the attribute columns, and the events with their parameters.
 ATTRIBUTE_COLUMNS: Final[MetadataTable] = "contacts"
@@ -169,6 +187,8 @@ class UcdClient:
         # Absolute URLs per path, for the base URL they were merged with (see _url).
         self._urls: dict[str, httpx.URL] = {}
         self._urls_base = http.base_url
+        # Request heads of direct calls per method and path, for that base URL (_head).
+        self._heads: dict[tuple[str, str], bytes] = {}
         self._pools = (bulkheads or Bulkheads()).semaphores()
         self._breakers = breakers if breakers is not None else LocalCircuitBreakers()
         self._max_retries = max_retries
@@ -392,7 +412,7 @@ class UcdClient:
         budget: float | None,
         body: dict[str, Any] | None,
         users: int,
-    ) -> tuple[httpx.Response, bool]:
+    ) -> tuple[Answer, bool]:
         """One attempt through the endpoint's circuit breaker: the answer, and whether the
         circuit is still closed (a retry may go). An open circuit raises
         ``UpstreamUnavailable`` with its retry_after, before any wait or UCD call."""
@@ -437,7 +457,7 @@ class UcdClient:
         budget: float | None,
         body: dict[str, Any] | None,
         users: int,
-    ) -> httpx.Response:
+    ) -> Answer:
         """One attempt, bounded by ``budget`` as a whole: the wait for a slot in ``pool``,
         the answer and its body. httpx's and aiohttp's read timeouts apply to each read, so
         a UCD that sends a byte a second would otherwise never time out.
@@ -455,20 +475,30 @@ class UcdClient:
                     started = time.perf_counter()
                     self.calls += 1
                     count_call()
-                    request = self._http.build_request(
-                        method, url, content=content, headers=self._headers
-                    )
-                    if tracing.tracer is None:  # off: this check is all it costs
-                        response = await self._http.send(request, stream=True)
-                    else:  # a span, and its traceparent on the request (gateway/tracing.py)
-                        with tracing.ucd_call(request, path, body, users_in) as traced:
-                            response = await self._http.send(request, stream=True)
-                            traced.answered(response.status_code)
-                    stage = "reading"
-                    try:
-                        await response.aread()
-                    finally:
-                        await response.aclose()
+                    lean = self._direct() if tracing.tracer is None else None
+                    response: Answer
+                    if lean is not None:
+                        # The lean pool, without httpx's objects (gateway/ucd/transport.py).
+                        head = self._head(method, path, url, content)
+                        connection = await lean.acquire()
+                        try:
+                            # No read timeout of its own: this attempt's budget bounds the
+                            # whole exchange (lean's default for a client without one).
+                            reads = None if budget is not None else lean.read_timeout
+                            response = await connection.exchange(head, content, reads)
+                        finally:
+                            if connection.answering:
+                                stage = "reading"
+                            lean.release(connection)
+                        if response.sets_cookies:
+                            self._keep_cookies(method, url, response)
+                    else:
+                        response = await self._send_httpx(method, path, url, content, body, users)
+                        stage = "reading"
+                        try:
+                            await response.aread()
+                        finally:
+                            await response.aclose()
                     self._observe(path, str(response.status_code), started, users)
                     return response
         except TimeoutError as exc:
@@ -481,6 +511,46 @@ class UcdClient:
                 status = TIMEOUT if isinstance(exc, httpx.TimeoutException) else NETWORK_ERROR
                 self._observe(path, status, started, users)
             raise failed from exc
+
+    async def _send_httpx(
+        self,
+        method: str,
+        path: str,
+        url: httpx.URL,
+        content: bytes | None,
+        body: dict[str, Any] | None,
+        users: int,
+    ) -> httpx.Response:
+        """One request through httpx: its answer's head, the body still to be read."""
+        request = self._http.build_request(method, url, content=content, headers=self._headers)
+        if tracing.tracer is None:  # off: this check is all it costs
+            return await self._http.send(request, stream=True)
+        # A span, and its traceparent on the request (gateway/tracing.py).
+        with tracing.ucd_call(request, path, body, users_in) as traced:
+            response = await self._http.send(request, stream=True)
+            traced.answered(response.status_code)
+        return response
+
+    def _direct(self) -> LeanPool | None:
+        http = self._http
+        return http.direct if isinstance(http, UcdHttpClient) else None
+
+    def _head(self, method: str, path: str, url: httpx.URL, content: bytes | None) -> bytes:
+        """The request head of a direct call: httpx's head for this method and path
+        (built once, ``direct_head_prefix``), then the body's length."""
+        key = (method, path)
+        prefix = self._heads.get(key)
+        if prefix is None:
+            request = self._http.build_request(method, url, headers=self._headers)
+            prefix = self._heads[key] = direct_head_prefix(request)
+        if content is None:
+            return prefix + b"\r\n"
+        return b"%sContent-Length: %d\r\n\r\n" % (prefix, len(content))
+
+    def _keep_cookies(self, method: str, url: httpx.URL, answer: LeanAnswer) -> None:
+        http = self._http
+        assert isinstance(http, UcdHttpClient)
+        http.keep_cookies(method, url, answer)
 
     def _observe(self, path: str, status: str, started: float, users: int) -> None:
         if self._observers:
@@ -496,6 +566,7 @@ class UcdClient:
         base = self._http.base_url
         if base is not self._urls_base:
             self._urls.clear()
+            self._heads.clear()
             self._urls_base = base
         url = self._urls.get(path)
         if url is None:
@@ -511,7 +582,7 @@ class UcdClient:
         await self._sleep(delay)
 
 
-def _answer(method: str, path: str, response: httpx.Response, *, parse: bool) -> Any:
+def _answer(method: str, path: str, response: Answer, *, parse: bool) -> Any:
     """Map one final (not retried) response to a parsed body or a gateway error."""
     status = response.status_code
     if status == 200:
@@ -534,7 +605,7 @@ def _answer(method: str, path: str, response: httpx.Response, *, parse: bool) ->
     raise UpstreamError(f"the UCD answered HTTP {status} to {method} {path}", status=status)
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Answer) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -544,14 +615,14 @@ def _json(response: httpx.Response) -> Any:
         ) from None
 
 
-def _retry_after_seconds(response: httpx.Response) -> int:
+def _retry_after_seconds(response: Answer) -> int:
     """Whole seconds from ``Retry-After`` (§2.6: whole seconds, minimum 1); 1 if absent.
 
     RFC 9110 (section 10.2.3) allows seconds or an HTTP date; neither UCD sends a date, but a proxy
     in front of one may. A date is counted from now; one already past, or a header that
     is neither, waits the minimum.
     """
-    raw = response.headers.get("Retry-After", "").strip()
+    raw = response.headers.get("retry-after", "").strip()
     try:
         seconds = float(raw)
     except ValueError:

@@ -739,7 +739,7 @@ async def test_logs_carry_neither_the_token_nor_the_callers_input(
 # --- the production transports, over real sockets --------------------------------------
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["lean", "aiohttp", "httpx"])
 @pytest.mark.parametrize(
     ("behaviour", "words"),
     [
@@ -749,7 +749,9 @@ async def test_logs_carry_neither_the_token_nor_the_callers_input(
     ],
 )
 async def test_both_transports_report_network_failures_alike(
-    transport: Literal["aiohttp", "httpx"], behaviour: Behaviour | Literal["refuse"], words: str
+    transport: Literal["lean", "aiohttp", "httpx"],
+    behaviour: Behaviour | Literal["refuse"],
+    words: str,
 ) -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, http_transport=transport, request_timeout=0.3, connect_timeout=0.3

@@ -37,7 +37,7 @@ PROFILE = ProfileRequest(UserRef(email="ada@example.com"), attributes=("name",))
 SLACK = 0.5
 
 
-Transport = Literal["aiohttp", "httpx"]
+Transport = Literal["lean", "aiohttp", "httpx"]
 
 
 def production_settings(transport: Transport, **values: Any) -> Settings:
@@ -46,7 +46,11 @@ def production_settings(transport: Transport, **values: Any) -> Settings:
     )
 
 
-TRANSPORTS = [pytest.param("aiohttp", id="aiohttp"), pytest.param("httpx", id="httpx")]
+TRANSPORTS = [
+    pytest.param("lean", id="lean"),
+    pytest.param("aiohttp", id="aiohttp"),
+    pytest.param("httpx", id="httpx"),
+]
 
 
 # --- what happened, in words, through both transports ----------------------------------
