@@ -486,6 +486,9 @@ class UcdClient:
                             # whole exchange (lean's default for a client without one).
                             reads = None if budget is not None else lean.read_timeout
                             response = await connection.exchange(head, content, reads)
+                            # Decoded here, inside the attempt: a body that does not
+                            # decode is the DecodingError handled below, as with httpx.
+                            response.content  # noqa: B018
                         finally:
                             if connection.answering:
                                 stage = "reading"
@@ -511,6 +514,15 @@ class UcdClient:
                 status = TIMEOUT if isinstance(exc, httpx.TimeoutException) else NETWORK_ERROR
                 self._observe(path, status, started, users)
             raise failed from exc
+        except httpx.DecodingError as exc:
+            # The UCD answered, but its body does not decode as its Content-Encoding says:
+            # like a body that is not JSON, an answer the gateway cannot read (not retried;
+            # a write it answered was applied or refused, the gateway cannot tell which).
+            self._observe(path, NETWORK_ERROR, started, users)
+            logger.error("the UCD sent a body that does not decode (%s %s)", method, path)
+            raise UpstreamError(
+                f"the UCD sent a body that does not decode ({method} {path})", status=None
+            ) from exc
 
     async def _send_httpx(
         self,

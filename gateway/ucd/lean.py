@@ -47,7 +47,15 @@ _JOIN_BELOW: Final = 65_536
 class LeanAnswer:
     """One answer: status, headers as received, body as received (still encoded)."""
 
-    __slots__ = ("_headers", "encoding", "raw_body", "raw_headers", "sets_cookies", "status_code")
+    __slots__ = (
+        "_content",
+        "_headers",
+        "encoding",
+        "raw_body",
+        "raw_headers",
+        "sets_cookies",
+        "status_code",
+    )
 
     def __init__(
         self,
@@ -65,6 +73,7 @@ class LeanAnswer:
         #: A Set-Cookie (or Set-Cookie2) header came with it.
         self.sets_cookies = sets_cookies
         self._headers: dict[str, str] | None = None
+        self._content: bytes | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -81,8 +90,11 @@ class LeanAnswer:
 
     @property
     def content(self) -> bytes:
-        """The body, decoded when the server sent it gzip or deflate compressed."""
-        return decoded(self.raw_body, self.encoding)
+        """The body, decoded when the server sent it gzip or deflate compressed (once;
+        ``httpx.DecodingError`` when it does not decode)."""
+        if self._content is None:
+            self._content = decoded(self.raw_body, self.encoding)
+        return self._content
 
 
 def decoded(body: bytes, encoding: bytes | None) -> bytes:

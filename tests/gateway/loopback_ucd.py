@@ -20,6 +20,7 @@ with the path's body):
                  keep-alive timeout, early)
     "chunked"    ``Transfer-Encoding: chunked``, the body in three chunks
     "gzip"       ``Content-Encoding: gzip``
+    "bad-gzip"   ``Content-Encoding: gzip`` on a body that is not gzip
     "eof"        no length: the body ends when the connection does
     "continue"   a ``100 Continue`` first
     "cookie"     with ``Set-Cookie: lb=node-1``
@@ -62,6 +63,7 @@ Behaviour = Literal[
     "idle-close",
     "chunked",
     "gzip",
+    "bad-gzip",
     "eof",
     "continue",
     "cookie",
@@ -99,6 +101,8 @@ def _answer(behaviour: Behaviour, status: str, content: bytes, extra: str) -> by
     """The bytes of an answer with ``content``, framed as ``behaviour`` says."""
     if behaviour == "gzip":
         content = gzip.compress(content)
+        extra += "Content-Encoding: gzip\r\n"
+    elif behaviour == "bad-gzip":
         extra += "Content-Encoding: gzip\r\n"
     elif behaviour == "close":
         extra += "Connection: close\r\n"

@@ -57,6 +57,26 @@ TRANSPORTS = [
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_body_that_does_not_decode_is_an_upstream_error_sent_once(
+    transport: Transport,
+) -> None:
+    """``Content-Encoding: gzip`` on a body that is not gzip: UPSTREAM_ERROR, not httpx's
+    DecodingError, and not retried (the UCD answered)."""
+    async with contextlib.AsyncExitStack() as stack:
+        ucd = await stack.enter_async_context(loopback_ucd(every="bad-gzip"))
+        http = build_http_client(production_settings(transport), base_url=ucd.url)
+        stack.push_async_callback(http.aclose)
+        client = UcdClient(http, partner="acme", token=TOKEN, max_retries=2, backoff_base=0.01)
+        with pytest.raises(UpstreamError) as info:
+            await client.profile(PROFILE)
+    assert (
+        info.value.message == "the UCD sent a body that does not decode (POST /api/user/v1/profile)"
+    )
+    assert info.value.extensions == {"code": "UPSTREAM_ERROR"}
+    assert ucd.requests == 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize(
     ("behaviour", "words"),
     [
