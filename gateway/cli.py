@@ -54,6 +54,7 @@ from gateway.seed import SeedResult, seed_demo_data, seed_target
 from gateway.settings import Settings, reachable_host
 from gateway.tuning import event_loop_factory, freeze_after_start_up
 from gateway.ucd.deadline import operation_deadline
+from gateway.ucd.transport import SERVER_KEEP_ALIVE_S
 from gateway.workers import Companion, WorkerFailed, supervise
 
 EXIT_CONFIG = 2
@@ -495,6 +496,8 @@ def _local_ucd(args: argparse.Namespace) -> int:
                 log_config=None,
                 log_level=settings.log_level,
                 server_header=False,
+                # Clients' idle connections end on their side first (ucd/transport.py).
+                timeout_keep_alive=SERVER_KEEP_ALIVE_S,
             )
         ),
         start_errors=(OSError, sqlite3.Error, RuntimeError),

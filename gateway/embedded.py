@@ -20,6 +20,7 @@ import uvicorn
 from gateway.listening import listening_socket
 from gateway.logs import embedded_server_context, install_local_ucd_lines
 from gateway.settings import Settings
+from gateway.ucd.transport import SERVER_KEEP_ALIVE_S
 
 # The gateway's start-up messages have always been logged under the app's name.
 logger = logging.getLogger("gateway.app")
@@ -73,7 +74,13 @@ async def run_local_ucd(settings: Settings) -> AsyncIterator[str]:
         server = _SiblingServer(
             # Leave logging alone: uvicorn's set-up is process-wide (even access_log=False
             # clears the shared access logger), so the main server's settings apply.
-            uvicorn.Config(local_app, lifespan="off", log_config=None, log_level=None)
+            uvicorn.Config(
+                local_app,
+                lifespan="off",
+                log_config=None,
+                log_level=None,
+                timeout_keep_alive=SERVER_KEEP_ALIVE_S,
+            )
         )
         async with local_app.router.lifespan_context(local_app):
             serving = _start(server, sock)

@@ -16,7 +16,7 @@ in tests); only the production transport underneath is chosen here
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import httpx
@@ -28,6 +28,16 @@ from gateway.ucd.lean import LeanAnswer, LeanPool
 #: What the direct path accepts: the encodings ``lean.decoded`` undoes (httpx would
 #: also offer br and zstd when their packages are installed).
 _ACCEPT_ENCODING = b"gzip, deflate"
+
+
+#: How long an idle connection to the UCD is kept. A server that closes idle connections
+#: sooner races the next request written on one: the request may be lost with the
+#: connection, and a write then reads as "maybe sent" (UPSTREAM_OUTCOME_UNKNOWN). So the
+#: servers the project starts keep theirs open longer (``SERVER_KEEP_ALIVE_S``).
+KEEPALIVE_EXPIRY_S: Final = 30.0
+#: The keep-alive timeout of the local UCD's servers (``local-ucd``, the embedded one):
+#: longer than any client of theirs keeps a connection idle (uvicorn's default is 5 s).
+SERVER_KEEP_ALIVE_S: Final = 75
 
 
 class _SetCookieOnlyCookies(httpx.Cookies):
@@ -242,7 +252,7 @@ def build_http_client(settings: Settings, *, base_url: str | None = None) -> htt
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_connections,
-        keepalive_expiry=30.0,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
     )
     timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
     transport: httpx.AsyncBaseTransport

@@ -23,6 +23,7 @@ import uvloop
 from gateway.accepting import BatchAcceptingLoop
 from gateway.cli import main
 from gateway.drain import DrainingServer
+from gateway.ucd.transport import KEEPALIVE_EXPIRY_S, SERVER_KEEP_ALIVE_S
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +49,7 @@ def probe(
         seen["loop"] = type(asyncio.get_running_loop())
         seen["frozen"] = gc.get_freeze_count()
         seen["sockets"] = sockets
+        seen["keep_alive"] = self.config.timeout_keep_alive
 
     monkeypatch.setattr(server_class, "serve", serve)
     gc.unfreeze()
@@ -76,3 +78,30 @@ def test_the_cli_server_runs_on_uvloop_with_start_up_objects_frozen(
     assert probe["frozen"] > 50_000
     (sock,) = probe["sockets"]
     assert sock.proto == socket.IPPROTO_TCP
+
+
+@pytest.mark.parametrize("probe", [pytest.param(DrainingServer, id="serve")], indirect=["probe"])
+def test_local_ucd_servers_keep_idle_connections_longer_than_the_gateway_does(
+    probe: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server closing an idle connection first races the next request written on it
+    (a write then reads as maybe sent): the local UCD's servers wait longer."""
+    from gateway import embedded
+
+    started: list[float] = []
+    start = embedded._start
+
+    def recording(server: uvicorn.Server, sock: socket.socket) -> asyncio.Task[None]:
+        started.append(server.config.timeout_keep_alive)
+        return start(server, sock)
+
+    monkeypatch.setattr(embedded, "_start", recording)
+    assert main(["serve", "--port", "0"]) == 0  # with the embedded local UCD
+    assert started == [SERVER_KEEP_ALIVE_S]
+    assert SERVER_KEEP_ALIVE_S > KEEPALIVE_EXPIRY_S
+
+
+@pytest.mark.parametrize("probe", [pytest.param(uvicorn.Server, id="local-ucd")], indirect=True)
+def test_the_local_ucd_command_keeps_idle_connections_as_long(probe: dict[str, Any]) -> None:
+    assert main(["local-ucd", "--port", "0", "--data", "ucd"]) == 0
+    assert probe["keep_alive"] == SERVER_KEEP_ALIVE_S
