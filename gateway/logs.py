@@ -120,7 +120,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": f"{self._seconds(int(record.created))}.{int(record.msecs):03d}+00:00",
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -135,6 +135,15 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line).decode()
+
+    def _time(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``:
+        rounded to the microsecond as datetime rounds, then cut to the millisecond."""
+        second = int(created)
+        micros = round((created - second) * 1e6)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        return f"{self._seconds(second)}.{micros // 1000:03d}+00:00"
 
 
 def _request_id(record: logging.LogRecord) -> str | None:
