@@ -13,7 +13,7 @@ the N requests, so the dump counts those requests alone. ``BENCH_LOG_FORMAT`` (`
 or ``json``) configures logging as ``ucd-gateway serve`` does, at INFO, to stderr;
 without it nothing is logged at INFO (no handler), as in the figures before it existed.
 ``BENCH_CPROFILE_OUT``: a cProfile (CPU time) of the N requests alone, written there
-(``bench/served_profile.py``'s ``shares`` sorts it by component).
+(``bench/served_profile.py``'s ``seconds_by_component`` sorts it).
 """
 
 from __future__ import annotations

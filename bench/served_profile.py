@@ -85,8 +85,8 @@ def component_of(path: str) -> str:
     return COMPONENTS[-1][0]
 
 
-def shares(profile: Path) -> dict[str, float]:
-    """Each component's share of the profile's total own time."""
+def seconds_by_component(profile: Path) -> dict[str, float]:
+    """Each component's own CPU seconds in the profile."""
     # (file, line, name) -> (cc, nc, tt, ct, callers); typeshed leaves the attribute out.
     stats: Any = getattr(pstats.Stats(str(profile)), "stats")  # noqa: B009
     totals: dict[str, float] = defaultdict(float)
@@ -98,8 +98,7 @@ def shares(profile: Path) -> dict[str, float]:
         # the time of its own calls.
         for (caller_path, _, _), (_, _, caller_tt, _) in callers.items():
             totals[component_of(caller_path)] += caller_tt
-    whole = sum(totals.values()) or 1.0
-    return {name: seconds / whole for name, seconds in totals.items()}
+    return dict(totals)
 
 
 def _start_profiled_gateway(work: Path, ucd: Server, out: Path) -> Server:
@@ -142,17 +141,20 @@ def run() -> dict[str, Any]:
                 _stop(gateway)
         finally:
             _stop(ucd)
-        table = shares(out)
+        table = seconds_by_component(out)
+    whole = sum(table.values()) or 1.0
+    requests = max(figures.requests, 1)
     print(
         f"cProfile of `ucd-gateway serve`, selective read, {CONNECTIONS} connections, "
-        f"{figures.requests} requests in {figures.seconds:.0f} s ({figures.failures} failed)."
+        f"{figures.requests} requests in {figures.seconds:.0f} s ({figures.failures} failed); "
+        f"{whole / requests * 1e6:,.0f} µs of CPU per request under the profiler."
     )
     print()
-    print("| component | share of the gateway's CPU |")
-    print("|---|---:|")
-    for name, share in sorted(table.items(), key=lambda item: -item[1]):
-        print(f"| {name} | {share:.1%} |")
-    return {"requests": figures.requests, "shares": table}
+    print("| component | share of the gateway's CPU | µs per request (profiled) |")
+    print("|---|---:|---:|")
+    for name, seconds in sorted(table.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {seconds / whole:.1%} | {seconds / requests * 1e6:,.0f} |")
+    return {"requests": figures.requests, "seconds": table}
 
 
 if __name__ == "__main__":
