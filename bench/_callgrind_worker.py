@@ -9,16 +9,22 @@ configured, the default) or ``api-key`` (a keys file, every request with a key h
 ``profile:read`` and ``pii:read``, as a production caller reads ``name email``). Under
 callgrind
 (``BENCH_UNDER_CALLGRIND=1``) the counters are zeroed after the warm-up and dumped after
-the N requests, so the dump counts those requests alone.
+the N requests, so the dump counts those requests alone. ``BENCH_LOG_FORMAT`` (``text``
+or ``json``) configures logging as ``ucd-gateway serve`` does, at INFO, to stderr;
+without it nothing is logged at INFO (no handler), as in the figures before it existed.
+``BENCH_CPROFILE_OUT``: a cProfile (CPU time) of the N requests alone, written there
+(``bench/served_profile.py``'s ``seconds_by_component`` sorts it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import os
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +40,7 @@ from gateway.auth.api_keys import sha256_hex
 from gateway.local_ucd.app import create_local_ucd_app
 from gateway.local_ucd.config import LocalUcdConfig
 from gateway.local_ucd.transport import LocalUcdTransport
+from gateway.logs import configure_logging
 from gateway.settings import Settings
 
 USERS = 50
@@ -128,6 +135,9 @@ async def _gateway(data_dir: Path, caller: str) -> AsyncIterator[httpx.AsyncClie
 
 
 async def _main(case: str, count: int) -> None:
+    log_format = os.environ.get("BENCH_LOG_FORMAT")
+    if log_format is not None:
+        configure_logging("info", log_format)
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as data_dir:
         caller = os.environ.get("BENCH_CALLER", "anonymous")
         async with _gateway(Path(data_dir), caller) as client:
@@ -135,8 +145,15 @@ async def _main(case: str, count: int) -> None:
             assert seeded["upsertUsers"]["failureCount"] == 0
             # Warm-up, in both counts; an index no request uses (a new document stays new).
             await _graphql(client, *_request(case, WARM_UP))
+            profile_out = os.environ.get("BENCH_CPROFILE_OUT")
+            profile = cProfile.Profile(time.thread_time) if profile_out else None
+            if profile is not None:
+                profile.enable()
             for i in range(count):
                 await _graphql(client, *_request(case, i))
+            if profile is not None and profile_out:
+                profile.disable()
+                profile.dump_stats(profile_out)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,9 @@ and ``Vary: Accept`` (the body depends on the media type). GET never runs a muta
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass
+import functools
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
 from typing import Final
 
 from starlette.requests import Request
@@ -49,6 +48,12 @@ GRAPHQL_RESPONSE_MEDIA_TYPE: Final = "application/graphql-response+json"
 _JSON: Final = "application/json"
 
 
+#: Distinct ``Accept`` headers whose answer is kept: a client sends the same one on every
+#: request, so a handful covers the traffic; the bound keeps odd callers from growing it.
+ACCEPT_CACHE_SIZE: Final = 64
+
+
+@functools.lru_cache(maxsize=ACCEPT_CACHE_SIZE)
 def prefers_graphql_response(accept: str | None) -> bool:
     """Whether ``Accept`` asks for ``application/graphql-response+json`` over JSON.
 
@@ -88,6 +93,9 @@ def is_request_error(result: ExecutionResult) -> bool:
     )
 
 
+_current: ContextVar[Exchange | None] = ContextVar("graphql_exchange", default=None)
+
+
 @dataclass
 class Exchange:
     """One HTTP request's GraphQL answers so far, and what they make of the response.
@@ -106,6 +114,21 @@ class Exchange:
     #: Seconds from a RATE_LIMITED refusal of the caller's own limit: HTTP 429 with
     #: Retry-After (gateway/api/rate_limiting.py). The UCD's 429 is a field error, not this.
     retry_after: int | None = None
+
+    #: ``_current``'s token while the exchange is entered (``exchanging``).
+    _token: Token[Exchange | None] | None = field(default=None, init=False, repr=False)
+
+    # A class's own enter and exit rather than a contextlib.contextmanager: this runs
+    # on every request, and a generator-based manager costs a generator, a wrapper and
+    # two ``next`` calls more.
+    def __enter__(self) -> Exchange:
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
 
     def shape(self, result: ExecutionResult, body: GraphQLHTTPResponse) -> GraphQLHTTPResponse:
         """The body of one operation's answer (from the view's ``process_result``)."""
@@ -145,18 +168,10 @@ class Exchange:
         return response
 
 
-_current: ContextVar[Exchange | None] = ContextVar("graphql_exchange", default=None)
-
-
-@contextlib.contextmanager
-def exchanging(request: Request) -> Iterator[Exchange]:
-    """The exchange of ``request``, current for the code (and tasks) run inside."""
-    exchange = Exchange(prefers_graphql_response(request.headers.get("accept")), request.method)
-    token = _current.set(exchange)
-    try:
-        yield exchange
-    finally:
-        _current.reset(token)
+def exchanging(request: Request) -> Exchange:
+    """The exchange of ``request``; as a ``with``, current for the code (and tasks) run
+    inside."""
+    return Exchange(prefers_graphql_response(request.headers.get("accept")), request.method)
 
 
 def current_exchange() -> Exchange:

@@ -11,7 +11,11 @@ import httpx
 import orjson
 import pytest
 
-from gateway.graphql_over_http import GRAPHQL_RESPONSE_MEDIA_TYPE, prefers_graphql_response
+from gateway.graphql_over_http import (
+    ACCEPT_CACHE_SIZE,
+    GRAPHQL_RESPONSE_MEDIA_TYPE,
+    prefers_graphql_response,
+)
 from tests.gateway.conftest import CallLog, GatewayHttp, app_gateway
 
 UPSERT = """
@@ -248,3 +252,10 @@ async def test_a_batch_over_its_limit_is_refused_before_any_operation_runs() -> 
         "The batch has 3 operations; at most 2 are allowed (UCD_GATEWAY_MAX_BATCH)."
     )
     assert calls == []
+
+
+def test_the_accept_negotiations_kept_are_bounded() -> None:
+    """Callers choose the header: however many they send, a bounded number is kept."""
+    for n in range(ACCEPT_CACHE_SIZE * 3):
+        assert prefers_graphql_response(f"application/json, text/x-{n}") is False
+    assert prefers_graphql_response.cache_info().currsize <= ACCEPT_CACHE_SIZE

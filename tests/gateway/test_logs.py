@@ -10,8 +10,10 @@ import contextlib
 import io
 import logging
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,11 @@ import orjson
 import pytest
 
 from gateway.logs import (
+    TEXT_FORMAT,
     JsonFormatter,
     LocalUcdLines,
     RequestFields,
+    TextFormatter,
     configure_logging,
     embedded_server_context,
     install_local_ucd_lines,
@@ -177,7 +181,12 @@ def restored_root() -> Iterator[None]:
         name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
     }
+    # configure_logging turns off the lookups its formats do not show (process-wide).
+    lookups = (logging._srcfile, logging.logThreads, logging.logProcesses)
+    multiprocessing = logging.logMultiprocessing
     yield
+    logging._srcfile, logging.logThreads, logging.logProcesses = lookups
+    logging.logMultiprocessing = multiprocessing
     root.handlers[:] = handlers
     root.setLevel(level)
     for name, (old, propagate) in uvicorn_loggers.items():
@@ -304,3 +313,59 @@ def test_the_embedded_servers_lines_go_under_the_local_ucds_names() -> None:
         ("uvicorn.error", "Started server process [1]"),
         ("uvicorn.error", "Invalid HTTP request received."),
     ]
+
+
+# --- what a line costs -------------------------------------------------------------------------
+
+#: Instants across second boundaries, and two lines in the same second.
+INSTANTS = (
+    1_767_607_200.123456,
+    1_767_607_200.987,
+    1_767_607_200.9999996,
+    1_767_607_201.0004,
+    1_767_657_599.5,
+)
+
+
+def record_at(created: float, *, exc: bool = False) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            exc_info = sys.exc_info()
+    record = logging.LogRecord("gateway.test", logging.INFO, __file__, 1, "n=%d", (7,), exc_info)
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
+    record.request_id = "r-1"
+    return record
+
+
+@pytest.mark.parametrize("exc", [False, True], ids=["plain", "exception"])
+def test_a_text_line_reads_as_the_standard_formatter_writes_it(exc: bool) -> None:
+    """TextFormatter formats each second once, and writes what logging's own did."""
+    ours, standard = TextFormatter(), logging.Formatter(TEXT_FORMAT)
+    for created in INSTANTS:
+        assert ours.format(record_at(created, exc=exc)) == standard.format(
+            record_at(created, exc=exc)
+        )
+
+
+def test_a_json_lines_time_is_its_utc_instant_to_the_millisecond() -> None:
+    formatter = JsonFormatter()
+    for created in INSTANTS:
+        line = orjson.loads(formatter.format(record_at(created)))
+        expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        assert line["time"] == expected
+        assert line["message"] == "n=7"
+
+
+@pytest.mark.usefixtures("restored_root")
+def test_configured_lines_skip_the_lookups_no_format_shows() -> None:
+    """No frame walk, thread or process lookup per line: neither format shows them."""
+    configure_logging("info", "json")
+    record = logging.getLogger("gateway.test").makeRecord(
+        "gateway.test", logging.INFO, "(unknown file)", 0, "x", (), None
+    )
+    assert (record.threadName, record.processName, record.process) == (None, None, None)
+    assert logging._srcfile is None

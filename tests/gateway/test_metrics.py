@@ -9,7 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.error_codes import ErrorCode
 from gateway.metrics import ANONYMOUS, MAX_OPERATION_NAMES, OTHER, GatewayMetrics, OperationNames
+from gateway.operations import OK, _observed, observe_operations
 from gateway.settings import Settings
 from tests.gateway.conftest import (
     UPSERT,
@@ -333,4 +335,42 @@ async def test_a_scraper_asking_for_openmetrics_gets_it() -> None:
     assert response.text.endswith("# EOF\n")
     assert 'ucd_gateway_operations_total{operation="Hello",outcome="OK",type="query"} 1.0' in (
         response.text
+    )
+
+
+BAD = ErrorCode.BAD_REQUEST.value
+
+
+def operation_observed() -> bool:
+    return _observed.get()
+
+
+def test_an_operation_that_raises_under_observing_is_counted_as_refused() -> None:
+    """The compiled path's observation (a plain context manager) records an operation
+    that raised past it, as the extension does, and leaves it unobserved afterwards."""
+
+    class Idle:
+        in_flight = 0
+
+    metrics = GatewayMetrics(Idle())
+    observer = observe_operations(metrics)
+
+    def broken() -> None:
+        with observer.observing("Broken", "query"):
+            assert operation_observed()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        broken()
+    assert not operation_observed()
+    with observer.observing(None, "query") as observed:
+        observed.answered(None)
+    text = metrics.render()[0].decode()
+    assert (
+        sample(text, "ucd_gateway_operations_total", operation="Broken", type="query", outcome=BAD)
+        == 1
+    )
+    assert (
+        sample(text, "ucd_gateway_operations_total", operation=ANONYMOUS, type="query", outcome=OK)
+        == 1
     )
