@@ -101,7 +101,13 @@ def check_text(text: str, *, max_tokens: int) -> None:
 
     Tokens first, counted in the longest text allowed at most: a text with too many
     of them gets the parser's message whatever its length.
+
+    A text of at most ``max_tokens`` characters is not counted: every token is at least
+    one character long, so it cannot have too many, and it is far from too long. That
+    is nearly every operation (5,000 by default), sent as new documents or not.
     """
+    if len(text) <= max_tokens:
+        return
     longest = max_tokens * CHARS_PER_TOKEN
     count, start = count_tokens(text, max_tokens, end=min(len(text), longest))
     if count > max_tokens:
