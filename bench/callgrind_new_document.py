@@ -69,19 +69,15 @@ def run() -> dict[str, Any]:
         counts = list(
             pool.map(lambda k: instructions(k, count, Path(out_dir)), range(len(STAGES) + 1))
         )
-    rows = [
-        {"stage": stage, "instructions": (counts[k + 1] - counts[k]) / count}
-        for k, stage in enumerate(STAGES)
-    ]
+    per_stage = {stage: (counts[k + 1] - counts[k]) / count for k, stage in enumerate(STAGES)}
     print(f"Instructions per new document, by stage (callgrind, N={count}).")
     print()
     print("| stage | instructions per document |")
     print("|---|---:|")
-    for row in rows:
-        print(f"| {row['stage']} | {row['instructions'] / 1e3:,.0f} k |")
-    total = sum(row["instructions"] for row in rows)
-    print(f"| all four | {total / 1e3:,.0f} k |")
-    return {"rows": rows}
+    for stage, per in per_stage.items():
+        print(f"| {stage} | {per / 1e3:,.0f} k |")
+    print(f"| all four | {sum(per_stage.values()) / 1e3:,.0f} k |")
+    return {"stages": per_stage}
 
 
 if __name__ == "__main__":
