@@ -20,7 +20,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from graphql import (
@@ -29,7 +29,6 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     NoSchemaIntrospectionCustomRule,
-    parse,
     specified_rules,
 )
 from starlette.responses import Response
@@ -51,7 +50,7 @@ from gateway.api.strawberry_internals import (
 )
 from gateway.document_limits import DocumentLimits
 from gateway.document_shape import PlainStrings, erased_plainly, noting_plain_strings, shape_of
-from gateway.document_text import check_text
+from gateway.document_text import PARSE_CACHE_SIZE, parse_text
 from gateway.error_pipeline import (
     code_validation_errors,
     is_unexpected,
@@ -59,10 +58,6 @@ from gateway.error_pipeline import (
     payload_too_large,
 )
 from gateway.settings import Settings
-
-#: Distinct query texts whose parse and validation are kept (strawberry's default, 128).
-PARSE_CACHE_SIZE: Final = 128
-
 
 # --- request body limit ----------------------------------------------------------------
 
@@ -166,18 +161,9 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
     ]
 
 
-@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
-def _cached_parse(query: str, *, max_tokens: int | None = None, **options: Any) -> DocumentNode:
-    """strawberry's ParserCache with MaxTokensLimiter, as one function: parse errors (the
-    token limit included) are raised, never cached, as ``functools.lru_cache`` does.
-
-    A text is first counted and measured (gateway/document_text.py): too many tokens or
-    characters are refused in a few ms, before graphql-core's lexer reads it character
-    by character. Only on a miss: a cached text passed already.
-    """
-    if max_tokens is not None:
-        check_text(query, max_tokens=max_tokens)
-    return parse(query, max_tokens=max_tokens, **options)
+#: The parser cache (gateway/document_text.py), shared with APQ registration, so a
+#: document registered and run in one request is parsed once.
+_cached_parse = parse_text
 
 
 def parse_cache_info() -> Any:
