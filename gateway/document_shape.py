@@ -2,7 +2,7 @@
 
 Clients that write their values into the query text (``user(key: {uuid: "…"})``) send
 a new document with every request, and graphql-core's validation of even a small one
-(35 rules walked in parallel over the tree, with type information) costs more than the
+(34 rules walked in parallel over the tree, with type information) costs more than the
 rest of the request. Two such documents differ in their string literals and often in
 their aliases, and neither decides whether a document is valid:
 
