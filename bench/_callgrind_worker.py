@@ -97,8 +97,9 @@ def _request(case: str, i: int) -> tuple[str, dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def _gateway(data_dir: Path, caller: str) -> AsyncIterator[httpx.AsyncClient]:
-    """``bench.gateway_calls``' in-process pair, with start-up timeouts callgrind's pace
-    needs (the lifespans' default 5 s is not enough under it); with ``caller`` api-key,
+    """``bench.gateway_calls``' in-process pair, with lifespan timeouts callgrind's pace
+    needs (the lifespans' default 5 s is not enough under it, to start or to stop: a timed-out
+    stop prints a traceback, whose instructions would count); with ``caller`` api-key,
     authentication on and the client sending the key."""
     keys: Path | None = None
     headers: dict[str, str] = {}
@@ -109,7 +110,7 @@ async def _gateway(data_dir: Path, caller: str) -> AsyncIterator[httpx.AsyncClie
     elif caller != "anonymous":
         raise SystemExit(f"BENCH_CALLER: anonymous or api-key, not {caller!r}")
     ucd_app = create_local_ucd_app(LocalUcdConfig(data_dir=data_dir, partners={PARTNER: (TOKEN,)}))
-    async with LifespanManager(ucd_app, startup_timeout=600) as ucd_manager:
+    async with LifespanManager(ucd_app, startup_timeout=600, shutdown_timeout=600) as ucd_manager:
         ucd_http = httpx.AsyncClient(
             transport=LocalUcdTransport(ucd_manager.app), base_url="http://local-ucd"
         )
@@ -123,7 +124,7 @@ async def _gateway(data_dir: Path, caller: str) -> AsyncIterator[httpx.AsyncClie
         )
         app = create_app(settings, http_client=ucd_http)
         async with (
-            LifespanManager(app, startup_timeout=600) as manager,
+            LifespanManager(app, startup_timeout=600, shutdown_timeout=600) as manager,
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(manager.app),
                 base_url="http://gateway",

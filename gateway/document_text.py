@@ -39,12 +39,17 @@ tokens, the first thing wrong with it that we look at.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Final
+from typing import Any, Final
 
-from graphql import GraphQLSyntaxError, Source
+from graphql import DocumentNode, GraphQLSyntaxError, Source, parse
 
-__all__ = ["CHARS_PER_TOKEN", "check_text", "count_tokens"]
+__all__ = ["CHARS_PER_TOKEN", "PARSE_CACHE_SIZE", "check_text", "count_tokens", "parse_text"]
+
+#: Distinct query texts whose parse (and validation, gateway/limits.py) are kept
+#: (strawberry's default, 128).
+PARSE_CACHE_SIZE: Final = 128
 
 #: A text may be at most this many characters per token of ``UCD_GATEWAY_MAX_TOKENS``.
 CHARS_PER_TOKEN: Final = 16
@@ -101,7 +106,13 @@ def check_text(text: str, *, max_tokens: int) -> None:
 
     Tokens first, counted in the longest text allowed at most: a text with too many
     of them gets the parser's message whatever its length.
+
+    A text of at most ``max_tokens`` characters is not counted: every token is at least
+    one character long, so it cannot have too many, and it is far from too long. That
+    is nearly every operation (5,000 by default), sent as new documents or not.
     """
+    if len(text) <= max_tokens:
+        return
     longest = max_tokens * CHARS_PER_TOKEN
     count, start = count_tokens(text, max_tokens, end=min(len(text), longest))
     if count > max_tokens:
@@ -120,3 +131,19 @@ def check_text(text: str, *, max_tokens: int) -> None:
             f"Document is longer than {longest} characters ({CHARS_PER_TOKEN} per token "
             f"of the {max_tokens} allowed). Parsing aborted.",
         )
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def parse_text(query: str, *, max_tokens: int | None = None, **options: Any) -> DocumentNode:
+    """The parser cache: strawberry's ParserCache with MaxTokensLimiter, as one function.
+    Parse errors (the token limit included) are raised, never cached, as
+    ``functools.lru_cache`` does.
+
+    A text is first checked (``check_text``): too many tokens or characters are refused
+    in a few ms, before graphql-core's lexer reads it character by character. Only on a
+    miss: a cached text passed already. One cache for every caller (the request's parse,
+    the compiled path, APQ registration), so no text is parsed twice while it is kept.
+    """
+    if max_tokens is not None:
+        check_text(query, max_tokens=max_tokens)
+    return parse(query, max_tokens=max_tokens, **options)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from graphql import (
@@ -29,7 +29,6 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     NoSchemaIntrospectionCustomRule,
-    parse,
     specified_rules,
 )
 from starlette.responses import Response
@@ -50,7 +49,8 @@ from gateway.api.strawberry_internals import (
     validate,
 )
 from gateway.document_limits import DocumentLimits
-from gateway.document_text import check_text
+from gateway.document_shape import PlainStrings, erased_plainly, noting_plain_strings, shape_of
+from gateway.document_text import PARSE_CACHE_SIZE, parse_text
 from gateway.error_pipeline import (
     code_validation_errors,
     is_unexpected,
@@ -58,10 +58,6 @@ from gateway.error_pipeline import (
     payload_too_large,
 )
 from gateway.settings import Settings
-
-#: Distinct query texts whose parse and validation are kept (strawberry's default, 128).
-PARSE_CACHE_SIZE: Final = 128
-
 
 # --- request body limit ----------------------------------------------------------------
 
@@ -165,18 +161,9 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
     ]
 
 
-@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
-def _cached_parse(query: str, *, max_tokens: int | None = None, **options: Any) -> DocumentNode:
-    """strawberry's ParserCache with MaxTokensLimiter, as one function: parse errors (the
-    token limit included) are raised, never cached, as ``functools.lru_cache`` does.
-
-    A text is first counted and measured (gateway/document_text.py): too many tokens or
-    characters are refused in a few ms, before graphql-core's lexer reads it character
-    by character. Only on a miss: a cached text passed already.
-    """
-    if max_tokens is not None:
-        check_text(query, max_tokens=max_tokens)
-    return parse(query, max_tokens=max_tokens, **options)
+#: The parser cache (gateway/document_text.py), shared with APQ registration, so a
+#: document registered and run in one request is parsed once.
+_cached_parse = parse_text
 
 
 def parse_cache_info() -> Any:
@@ -199,6 +186,15 @@ class ValidationCache:
     after it left the parser cache) is validated again and replaces the entry. The schema
     is checked the same way, so one cache never answers for another schema.
     ``hide_suggestions`` is fixed per cache, so no entry answers with the other setting.
+
+    A text not found is looked up by its document's shape (gateway/document_shape.py:
+    the document less its aliases' text and the strings it passes to field arguments):
+    a document of a shape validated before without error, whose left-out strings all
+    stood where a ``String`` or ``ID`` goes, is valid too, without graphql-core's rules
+    (``shape_hits``). A client that writes its values into the text sends a new
+    document with each request; this is what keeps its validation from costing more
+    than the rest of the request. Only valid documents are remembered by shape, so
+    every error is still the rules' own.
     """
 
     def __init__(
@@ -215,8 +211,11 @@ class ValidationCache:
             tuple[str, tuple[type[ASTValidationRule], ...]],
             tuple[GraphQLSchema, DocumentNode, list[GraphQLError]],
         ] = {}
+        #: Shapes of valid documents (key: shape and rules), each with its schema.
+        self._shapes: dict[tuple[Hashable, tuple[type[ASTValidationRule], ...]], GraphQLSchema] = {}
         self.hits = 0
         self.misses = 0
+        self.shape_hits = 0  # misses answered by the document's shape
 
     def validate(
         self,
@@ -233,13 +232,36 @@ class ValidationCache:
             self.hits += 1
             return entry[2]
         self.misses += 1
-        errors = self._validate(schema, document, rules)
+        shape = shape_of(document)
+        shape_key = (shape.key, rules) if shape is not None else None
+        if shape_key is not None and self._shapes.get(shape_key) is schema:
+            self.shape_hits += 1
+            errors: list[GraphQLError] = []
+        elif shape is not None and shape.erased:
+            with noting_plain_strings() as noted:
+                errors = self._validate(schema, document, (*rules, PlainStrings))
+            if not errors and erased_plainly(shape, noted):
+                self._remember_shape(shape_key, schema)
+        else:
+            errors = self._validate(schema, document, rules)
+            if not errors and shape_key is not None:
+                self._remember_shape(shape_key, schema)
         if entry is None and len(self._entries) >= self._maxsize:
             # Oldest first (dicts keep insertion order): bounded, like the parser cache,
             # so unique query texts cannot grow memory without limit.
             del self._entries[next(iter(self._entries))]
         self._entries[key] = (schema, document, errors)
         return errors
+
+    def _remember_shape(
+        self,
+        key: tuple[Hashable, tuple[type[ASTValidationRule], ...]] | None,
+        schema: GraphQLSchema,
+    ) -> None:
+        assert key is not None
+        if key not in self._shapes and len(self._shapes) >= self._maxsize:
+            del self._shapes[next(iter(self._shapes))]  # oldest first, bounded as above
+        self._shapes[key] = schema
 
     def _validate(
         self,

@@ -220,6 +220,7 @@ LAYERS: Final[dict[str, int]] = {
     "embedded": 4,
     "seed": 4,
     "document_limits": 4,
+    "document_shape": 4,
     "document_text": 4,
     "limits": 5,
     "request_bodies": 5,

@@ -64,6 +64,9 @@ USER_FIELDS: Final = frozenset({"insiderId", *USER_FIELD_READ_NAMES})
 EVENT_FIELDS: Final = frozenset({"name", "timestamp", "source", *EVENT_FIELD_PARAMS})
 _TYPENAME: Final = "__typename"
 _ROOT_FIELDS: Final = frozenset({"user", "users", _TYPENAME})
+#: What may be selected under a ``User`` and under an ``Event``.
+_UNDER_USER: Final = USER_FIELDS | {"events", _TYPENAME}
+_UNDER_EVENT: Final = EVENT_FIELDS | {_TYPENAME}
 
 #: Flattening repeats a fragment's fields at each spread; past this many fields in all, a
 #: document (a fragment spread many times over) is left to graphql-core, which expands
@@ -178,7 +181,7 @@ class _Flattener:
         for node in selection_set.selections:
             if not isinstance(node, FieldNode | InlineFragmentNode | FragmentSpreadNode):
                 raise _NotCompiled  # pragma: no cover - the three kinds of selection
-            own = conditions + self._conditions(node)
+            own = conditions + self._conditions(node) if node.directives else conditions
             if isinstance(node, FieldNode):
                 found.append(self._field(node, own, allowed))
             elif isinstance(node, InlineFragmentNode):
@@ -207,11 +210,9 @@ class _Flattener:
             raise _NotCompiled
         children: tuple[PlannedField, ...] = ()
         if name in ("user", "users"):
-            children = self.flatten(
-                node.selection_set, "User", (), USER_FIELDS | {"events", _TYPENAME}
-            )
+            children = self.flatten(node.selection_set, "User", (), _UNDER_USER)
         elif name == "events":
-            children = self.flatten(node.selection_set, "Event", (), EVENT_FIELDS | {_TYPENAME})
+            children = self.flatten(node.selection_set, "Event", (), _UNDER_EVENT)
         key = node.alias.value if node.alias else name
         return PlannedField(key, name, node, conditions, children)
 

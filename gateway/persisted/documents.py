@@ -30,10 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSyntaxError, parse
+from graphql import GraphQLError, GraphQLSyntaxError
 
 from gateway.document_limits import DocumentLimits
-from gateway.document_text import check_text
+from gateway.document_text import parse_text
 from gateway.error_pipeline import (
     persisted_hash_mismatch,
     persisted_query_not_found,
@@ -132,8 +132,8 @@ class PersistedDocuments:
         """Whether ``text`` is within the document limits (tokens and length before
         parsing, then fields, depth, aliases and directives); not whether it is valid."""
         try:
-            check_text(text, max_tokens=self._max_tokens)
-            document = parse(text, max_tokens=self._max_tokens)
+            # Through the parser cache: the request that registers the text runs it next.
+            document = parse_text(text, max_tokens=self._max_tokens)
         except GraphQLSyntaxError:
             return False
         refusal: GraphQLError | None = self._limits.check(document)

@@ -148,6 +148,42 @@ async def test_a_compiled_document_is_parsed_and_validated_once() -> None:
         assert (cache.hits, cache.misses) == validated
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+async def test_new_documents_of_one_shape_are_validated_once_and_answered_alike(
+    compiled: bool,
+) -> None:
+    """A client writing its values into the text: each request a new document, validated
+    by its shape (gateway/document_shape.py) after the first, on both execution paths;
+    one of the same shape with a bad DateTime is still refused by the rules."""
+    async with app_gateway(compiled_execution=compiled) as (client, app):
+        await graphql(
+            client,
+            'mutation { upsertUsers(input: {users: [{key: {uuid: "u-1"}, attributes: '
+            '{name: "Ada"}}, {key: {uuid: "u-2"}, attributes: {name: "Bob"}}]}) '
+            "{ successCount } }",
+        )
+        cache = _guards(app).validation_cache
+        before = cache.shape_hits
+        answers = [
+            await graphql(client, f'{{ r{i}: user(key: {{uuid: "u-{i}"}}) {{ name }} }}')
+            for i in (1, 2)
+        ]
+        assert cache.shape_hits - before == 1
+        good = (
+            '{ user(key: {uuid: "u-1"}) '
+            '{ events(names: ["x"], from: "2026-01-01T00:00:00Z") { name } } }'
+        )
+        assert "errors" not in await graphql(client, good)
+        refused = await graphql(client, good.replace("2026-01-01T00:00:00Z", "yesterday"))
+    assert [answer["data"] for answer in answers] == [
+        {"r1": {"name": "Ada"}},
+        {"r2": {"name": "Bob"}},
+    ]
+    (error,) = refused["errors"]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "DateTime" in error["message"]
+
+
 def test_validation_cache_revalidates_a_new_document_and_stays_bounded() -> None:
     """The query text is the key; only the very document validated before is a hit."""
     schema = graphql_core_schema(build_schema())

@@ -5,6 +5,7 @@ the bounds on what APQ may register (gateway/persisted/)."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from graphql import DocumentNode
+from graphql.language.parser import Parser
 from pydantic import ValidationError
 
 from gateway.persisted.manifest import ManifestError, load_manifest, parse_manifest, sha256_hex
@@ -227,6 +230,28 @@ async def test_apq_does_not_register_a_document_over_the_limits(query: str, code
     assert sent.json()["errors"][0]["extensions"]["code"] == code
     assert again.json()["errors"] == [NOT_FOUND]
     assert len(route.endpoint._documents.store) == 0  # type: ignore[attr-defined]
+
+
+async def test_a_document_registered_and_run_in_one_request_is_parsed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Registration checks the limits through the parser cache, so the request that
+    registers a text runs the document it parsed: graphql-core's parser runs once."""
+    query = f'{{ user(key: {{uuid: "u-{uuid.uuid4()}"}}) {{ name }} }}'
+    parsed: list[str] = []
+    parse_document = Parser.parse_document
+
+    def counted(parser: Parser) -> DocumentNode:
+        parsed.append(parser._lexer.source.body)
+        return parse_document(parser)
+
+    async with app_gateway() as (client, _):
+        monkeypatch.setattr(Parser, "parse_document", counted)
+        sent = await client.post(
+            "/graphql", json={"query": query, "extensions": apq(sha256_hex(query))}
+        )
+    assert sent.json()["data"] == {"user": None}
+    assert parsed == [query]
 
 
 async def test_the_apq_store_forgets_the_least_recently_used_document() -> None:
