@@ -67,6 +67,9 @@ class Tally:
 
     accepted: list[float] = field(default_factory=list)
     rejected: list[float] = field(default_factory=list)
+    #: When each rejected request was sent, seconds after the load's first request was
+    #: due (the same order as ``rejected``): the ramp from idle shows apart.
+    rejected_at: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
     not_sent: int = 0
     #: Per request, how much later than its schedule it was sent (open loop only).
@@ -82,6 +85,7 @@ class Tally:
     def merge(self, other: Tally) -> None:
         self.accepted += other.accepted
         self.rejected += other.rejected
+        self.rejected_at += other.rejected_at
         self.failures.update(other.failures)
         self.not_sent += other.not_sent
         self.lag += other.lag
@@ -170,9 +174,11 @@ class _Connection(asyncio.Protocol):
 class _Client:
     """Requests of one plan on a pool of keep-alive connections, tallied."""
 
-    def __init__(self, plan: Plan, tally: Tally) -> None:
+    def __init__(self, plan: Plan, tally: Tally, start_at: float) -> None:
         self.plan = plan
         self.tally = tally
+        #: When the load's first request was due (``time.time()``).
+        self.start_at = start_at
         self._idle: list[_Connection] = []
         self.out = 0
 
@@ -180,6 +186,7 @@ class _Client:
         """Send the plan's request once; count and time its outcome."""
         plan, tally = self.plan, self.tally
         self.out += 1
+        sent_at = time.time() - self.start_at
         start = time.perf_counter()
         connection: _Connection | None = None
         try:
@@ -211,6 +218,7 @@ class _Client:
             tally.accepted.append(latency)
         elif outcome == "rejected":
             tally.rejected.append(latency)
+            tally.rejected_at.append(sent_at)
         else:
             tally.failures[outcome] += 1
         if keep_alive and not connection.closed:
@@ -225,7 +233,7 @@ class _Client:
 
 
 async def _open_loop(plan: Plan, share: float, start_at: float, tally: Tally) -> None:
-    client = _Client(plan, tally)
+    client = _Client(plan, tally, start_at)
     limit = max(1, plan.max_outstanding // plan.processes)
     tasks: set[asyncio.Task[None]] = set()
     await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -250,7 +258,7 @@ async def _open_loop(plan: Plan, share: float, start_at: float, tally: Tally) ->
 
 
 async def _closed_loop(plan: Plan, start_at: float, tally: Tally) -> None:
-    client = _Client(plan, tally)
+    client = _Client(plan, tally, start_at)
     await asyncio.sleep(max(0.0, start_at - time.time()))
     stop = time.perf_counter() + plan.duration_s
 
