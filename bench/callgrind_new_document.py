@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from bench import _callgrind as callgrind
 
 WORKER = Path(__file__).with_name("_callgrind_stages.py")
 STAGES = ("text", "parse", "validation", "plan")
@@ -32,27 +32,9 @@ def instructions(stages: int, count: int, out_dir: Path) -> int:
     """The instructions of one worker run under callgrind (its ``summary:`` line)."""
     out = out_dir / f"stages-{stages}-{count}.out"
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(WORKER.parent.parent)}
-    valgrind = shutil.which("valgrind")
-    assert valgrind is not None
-    subprocess.run(  # noqa: S603  # our own worker, fixed arguments
-        [
-            valgrind,
-            "--tool=callgrind",
-            "--dump-instr=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            str(WORKER),
-            str(stages),
-            str(count),
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
+    return callgrind.instructions(
+        [str(WORKER), str(stages), str(count)], out, env, options=["--dump-instr=no"]
     )
-    for line in out.read_text().splitlines():
-        if line.startswith("summary:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no summary in {out}")
 
 
 def run() -> dict[str, Any]:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from bench import _callgrind as callgrind
 
 CASES = ("read", "events", "new")
 CALLERS = ("anonymous", "api-key")
@@ -48,26 +48,7 @@ def instructions(case: str, count: int, *, compiled: bool, caller: str, out_dir:
         # The worker runs as a file; it imports this package from the repository.
         "PYTHONPATH": str(WORKER.parent.parent),
     }
-    valgrind = shutil.which("valgrind")
-    assert valgrind is not None
-    subprocess.run(  # noqa: S603  # our own worker, fixed arguments
-        [
-            valgrind,
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            str(WORKER),
-            case,
-            str(count),
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    for line in out.read_text().splitlines():
-        if line.startswith("summary:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no summary in {out}")
+    return callgrind.instructions([str(WORKER), case, str(count)], out, env)
 
 
 def run() -> dict[str, Any]:

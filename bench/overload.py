@@ -20,7 +20,9 @@ local UCD, the generators and this process share the others.
    (anything else: the operation's deadline, client timeouts, other errors). Latencies
    are reported twice: as the generator saw them (request written to answer read), and
    as the gateway saw them (its ASGI app called to its answer sent; ``_Timed``, a thin
-   wrapper this bench puts around the app, outermost).
+   wrapper this bench puts around the app, outermost); the refusals' p99 at the client
+   also without the first ``RAMP_S`` of the load (the ramp from idle to ~1,000
+   connections).
 3. **Recovery.** As soon as the load stops, one probe at a time until a probe is answered
    200: the recovery time. Then, 5 s after the load stopped, 100 requests (10 at a time)
    and how many of them succeed.

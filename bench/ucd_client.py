@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from bench import _callgrind as callgrind
 from bench import peers
 from bench.peers import UCD_HEADERS, _start_local_ucd, _stop
 
@@ -69,28 +70,7 @@ def _native(transport: str, mode: str, count: int, base_url: str) -> float:
 
 def _instructions(transport: str, mode: str, count: int, base_url: str, out_dir: Path) -> int:
     out = out_dir / f"{transport}-{mode}-{count}.out"
-    valgrind = shutil.which("valgrind")
-    assert valgrind is not None
-    subprocess.run(  # noqa: S603  # our own worker, fixed arguments
-        [
-            valgrind,
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            str(WORKER),
-            transport,
-            mode,
-            str(count),
-            base_url,
-        ],
-        check=True,
-        capture_output=True,
-        env=_env(),
-    )
-    for line in out.read_text().splitlines():
-        if line.startswith("summary:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no summary in {out}")
+    return callgrind.instructions([str(WORKER), transport, mode, str(count), base_url], out, _env())
 
 
 def _seed(base_url: str) -> None:
