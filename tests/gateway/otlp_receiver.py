@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -24,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.gateway.threaded_server import loopback_socket, serving_in_thread, url_of
 
 
 @dataclass
@@ -71,28 +71,11 @@ def _receiver_app(receiver: OtlpReceiver) -> Starlette:
     return Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
 
 
-class _ThreadServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # signals belong to the main thread (pytest's)
-
-
 @contextlib.contextmanager
 def serve_otlp() -> Iterator[OtlpReceiver]:
     """A receiver on a free loopback port until the block ends."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    receiver = OtlpReceiver(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    server = _ThreadServer(uvicorn.Config(_receiver_app(receiver), lifespan="off", log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the OTLP receiver did not start"
-        time.sleep(0.01)
-    try:
+    sock = loopback_socket()
+    receiver = OtlpReceiver(url_of(sock))
+    config = uvicorn.Config(_receiver_app(receiver), lifespan="off", log_config=None)
+    with serving_in_thread(config, sock, "the OTLP receiver"):
         yield receiver
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()

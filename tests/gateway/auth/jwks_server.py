@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +23,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.gateway.threaded_server import loopback_socket, serving_in_thread, url_of
 
 ISSUER: Final = "https://id.example.test/"
 AUDIENCE: Final = "ucd-gateway"
@@ -147,19 +147,8 @@ class JwksServer:
 @contextlib.contextmanager
 def serve_jwks() -> Iterator[JwksServer]:
     """The server, running in a thread on a free loopback port until the block ends."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server_state = JwksServer(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    server = uvicorn.Server(uvicorn.Config(server_state.app(), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the JWKS server did not start"
-        time.sleep(0.01)
-    try:
+    sock = loopback_socket()
+    server_state = JwksServer(url_of(sock))
+    config = uvicorn.Config(server_state.app(), log_level="warning", lifespan="off")
+    with serving_in_thread(config, sock, "the JWKS server"):
         yield server_state
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
