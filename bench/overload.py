@@ -227,7 +227,7 @@ def _serve_gateway(
     cpus: frozenset[int] | None,
     ready: Queue[int],
 ) -> None:
-    """The gateway as ``ucd-gateway serve`` runs it (``cli._run``: the CLI's event loop,
+    """The gateway as ``ucd-gateway serve`` runs it (``cli._run_gateway``: the CLI's loop,
     lifespan, gc frozen after start-up, the draining uvicorn server), with ``_Timed``
     outermost and logs at WARNING (the shedding lines, not a line per request)."""
     from gateway import cli
@@ -251,14 +251,7 @@ def _serve_gateway(
     app = create_app(settings)
     server = cli._draining_server(app, settings)
     server.config.app = _Timed(app)
-    cli._run(
-        app,
-        sock,
-        server,
-        start_errors=cli.SERVE_START_ERRORS,
-        failed="cannot start",
-        announce=lambda: ready.put(port),
-    )
+    cli._run_gateway(app, sock, settings, server=server, announce=lambda: ready.put(port))
 
 
 def _serve_pinned_local_ucd(data_dir: str, cpus: frozenset[int] | None, ready: Queue[int]) -> None:

@@ -214,18 +214,37 @@ def _serve(args: argparse.Namespace) -> int:
     # With port 0 the webhook base URL needs the port actually bound.
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     app = _gateway_app(settings, sock)
-    _run(
+    _run_gateway(
         app,
         sock,
-        _draining_server(app, settings),
-        start_errors=SERVE_START_ERRORS,
-        failed="cannot start",
+        settings,
         announce=_printing(
             f"ucd-gateway: GraphiQL on http://{reachable_host(settings.host)}:{settings.port}/graphql"
         ),
-        started=lambda: _check_ucd(app, settings),
     )
     return 0
+
+
+def _run_gateway(
+    app: Starlette,
+    sock: socket.socket,
+    settings: Settings,
+    *,
+    announce: Callable[[], None],
+    server: uvicorn.Server | None = None,
+) -> None:
+    """``serve``'s one process, or one worker of ``serve --workers``: ``app`` on ``sock``
+    with the draining server (or ``server``, built the same way), the UCD checked once
+    started."""
+    _run(
+        app,
+        sock,
+        server if server is not None else _draining_server(app, settings),
+        start_errors=SERVE_START_ERRORS,
+        failed="cannot start",
+        started=lambda: _check_ucd(app, settings),
+        announce=announce,
+    )
 
 
 #: RuntimeError: the data folder was written by a newer local UCD (the store says so).
@@ -307,15 +326,7 @@ def _serve_workers(settings: Settings, workers: int) -> int:
         def worker(started: Callable[[], None]) -> int:
             try:
                 sock = listening_socket(settings.host, settings.port, backlog=2048, reuse_port=True)
-                _run(
-                    app,
-                    sock,
-                    _draining_server(app, settings),
-                    start_errors=SERVE_START_ERRORS,
-                    failed="cannot start",
-                    started=lambda: _check_ucd(app, settings),
-                    announce=started,
-                )
+                _run_gateway(app, sock, settings, announce=started)
             except ConfigurationError as exc:
                 print(f"ucd-gateway serve: {exc}", file=sys.stderr, flush=True)
                 return EXIT_CONFIG
