@@ -347,9 +347,13 @@ class ProfileCache:
         self._clock = clock
         self._monotonic = monotonic
         self._paused_until = 0.0
-        self.state = state  # read by tests, which look for erased bytes in it
         self.hits = 0  # reads answered without a UCD call (tests, bench, /metrics)
         self.reads = 0  # every read through the cache (/metrics: the hit ratio)
+
+    @property
+    def state(self) -> StateStore:
+        """The shared state it keeps entries in (tests look for erased bytes in it)."""
+        return self._state
 
     # --- keys -----------------------------------------------------------------------
 
