@@ -462,15 +462,15 @@ class ProfileCache:
             entry.everything,
             dict(entry.events),
         )
+        entry.learn(asked, answer, tag, self._clock())
+        if not all(entry.knows(kind) for kind in IDENTITY):
+            return  # a caller without pii:read read it: see the module's docstring
         if not stored:
             (before,) = await self._state.get_many(NS, [f"e:{entry.iid}"])
             if before is not None:
                 # Aliases of an outranked entry may still point here: keep them listed,
                 # so an erasure finds and deletes them all.
                 entry.aliases |= _Entry.load(before).aliases
-        entry.learn(asked, answer, tag, self._clock())
-        if not all(entry.knows(kind) for kind in IDENTITY):
-            return  # a caller without pii:read read it: see the module's docstring
         learned = {alias, self._alias(IID, entry.iid)}
         for kind in IDENTITY:
             value = answer.attributes.get(kind)
