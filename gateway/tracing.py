@@ -228,23 +228,32 @@ class OperationSpans(SchemaExtension):
         if active is None or _operation_open.get():
             yield
             return
-        span = active.start_span("GraphQL operation", kind=SpanKind.INTERNAL)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            yield
-        except BaseException as exc:
-            # Refused before execution and raised through the hooks: a syntax error
-            # (the parser cache raises it), an unknown operation name.
-            _failed(span, exc)
-            raise
-        else:
-            result = self.execution_context.result
-            if self.execution_context.pre_execution_errors or (result and result.errors):
-                span.set_status(StatusCode.ERROR)
-        finally:
-            _name_operation(span, self.execution_context)
-            otel_context.detach(token)
-            span.end()
+        # An exception through the hooks is a refusal before execution: a syntax error
+        # (the parser cache raises it), an unknown operation name.
+        with _operation(active) as span:
+            try:
+                yield
+                result = self.execution_context.result
+                if self.execution_context.pre_execution_errors or (result and result.errors):
+                    span.set_status(StatusCode.ERROR)
+            finally:
+                _name_operation(span, self.execution_context)
+
+
+@contextlib.contextmanager
+def _operation(active: Tracer) -> Iterator[Span]:
+    """An operation's span, current while the block runs, failed by an exception out of
+    it, ended after it (both ``OperationSpans`` and ``operation_span``)."""
+    span = active.start_span("GraphQL operation", kind=SpanKind.INTERNAL)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    except BaseException as exc:
+        _failed(span, exc)
+        raise
+    finally:
+        otel_context.detach(token)
+        span.end()
 
 
 def _name_operation(span: Span, context: Any) -> None:
@@ -293,19 +302,13 @@ def operation_span(kind: str, name: str | None) -> Iterator[OperationSpan]:
     (the caller checks ``enabled()``, so an untraced request costs no context manager).
     """
     assert tracer is not None, "operation_span while tracing is off"
-    span = tracer.start_span("GraphQL operation", kind=SpanKind.INTERNAL)
-    token = otel_context.attach(trace.set_span_in_context(span))
-    opened = _operation_open.set(True)
-    try:
-        yield OperationSpan(span)
-    except BaseException as exc:
-        _failed(span, exc)
-        raise
-    finally:
-        _operation_open.reset(opened)
-        _set_names(span, kind, name)
-        otel_context.detach(token)
-        span.end()
+    with _operation(tracer) as span:
+        opened = _operation_open.set(True)
+        try:
+            yield OperationSpan(span)
+        finally:
+            _operation_open.reset(opened)
+            _set_names(span, kind, name)
 
 
 # --- a UCD call ------------------------------------------------------------------------
