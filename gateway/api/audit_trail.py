@@ -43,14 +43,14 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from graphql import FragmentDefinitionNode, GraphQLError, OperationType
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql import GraphQLError, OperationType
+from graphql.execution.values import get_argument_values
 from graphql.utilities import get_operation_ast
 from strawberry.types import ExecutionContext
 
 from gateway.api.context import Context
 from gateway.api.names import KEY_FIELDS
-from gateway.api.selection import FieldScope, response_fields
+from gateway.api.root_fields import root_fields
 from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.audit import AuditUnavailable
 from gateway.auth.pii import pii_read_names
@@ -168,23 +168,19 @@ class OperationTrail:
         if operation is None:
             return
         self.mutation = operation.operation is OperationType.MUTATION
-        core = graphql_core_schema(self._context.schema)
-        coerced = get_variable_values(
-            core, operation.variable_definitions or (), dict(self._context.variables or {})
+        found = root_fields(
+            graphql_core_schema(self._context.schema),
+            document,
+            self._context.operation_name,
+            self._context.variables,
         )
-        root = core.get_root_type(operation.operation)
-        if isinstance(coerced, list) or root is None:
+        if found is None:
             return
-        fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
-        scope = FieldScope(core, fragments, coerced.coerced, ())
-        for key, nodes in response_fields(
-            scope, type_name=root.name, selection_set=operation.selection_set
-        ).items():
+        root = found.root
+        for key, nodes in found.fields.items():
             name = nodes[0].name.value
             if self.mutation and name in _SUBJECTS:
-                args = get_argument_values(root.fields[name], nodes[0], coerced)
+                args = get_argument_values(root.fields[name], nodes[0], found.variables)
                 named = [subject(raw, self._key) for raw in _SUBJECTS[name](args)]
                 self.fields[key] = (name, named)
             elif not self.mutation and name in _AUDITED_QUERIES:

@@ -23,16 +23,16 @@ from typing import Any
 import strawberry
 from graphql import (
     FieldNode,
-    FragmentDefinitionNode,
     GraphQLError,
     OperationType,
 )
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.execution.values import get_argument_values
 from graphql.utilities import get_operation_ast
 from strawberry.types import ExecutionContext
 
 from gateway.api.context import Context
-from gateway.api.selection import FieldScope, UserSelection, field_selected, response_fields
+from gateway.api.root_fields import root_fields
+from gateway.api.selection import UserSelection, field_selected
 from gateway.api.strawberry_internals import graphql_core_schema
 from gateway.auth.principal import Principal
 from gateway.auth.scopes import FIELD_SCOPES, Scope
@@ -86,27 +86,19 @@ def operation_refusals(context: ExecutionContext) -> list[GraphQLError]:
     withheld: frozenset[str] = value.withheld if isinstance(value, Context) else frozenset()
     if principal is not None and principal.scopes == _EVERY_SCOPE:
         return []  # nothing to refuse: no second coercion of a 1,000-user upsert's variables
-    core = graphql_core_schema(context.schema)
-    coerced = get_variable_values(
-        core, operation.variable_definitions or (), dict(context.variables or {})
+    found = root_fields(
+        graphql_core_schema(context.schema), document, context.operation_name, context.variables
     )
-    if isinstance(coerced, list):
+    if found is None:
         return []
-    root = core.mutation_type
-    assert root is not None  # the operation is a mutation, so the schema has the type
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    scope = FieldScope(core, fragments, coerced.coerced, ())
+    root = found.root
     errors: list[GraphQLError] = []
-    for key, nodes in response_fields(
-        scope, type_name=root.name, selection_set=operation.selection_set
-    ).items():
+    for key, nodes in found.fields.items():
         name = nodes[0].name.value
         own = FIELD_SCOPES.get(("Mutation", name))
         if own is None:
             continue  # __typename
-        field_scope = FieldScope(core, fragments, coerced.coerced, nodes)
+        field_scope = found.scope(nodes)
         needed = [(name, own)]
         payload = root.fields[name].type
         while hasattr(payload, "of_type"):
@@ -115,7 +107,7 @@ def operation_refusals(context: ExecutionContext) -> list[GraphQLError]:
         if field_selected(field_scope, type_name=payload_name, field_name="user"):
             needed.append((f"{name} {{ user }}", Scope.PROFILE_READ))
         if name == "startExport" and _exports_pii(
-            get_argument_values(root.fields[name], nodes[0], coerced)["input"],
+            get_argument_values(root.fields[name], nodes[0], found.variables)["input"],
             withheld,
         ):
             needed.append(("an export of PII attributes (or of every attribute)", Scope.PII_READ))

@@ -48,20 +48,19 @@ import strawberry
 from graphql import (
     DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
     GraphQLError,
     GraphQLObjectType,
     OperationType,
     get_named_type,
 )
-from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
-from graphql.utilities import get_operation_ast
+from graphql.execution.values import VariableValues, get_argument_values
 from strawberry.types import ExecutionContext
 
 from gateway.api.catalog import CATALOG_FIELD_TABLES
 from gateway.api.context import Context
 from gateway.api.inputs import CustomIdentifierInput, UserKey
 from gateway.api.names import KEY_FIELDS
+from gateway.api.root_fields import root_fields
 from gateway.api.selection import FieldScope, response_fields
 from gateway.api.strawberry_internals import (
     graphql_core_schema,
@@ -237,22 +236,12 @@ def planned_calls(
 ) -> int:
     """The UCD calls the operation will make; 0 when it cannot run (no such operation,
     variables that do not fit their types: execution refuses those before any call)."""
-    operation = get_operation_ast(document, operation_name)
-    if operation is None:
+    found = root_fields(graphql_core_schema(schema), document, operation_name, variables)
+    if found is None:
         return 0
-    core = graphql_core_schema(schema)
-    coerced = get_variable_values(core, operation.variable_definitions or (), dict(variables or {}))
-    if isinstance(coerced, list):
-        return 0
-    root_type = core.get_root_type(operation.operation)
-    if root_type is None:
-        return 0
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    scope = FieldScope(core, fragments, coerced.coerced, ())
-    root = _Root(scope, root_type, coerced, limits)
-    fields = response_fields(scope, type_name=root_type.name, selection_set=operation.selection_set)
+    root = _Root(found.scope(), found.root, found.variables, limits)
+    fields = found.fields
+    operation = found.operation
     if operation.operation is OperationType.MUTATION:
         return sum(
             MUTATION_COSTS.get(nodes[0].name.value, _no_call)(root, nodes)
