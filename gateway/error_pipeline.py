@@ -64,6 +64,7 @@ __all__ = [
     "code_validation_errors",
     "cost_exceeded",
     "drop_suggestions",
+    "drop_tracebacks",
     "is_unexpected",
     "mask_unexpected",
     "overloaded",
@@ -190,6 +191,31 @@ def is_unexpected(error: GraphQLError) -> bool:
         and error.path is not None
         and not isinstance(original, GatewayError | GraphQLError)
     )
+
+
+def drop_tracebacks(errors: Iterable[GraphQLError]) -> None:
+    """Forget the tracebacks of ``errors``, their original exceptions and those
+    exceptions' causes, once nothing needs them (the masked ones are logged).
+
+    A traceback holds the frames it passed through, and the executor's frame holds the
+    errors it collected: every failed field made the operation a reference cycle, left
+    with its whole context to CPython's cyclic collector (tests/gateway/test_garbage.py).
+    """
+    pending: list[BaseException] = list(errors)
+    seen: set[int] = set()
+    while pending:
+        exc = pending.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        for linked in (
+            exc.original_error if isinstance(exc, GraphQLError) else None,
+            exc.__cause__,
+            exc.__context__,
+        ):
+            if linked is not None:
+                pending.append(linked)
 
 
 def mask_unexpected(error: GraphQLError) -> GraphQLError:

@@ -53,6 +53,7 @@ from gateway.document_shape import PlainStrings, erased_plainly, noting_plain_st
 from gateway.document_text import PARSE_CACHE_SIZE, parse_text
 from gateway.error_pipeline import (
     code_validation_errors,
+    drop_tracebacks,
     is_unexpected,
     mask_unexpected,
     payload_too_large,
@@ -343,6 +344,10 @@ class GatewayExtension(MaskingExtension):
         context.parse_options["max_tokens"] = self._guards.max_tokens
         context.validation_rules = context.validation_rules + self._guards.validation_rules
         yield from super().on_operation()
+        # Masked and logged by now: the errors' tracebacks would only keep the
+        # operation's frames, and its context with them, in a reference cycle.
+        if context.result is not None and context.result.errors:
+            drop_tracebacks(context.result.errors)
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context

@@ -16,6 +16,7 @@ from gateway.api.one_of import refused_arguments
 from gateway.api.query import Query
 from gateway.api.scalars import DATETIME_SCALAR, JSON_SCALAR
 from gateway.api.strawberry_internals import (
+    AcyclicExecutionContext,
     CachedNameConverter,
     ErrorHookSchema,
     graphql_core_schema,
@@ -70,4 +71,5 @@ def build_schema() -> GatewaySchema:
             scalar_map={datetime: DATETIME_SCALAR, JSON: JSON_SCALAR},
             name_converter=CachedNameConverter(),
         ),
+        execution_context_class=AcyclicExecutionContext,
     )

@@ -170,32 +170,38 @@ class _Walk:
         however often it is spread, so the walk is linear in the document."""
         grouped: dict[str, list[FieldNode]] = {}
         visited: set[str] = set()
-
-        def collect(selection_set: SelectionSetNode) -> None:
-            for node in selection_set.selections:
-                if isinstance(node, FieldNode):
-                    if self.included(node):
-                        key = node.alias.value if node.alias else node.name.value
-                        grouped.setdefault(key, []).append(node)
-                elif isinstance(node, InlineFragmentNode):
-                    condition = node.type_condition
-                    if self.included(node) and (
-                        condition is None or condition.name.value == type_name
-                    ):
-                        collect(node.selection_set)
-                elif isinstance(node, FragmentSpreadNode):
-                    name = node.name.value
-                    if name in visited or not self.included(node):
-                        continue
-                    visited.add(name)
-                    fragment = self.fragments.get(name)
-                    if fragment is not None and fragment.type_condition.name.value == type_name:
-                        collect(fragment.selection_set)
-
         for selection_set in selection_sets:
             if selection_set is not None:
-                collect(selection_set)
+                self._collect(selection_set, type_name, grouped, visited)
         return grouped
+
+    def _collect(
+        self,
+        selection_set: SelectionSetNode,
+        type_name: str,
+        grouped: dict[str, list[FieldNode]],
+        visited: set[str],
+    ) -> None:
+        # A method, not a closure calling itself: such a closure is a reference cycle
+        # (function -> cell -> function), and with it this walk and the operation's
+        # variables would wait for the cyclic collector (tests/gateway/test_garbage.py).
+        for node in selection_set.selections:
+            if isinstance(node, FieldNode):
+                if self.included(node):
+                    key = node.alias.value if node.alias else node.name.value
+                    grouped.setdefault(key, []).append(node)
+            elif isinstance(node, InlineFragmentNode):
+                condition = node.type_condition
+                if self.included(node) and (condition is None or condition.name.value == type_name):
+                    self._collect(node.selection_set, type_name, grouped, visited)
+            elif isinstance(node, FragmentSpreadNode):
+                name = node.name.value
+                if name in visited or not self.included(node):
+                    continue
+                visited.add(name)
+                fragment = self.fragments.get(name)
+                if fragment is not None and fragment.type_condition.name.value == type_name:
+                    self._collect(fragment.selection_set, type_name, grouped, visited)
 
     def args(self, field: GraphQLField, node: FieldNode) -> dict[str, Any]:
         return get_argument_values(field, node, self.variables)

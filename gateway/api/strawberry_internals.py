@@ -16,6 +16,9 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
 * ``graphql_name(name)``: the GraphQL name strawberry gives a Python field name;
 * ``CachedNameConverter``: a hook into strawberry's naming of fields and arguments;
 * ``ErrorHookSchema``: a hook that sees every error of a request before masking;
+* ``AcyclicExecutionContext``: strawberry's graphql-core executor, which drops its
+  reference cycle once the operation's result is complete (pinned by
+  tests/gateway/test_garbage.py);
 * ``MaskingExtension``: MaskErrors driven by two functions, without its slow check;
 * ``use_parsed_document`` / ``use_validation_errors``: an extension's own parse and
   validation, which strawberry then skips;
@@ -44,13 +47,14 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     GraphQLResolveInfo,
+    GraphQLResolveInfoHelpers,
     GraphQLSchema,
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import validate as graphql_core_validate
 from strawberry.extensions import MaskErrors
 from strawberry.schema.name_converter import NameConverter
-from strawberry.schema.schema import validate_document
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext
@@ -59,6 +63,7 @@ from strawberry.utils.str_converters import to_camel_case
 
 __all__ = [
     "ERROR_LOGGER_NAME",
+    "AcyclicExecutionContext",
     "CachedNameConverter",
     "ErrorHookSchema",
     "MaskingExtension",
@@ -203,6 +208,44 @@ class ErrorHookSchema(strawberry.Schema):
         variables: Mapping[str, Any] | None,
     ) -> None:
         """Called with the request's errors, in place; the default does nothing."""
+
+
+class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """strawberry's graphql-core executor, without its reference cycle once done.
+
+    graphql-core's executor keeps ``async_helpers``, two of its own bound methods, so
+    every executor is a cycle. Through ``context_value`` it holds the request's whole
+    context (its loader, plan and answers), so each operation on this path left all of
+    that to CPython's cyclic collector instead of freeing it when the request ended,
+    and under load the full collections that followed stopped the event loop for
+    15-50 ms several times a second (bench/README.md, "Overload"). Once a plain result
+    is complete nothing calls the helpers again, so they are dropped then. An
+    incremental (@defer/@stream) result keeps them: its later payloads still run.
+    """
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        result = super().execute_operation(serially)
+        if self.is_awaitable(result):
+            return self._detached_after(result)
+        self._detach(result)
+        return result
+
+    async def _detached_after(self, pending: Any) -> Any:
+        result = await pending
+        self._detach(result)
+        return result
+
+    def _detach(self, result: object) -> None:
+        if isinstance(result, GraphQLExecutionResult):
+            self.async_helpers = _DETACHED
+
+
+def _no_more_async_work(*_args: object, **_kwargs: object) -> Any:
+    raise RuntimeError("the operation's executor was used after its result was complete")
+
+
+#: What a finished executor holds instead of helpers bound to itself.
+_DETACHED: Final = GraphQLResolveInfoHelpers(gather=_no_more_async_work, track=_no_more_async_work)
 
 
 class MaskingExtension(MaskErrors):

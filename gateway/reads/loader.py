@@ -10,8 +10,9 @@ the concurrency bound).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiodataloader import DataLoader
@@ -26,6 +27,7 @@ __all__ = ["ProfileKey", "ProfileLoader"]
 
 
 ProfileKey = tuple[UserRef, ProfileNeed]
+ProfileFetch = Callable[[UserRef, ProfileNeed], Awaitable[ProfileAnswer | None]]
 
 
 @dataclass
@@ -45,8 +47,18 @@ class ProfileLoader:
     _loader: DataLoader[ProfileKey, ProfileAnswer | None] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._loader = DataLoader(self._batch, loop=asyncio.get_running_loop())
-        self._fetch = self.reads.fetch if self.cache is None else self._cached
+        # Nothing the DataLoader holds may point back at this object. A bound method
+        # (``self._batch``) made ProfileLoader <-> DataLoader a cycle, so every request's
+        # loader, futures and keys were left to the cyclic collector: under overload that
+        # was a full collection about 3 times a second, 15-50 ms each, with the loop
+        # stopped (bench/README.md, "Overload"). Without the cycle, reference counting
+        # frees them when the request ends.
+        fetch: ProfileFetch = (
+            self.reads.fetch
+            if self.cache is None
+            else partial(self.cache.fetch, withheld=self.withheld)
+        )
+        self._loader = DataLoader(partial(_batch, fetch), loop=asyncio.get_running_loop())
 
     async def load(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
         result: ProfileAnswer | None = await self._loader.load((ref, need))
@@ -65,27 +77,27 @@ class ProfileLoader:
         self._loader.clear_all()
         self.reads.invalidate()
 
-    async def _cached(self, ref: UserRef, need: ProfileNeed) -> ProfileAnswer | None:
-        assert self.cache is not None
-        return await self.cache.fetch(ref, need, withheld=self.withheld)
 
-    async def _batch(self, keys: list[ProfileKey]) -> list[Any]:
-        # list[ProfileAnswer | None | Exception]: aiodataloader rejects a key's future when its
-        # item is an exception, so one failed user does not fail the others' loads.
-        needs: dict[UserRef, ProfileNeed] = {}
-        for ref, need in keys:
-            needs[ref] = needs[ref].merge(need) if ref in needs else need
-        if len(needs) == 1:
-            # One user (the usual single-user request): no gather, no per-user tasks.
-            ((ref, need),) = needs.items()
-            try:
-                answer: Any = await self._fetch(ref, need)
-            except Exception as exc:  # handed to aiodataloader as every key's item
-                answer = exc
-            return [answer] * len(keys)
-        refs = list(needs)
-        answers = await asyncio.gather(
-            *(self._fetch(ref, needs[ref]) for ref in refs), return_exceptions=True
-        )
-        by_ref = dict(zip(refs, answers, strict=True))
-        return [by_ref[ref] for ref, _ in keys]
+async def _batch(fetch: ProfileFetch, keys: list[ProfileKey]) -> list[Any]:
+    """One tick's keys -> their answers, one ``fetch`` per distinct user.
+
+    list[ProfileAnswer | None | Exception]: aiodataloader rejects a key's future when its
+    item is an exception, so one failed user does not fail the others' loads.
+    """
+    needs: dict[UserRef, ProfileNeed] = {}
+    for ref, need in keys:
+        needs[ref] = needs[ref].merge(need) if ref in needs else need
+    if len(needs) == 1:
+        # One user (the usual single-user request): no gather, no per-user tasks.
+        ((ref, need),) = needs.items()
+        try:
+            answer: Any = await fetch(ref, need)
+        except Exception as exc:  # handed to aiodataloader as every key's item
+            answer = exc
+        return [answer] * len(keys)
+    refs = list(needs)
+    answers = await asyncio.gather(
+        *(fetch(ref, needs[ref]) for ref in refs), return_exceptions=True
+    )
+    by_ref = dict(zip(refs, answers, strict=True))
+    return [by_ref[ref] for ref, _ in keys]

@@ -509,11 +509,12 @@ class UcdClient:
                 self._observe(path, TIMEOUT, started, users)
             raise _timed_out(stage) from exc
         except httpx.TransportError as exc:
-            failed = _transport_failure(exc, reading=stage == "reading")
             if stage != "queued":
                 status = TIMEOUT if isinstance(exc, httpx.TimeoutException) else NETWORK_ERROR
                 self._observe(path, status, started, users)
-            raise failed from exc
+            # Raised as built, never held in a local: this frame, kept by the exception's
+            # traceback, would hold the exception back (a cycle per failed attempt).
+            raise _transport_failure(exc, reading=stage == "reading") from exc
         except httpx.DecodingError as exc:
             # The UCD answered, but its body does not decode as its Content-Encoding says:
             # like a body that is not JSON, an answer the gateway cannot read (not retried;
