@@ -10,9 +10,10 @@ local UCD, the generators and this process share the others.
 1. **Saturation.** A closed loop of ``SATURATION_CONNECTIONS`` connections sends the
    selective read of ``gateway_overhead`` for ``SATURATION_S`` seconds to a gateway with
    default settings: its accepted requests/s is the saturation rate ``S``.
-2. **Overload**, for each gateway row of ``ROWS`` (a fresh process each: shedding on the
-   event loop's lag at its default, the in-flight limit alone at 256 and at 64, and no
-   shedding at all): an open loop offers
+2. **Overload**, for each gateway row of ``ROWS`` (a fresh process each: the defaults,
+   with the in-flight limit lowered while the loop is late; the same with a fixed limit
+   of 256, the default before that existed; the fixed limit alone at 256 and at 64; and
+   no shedding at all): an open loop offers
    ``2 × S`` requests/s for ``LOAD_S`` seconds, each request with a ``CLIENT_TIMEOUT_S``
    timeout, bounded at ``MAX_OUTSTANDING`` requests in flight on as many connections (a
    request due while the bound is reached is not sent and is counted as "not sent").
@@ -48,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import aiohttp
 import orjson
@@ -80,17 +81,27 @@ AFTER_REQUESTS = 100
 #: Load generator processes; they share the CPUs the gateway does not have.
 GENERATORS = 2
 
-#: The gateways compared: a name, UCD_GATEWAY_MAX_IN_FLIGHT and UCD_GATEWAY_MAX_LOOP_LAG_MS.
-#: A limit no load reaches stands for the gateway before shedding existed; lag 0 for the
-#: one before shedding on the event loop's lag.
-ROWS: dict[str, tuple[int, float]] = {
-    "lag shedding (max_loop_lag_ms 50, default)": (256, 50.0),
-    "in-flight only (max_in_flight 256, lag off)": (256, 0.0),
-    "in-flight only, max_in_flight 64": (64, 0.0),
-    "no shedding": (10**9, 0.0),
+
+class Limits(NamedTuple):
+    """A gateway's shedding settings (``UCD_GATEWAY_`` + the name in capitals)."""
+
+    max_in_flight: int
+    max_loop_lag_ms: float = 0.0
+    target_loop_lag_ms: float = 0.0
+
+
+#: The gateways compared. A limit no load reaches stands for the gateway before shedding
+#: existed; lag 0 for the one before shedding on the event loop's lag; target 0 for a
+#: fixed in-flight limit.
+ROWS: dict[str, Limits] = {
+    "defaults (in-flight limit follows the loop: target lag 10 ms)": Limits(256, 50.0, 10.0),
+    "fixed in-flight 256, lag shedding 50 ms (the defaults before)": Limits(256, 50.0),
+    "in-flight only (max_in_flight 256, lag off)": Limits(256),
+    "in-flight only, max_in_flight 64": Limits(64),
+    "no shedding": Limits(10**9),
 }
 #: The saturation run's gateway: nothing refused, so ``S`` is what it can serve.
-SATURATION_ROW: Final = (256, 0.0)
+SATURATION_ROW: Final = Limits(256)
 
 GRAPHQL = orjson.dumps({"query": QUERY, "variables": {"u": USER_UUID}})
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -223,7 +234,7 @@ class _Timed:
 
 def _serve_gateway(
     ucd_url: str,
-    limits: tuple[int, float],
+    limits: Limits,
     cpus: frozenset[int] | None,
     ready: Queue[int],
 ) -> None:
@@ -243,8 +254,9 @@ def _serve_gateway(
         partner=PARTNER,
         token=SecretStr(TOKEN),
         port=port,
-        max_in_flight=limits[0],
-        max_loop_lag_ms=limits[1],
+        max_in_flight=limits.max_in_flight,
+        max_loop_lag_ms=limits.max_loop_lag_ms,
+        target_loop_lag_ms=limits.target_loop_lag_ms,
         log_level="warning",
     )
     cli._configure_logging(settings)
@@ -497,7 +509,7 @@ def run() -> dict[str, Any]:
                 port, pid = start(_serve_gateway, ucd_url, limits, cpus.gateway)
                 rows[name] = _overload_row(port, pid, saturation * OVERLOAD_FACTOR, cpus)
                 stop(processes.pop())
-            port, pid = start(_serve_gateway, ucd_url, (1, 0.0), cpus.gateway)
+            port, pid = start(_serve_gateway, ucd_url, Limits(1), cpus.gateway)
             refusals = _refusal_cost(port, pid, cpus)
             stop(processes.pop())
         finally:

@@ -21,7 +21,8 @@ Limits are on by default (``gateway.limits``), each with its own clear answer
 (``gateway.error_pipeline``): a body over ``max_body_bytes`` gets HTTP 413 before
 anything parses it; query depth, aliases and tokens are GraphQL errors from strawberry's
 limiter extensions. In front of everything, ``gateway.load_shedding`` refuses GraphQL
-requests over ``max_in_flight`` or while the process drains (503, OVERLOADED); its
+requests over the in-flight limit (``max_in_flight``, lowered while the event loop runs
+late: ``gateway.in_flight_limit``) or while the process drains (503, OVERLOADED); its
 ``Admission`` is ``admission_of(app)``, which the command line's server drains on SIGTERM.
 """
 
@@ -362,7 +363,11 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     # Raises AuthSetupError on a non-loopback host without credentials (gateway/auth/).
     authenticator = build_authenticator(settings)
     slot = _RuntimeSlot()
-    admission = Admission(settings.max_in_flight, max_loop_lag_ms=settings.max_loop_lag_ms)
+    admission = Admission(
+        settings.max_in_flight,
+        max_loop_lag_ms=settings.max_loop_lag_ms,
+        target_loop_lag_ms=settings.target_loop_lag_ms,
+    )
     schema = build_schema()
     # The limits depend on settings, so they are added to the schema built by the API
     # layer rather than fixed inside it.

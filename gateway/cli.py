@@ -296,6 +296,7 @@ def _draining_server(app: Starlette, settings: Settings) -> uvicorn.Server:
         log_level=settings.log_level,
         proxy_headers=True,
         server_header=False,
+        timeout_keep_alive=settings.keep_alive_timeout,
     )
     # SIGTERM drains first (gateway/drain.py); the lifespan closes after it.
     return DrainingServer(config, admission=admission_of(app), drain_timeout=settings.drain_timeout)

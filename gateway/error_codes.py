@@ -135,8 +135,9 @@ ERROR_CODES: Final[Mapping[ErrorCode, CodeDoc]] = MappingProxyType(
             "documentId, or a documentId sent with a query (400)"
         ),
         ErrorCode.OVERLOADED: CodeDoc(
-            "the gateway did not start the operation: UCD_GATEWAY_MAX_IN_FLIGHT GraphQL "
-            "requests are already in flight, its event loop is more than "
+            "the gateway did not start the operation: its in-flight limit "
+            "(UCD_GATEWAY_MAX_IN_FLIGHT, or lower while its event loop runs late) is "
+            "reached, its event loop is more than "
             "UCD_GATEWAY_MAX_LOOP_LAG_MS behind, or it is shutting down (the message says "
             "which); "
             "HTTP 503 with Retry-After, before the body is read; safe to retry",

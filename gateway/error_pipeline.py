@@ -304,11 +304,18 @@ def _tag(errors: Sequence[GraphQLError] | None, code: ErrorCode) -> None:
             error.extensions = {**(error.extensions or {}), "code": code.value}
 
 
-def overloaded(limit: int, retry_after: int) -> dict[str, Any]:
-    """The 503 body refusing a GraphQL request while ``limit`` others are in flight."""
+def overloaded(limit: int, retry_after: int, *, maximum: int | None = None) -> dict[str, Any]:
+    """The 503 body refusing a GraphQL request while ``limit`` others are in flight;
+    ``maximum``: ``UCD_GATEWAY_MAX_IN_FLIGHT``, when the limit was lowered from it
+    (gateway/in_flight_limit.py)."""
+    setting = (
+        "UCD_GATEWAY_MAX_IN_FLIGHT"
+        if maximum is None or maximum == limit
+        else f"UCD_GATEWAY_MAX_IN_FLIGHT {maximum}, lowered while the event loop runs late"
+    )
     return _not_started(
-        f"the gateway is at its limit of {limit} GraphQL requests in flight "
-        f"(UCD_GATEWAY_MAX_IN_FLIGHT); retry after {retry_after} s",
+        f"the gateway is at its limit of {limit} GraphQL requests in flight ({setting}); "
+        f"retry after {retry_after} s",
         retry_after,
     )
 

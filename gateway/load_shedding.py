@@ -3,9 +3,11 @@
 ``Admission`` counts the GraphQL requests in flight and knows whether the process is
 draining (gateway/drain.py flips it on SIGTERM). ``ShedLoad``, the outermost ASGI
 middleware, refuses a request to ``/graphql`` with HTTP 503, ``Retry-After`` and
-OVERLOADED (gateway/error_pipeline.py) when ``UCD_GATEWAY_MAX_IN_FLIGHT`` requests are
-already in flight, while the event loop runs more than ``UCD_GATEWAY_MAX_LOOP_LAG_MS``
-behind with requests in flight (gateway/loop_lag.py), or when the process drains.
+OVERLOADED (gateway/error_pipeline.py) when the in-flight limit is reached
+(``UCD_GATEWAY_MAX_IN_FLIGHT``, lowered while the event loop runs later than
+``UCD_GATEWAY_TARGET_LOOP_LAG_MS``: gateway/in_flight_limit.py), while the event loop
+runs more than ``UCD_GATEWAY_MAX_LOOP_LAG_MS`` behind with requests in flight
+(gateway/loop_lag.py), or when the process drains.
 Every other path (``/healthz``, ``/readyz``, the export webhook) always passes: a probe
 must be answered most of all when the gateway is busy. A request the drain has to stop
 (uvicorn cancels what still runs after it) is answered 503 UPSTREAM_OUTCOME_UNKNOWN,
@@ -45,6 +47,7 @@ from gateway.error_pipeline import (
     overloaded,
     shutting_down,
 )
+from gateway.in_flight_limit import InFlightLimit
 from gateway.loop_lag import LoopLag
 
 __all__ = ["GRAPHQL_PATH", "LAG_LOG_EVERY_S", "RETRY_AFTER_S", "Admission", "ShedLoad"]
@@ -67,13 +70,23 @@ class Admission:
     counters need no lock.
     """
 
-    def __init__(self, max_in_flight: int, *, max_loop_lag_ms: float = 0) -> None:
+    def __init__(
+        self, max_in_flight: int, *, max_loop_lag_ms: float = 0, target_loop_lag_ms: float = 0
+    ) -> None:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        #: How many may be in flight now: ``max_in_flight``, lowered while the loop is
+        #: later than ``target_loop_lag_ms`` (never, when that is 0).
+        self.limit = InFlightLimit(max_in_flight, target_lag_ms=target_loop_lag_ms)
         #: Refuse while the event loop is more than this behind (0: never for that).
         self.max_loop_lag_ms = max_loop_lag_ms
-        #: The loop's lag, watched while ``watching_the_loop`` is open; None when off.
-        self.loop_lag = LoopLag() if max_loop_lag_ms > 0 else None
+        #: The loop's lag, watched while ``watching_the_loop`` is open; None when neither
+        #: the lag limit nor the adaptive in-flight limit needs it.
+        self.loop_lag = (
+            LoopLag(on_tick=self._timer_fired)
+            if max_loop_lag_ms > 0 or self.limit.adaptive
+            else None
+        )
         #: Requests refused for the loop's lag since the last log line about it, and when
         #: that was (``time.monotonic()``).
         self.refused_behind = 0
@@ -83,6 +96,13 @@ class Admission:
         self.stop_by: float | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.limit.current
+
+    def _timer_fired(self, late_s: float) -> None:
+        self.limit.observe(late_s, self.in_flight)
 
     def enter(self) -> None:
         self.in_flight += 1
@@ -109,7 +129,7 @@ class Admission:
     def behind_ms(self) -> float:
         """Milliseconds the loop is behind, if that is a reason to refuse a new request:
         over ``max_loop_lag_ms`` while requests are in flight; else 0."""
-        if self.loop_lag is None or not self.in_flight:
+        if self.loop_lag is None or self.max_loop_lag_ms <= 0 or not self.in_flight:
             return 0.0
         behind = self.loop_lag.behind_s() * 1000
         return behind if behind > self.max_loop_lag_ms else 0.0
@@ -183,9 +203,18 @@ class ShedLoad:
     def __init__(self, app: ASGIApp, *, admission: Admission) -> None:
         self.app = app
         self.admission = admission
-        self._overloaded = _Refusal(overloaded(admission.max_in_flight, RETRY_AFTER_S), close=False)
+        #: The 503 for each in-flight limit met so far (at most ``max_in_flight`` of them):
+        #: its message names the limit, and a refusal must cost next to nothing.
+        self._overloaded: dict[int, _Refusal] = {}
         self._shutting_down = _Refusal(shutting_down(RETRY_AFTER_S), close=True)
         self._interrupted = _Refusal(interrupted_by_shutdown(), close=True, retry_after=False)
+
+    def _overloaded_at(self, limit: int) -> _Refusal:
+        refusal = self._overloaded.get(limit)
+        if refusal is None:
+            body = overloaded(limit, RETRY_AFTER_S, maximum=self.admission.max_in_flight)
+            refusal = self._overloaded[limit] = _Refusal(body, close=False)
+        return refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH:
@@ -195,8 +224,9 @@ class ShedLoad:
         if admission.draining:
             await self._shutting_down(send)
             return
-        if admission.in_flight >= admission.max_in_flight:
-            await self._overloaded(send)
+        limit = admission.limit.current
+        if admission.in_flight >= limit:
+            await self._overloaded_at(limit)(send)
             return
         behind_ms = admission.behind_ms()
         if behind_ms:

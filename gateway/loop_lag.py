@@ -9,7 +9,8 @@ measured a refusal that took 4 ms in the gateway and 11.6 s at the client
 (bench/README.md, "Overload"). The loop's lag is the one figure that sees that wait
 from inside, so gateway/load_shedding.py also refuses new GraphQL requests while it is
 over ``UCD_GATEWAY_MAX_LOOP_LAG_MS``: fewer operations started means shorter turns, and
-the loop catches up.
+the loop catches up. gateway/in_flight_limit.py reads every timer (``on_tick``) to lower
+the in-flight limit while the loop is late.
 
 How: a timer every ``PERIOD_S`` notes how late it fired (a timer cannot fire before
 the loop's turn that runs it, so its lateness is how long the turns in front of it
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Final
 
 __all__ = ["PERIOD_S", "LoopLag"]
@@ -45,9 +47,13 @@ class LoopLag:
     attributes need no lock.
     """
 
-    def __init__(self, period_s: float = PERIOD_S) -> None:
+    def __init__(
+        self, period_s: float = PERIOD_S, on_tick: Callable[[float], None] | None = None
+    ) -> None:
         #: Seconds between two timers; read when the next one is scheduled.
         self.period_s = period_s
+        #: Called after each timer with how late it fired (seconds).
+        self.on_tick = on_tick
         self._last_s = 0.0
         self._previous_s = 0.0
         self._due = 0.0
@@ -87,3 +93,5 @@ class LoopLag:
         self._previous_s = self._last_s
         self._last_s = max(time.monotonic() - self._due, 0.0)
         self._schedule(loop)
+        if self.on_tick is not None:
+            self.on_tick(self._last_s)

@@ -78,6 +78,11 @@ _BREAKER_STATES: Final = ("closed", "open", "half-open")
 #: Name and help of the values read at scrape time, alike in one process and in the
 #: multiprocess files of serve --workers.
 _IN_FLIGHT: Final = ("ucd_gateway_in_flight_requests", "GraphQL requests being served now.")
+_IN_FLIGHT_LIMIT: Final = (
+    "ucd_gateway_in_flight_limit",
+    "GraphQL requests admitted at once now: UCD_GATEWAY_MAX_IN_FLIGHT, lowered while the "
+    "event loop runs late.",
+)
 _BREAKER: Final = (
     "ucd_gateway_ucd_breaker_state",
     "1 for the state each UCD endpoint's circuit is in (closed, open, half-open).",
@@ -144,6 +149,9 @@ class InFlight(Protocol):
     """What the metrics read of ``gateway.load_shedding.Admission``."""
 
     in_flight: int
+
+    @property
+    def in_flight_limit(self) -> int: ...
 
 
 class BreakerStates(Protocol):
@@ -311,6 +319,7 @@ class GatewayMetrics:
         """Write this worker's live values into its files (serve --workers)."""
         published = self._published
         published.in_flight.set(self._admission.in_flight)
+        published.in_flight_limit.set(self._admission.in_flight_limit)
         for endpoint, state, value in self._breaker_states():
             published.breakers.labels(endpoint, state).set(value)
         if self._cache is not None:
@@ -345,6 +354,7 @@ class GatewayMetrics:
 
     def _live(self) -> Iterator[Metric]:
         yield _gauge(_IN_FLIGHT, self._admission.in_flight)
+        yield _gauge(_IN_FLIGHT_LIMIT, self._admission.in_flight_limit)
         calls = self._call_count
         yield _gauge(_PER_CALL, self._operation_count / calls if calls else 0)
         if self._breakers is not None:
@@ -367,6 +377,12 @@ class _Published:
     def __init__(self) -> None:
         self.in_flight = Gauge(
             *_IN_FLIGHT,
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        # The sum: what all workers admit at once.
+        self.in_flight_limit = Gauge(
+            *_IN_FLIGHT_LIMIT,
             multiprocess_mode="livesum",
             registry=None,
         )

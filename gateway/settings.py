@@ -129,6 +129,16 @@ class Settings(BaseSettings):
     # loop runs more than this many ms behind (gateway/loop_lag.py), since a request
     # waits unread in its socket for as long, refusal or not. 0: off.
     max_loop_lag_ms: float = Field(default=50.0, ge=0)
+    # The in-flight limit drops below max_in_flight while the event loop runs later than
+    # this (ms) with requests in flight, and climbs back while it is on time
+    # (gateway/in_flight_limit.py): 256 admitted operations resuming together make one
+    # turn of the loop ~100 ms, which every new request waits for. 0: the limit is fixed.
+    target_loop_lag_ms: float = Field(default=10.0, ge=0)
+    # Seconds an idle client connection stays open (uvicorn's default is 5). A server that
+    # closes first races the next request a client writes on the connection, which then
+    # fails with a reset (the bench's overload run saw it); load balancers keep idle
+    # connections up to 60 s (AWS ALB), so the gateway keeps them longer.
+    keep_alive_timeout: int = Field(default=75, ge=1)
     # After SIGTERM, how long operations in flight may take to finish before the server
     # stops; at most 10 so the process is gone within 15 s (uvicorn's 1 s and close after).
     drain_timeout: float = Field(default=10.0, ge=0, le=10)

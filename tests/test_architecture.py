@@ -198,6 +198,7 @@ LAYERS: Final[dict[str, int]] = {
     "listening": 1,
     "tuning": 1,
     "loop_lag": 1,
+    "in_flight_limit": 1,
     "tracing": 1,
     "request_context": 1,
     "logs": 2,

@@ -37,7 +37,9 @@ strawberry upgrade that breaks one fails there, with the name of what broke:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import strawberry
@@ -52,6 +54,7 @@ from graphql import (
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import validate as graphql_core_validate
+from graphql.pyutils import gather_with_cancel
 from strawberry.extensions import MaskErrors
 from strawberry.schema.name_converter import NameConverter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
@@ -240,12 +243,28 @@ class AcyclicExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self.async_helpers = _DETACHED
 
 
-def _no_more_async_work(*_args: object, **_kwargs: object) -> Any:
-    raise RuntimeError("the operation's executor was used after its result was complete")
+#: Work handed to a finished executor's helpers, kept referenced until it settles.
+_settling: set[asyncio.Future[list[Any]]] = set()
+
+
+def _settle_detached(values: Sequence[Any]) -> None:
+    """``track`` of a finished executor: settle the awaitables in the background, as the
+    executor would, without holding it (only an abstract type's asynchronous
+    ``is_type_of`` hands work over; none of the gateway's types has one)."""
+    awaitables = [value for value in values if inspect.isawaitable(value)]
+    if awaitables:
+        future = asyncio.gather(*awaitables, return_exceptions=True)
+        _settling.add(future)
+        future.add_done_callback(_settling.discard)
+
+
+def _gather_detached(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
+    """``gather`` of a finished executor: what the executor's own does."""
+    return gather_with_cancel(*values)
 
 
 #: What a finished executor holds instead of helpers bound to itself.
-_DETACHED: Final = GraphQLResolveInfoHelpers(gather=_no_more_async_work, track=_no_more_async_work)
+_DETACHED: Final = GraphQLResolveInfoHelpers(gather=_gather_detached, track=_settle_detached)
 
 
 class MaskingExtension(MaskErrors):

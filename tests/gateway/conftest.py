@@ -188,10 +188,12 @@ def _state_in_a_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.fixture(autouse=True)
 def _no_shedding_on_loop_lag(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process apps do not shed on their event loop's lag, unless a test asks
-    (tests/gateway/test_loop_lag.py): a test worker that the machine leaves without a CPU
-    for 50 ms would otherwise refuse a concurrent request of an unrelated test at random."""
+    """In-process apps neither shed on their event loop's lag nor lower their in-flight
+    limit for it, unless a test asks (tests/gateway/test_loop_lag.py,
+    test_in_flight_limit.py): a test worker that the machine leaves without a CPU for
+    50 ms would otherwise refuse a concurrent request of an unrelated test at random."""
     monkeypatch.setenv("UCD_GATEWAY_MAX_LOOP_LAG_MS", "0")
+    monkeypatch.setenv("UCD_GATEWAY_TARGET_LOOP_LAG_MS", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,8 +26,9 @@ _URL = re.compile(r"(http://127\.0\.0\.1:\d+)")
 
 #: Given unless a test says otherwise: the test machine is loaded by the suite itself, and
 #: a replica that shed a request on loop lag would fail a test about something else
-#: (shedding on lag has tests of its own, tests/gateway/test_loop_lag.py).
-_DEFAULTS: Final = {"UCD_GATEWAY_MAX_LOOP_LAG_MS": "0"}
+#: (shedding on lag has tests of its own, tests/gateway/test_loop_lag.py, and so has the
+#: in-flight limit that follows it, test_in_flight_limit.py).
+_DEFAULTS: Final = {"UCD_GATEWAY_MAX_LOOP_LAG_MS": "0", "UCD_GATEWAY_TARGET_LOOP_LAG_MS": "0"}
 
 
 def _environment(settings: Mapping[str, str]) -> dict[str, str]:

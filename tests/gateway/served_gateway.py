@@ -55,8 +55,10 @@ def serving_gateway(folder: Path, env: Mapping[str, str] | None = None) -> Itera
         UCD_GATEWAY_PORT="0",
         UCD_GATEWAY_LOCAL_UCD_PORT="0",
         UCD_GATEWAY_LOCAL_UCD_DATA_DIR=str(folder / "ucd"),
-        # The suite loads the machine; shedding on lag has tests of its own (test_loop_lag).
+        # The suite loads the machine; shedding on lag has tests of its own (test_loop_lag),
+        # and so has the in-flight limit that follows the lag (test_in_flight_limit).
         UCD_GATEWAY_MAX_LOOP_LAG_MS="0",
+        UCD_GATEWAY_TARGET_LOOP_LAG_MS="0",
     )
     variables.update(env or {})
     log = folder / "gateway.log"

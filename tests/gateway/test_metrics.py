@@ -302,6 +302,7 @@ async def test_a_call_whose_answer_is_late_is_a_timeout(
 def test_two_apps_count_apart() -> None:
     class Idle:
         in_flight = 0
+        in_flight_limit = 256
 
     first, second = GatewayMetrics(Idle()), GatewayMetrics(Idle())
     first.on_call(PROFILE, "200", 0.01, 1)
@@ -351,6 +352,7 @@ def test_an_operation_that_raises_under_observing_is_counted_as_refused() -> Non
 
     class Idle:
         in_flight = 0
+        in_flight_limit = 256
 
     metrics = GatewayMetrics(Idle())
     observer = observe_operations(metrics)

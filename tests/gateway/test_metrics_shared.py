@@ -30,10 +30,12 @@ OPERATIONS: Sample = (
     (("operation", "Q"), ("outcome", "OK"), ("type", "query")),
 )
 IN_FLIGHT: Sample = ("ucd_gateway_in_flight_requests", ())
+LIMIT = "ucd_gateway_in_flight_limit"
 
 
 class InFlight:
     in_flight = 0
+    in_flight_limit = 256
 
 
 class OpenBreakers:
@@ -112,6 +114,7 @@ async def test_publishing_writes_the_live_values_while_open(shared: Path) -> Non
     admission = InFlight()
     metrics = GatewayMetrics(admission)
     admission.in_flight = 7
+    admission.in_flight_limit = 40
     async with metrics.publishing():
         await asyncio.sleep(0)  # the first publication is at once
     # What the files hold, as another worker's scrape reads them (no publication of its own).
@@ -119,6 +122,8 @@ async def test_publishing_writes_the_live_values_while_open(shared: Path) -> Non
     families = collector.collect()  # type: ignore[no-untyped-call]
     (in_flight,) = [s.value for f in families for s in f.samples if s.name == IN_FLIGHT[0]]
     assert in_flight == 7
+    (limit,) = [s.value for f in families for s in f.samples if s.name == LIMIT]
+    assert limit == 40  # summed over the workers: what they admit at once
 
 
 async def test_in_one_process_publishing_does_nothing() -> None:

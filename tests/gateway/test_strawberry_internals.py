@@ -7,6 +7,7 @@ schema of their own, so they test strawberry, not the gateway's schema.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -39,6 +40,7 @@ from strawberry.types import ExecutionResult
 from gateway.api.names import ATTRIBUTE_INPUT_WRITE_NAMES, EVENT_INPUT_PARAMS, KEY_FIELDS
 from gateway.api.strawberry_internals import (
     ERROR_LOGGER_NAME,
+    AcyclicExecutionContext,
     CachedNameConverter,
     ErrorHookSchema,
     MaskingExtension,
@@ -580,3 +582,51 @@ async def test_a_withheld_plain_field_is_null_with_its_error_and_the_rest_answer
     assert error.path == ["person", "name"]
     assert error.message == "name is withheld"
     assert isinstance(error.original_error, PermissionError)
+
+
+# --- AcyclicExecutionContext -----------------------------------------------------------------
+
+
+class _Kept(AcyclicExecutionContext):
+    """The executors made, kept for the test to look at."""
+
+    made: ClassVar[list[AcyclicExecutionContext]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _Kept.made.append(self)
+
+
+@strawberry.type
+class _Slow:
+    @strawberry.field
+    async def answer(self) -> int:
+        return 42
+
+
+async def test_a_finished_executor_lets_go_of_itself_and_its_helpers_still_work() -> None:
+    """graphql-core's executor holds two of its own bound methods (``async_helpers``): a
+    reference cycle that kept each operation's context for the cyclic collector. Once
+    the result is complete they are swapped for helpers that do the same work alone."""
+    _Kept.made.clear()
+    schema = strawberry.Schema(query=_Slow, execution_context_class=_Kept)
+    result = await schema.execute("{ answer }")
+    assert result.data == {"answer": 42}
+    (executor,) = _Kept.made
+    helpers = executor.async_helpers
+    assert getattr(helpers.gather, "__self__", None) is None
+    assert getattr(helpers.track, "__self__", None) is None
+
+    async def value(n: int) -> int:
+        return n
+
+    assert await helpers.gather([value(1), value(2)]) == [1, 2]
+    settled: list[int] = []
+
+    async def note() -> None:
+        settled.append(1)
+
+    helpers.track([note(), "not awaitable"])
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert settled == [1]

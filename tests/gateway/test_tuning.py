@@ -81,6 +81,19 @@ def test_the_cli_server_runs_on_uvloop_with_start_up_objects_frozen(
 
 
 @pytest.mark.parametrize("probe", [pytest.param(DrainingServer, id="serve")], indirect=["probe"])
+@pytest.mark.parametrize(("setting", "kept"), [(None, 75), ("120", 120)])
+def test_the_gateway_keeps_idle_client_connections_longer_than_load_balancers_do(
+    probe: dict[str, Any], monkeypatch: pytest.MonkeyPatch, setting: str | None, kept: int
+) -> None:
+    """Closing an idle connection first races the client's next request on it (a reset):
+    75 s by default, longer than an AWS ALB's 60 s idle timeout."""
+    if setting is not None:
+        monkeypatch.setenv("UCD_GATEWAY_KEEP_ALIVE_TIMEOUT", setting)
+    assert main(["serve", "--port", "0"]) == 0
+    assert probe["keep_alive"] == kept
+
+
+@pytest.mark.parametrize("probe", [pytest.param(DrainingServer, id="serve")], indirect=["probe"])
 def test_local_ucd_servers_keep_idle_connections_longer_than_the_gateway_does(
     probe: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
