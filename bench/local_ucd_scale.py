@@ -86,16 +86,24 @@ def _listen() -> socket.socket:
     return listening_socket("127.0.0.1", 0, backlog=1024)
 
 
-def _serve_local_ucd(data_dir: str, ready: Queue[int]) -> None:
-    """Serve a local UCD of partner ``bench`` under uvicorn; put its port on ``ready``."""
+def _serve_local_ucd(data_dir: str, ready: Queue[int], *, profile_latency_ms: float = 0.0) -> None:
+    """Serve a local UCD of partner ``bench`` under uvicorn; put its port on ``ready``.
+    ``profile_latency_ms``: its profile reads answer that late (a UCD far away)."""
     import uvicorn
 
     from gateway.local_ucd.app import create_local_ucd_app
-    from gateway.local_ucd.config import LocalUcdConfig
+    from gateway.local_ucd.config import FaultConfig, LocalUcdConfig
 
     sock = _listen()
     port = sock.getsockname()[1]
-    config = LocalUcdConfig(port=port, data_dir=Path(data_dir), partners={PARTNER: (TOKEN,)})
+    faults = (
+        FaultConfig.from_json({"endpoints": {"profile": {"latency_ms": profile_latency_ms}}})
+        if profile_latency_ms
+        else None
+    )
+    config = LocalUcdConfig(
+        port=port, data_dir=Path(data_dir), partners={PARTNER: (TOKEN,)}, faults=faults
+    )
     app = create_local_ucd_app(config)
     ready.put(port)
     uvicorn.Server(

@@ -32,6 +32,11 @@ local UCD, the generators and this process share the others.
    ``SATURATION_CONNECTIONS`` connections for ``SATURATION_S``, so nearly every request
    is refused: latencies of the refusals, and the gateway's CPU time per request
    (``/proc``), against an accepted read's.
+6. **A UCD far away, below saturation**: a second local UCD answering profile reads
+   ``FAR_LATENCY_MS`` late (its fault injection), ``FAR_SHARE`` × ``S`` offered for
+   ``FAR_S`` seconds, to the defaults and to a fixed limit of 256 (``FAR_ROWS``). The
+   gateway has CPU to spare and ~150 reads in flight: the limit that follows the loop
+   must refuse no more than the fixed one (gateway/in_flight_limit.py).
 
 ``run()`` returns the figures and prints markdown tables. ``python -m bench overload``.
 """
@@ -102,6 +107,16 @@ ROWS: dict[str, Limits] = {
 }
 #: The saturation run's gateway: nothing refused, so ``S`` is what it can serve.
 SATURATION_ROW: Final = Limits(256)
+
+#: Step 6: how late the far UCD answers a profile read, the load as a share of ``S``,
+#: how long, and the gateways compared.
+FAR_LATENCY_MS = 100.0
+FAR_SHARE = 0.45
+FAR_S = 10.0
+FAR_ROWS: dict[str, Limits] = {
+    "defaults (in-flight limit follows the loop)": ROWS[next(iter(ROWS))],
+    "fixed in-flight 256": Limits(256, 50.0),
+}
 
 GRAPHQL = orjson.dumps({"query": QUERY, "variables": {"u": USER_UUID}})
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -271,6 +286,12 @@ def _serve_pinned_local_ucd(data_dir: str, cpus: frozenset[int] | None, ready: Q
     _serve_local_ucd(data_dir, ready)
 
 
+def _serve_far_local_ucd(data_dir: str, cpus: frozenset[int] | None, ready: Queue[int]) -> None:
+    """A local UCD whose profile reads answer ``FAR_LATENCY_MS`` late (step 6)."""
+    _pin(cpus)
+    _serve_local_ucd(data_dir, ready, profile_latency_ms=FAR_LATENCY_MS)
+
+
 # --- probes from this process -----------------------------------------------------------------
 
 
@@ -436,6 +457,24 @@ def _overload_row(port: int, pid: int, rate: float, cpus: Cpus) -> dict[str, Any
     }
 
 
+def _far_row(port: int, pid: int, rate: float, cpus: Cpus) -> dict[str, Any]:
+    """Step 6: ``rate`` offered for ``FAR_S`` to a gateway whose UCD is far away."""
+    asyncio.run(_warm_up(port))
+    cpu_before, started = _cpu_seconds(pid), time.time()
+    tally = loadgen.run(
+        _plan(port, rate=rate, connections=MAX_OUTSTANDING, seconds=FAR_S, cpus=cpus)
+    )
+    return {
+        "offered_rps": (tally.sent + tally.not_sent) / FAR_S,
+        "accepted": len(tally.accepted),
+        "rejected": len(tally.rejected),
+        "failed": sum(tally.failures.values()) + tally.not_sent,
+        "accepted_p50_ms": _ms(tally.accepted, 0.5),
+        "accepted_p99_ms": _ms(tally.accepted, 0.99),
+        "gateway_cpu_share": _share(_cpu_seconds(pid), cpu_before, time.time() - started),
+    }
+
+
 def _refusal_cost(port: int, pid: int, cpus: Cpus) -> dict[str, Any]:
     """Closed loop on a gateway that takes one request at a time: refusals' cost."""
     asyncio.run(_warm_up(port))
@@ -491,6 +530,7 @@ def run() -> dict[str, Any]:
         proc.join(timeout=20)
 
     rows: dict[str, dict[str, Any]] = {}
+    far: dict[str, dict[str, Any]] = {}
     saturation: float | None = None
     with tempfile.TemporaryDirectory(prefix="bench-overload-") as data_dir:
         try:
@@ -512,6 +552,16 @@ def run() -> dict[str, Any]:
             port, pid = start(_serve_gateway, ucd_url, Limits(1), cpus.gateway)
             refusals = _refusal_cost(port, pid, cpus)
             stop(processes.pop())
+            stop(processes.pop())  # the local UCD; the far one has data of its own
+            assert saturation is not None
+            far_port, _ = start(_serve_far_local_ucd, f"{data_dir}/far", cpus.others)
+            asyncio.run(_seed(far_port))
+            for name, limits in FAR_ROWS.items():
+                port, pid = start(
+                    _serve_gateway, f"http://127.0.0.1:{far_port}", limits, cpus.gateway
+                )
+                far[name] = _far_row(port, pid, saturation * FAR_SHARE, cpus)
+                stop(processes.pop())
         finally:
             for proc in processes:
                 stop(proc)
@@ -522,6 +572,7 @@ def run() -> dict[str, Any]:
         "load_s": LOAD_S,
         "rows": rows,
         "refusals": refusals,
+        "far": far,
     }
     print(_table(report))
     return report
@@ -593,7 +644,21 @@ def _table(report: dict[str, Any]) -> str:
         f"| {f['rejected']:,} | {f['accepted']:,} "
         f"| {_fmt(f['rejected_p50_ms'], '.2f')} / {_fmt(f['rejected_p99_ms'], '.2f')} "
         f"| {_fmt(f['cpu_us_per_request'], ',.0f')} |",
+        "",
+        f"A UCD {FAR_LATENCY_MS:g} ms away (profile reads), {FAR_SHARE:g} × saturation "
+        f"offered for {FAR_S:g} s: CPU to spare, ~150 reads in flight.",
+        "",
+        "| gateway | offered/s | accepted | rejected 503 | failed or not sent "
+        "| accepted p50 / p99 ms | gateway CPU used |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    for name, r in report["far"].items():
+        share = r["gateway_cpu_share"]
+        lines.append(
+            f"| {name} | {r['offered_rps']:,.0f} | {r['accepted']:,} | {r['rejected']:,} "
+            f"| {r['failed']:,} | {_pair(r, 'accepted')} "
+            f"| {'n/a' if share is None else format(share, '.0%')} |"
+        )
     return "\n".join(lines)
 
 

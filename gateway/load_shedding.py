@@ -101,8 +101,8 @@ class Admission:
     def in_flight_limit(self) -> int:
         return self.limit.current
 
-    def _timer_fired(self, late_s: float) -> None:
-        self.limit.observe(late_s, self.in_flight)
+    def _timer_fired(self, late_s: float, busy: float) -> None:
+        self.limit.observe(late_s, busy, self.in_flight)
 
     def enter(self) -> None:
         self.in_flight += 1

@@ -88,6 +88,28 @@ async def test_the_monitor_measures_a_blocked_loop_and_reads_on_time_once_it_cat
     assert lag.behind_s() == 0
 
 
+async def test_the_busy_share_tells_a_loop_at_work_from_one_that_waits() -> None:
+    """``busy_share``: the loop thread's CPU time over the last periods' wall time. A
+    turn that waits (a sleep) is late but idle; one that computes is late and busy."""
+    lag = LoopLag()
+    assert lag.busy_share() == 0  # nothing measured yet
+    lag.start()
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0.015)
+            time.sleep(0.03)  # noqa: ASYNC251  # late, idle
+        assert lag.busy_share() < 0.5
+        for _ in range(12):
+            await asyncio.sleep(0)  # the due timer runs
+            end = time.perf_counter() + 0.03
+            while time.perf_counter() < end:  # late, at work
+                pass
+        # Not 1: the suite shares the CPUs, and the thread may lose its CPU meanwhile.
+        assert lag.busy_share() > 0.5
+    finally:
+        lag.stop()
+
+
 async def test_a_stopped_monitor_can_start_again() -> None:
     lag = LoopLag()
     lag.start()

@@ -33,6 +33,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper().startswith("UCD_GATEWAY_"):
             monkeypatch.delenv(name)
+    # The embedded local UCD on a free port: its default, 8765, is one for all test workers.
+    monkeypatch.setenv("UCD_GATEWAY_LOCAL_UCD_PORT", "0")
 
 
 @pytest.fixture
