@@ -80,7 +80,7 @@ class InFlightLimit:
 
     def observe(self, late_s: float, busy: float, in_flight: int) -> None:
         """One timer of the loop-lag monitor fired ``late_s`` late, the loop's thread
-        running ``busy`` of the last periods, with ``in_flight`` requests in flight."""
+        having run ``busy`` of the 0.1 s before, with ``in_flight`` requests in flight."""
         if not self.adaptive:
             return
         if (

@@ -10,7 +10,7 @@ measured a refusal that took 4 ms in the gateway and 11.6 s at the client
 from inside, so gateway/load_shedding.py also refuses new GraphQL requests while it is
 over ``UCD_GATEWAY_MAX_LOOP_LAG_MS``: fewer operations started means shorter turns, and
 the loop catches up. gateway/in_flight_limit.py reads every timer (``on_tick``) to lower
-the in-flight limit while the loop is late and its thread has had no idle moment.
+the in-flight limit while the loop is late and short of CPU.
 
 How: a timer every ``PERIOD_S`` notes how late it fired (a timer cannot fire before
 the loop's turn that runs it, so its lateness is how long the turns in front of it
