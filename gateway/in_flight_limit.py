@@ -68,15 +68,14 @@ class InFlightLimit:
     def __init__(self, maximum: int, *, target_lag_ms: float) -> None:
         #: ``UCD_GATEWAY_MAX_IN_FLIGHT``: where the limit starts and what it comes back to.
         self.maximum = maximum
-        #: Later than this, a timer lowers the limit; 0: the limit stays at the maximum.
-        self.target_lag_ms = target_lag_ms
         self.current = maximum
         self._floor = min(FLOOR, maximum)
+        # A timer later than this may lower the limit; 0: it stays at the maximum.
         self._target_s = target_lag_ms / 1000
 
     @property
     def adaptive(self) -> bool:
-        return self.target_lag_ms > 0
+        return self._target_s > 0
 
     def observe(self, late_s: float, busy: float, in_flight: int) -> None:
         """One timer of the loop-lag monitor fired ``late_s`` late, the loop's thread

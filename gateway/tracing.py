@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context as OtelContext
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -191,15 +192,8 @@ class TraceRequests:
                     span.set_attribute("error.type", str(status))
             await send(message)
 
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        try:
+        with _current(span, parent):
             await self.app(scope, receive, send_status)
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-            span.end()
 
 
 def _header_carrier(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -240,12 +234,17 @@ class OperationSpans(SchemaExtension):
                 _name_operation(span, self.execution_context)
 
 
+def _operation(active: Tracer) -> contextlib.AbstractContextManager[Span]:
+    """An operation's span (both ``OperationSpans`` and ``operation_span``), current
+    while the block runs."""
+    return _current(active.start_span("GraphQL operation", kind=SpanKind.INTERNAL))
+
+
 @contextlib.contextmanager
-def _operation(active: Tracer) -> Iterator[Span]:
-    """An operation's span, current while the block runs, failed by an exception out of
-    it, ended after it (both ``OperationSpans`` and ``operation_span``)."""
-    span = active.start_span("GraphQL operation", kind=SpanKind.INTERNAL)
-    token = otel_context.attach(trace.set_span_in_context(span))
+def _current(span: Span, parent: OtelContext | None = None) -> Iterator[Span]:
+    """``span`` the current span while the block runs (in ``parent``'s trace, else the
+    current one's), failed by an exception out of it, ended after it."""
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
     try:
         yield span
     except BaseException as exc:
